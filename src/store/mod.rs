@@ -1,0 +1,120 @@
+//! The store: one shard's items, in memory, executed single-threaded.
+//!
+//! Owns item layout, the index, expiry and eviction for one shard. It never
+//! touches a socket, never parses protocol text, and never looks at another
+//! shard: the caller (the shard) has already routed the key here.
+//!
+//! Time is the shard's `now`: whole seconds on the server's clock (see
+//! `crate::clock`). An `exptime` of 0 means "never"; any other value is the
+//! absolute second at which the item stops being visible (so a value <= now
+//! is already expired).
+//!
+//! THIS FILE IS THE CONTRACT. The implementation lives in submodules.
+
+/// Interned (project, cache) namespace. Items store this id, never the names.
+pub type NsId = u32;
+
+/// A key as the store sees it: namespace, the client's key bytes, and the
+/// 64-bit hash of (project, cache, key) the router already computed.
+/// The router picks the shard from the high 32 bits; the store should index
+/// with the low bits so the two choices are independent.
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    pub ns: NsId,
+    pub hash: u64,
+    pub key: &'a [u8],
+}
+
+/// Storage command semantics (memcached's set/add/replace/append/prepend/cas).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOutcome {
+    Stored,
+    NotStored,
+    /// cas: item exists but its cas unique differs.
+    Exists,
+    /// cas: no such item.
+    NotFound,
+    /// Value larger than the configured max item size. A `Set` that fails so
+    /// also unlinks the old item under that key, as memcached does.
+    TooLarge,
+    /// Could not make room (e.g. every candidate is pinned). Rare.
+    OutOfMemory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOutcome {
+    /// The new value after incr (wrapping at 2^64) or decr (floored at 0).
+    Value(u64),
+    NotFound,
+    NonNumeric,
+}
+
+/// A readable item. Borrowed from the store: valid until the next `&mut` call.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemView<'a> {
+    pub flags: u32,
+    pub cas: u64,
+    pub value: &'a [u8],
+}
+
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Hit(ItemView<'a>),
+    /// Present in the index but past its exptime (counts as get_expired).
+    Expired,
+    Missing,
+}
+
+/// Whole-store counters, memcached's meanings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub curr_items: u64,
+    pub total_items: u64,
+    /// Bytes of items currently stored, as memcached's `bytes`.
+    pub bytes: u64,
+    pub evictions: u64,
+    /// Expired items reclaimed (on access or by the sweep).
+    pub reclaimed: u64,
+    /// Items that expired (or were evicted after expiring) without ever being fetched.
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    /// Memory the store itself holds beyond `limit` (index, headers), for `stats`.
+    pub overhead_bytes: u64,
+}
+
+/// Per-namespace figures, so a tenant's `stats` never reveals another's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsStats {
+    pub curr_items: u64,
+    pub bytes: u64,
+    pub evictions: u64,
+    pub total_items: u64,
+}
+
+// The `Store` type (implemented in submodules and re-exported here) offers,
+// all single-threaded on its shard:
+//
+//   Store::new(limit_bytes: usize, max_item_size: usize) -> Store
+//   fn get(&mut self, k: Key, now: u32) -> Lookup<'_>            // marks fetched / recency
+//   fn get_and_touch(&mut self, k: Key, exptime: u32, now: u32) -> Lookup<'_>   // gat/gats
+//   fn touch(&mut self, k: Key, exptime: u32, now: u32) -> bool
+//   fn set(&mut self, k: Key, mode: SetMode, flags: u32, exptime: u32,
+//          value: &[u8], now: u32) -> SetOutcome
+//   fn delete(&mut self, k: Key, now: u32) -> bool
+//   fn arith(&mut self, k: Key, incr: bool, delta: u64, now: u32) -> ArithOutcome
+//   fn flush_ns(&mut self, ns: NsId)            // drop every item of one namespace, now
+//   fn flush_all(&mut self)                     // drop everything, now
+//   fn sweep(&mut self, now: u32, budget: usize) -> usize   // reclaim expired; returns count
+//   fn stats(&self) -> StoreStats
+//   fn ns_stats(&self, ns: NsId) -> NsStats
+//   fn limit_bytes(&self) -> usize
