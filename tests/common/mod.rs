@@ -1,0 +1,143 @@
+//! Test support: start the real `ferrocache` binary on an ephemeral port and
+//! talk raw bytes to it. The server prints one ready line on stdout once every
+//! core has bound the port, so tests never sleep to wait for it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// `ferrocache --cores 2 --listen 127.0.0.1:0` plus `extra` arguments.
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_with(&["--cores", "2"], extra)
+    }
+
+    pub fn start_with(base: &[&str], extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(base)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ferrocache");
+        let addr = read_ready_line(&mut child);
+        Server { child, addr }
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::new(TcpStream::connect(self.addr).expect("connect"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size of the server process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc_kill(self.pid() as i32, sig) };
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads stdout until `ferrocache <version> listening on <addr> ...`.
+fn read_ready_line(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .expect("server exited before it was ready")
+        .expect("read ready line");
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("ferrocache"), "unexpected ready line: {line}");
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+    addr.parse().expect("ready line address")
+}
+
+/// A raw text-protocol connection with byte-exact helpers.
+pub struct Conn {
+    pub stream: TcpStream,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact_n(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf).expect("read reply");
+        buf
+    }
+
+    /// Sends `req` and asserts the reply is exactly `expected`.
+    pub fn roundtrip(&mut self, req: &[u8], expected: &[u8]) {
+        self.send(req);
+        let got = self.read_exact_n(expected.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "request {:?}",
+            String::from_utf8_lossy(req)
+        );
+    }
+
+    /// Reads until the buffer ends with `terminator` (e.g. b"END\r\n").
+    pub fn read_until(&mut self, terminator: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut byte = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.ends_with(terminator) {
+            assert!(Instant::now() < deadline, "timed out; got {:?}", String::from_utf8_lossy(&out));
+            let n = self.stream.read(&mut byte).expect("read");
+            assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&byte[..n]);
+        }
+        out
+    }
+
+    /// True once the server has closed the connection (EOF or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
