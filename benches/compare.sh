@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Side-by-side throughput, latency and CPU cost: ferrocache --cores 1 against
+# memcached -t 1, same memory, same load, same run. Each server is pinned to
+# SERVER_CPU and the load generator to LOADGEN_CPU so neither steals from the
+# other; the servers take turns, so only one is loaded at a time.
+#
+#   bash benches/compare.sh            (make bench-compare)
+#   DURATION=3 bash benches/compare.sh
+#
+# Environment: DURATION (s per load, 10), MEMORY_MB (1024), CONNS (50),
+# KEYS (100000), VALUE_SIZE (100), RATIO (1:10), PIPELINES ("1 16"),
+# SERVER_CPU (0), LOADGEN_CPU (1), FERROCACHE_BIN (skip the build, use this
+# binary), STRICT=1 (exit 1 when a target is missed).
+set -euo pipefail
+# shellcheck source=loadgen/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/loadgen/servers.sh"
+
+DURATION="${DURATION:-10}"
+MEMORY_MB="${MEMORY_MB:-1024}"
+CONNS="${CONNS:-50}"
+KEYS="${KEYS:-100000}"
+VALUE_SIZE="${VALUE_SIZE:-100}"
+RATIO="${RATIO:-1:10}"
+PIPELINES="${PIPELINES:-1 16}"
+SERVER_CPU="${SERVER_CPU:-0}"
+LOADGEN_CPU="${LOADGEN_CPU:-1}"
+STRICT="${STRICT:-0}"
+
+build_binaries
+ensure_memcached
+NCPU="$(nproc)"
+((NCPU >= 2)) || echo "warning: 1 CPU: server and load generator share it; figures are only indicative" >&2
+
+start_ferrocache fc "$SERVER_CPU" --cores 1 --memory-mb "$MEMORY_MB"
+start_memcached mc "$SERVER_CPU" "$MEMORY_MB" -t 1
+
+LOAD=(--conns "$CONNS" --keys "$KEYS" --value-size "$VALUE_SIZE" --ratio "$RATIO")
+for s in fc mc; do
+  echo "prefilling $s with $KEYS keys..." >&2
+  run_loadgen "$BENCH_TMP/prefill-$s" "$LOADGEN_CPU" --server "${SRV_ADDR[$s]}" \
+    "${LOAD[@]}" --prefill --requests 0
+done
+
+declare -A OPS P99 CPU
+# measure NAME PIPELINE: one timed load; records ops/s, p99 and CPU µs/op.
+measure() {
+  local s="$1" p="$2" out="$BENCH_TMP/load-$1-$2"
+  echo "load: $s pipeline $p for ${DURATION}s" >&2
+  local t0 t1
+  t0="$(cpu_ticks "${SRV_PID[$s]}")"
+  run_loadgen "$out" "$LOADGEN_CPU" --server "${SRV_ADDR[$s]}" "${LOAD[@]}" \
+    --pipeline "$p" --duration "$DURATION"
+  t1="$(cpu_ticks "${SRV_PID[$s]}")"
+  OPS[$s,$p]="$(result "$out" ops_per_sec)"
+  P99[$s,$p]="$(result "$out" p99_us)"
+  # The server's CPU over the run includes the drain after the deadline,
+  # so divide by every operation the generator completed.
+  CPU[$s,$p]="$(calc "($t1 - $t0) / $CLK_TCK * 1000000 / $(result "$out" ops)" 3)"
+}
+
+for p in $PIPELINES; do
+  measure fc "$p"
+  measure mc "$p"
+done
+
+SCALE=""
+if ((NCPU >= 4)); then
+  # Scaling: the same load at pipeline 16 against --cores 2 and --cores 1,
+  # with the generator on two other CPUs and two threads so it keeps up.
+  stop_server fc
+  stop_server mc
+  for n in 1 2; do
+    cpus="0"
+    ((n == 2)) && cpus="0,1"
+    start_ferrocache "fc$n" "$cpus" --cores "$n" --memory-mb "$MEMORY_MB"
+    run_loadgen "$BENCH_TMP/prefill-fc$n" "2,3" --server "${SRV_ADDR[fc$n]}" \
+      "${LOAD[@]}" --prefill --requests 0
+    run_loadgen "$BENCH_TMP/scale-$n" "2,3" --server "${SRV_ADDR[fc$n]}" "${LOAD[@]}" \
+      --threads 2 --pipeline 16 --duration "$DURATION"
+    stop_server "fc$n"
+  done
+  SCALE="$(calc "$(result "$BENCH_TMP/scale-2" ops_per_sec) / $(result "$BENCH_TMP/scale-1" ops_per_sec)")"
+fi
+
+echo
+echo "ferrocache --cores 1 vs memcached -t 1: $CONNS conns, ${VALUE_SIZE}-byte values," \
+  "$RATIO set:get, $KEYS keys, ${MEMORY_MB} MB, ${DURATION}s per load, $NCPU CPUs"
+printf '%-18s %8s %12s %10s %12s\n' server pipeline ops/s p99_us cpu_us/op
+for p in $PIPELINES; do
+  for s in fc mc; do
+    name=ferrocache
+    [[ $s == mc ]] && name=memcached
+    printf '%-18s %8s %12s %10s %12s\n' "$name" "$p" "${OPS[$s,$p]}" "${P99[$s,$p]}" "${CPU[$s,$p]}"
+  done
+  printf '%-18s %8s %11sx %9sx %11sx\n' "ferrocache/memc." "$p" \
+    "$(calc "${OPS[fc,$p]} / ${OPS[mc,$p]}")" \
+    "$(calc "${P99[fc,$p]} / ${P99[mc,$p]}")" \
+    "$(calc "${CPU[fc,$p]} / ${CPU[mc,$p]}")"
+done
+
+missed=0
+verdict() { # verdict TEXT CONDITION
+  local v
+  v="$(pass_fail "$2")"
+  [[ $v == PASS ]] || missed=1
+  echo "  $v  $1"
+}
+echo "targets:"
+if [[ " $PIPELINES " == *" 16 "* ]]; then
+  verdict "pipeline 16: ops/s >= 4x memcached ($(calc "${OPS[fc,16]} / ${OPS[mc,16]}")x)" \
+    "${OPS[fc,16]} >= 4 * ${OPS[mc,16]}"
+fi
+if [[ " $PIPELINES " == *" 1 "* ]]; then
+  verdict "pipeline 1: ops/s >= memcached ($(calc "${OPS[fc,1]} / ${OPS[mc,1]}")x)" \
+    "${OPS[fc,1]} >= ${OPS[mc,1]}"
+  verdict "pipeline 1: CPU/op <= 0.9x memcached ($(calc "${CPU[fc,1]} / ${CPU[mc,1]}")x)" \
+    "${CPU[fc,1]} <= 0.9 * ${CPU[mc,1]}"
+  verdict "pipeline 1: p99 <= memcached ($(calc "${P99[fc,1]} / ${P99[mc,1]}")x)" \
+    "${P99[fc,1]} <= ${P99[mc,1]}"
+fi
+if [[ -n "$SCALE" ]]; then
+  verdict "scaling: --cores 2 >= 1.8x --cores 1 at pipeline 16 (${SCALE}x)" "$SCALE >= 1.8"
+else
+  echo "  SKIP  scaling --cores 2 vs 1: needs >= 4 CPUs, this machine has $NCPU"
+fi
+if ((STRICT == 1 && missed == 1)); then
+  exit 1
+fi
