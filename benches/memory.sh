@@ -97,7 +97,9 @@ fi
 
 # ---- (b) hit ratio ------------------------------------------------------------
 # hit_ratio KIND ALPHA SCAN: sets HR and HRK (overall and key-space hit
-# ratio) of a cache-aside Zipf run on a fresh server with HIT_MEMORY_MB.
+# ratio) of a cache-aside Zipf run on a fresh server with HIT_MEMORY_MB, and
+# HR_RSS, the server's RSS in MiB at the end: the same --memory-mb must not
+# buy a better hit ratio with more real memory.
 hit_ratio() {
   local kind="$1" alpha="$2" scan="$3" name="hit-$1-$2-$3"
   start "$name" "$kind" "$HIT_MEMORY_MB"
@@ -105,6 +107,7 @@ hit_ratio() {
     --conns 16 --pipeline 16 --keys "$HIT_KEYS" --key-size 10 --value-size 100 \
     --dist zipf --zipf-alpha "$alpha" --ratio 0:1 --cache-aside --scan-fraction "$scan" \
     --warmup-requests "$HIT_WARMUP" --requests "$HIT_REQUESTS"
+  HR_RSS=$(($(rss_kb "${SRV_PID[$name]}") / 1024))
   stop_server "$name"
   HR="$(result "$BENCH_TMP/$name" hit_ratio)"
   HRK="$(result "$BENCH_TMP/$name" key_hit_ratio)"
@@ -116,17 +119,17 @@ if [[ " $SECTIONS " == *" b "* ]]; then
   for spec in "0.9 0" "1.0 0" "0.9 $SCAN_FRACTION"; do
     read -r alpha scan <<<"$spec"
     hit_ratio fc "$alpha" "$scan"
-    fc="$HR" fck="$HRK"
+    fc="$HR" fck="$HRK" fcr="$HR_RSS"
     hit_ratio mc "$alpha" "$scan"
-    mc="$HR" mck="$HRK"
+    mc="$HR" mck="$HRK" mcr="$HR_RSS"
     if [[ $scan == 0 ]]; then
-      say "$(printf '  zipf %-4s            : ferrocache %s  memcached %s  ratio %sx' \
-        "$alpha" "$fc" "$mc" "$(calc "$fc / $mc" 3)")"
+      say "$(printf '  zipf %-4s            : ferrocache %s  memcached %s  ratio %sx  (RSS %s / %s MiB)' \
+        "$alpha" "$fc" "$mc" "$(calc "$fc / $mc" 3)" "$fcr" "$mcr")"
     else
       # Scan gets always miss; the key-space hit ratio shows whether the scan
       # flushed the hot set.
-      say "$(printf '  zipf %-4s + %s scans: ferrocache %s (key space %s)  memcached %s (key space %s)  key-space ratio %sx' \
-        "$alpha" "$scan" "$fc" "$fck" "$mc" "$mck" "$(calc "$fck / $mck" 3)")"
+      say "$(printf '  zipf %-4s + %s scans: ferrocache %s (key space %s)  memcached %s (key space %s)  key-space ratio %sx  (RSS %s / %s MiB)' \
+        "$alpha" "$scan" "$fc" "$fck" "$mc" "$mck" "$(calc "$fck / $mck" 3)" "$fcr" "$mcr")"
     fi
   done
 fi
