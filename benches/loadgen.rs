@@ -268,6 +268,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
 
     let barrier = Barrier::new(args.threads);
+    let (cpu_start, wall_start) = (process_cpu(), Instant::now());
     let plan = Plan {
         prefill: args.prefill,
         load: args.requests != Some(0),
@@ -290,7 +291,19 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             .map(|h| h.join().expect("loadgen thread panicked"))
             .collect::<Result<Vec<_>, String>>()
     })?;
-    Ok(report(args, &plan, outcomes))
+    // The generator's own CPU use, in CPUs: near `--threads` means it, not
+    // the server, may be what limits the run.
+    let client_cpu = (process_cpu() - cpu_start) / wall_start.elapsed().as_secs_f64();
+    Ok(report(args, &plan, outcomes, client_cpu))
+}
+
+/// User + system CPU seconds of this process so far.
+fn process_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we pass and keeps no reference.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 fn resolve(server: &str) -> Result<SocketAddr, String> {
@@ -548,7 +561,7 @@ impl Drop for Poller {
     }
 }
 
-fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>) -> ExitCode {
+fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>, client_cpu: f64) -> ExitCode {
     let mut stats = Stats::new();
     let mut prefill = Counts::default();
     let mut measured = Duration::ZERO;
@@ -615,6 +628,15 @@ fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>) -> ExitCode {
         println!("latency us: p50 {p50:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
     }
     println!(
+        "client:     {client_cpu:.2} CPUs busy (of {} threads){}",
+        args.threads,
+        if client_cpu > 0.9 * args.threads as f64 {
+            "; the generator may be the bottleneck, add --threads"
+        } else {
+            ""
+        }
+    );
+    println!(
         "errors:     {errors} (server {}, wrong values {}, malformed {}, connection {})",
         c.server_errors + prefill.server_errors,
         c.wrong_values + prefill.wrong_values,
@@ -622,7 +644,7 @@ fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>) -> ExitCode {
         c.conn_errors + prefill.conn_errors
     );
     println!(
-        "RESULT ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} gets={} sets={} hits={} misses={} hit_ratio={:.4} key_hit_ratio={:.4} scan_gets={} errors={errors} wrong_values={} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} prefill_sets={} prefill_secs={:.3}",
+        "RESULT ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} gets={} sets={} hits={} misses={} hit_ratio={:.4} key_hit_ratio={:.4} scan_gets={} errors={errors} wrong_values={} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} prefill_sets={} prefill_secs={:.3} client_cpu={client_cpu:.2}",
         c.ops(),
         c.gets,
         c.sets,
