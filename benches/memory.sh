@@ -14,8 +14,8 @@
 #   ITEMS_1K (1000000)       items for (a) with 1 KiB values (~1.2 GB per server)
 #   HIT_KEYS (10000000)      key space for (b)
 #   HIT_MEMORY_MB            memory for (b) [10% of HIT_KEYS x (10+100) bytes]
-#   HIT_WARMUP (1500000)     requests before the hit ratio is measured
-#   HIT_REQUESTS (1500000)   measured requests per hit-ratio run
+#   HIT_WARMUP (1000000)     requests before the hit ratio is measured
+#   HIT_REQUESTS (1000000)   measured requests per hit-ratio run
 #   SCAN_FRACTION (0.1)      share of one-time scan gets in the scan mix
 #   EVICT_KEYS (2000000)     key space for (c), far larger than EVICT_MEMORY_MB
 #   EVICT_MEMORY_MB (64)     the full store of (c); the empty one gets 2048
@@ -30,8 +30,8 @@ ITEMS_100="${ITEMS_100:-1000000}"
 ITEMS_1K="${ITEMS_1K:-1000000}"
 HIT_KEYS="${HIT_KEYS:-10000000}"
 HIT_MEMORY_MB="${HIT_MEMORY_MB:-$(((HIT_KEYS * 110 / 10 + 1048575) / 1048576))}"
-HIT_WARMUP="${HIT_WARMUP:-1500000}"
-HIT_REQUESTS="${HIT_REQUESTS:-1500000}"
+HIT_WARMUP="${HIT_WARMUP:-1000000}"
+HIT_REQUESTS="${HIT_REQUESTS:-1000000}"
 SCAN_FRACTION="${SCAN_FRACTION:-0.1}"
 EVICT_KEYS="${EVICT_KEYS:-2000000}"
 EVICT_MEMORY_MB="${EVICT_MEMORY_MB:-64}"
@@ -80,6 +80,7 @@ bytes_per_item() {
     die "$kind evicted $evictions items while loading; raise BIG_MB"
   echo "  $kind: RSS $before KiB -> $after KiB for $items items (curr_items $count)" >&2
   BPI="$(calc "($after - $before) * 1024 / $items" 1)"
+  BPI_RSS="$((before / 1024)) -> $((after / 1024)) MiB"
 }
 
 if [[ " $SECTIONS " == *" a "* ]]; then
@@ -87,11 +88,12 @@ if [[ " $SECTIONS " == *" a "* ]]; then
   for spec in "100 $ITEMS_100" "1024 $ITEMS_1K"; do
     read -r size items <<<"$spec"
     bytes_per_item fc "$items" "$size"
-    fc="$BPI"
+    fc="$BPI" fcr="$BPI_RSS"
     bytes_per_item mc "$items" "$size"
-    mc="$BPI"
+    mc="$BPI" mcr="$BPI_RSS"
     say "$(printf '  %5s-byte values, %8s items: ferrocache %7s B/item  memcached %7s B/item  ratio %sx  [target <= 0.70] %s' \
       "$size" "$items" "$fc" "$mc" "$(calc "$fc / $mc")" "$(pass_fail "$fc <= 0.7 * $mc")")"
+    say "        RSS ferrocache $fcr, memcached $mcr"
   done
 fi
 

@@ -51,10 +51,13 @@ build_binaries() {
   [[ -x "$FERROCACHE_BIN" ]] || die "ferrocache binary $FERROCACHE_BIN is not executable"
   echo "building loadgen (bench profile)..." >&2
   # cargo names the bench executable with a hash; its JSON messages say which.
-  LOADGEN="$(cargo bench --bench loadgen --no-run --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*loadgen-[^"]*"' | tail -1 | cut -d'"' -f4)"
-  [[ -n "$LOADGEN" && -x "$LOADGEN" ]] ||
-    die "could not build the load generator (try: cargo bench --bench loadgen --no-run)"
+  local log="$BENCH_TMP/loadgen-build.log"
+  LOADGEN="$(cargo bench --bench loadgen --no-run --message-format=json 2>"$log" |
+    grep -o '"executable":"[^"]*loadgen-[^"]*"' | tail -1 | cut -d'"' -f4 || true)"
+  if [[ -z "$LOADGEN" || ! -x "$LOADGEN" ]]; then
+    tail -30 "$log" >&2
+    die "could not build the load generator (cargo bench --bench loadgen --no-run)"
+  fi
 }
 
 # Installs Debian's memcached when it is missing; sets MEMCACHED_BIN.

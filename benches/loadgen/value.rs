@@ -123,19 +123,22 @@ pub fn check_value(name: &[u8], data: &[u8]) -> Result<(), String> {
     }
     let version = parse_hex16(&data[name.len() + 1..header - 1])
         .ok_or_else(|| "value header has a malformed version".to_string())?;
-    let mut expect = Vec::with_capacity(data.len() - header);
-    push_filler(&mut expect, name, version, data.len(), data.len() - header);
-    if expect != data[header..] {
-        let at = expect
+    // Regenerate the filler a word at a time and compare in place: no
+    // allocation per value read.
+    let mut state = filler_seed(name, version, data.len());
+    for (i, chunk) in data[header..].chunks(8).enumerate() {
+        let word = splitmix64(&mut state).to_le_bytes();
+        if let Some(at) = chunk
             .iter()
-            .zip(&data[header..])
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        return Err(format!(
-            "value (version {version:x}, {} bytes) is corrupt at byte {}",
-            data.len(),
-            header + at
-        ));
+            .zip(word)
+            .position(|(&got, w)| got != b'a' + w % 26)
+        {
+            return Err(format!(
+                "value (version {version:x}, {} bytes) is corrupt at byte {}",
+                data.len(),
+                header + i * 8 + at
+            ));
+        }
     }
     Ok(())
 }
@@ -144,9 +147,7 @@ pub fn check_value(name: &[u8], data: &[u8]) -> Result<(), String> {
 /// spliced from two writes, taken from another key, or cut short does not
 /// check out.
 fn push_filler(out: &mut Vec<u8>, name: &[u8], version: u64, total: usize, len: usize) {
-    let mut state = fnv1a(name)
-        ^ version.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (total as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut state = filler_seed(name, version, total);
     let mut left = len;
     while left > 0 {
         let word = splitmix64(&mut state).to_le_bytes();
@@ -155,6 +156,12 @@ fn push_filler(out: &mut Vec<u8>, name: &[u8], version: u64, total: usize, len: 
         }
         left = left.saturating_sub(8);
     }
+}
+
+fn filler_seed(name: &[u8], version: u64, total: usize) -> u64 {
+    fnv1a(name)
+        ^ version.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (total as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
