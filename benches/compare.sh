@@ -24,7 +24,11 @@ VALUE_SIZE="${VALUE_SIZE:-100}"
 RATIO="${RATIO:-1:10}"
 PIPELINES="${PIPELINES:-1 16}"
 SERVER_CPU="${SERVER_CPU:-0}"
-LOADGEN_CPU="${LOADGEN_CPU:-1}"
+# On a 1-CPU machine nothing can be kept apart; leave the generator unpinned.
+if [[ -z ${LOADGEN_CPU+set} ]]; then
+  LOADGEN_CPU=""
+  (($(nproc) > 1)) && LOADGEN_CPU=1
+fi
 STRICT="${STRICT:-0}"
 ROUNDS="${ROUNDS:-1}"
 

@@ -37,7 +37,11 @@ EVICT_KEYS="${EVICT_KEYS:-2000000}"
 EVICT_MEMORY_MB="${EVICT_MEMORY_MB:-64}"
 EVICT_SECS="${EVICT_SECS:-5}"
 SERVER_CPU="${SERVER_CPU:-0}"
-LOADGEN_CPU="${LOADGEN_CPU:-1}"
+# On a 1-CPU machine nothing can be kept apart; leave the generator unpinned.
+if [[ -z ${LOADGEN_CPU+set} ]]; then
+  LOADGEN_CPU=""
+  (($(nproc) > 1)) && LOADGEN_CPU=1
+fi
 BIG_MB=4096
 
 build_binaries
