@@ -246,7 +246,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         (None, Some(_)) => None,
     };
     println!(
-        "loadgen: {addr} conns={} pipeline={} threads={} ratio={}:{} keys={} dist={} value={} verify={} cache_aside={} scan_fraction={}",
+        "loadgen: {addr} conns={} pipeline={} threads={} ratio={}:{} keys={} dist={} value={} verify={} cache_aside={} scan_fraction={} seed={}",
         args.conns,
         args.pipeline,
         args.threads,
@@ -265,6 +265,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         args.verify,
         args.cache_aside,
         args.scan_fraction,
+        args.seed,
     );
 
     let barrier = Barrier::new(args.threads);
