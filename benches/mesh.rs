@@ -38,6 +38,7 @@ fn config() -> Config {
         tokens: None,
         idle_timeout: None,
         socket_io: SocketIo::Glommio,
+        spin_before_park: Duration::ZERO,
     }
 }
 
