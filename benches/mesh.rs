@@ -86,7 +86,12 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
         .map(|i| {
             let (shared, requests, replies) = (shared.clone(), requests.clone(), replies.clone());
             LocalExecutorBuilder::new(Placement::Fixed(cpu(i)))
-                .spin_before_park(Duration::from_micros(std::env::var("SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0)))
+                .spin_before_park(Duration::from_micros(
+                    std::env::var("SPIN_US")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                ))
                 .spawn(move || async move {
                     let (to_shard, mut from_peers) = requests.join().await.unwrap();
                     let (reply_tx, mut reply_rx) = replies.join().await.unwrap();
@@ -159,7 +164,12 @@ fn local_vs_forwarded(c: &mut Criterion) {
     let hash = hasher.hash(key);
     let mut out = Vec::with_capacity(4096);
     let set = set_wire(key);
-    let set_request = match ferrocache::protocol::parse(&set, &ferrocache::protocol::Limits { max_item_size: 1 << 20 }) {
+    let set_request = match ferrocache::protocol::parse(
+        &set,
+        &ferrocache::protocol::Limits {
+            max_item_size: 1 << 20,
+        },
+    ) {
         ferrocache::protocol::Parsed::Request { request, .. } => request,
         other => panic!("{other:?}"),
     };
