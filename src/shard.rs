@@ -18,8 +18,8 @@ pub struct Shard {
     clock: Clock,
     /// Per-namespace counters, indexed by `NsId` (ids are dense).
     counters: Vec<Counters>,
-    /// Per-namespace flush generation, so only the latest delayed flush runs.
-    flush_generation: Vec<u64>,
+    /// Per-namespace deadline of a delayed `flush_all` (0: none pending).
+    pending_flush: Vec<u32>,
 }
 
 impl Shard {
@@ -28,7 +28,7 @@ impl Shard {
             store: Store::new(memory_bytes, max_item_size),
             clock,
             counters: Vec::new(),
-            flush_generation: Vec::new(),
+            pending_flush: Vec::new(),
         }
     }
 
@@ -257,10 +257,22 @@ impl Shard {
         }
     }
 
-    /// Empties one namespace now (`flush_all` is always scoped to the caller's cache).
-    pub fn flush(&mut self, ns: NsId) {
-        self.store.flush_ns(ns);
-        self.bump_flush_generation(ns);
+    /// `flush_all` for one namespace: now (`delay` <= 0) or once the delay
+    /// has passed (memcached's exptime rules). A later flush replaces a
+    /// pending one, as memcached's single `oldest_live` does; a pending flush
+    /// is one deadline per namespace, however many clients ask.
+    pub fn flush(&mut self, ns: NsId, delay: i64) {
+        let i = ns as usize;
+        if i >= self.pending_flush.len() {
+            self.pending_flush.resize(i + 1, 0);
+        }
+        if delay <= 0 {
+            self.pending_flush[i] = 0;
+            self.store.flush_ns(ns);
+        } else {
+            let now = self.clock.now();
+            self.pending_flush[i] = self.clock.expiry(delay, now).max(now + 1);
+        }
     }
 
     /// Counts a `flush_all` (once per request, on the connection's own shard).
@@ -268,30 +280,16 @@ impl Shard {
         self.counters(ns).cmd_flush += 1;
     }
 
-    /// Registers a delayed flush; only the latest one per namespace may run.
-    pub fn schedule_flush(&mut self, ns: NsId) -> u64 {
-        self.bump_flush_generation(ns)
-    }
-
-    /// Runs a delayed flush if no later flush replaced it.
-    pub fn run_scheduled_flush(&mut self, ns: NsId, generation: u64) {
-        if self.flush_generation.get(ns as usize) == Some(&generation) {
-            self.store.flush_ns(ns);
-        }
-    }
-
-    fn bump_flush_generation(&mut self, ns: NsId) -> u64 {
-        let i = ns as usize;
-        if i >= self.flush_generation.len() {
-            self.flush_generation.resize(i + 1, 0);
-        }
-        self.flush_generation[i] += 1;
-        self.flush_generation[i]
-    }
-
-    /// Reclaims expired items, at most `budget` of them.
-    pub fn sweep(&mut self, budget: usize) -> usize {
+    /// Runs delayed flushes whose time has come, then reclaims expired
+    /// items, at most `budget` of them. Called once a second.
+    pub fn tick(&mut self, budget: usize) -> usize {
         let now = self.clock.now();
+        for (ns, deadline) in self.pending_flush.iter_mut().enumerate() {
+            if *deadline != 0 && *deadline <= now {
+                *deadline = 0;
+                self.store.flush_ns(ns as NsId);
+            }
+        }
         self.store.sweep(now, budget)
     }
 

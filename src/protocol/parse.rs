@@ -51,8 +51,11 @@ pub enum Parsed<'a> {
 /// Parses the request at the front of `buf`.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
     let Some(nl) = memchr(b'\n', buf) else {
+        // A trailing '\r' may be the start of the line's terminator: the
+        // verdict must not depend on where TCP split the stream.
+        let pending = buf.strip_suffix(b"\r").unwrap_or(buf);
         return match line_limit(buf) {
-            Some(limit) if buf.len() > limit => Parsed::Close(ErrorReply::LineTooLong),
+            Some(limit) if pending.len() > limit => Parsed::Close(ErrorReply::LineTooLong),
             _ => Parsed::Incomplete,
         };
     };

@@ -15,11 +15,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
 use super::core::{ConnectionGuard, Core};
-use super::mesh::{flush_here, report_here};
+use super::mesh::report_here;
 use super::socket::Socket;
 use crate::protocol::binary;
 use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
@@ -35,6 +36,11 @@ const READ_BUFFER: usize = 16 * 1024;
 /// Past this much buffered output, replies are written before parsing more,
 /// so a client that pipelines large gets cannot grow our memory without bound.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Replies queued from other shards may reach this many bytes in the worst
+/// case (every get a maximum-size value) before they are collected and written.
+const REMOTE_REPLY_BUDGET: usize = 16 << 20;
+/// At most this many requests wait on other shards at once.
+const MAX_QUEUED_REMOTE: usize = 512;
 /// Failed handshakes before the connection is closed.
 const MAX_AUTH_FAILURES: u32 = 10;
 
@@ -98,6 +104,11 @@ struct Connection {
     max_rbuf: usize,
     /// Data bytes of a too-large value still to discard.
     swallow: usize,
+    /// When the request now half-read began to arrive: the idle timeout is a
+    /// deadline for a whole request, so trickling bytes cannot hold it open.
+    partial_since: Option<Instant>,
+    /// Gets that may be queued for other shards before collecting replies.
+    max_remote_gets: usize,
     out: Vec<u8>,
     spare: Vec<u8>,
     remote: Remote,
@@ -109,6 +120,8 @@ struct Remote {
     batches: Vec<Vec<u8>>,
     counts: Vec<u32>,
     inserts: Vec<Insert>,
+    /// Queued retrievals, whose replies may be as large as a value.
+    gets: usize,
 }
 
 struct Insert {
@@ -123,12 +136,16 @@ impl Remote {
             batches: vec![Vec::new(); shards],
             counts: vec![0; shards],
             inserts: Vec::new(),
+            gets: 0,
         }
     }
 
     /// Queues `request` (as `wire`, or encoded afresh) for `shard`; its reply
     /// belongs at `pos` in the output.
     fn queue(&mut self, shard: usize, pos: usize, request: &Request, wire: Option<&[u8]>) {
+        if matches!(request, Request::Get { .. }) {
+            self.gets += 1;
+        }
         match wire {
             Some(wire) => self.batches[shard].extend_from_slice(wire),
             None => request.encode(&mut self.batches[shard]),
@@ -169,6 +186,9 @@ impl Connection {
             end: 0,
             max_rbuf,
             swallow: 0,
+            partial_since: None,
+            max_remote_gets: (REMOTE_REPLY_BUDGET / config.max_item_size.max(1))
+                .clamp(1, MAX_QUEUED_REMOTE),
             out: Vec::with_capacity(READ_BUFFER),
             spare: Vec::new(),
             remote: Remote::new(shards),
@@ -180,8 +200,9 @@ impl Connection {
         let mut first = true;
         loop {
             self.make_room();
+            let timeout = self.read_timeout()?;
             let rbuf = std::mem::take(&mut self.rbuf);
-            let (n, rbuf) = self.socket.read(rbuf, self.end).await;
+            let (n, rbuf) = self.socket.read(rbuf, self.end, timeout).await;
             self.rbuf = rbuf;
             let n = n?;
             if n == 0 {
@@ -202,6 +223,24 @@ impl Connection {
             if matches!(next, Next::Close) || self.core.shared.shutting_down() {
                 return Ok(());
             }
+        }
+    }
+
+    /// How long the next read may wait: the idle timeout for an idle
+    /// connection, what is left of it for a half-read request.
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        let Some(idle) = self.core.shared.config.idle_timeout else {
+            return Ok(None);
+        };
+        match self.partial_since {
+            None => Ok(Some(idle)),
+            Some(since) => match idle.checked_sub(since.elapsed()) {
+                Some(left) if !left.is_zero() => Ok(Some(left)),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request not completed in time",
+                )),
+            },
         }
     }
 
@@ -243,10 +282,19 @@ impl Connection {
 
     /// Executes every whole request buffered, then writes the replies.
     async fn process(&mut self) -> io::Result<Next> {
+        let before = (self.start, self.swallow);
         let rbuf = std::mem::take(&mut self.rbuf);
         let next = self.process_buffered(&rbuf).await;
         self.rbuf = rbuf;
         let next = next?;
+        // Restart the request deadline on progress; start it on a fresh partial.
+        let idle = self.start == self.end && self.swallow == 0;
+        let progress = self.start != before.0 || self.swallow != before.1;
+        if idle {
+            self.partial_since = None;
+        } else if progress || self.partial_since.is_none() {
+            self.partial_since = Some(Instant::now());
+        }
         self.settle().await;
         self.flush_out().await?;
         Ok(next)
@@ -295,20 +343,30 @@ impl Connection {
                         self.swallow = swallow;
                     }
                     let wire = &buffered[..consumed];
-                    if let Next::Close = self.handle(request, wire).await {
+                    if let Next::Close = self.handle(request, wire).await? {
                         return Ok(Next::Close);
                     }
                 }
             }
-            if self.out.len() >= OUTPUT_HIGH_WATER {
-                self.settle().await;
-                self.flush_out().await?;
-            }
+            self.relieve().await?;
         }
     }
 
+    /// Writes out what is pending once it is large, or once enough waits on
+    /// other shards, so one connection's replies stay bounded in memory.
+    async fn relieve(&mut self) -> io::Result<()> {
+        if self.out.len() >= OUTPUT_HIGH_WATER
+            || self.remote.gets >= self.max_remote_gets
+            || self.remote.inserts.len() >= MAX_QUEUED_REMOTE
+        {
+            self.settle().await;
+            self.flush_out().await?;
+        }
+        Ok(())
+    }
+
     /// One request; `wire` is its bytes as the client sent them.
-    async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> Next {
+    async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> io::Result<Next> {
         if self.session != Session::Bound {
             if let Request::Store {
                 kind: StoreKind::Set,
@@ -318,7 +376,7 @@ impl Connection {
                 ..
             } = request
             {
-                return self.authenticate(data, noreply);
+                return Ok(self.authenticate(data, noreply));
             }
             match request {
                 Request::Version | Request::Verbosity { .. } | Request::Quit => {}
@@ -326,7 +384,7 @@ impl Connection {
                     if !request.noreply() {
                         self.out.extend_from_slice(ErrorReply::AuthRequired.line());
                     }
-                    return Next::Continue;
+                    return Ok(Next::Continue);
                 }
                 // Open mode: the first other command settles on (default, default).
                 _ => self.session = Session::Bound,
@@ -337,6 +395,8 @@ impl Connection {
             Request::Get { kind, keys } => {
                 for key in keys.iter() {
                     self.get(kind, key);
+                    // A multiget of large values is written as it goes.
+                    self.relieve().await?;
                 }
                 compose(&Response::End, &mut self.out);
             }
@@ -374,9 +434,9 @@ impl Connection {
                     compose(&Response::Ok, &mut self.out);
                 }
             }
-            Request::Quit => return Next::Close,
+            Request::Quit => return Ok(Next::Close),
         }
-        Next::Continue
+        Ok(Next::Continue)
     }
 
     fn get(&mut self, kind: GetKind, key: &[u8]) {
@@ -483,6 +543,7 @@ impl Connection {
         spliced.extend_from_slice(&self.out[cursor..]);
         self.spare = std::mem::replace(&mut self.out, spliced);
         self.remote.counts.iter_mut().for_each(|c| *c = 0);
+        self.remote.gets = 0;
     }
 
     async fn flush_out(&mut self) -> io::Result<()> {
@@ -505,7 +566,7 @@ impl Connection {
         core.shard.borrow_mut().count_flush(ns);
         for shard in 0..core.shards {
             if shard == core.index {
-                flush_here(&core, ns, delay);
+                core.shard.borrow_mut().flush(ns, delay);
             } else {
                 core.ask(shard, |reply_to, id| ToShard::Flush {
                     reply_to,

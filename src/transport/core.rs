@@ -6,9 +6,10 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
 use glommio::channels::channel_mesh::Senders;
@@ -28,11 +29,29 @@ pub struct Shared {
     pub clock: Clock,
     pub open_connections: AtomicUsize,
     pub shutdown: AtomicBool,
+    /// Every core's listening socket, so shutdown can wake their accepts.
+    /// Locked only at start-up and at shutdown.
+    pub listeners: Mutex<Vec<RawFd>>,
 }
 
 impl Shared {
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting on every core: sets the flag, then shuts the listening
+    /// sockets down, which fails each core's pending accept.
+    pub fn stop_accepting(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        for &fd in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            // SAFETY: shutdown(2) on a descriptor the cores keep open until exit.
+            unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+        }
     }
 }
 

@@ -9,7 +9,6 @@
 //! sleeping on every core.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use glommio::channels::shared_channel::ConnectedReceiver;
 use tracing::error;
@@ -37,7 +36,7 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
                 ns,
                 delay,
             } => {
-                flush_here(&core, ns, delay);
+                core.shard.borrow_mut().flush(ns, delay);
                 (reply_to, id, FromShard::Done)
             }
             ToShard::Report { reply_to, id, ns } => (
@@ -94,26 +93,6 @@ fn execute_batch(core: &Core, ns: Namespace, wire: &[u8]) -> FromShard {
         }
     }
     FromShard::Batch { out, ends }
-}
-
-/// `flush_all` on this core's shard: now, or after `delay` (memcached's
-/// exptime rules), unless a later flush replaces it.
-pub fn flush_here(core: &Rc<Core>, ns: NsId, delay: i64) {
-    let mut shard = core.shard.borrow_mut();
-    if delay <= 0 {
-        shard.flush(ns);
-        return;
-    }
-    let now = shard.clock().now();
-    let at = shard.clock().expiry(delay, now);
-    let wait = Duration::from_secs(u64::from(at.saturating_sub(now)));
-    let generation = shard.schedule_flush(ns);
-    let core = core.clone();
-    glommio::spawn_local(async move {
-        glommio::timer::sleep(wait).await;
-        core.shard.borrow_mut().run_scheduled_flush(ns, generation);
-    })
-    .detach();
 }
 
 /// This core's figures: one namespace's, or (`None`) the core's totals,

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ use crate::tenancy::{Auth, TokenFileError};
 const MESH_CAPACITY: usize = 1024;
 /// How long in-flight replies get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
-/// How often each core reclaims expired items, and how many at most.
+/// How often each core runs delayed flushes and reclaims expired items
+/// (and how many items at most).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_BUDGET: usize = 10_000;
 
@@ -78,6 +79,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         clock: Clock::new(),
         open_connections: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
+        listeners: Default::default(),
         config,
     });
 
@@ -181,7 +183,7 @@ fn wait_for_signals(shared: &Shared) {
             },
             _ => {
                 info!("shutting down: no new connections, finishing replies in flight");
-                shared.shutdown.store(true, Ordering::Relaxed);
+                shared.stop_accepting();
                 std::thread::sleep(SHUTDOWN_GRACE);
                 return;
             }
@@ -198,7 +200,7 @@ async fn executor(
 ) -> Result<(), StartError> {
     let config = &shared.config;
     let ring = match config.socket_io {
-        SocketIo::Uring => match Ring::new(config.idle_timeout) {
+        SocketIo::Uring => match Ring::new() {
             Ok(ring) => Some(ring),
             Err(e) => {
                 warn!(error = %e, "cannot set up an io_uring for sockets; falling back to glommio's");
@@ -207,8 +209,8 @@ async fn executor(
         },
         SocketIo::Glommio => None,
     };
-    let listener = Listener::bind(addr, ring.clone(), config.idle_timeout)
-        .map_err(|e| StartError::Bind(addr, e.to_string()))?;
+    let listener =
+        Listener::bind(addr, ring.clone()).map_err(|e| StartError::Bind(addr, e.to_string()))?;
     let bound = listener
         .local_addr()
         .map_err(|e| StartError::Bind(addr, e.to_string()))?;
@@ -250,41 +252,35 @@ async fn executor(
     if let Some(ring) = ring {
         glommio::spawn_local(ring.drive()).detach();
     }
+
+    shared
+        .listeners
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(listener.raw_fd());
     let _ = startup.send(Startup::Ready);
 
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            wait_for_shutdown(&shared).await;
-            None
-        })
-        .await;
-        match accepted {
-            Some(Ok(stream)) => {
-                glommio::spawn_local(serve(core.clone(), stream)).detach();
+        match listener.accept().await {
+            Ok(socket) => {
+                glommio::spawn_local(serve(core.clone(), socket)).detach();
             }
-            Some(Err(e)) => {
+            Err(_) if shared.shutting_down() => break,
+            Err(e) => {
                 // EMFILE and the like: log, back off briefly, keep serving.
                 warn!(error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
-            None => break,
         }
     }
-    drop(listener);
     // Keep serving replies in flight until the process exits.
     futures_lite::future::pending::<()>().await;
     Ok(())
 }
 
-async fn wait_for_shutdown(shared: &Shared) {
-    while !shared.shutting_down() {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn sweep(core: Rc<Core>) {
     loop {
         glommio::timer::sleep(SWEEP_EVERY).await;
-        core.shard.borrow_mut().sweep(SWEEP_BUDGET);
+        core.shard.borrow_mut().tick(SWEEP_BUDGET);
     }
 }

@@ -31,16 +31,11 @@ pub struct Listener {
     inner: TcpListener,
     fd: RawFd,
     ring: Option<Rc<Ring>>,
-    idle_timeout: Option<Duration>,
 }
 
 impl Listener {
     /// Binds with SO_REUSEPORT (glommio does), so every core can bind the port.
-    pub fn bind(
-        addr: SocketAddr,
-        ring: Option<Rc<Ring>>,
-        idle_timeout: Option<Duration>,
-    ) -> io::Result<Listener> {
+    pub fn bind(addr: SocketAddr, ring: Option<Rc<Ring>>) -> io::Result<Listener> {
         let socket = Socket2::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_port(true)?;
         socket.set_reuse_address(true)?;
@@ -49,12 +44,11 @@ impl Listener {
         let fd = socket.into_raw_fd();
         // SAFETY: a listening socket we just created and now hand over.
         let inner = unsafe { TcpListener::from_raw_fd(fd) };
-        Ok(Listener {
-            inner,
-            fd,
-            ring,
-            idle_timeout,
-        })
+        Ok(Listener { inner, fd, ring })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -67,10 +61,7 @@ impl Listener {
                 let fd = ring.accept(self.fd).await?;
                 Socket::uring(fd, ring.clone())
             }
-            None => Socket::glommio(
-                self.inner.accept().await.map_err(io::Error::from)?,
-                self.idle_timeout,
-            ),
+            None => Socket::glommio(self.inner.accept().await.map_err(io::Error::from)?),
         }
     }
 }
@@ -85,9 +76,8 @@ pub enum Socket {
 }
 
 impl Socket {
-    fn glommio(stream: TcpStream, idle_timeout: Option<Duration>) -> io::Result<Socket> {
+    fn glommio(stream: TcpStream) -> io::Result<Socket> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(idle_timeout)?;
         Ok(Socket::Glommio(stream))
     }
 
@@ -105,14 +95,22 @@ impl Socket {
     }
 
     /// Reads what is available into `buf[at..]`; 0 means the peer closed. A
-    /// read that waits past the idle timeout fails with `TimedOut`.
-    pub async fn read(&mut self, mut buf: Vec<u8>, at: usize) -> (io::Result<usize>, Vec<u8>) {
+    /// read that waits past `timeout` fails with `TimedOut`.
+    pub async fn read(
+        &mut self,
+        mut buf: Vec<u8>,
+        at: usize,
+        timeout: Option<Duration>,
+    ) -> (io::Result<usize>, Vec<u8>) {
         match self {
             Socket::Glommio(s) => {
+                if let Err(e) = s.set_read_timeout(timeout) {
+                    return (Err(e.into()), buf);
+                }
                 let result = s.read(&mut buf[at..]).await;
                 (result, buf)
             }
-            Socket::Uring { stream, ring } => ring.recv(stream.as_raw_fd(), buf, at).await,
+            Socket::Uring { stream, ring } => ring.recv(stream.as_raw_fd(), buf, at, timeout).await,
         }
     }
 

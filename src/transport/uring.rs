@@ -44,6 +44,8 @@ enum Slot {
     Waiting {
         waker: Option<Waker>,
         buf: Option<Vec<u8>>,
+        /// A linked timeout's duration, read by the kernel at submission.
+        _timeout: Option<Box<types::Timespec>>,
     },
     Done {
         result: i32,
@@ -61,12 +63,10 @@ pub struct Ring {
     free: RefCell<Vec<u32>>,
     eventfd: OwnedFd,
     parked: Cell<bool>,
-    /// Read at submission by the kernel, so it lives as long as the ring.
-    idle_timeout: Option<Box<types::Timespec>>,
 }
 
 impl Ring {
-    pub fn new(idle_timeout: Option<Duration>) -> io::Result<Rc<Ring>> {
+    pub fn new() -> io::Result<Rc<Ring>> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -79,25 +79,21 @@ impl Ring {
         // SAFETY: fd is a fresh descriptor we own.
         let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
-        let idle_timeout = idle_timeout.map(|d| {
-            Box::new(
-                types::Timespec::new()
-                    .sec(d.as_secs())
-                    .nsec(d.subsec_nanos()),
-            )
-        });
         Ok(Rc::new(Ring {
             ring: RefCell::new(ring),
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             eventfd,
             parked: Cell::new(false),
-            idle_timeout,
         }))
     }
 
-    fn allocate(&self, buf: Option<Vec<u8>>) -> u32 {
-        let slot = Slot::Waiting { waker: None, buf };
+    fn allocate(&self, buf: Option<Vec<u8>>, timeout: Option<Box<types::Timespec>>) -> u32 {
+        let slot = Slot::Waiting {
+            waker: None,
+            buf,
+            _timeout: timeout,
+        };
         if let Some(id) = self.free.borrow_mut().pop() {
             self.slots.borrow_mut()[id as usize] = slot;
             return id;
@@ -126,17 +122,29 @@ impl Ring {
         }
     }
 
-    fn op(self: &Rc<Self>, entry: squeue::Entry, buf: Option<Vec<u8>>, timeout: bool) -> Op {
-        let id = self.allocate(buf);
+    fn op(
+        self: &Rc<Self>,
+        entry: squeue::Entry,
+        buf: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Op {
+        let timespec = timeout.map(|d| {
+            Box::new(
+                types::Timespec::new()
+                    .sec(d.as_secs())
+                    .nsec(d.subsec_nanos()),
+            )
+        });
+        let link = timespec.as_ref().map(|ts| {
+            opcode::LinkTimeout::new(&**ts as *const types::Timespec)
+                .build()
+                .user_data(TIMEOUT_USER_DATA)
+        });
+        let id = self.allocate(buf, timespec);
         let entry = entry.user_data(u64::from(id));
-        match (&self.idle_timeout, timeout) {
-            (Some(ts), true) => {
-                let link = opcode::LinkTimeout::new(&**ts as *const types::Timespec)
-                    .build()
-                    .user_data(TIMEOUT_USER_DATA);
-                self.push(&[entry.flags(squeue::Flags::IO_LINK), link]);
-            }
-            _ => self.push(&[entry]),
+        match link {
+            Some(link) => self.push(&[entry.flags(squeue::Flags::IO_LINK), link]),
+            None => self.push(&[entry]),
         }
         Op {
             ring: self.clone(),
@@ -145,18 +153,19 @@ impl Ring {
         }
     }
 
-    /// Receives into `buf[at..]`. A read that waits past the idle timeout
-    /// fails with `TimedOut`.
+    /// Receives into `buf[at..]`. A read that waits past `timeout` fails
+    /// with `TimedOut`.
     pub async fn recv(
         self: &Rc<Self>,
         fd: RawFd,
         mut buf: Vec<u8>,
         at: usize,
+        timeout: Option<Duration>,
     ) -> (io::Result<usize>, Vec<u8>) {
         let spare = &mut buf[at..];
         let entry =
             opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32).build();
-        let (result, buf) = self.op(entry, Some(buf), true).await;
+        let (result, buf) = self.op(entry, Some(buf), timeout).await;
         let result = match result {
             n if n >= 0 => Ok(n as usize),
             n if -n == libc::ECANCELED => {
@@ -180,7 +189,7 @@ impl Ring {
             )
             .flags(libc::MSG_NOSIGNAL)
             .build();
-            let (result, back) = self.op(entry, Some(buf), false).await;
+            let (result, back) = self.op(entry, Some(buf), None).await;
             buf = back.expect("send buffer");
             match result {
                 n if n > 0 => sent += n as usize,
@@ -201,7 +210,7 @@ impl Ring {
         )
         .flags(libc::SOCK_CLOEXEC)
         .build();
-        let (result, _) = self.op(entry, None, false).await;
+        let (result, _) = self.op(entry, None, None).await;
         if result < 0 {
             return Err(io::Error::from_raw_os_error(-result));
         }
@@ -230,7 +239,7 @@ impl Ring {
             reaped += 1;
             let slot = &mut slots[data as usize];
             match std::mem::replace(slot, Slot::Free) {
-                Slot::Waiting { waker, buf } => {
+                Slot::Waiting { waker, buf, .. } => {
                     *slot = Slot::Done {
                         result: cqe.result(),
                         buf,
