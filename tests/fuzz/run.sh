@@ -34,7 +34,7 @@ for target in $TARGETS; do
     if CARGO_BUILD_JOBS="$JOBS" cargo "${TOOLCHAIN[@]}" fuzz run --fuzz-dir "$FUZZ" "$target" \
         "$FUZZ/corpus/$target" -- \
         -dict="$FUZZ/memcached.dict" -max_total_time="$SECS" -max_len=8192 \
-        -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE)|==[0-9]+==|SUMMARY|artifact_prefix|Test unit)'; then
+        -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|==[0-9]+==|SUMMARY|artifact_prefix|Test unit)'; then
         :
     fi
     runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)

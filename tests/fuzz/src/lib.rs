@@ -5,7 +5,8 @@
 //! saved crash input is replayed by a plain `cargo test`. So it may use only
 //! `ferrocache` and `std`.
 //!
-//! - [`check_parse`]: bytes through `protocol::parse`, request after request.
+//! - [`check_parse`]: bytes through `protocol::parse`, request after request
+//!   (and each request's own bytes again, as a shard's forwarded batch).
 //! - [`check_connection`]: a whole client stream executed on a `Shard`,
 //!   every reply compared with a small model of the store.
 
@@ -173,6 +174,17 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             assert_eq!(consumed, line);
         }
         _ => assert_eq!(consumed, line),
+    }
+    // Transport forwards a request to its owning shard as these very bytes,
+    // followed by other requests; the owner must read back the same request.
+    let mut forwarded = rest[..consumed].to_vec();
+    forwarded.extend_from_slice(b"get next\r\n");
+    match parse(&forwarded, &LIMITS) {
+        Parsed::Request {
+            request: again,
+            consumed: c,
+        } if c == consumed && again == *request => {}
+        other => panic!("{request:?} forwarded as its own bytes parsed as {other:?}"),
     }
     if !matches!(request, Request::StoreTooLarge { .. }) {
         let mut wire = Vec::new();
