@@ -848,3 +848,25 @@ fn thousand_key_multiget_under_load() {
     }
     witness.check();
 }
+
+#[test]
+#[ignore = "BUG: every delayed flush_all leaves a sleeping timer task on every shard until its time (~600 B each, unbounded)"]
+fn many_delayed_flush_alls_stay_bounded() {
+    let server = Server::start(SMALL);
+    let mut witness = Witness::new(&server);
+    let mut conn = server.connect();
+    // noreply: a client that never reads; the trailing get says all ran.
+    let flushes = |n: usize| {
+        let mut bytes = b"flush_all 1000000 noreply\r\n".repeat(n);
+        bytes.extend_from_slice(b"get sync\r\n");
+        bytes
+    };
+    conn.roundtrip(&flushes(1000), b"END\r\n");
+    let before = server.rss_bytes();
+    for _ in 0..16 {
+        conn.roundtrip(&flushes(1000), b"END\r\n");
+    }
+    // 16,000 pending timers x 2 shards; the bug costs ~10 MiB here.
+    assert_rss_bounded(&server, before, 4 * MIB, "16,000 delayed flush_all");
+    witness.check();
+}

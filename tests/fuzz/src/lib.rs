@@ -108,11 +108,16 @@ fn words(buf: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-/// The `<bytes>` word of a storage command line.
+/// The `<bytes>` word of a storage command line ("+5" is 5, "-0" is 0).
 fn declared_len(buf: &[u8]) -> usize {
     let w = words(buf);
-    let digits = w[4].strip_prefix(b"+").unwrap_or(w[4]);
-    std::str::from_utf8(digits).unwrap().parse().unwrap()
+    let (negative, digits) = match w[4].strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, w[4].strip_prefix(b"+").unwrap_or(w[4])),
+    };
+    let n: usize = std::str::from_utf8(digits).unwrap().parse().unwrap();
+    assert!(!negative || n == 0, "negative length {n} accepted");
+    n
 }
 
 fn check_incomplete(rest: &[u8]) {
