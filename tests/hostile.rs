@@ -376,7 +376,7 @@ fn half_sent_commands_then_disconnect() {
         drop(conn);
         witness.check();
     }
-    // A reset instead of a close (SO_LINGER 0 is not in std: shut both ways mid-value).
+    // Shut both directions mid-value, then close.
     let mut conn = server.connect();
     conn.send(b"set half 0 0 10\r\nab");
     conn.stream.shutdown(Shutdown::Both).unwrap();
