@@ -579,7 +579,6 @@ fn idle_and_half_sent_connections_are_closed() {
 }
 
 #[test]
-#[ignore = "BUG: --idle-timeout is a per-read timeout; one byte a second keeps a half-sent command open forever"]
 fn slowloris_connection_is_closed() {
     let server = Server::start(&["--memory-mb", "64", "--idle-timeout", "2"]);
     let mut witness = Witness::new(&server);
@@ -716,7 +715,6 @@ fn write_never_read(conn: &mut Conn, bytes: &[u8]) {
 }
 
 #[test]
-#[ignore = "BUG: gets of a key on the other shard are all composed before the 1 MiB output limit applies"]
 fn pipelined_large_gets_from_a_client_that_never_reads() {
     let server = Server::start(SMALL);
     let mut witness = Witness::new(&server);
@@ -747,7 +745,6 @@ fn pipelined_large_gets_from_a_client_that_never_reads() {
 }
 
 #[test]
-#[ignore = "BUG: one multi-key get of a large value is composed whole: reply memory = keys x value size"]
 fn one_multiget_of_a_large_value_many_times() {
     let server = Server::start(SMALL);
     let mut witness = Witness::new(&server);
@@ -856,7 +853,6 @@ fn thousand_key_multiget_under_load() {
 }
 
 #[test]
-#[ignore = "BUG: every delayed flush_all leaves a sleeping timer task on every shard until its time (~600 B each, unbounded)"]
 fn many_delayed_flush_alls_stay_bounded() {
     let server = Server::start(SMALL);
     let mut witness = Witness::new(&server);
