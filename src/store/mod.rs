@@ -120,11 +120,17 @@ pub struct NsStats {
 //   fn limit_bytes(&self) -> usize
 
 mod arith;
-#[allow(dead_code)] // parts used only by the segment store that follows
+mod eviction;
+mod index;
+mod large;
 mod layout;
+#[cfg(test)]
 mod model;
+mod segment;
+mod segmented;
+mod sweep;
 
 #[cfg(test)]
 mod semantics;
 
-pub use model::Store;
+pub use segmented::Store;

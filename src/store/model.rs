@@ -1,7 +1,6 @@
 //! The reference model of the store: the contract's semantics, written plainly.
 //!
-//! Until the segment store lands this is also the shard's `Store`; after
-//! that it lives on only under `cfg(test)`. It keeps every item in a `HashMap` keyed by
+//! Owns nothing in production (it is compiled for tests only). It keeps every item in a `HashMap` keyed by
 //! (namespace, key) with an exact LRU, so that property tests can run the
 //! real store and this model side by side and demand the same answers. It
 //! must never be clever: each rule of the contract appears here once, in

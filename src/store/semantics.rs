@@ -314,13 +314,12 @@ macro_rules! semantics_suite {
                     s.set(key(1, i.to_string().as_bytes()), SetMode::Set, 0, 110, b"v", 100);
                 }
                 set(&mut s, SetMode::Set, b"keep", b"v");
+                // A call may examine items without reclaiming any, so the
+                // sum over enough calls is what must come out right.
                 let mut swept = 0;
-                loop {
+                for _ in 0..50 {
                     let n = s.sweep(200, 8);
                     assert!(n <= 8);
-                    if n == 0 {
-                        break;
-                    }
                     swept += n;
                 }
                 assert_eq!(swept, 50);
@@ -382,3 +381,4 @@ macro_rules! semantics_suite {
 }
 
 semantics_suite!(model, crate::store::model::Store);
+semantics_suite!(segmented, crate::store::Store);

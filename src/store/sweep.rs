@@ -1,0 +1,86 @@
+//! The expiry sweep: reclaiming expired items before anyone asks for them.
+//!
+//! Owns the cursor that walks the segments (oldest sealed first, then the
+//! head) across calls. It never evicts live items and never does more than
+//! the caller's budget of work per call, so the shard can run it between
+//! requests without a latency spike.
+//!
+//! A segment whose smallest exptime is still in the future is skipped
+//! without reading it, and one whose items have all expired (its largest
+//! exptime has passed) loses them all and goes back to the free list, so
+//! segments of short-lived items are dropped whole, as Segcache does.
+
+use super::layout;
+use super::segment::{State, NONE};
+use super::segmented::{is_live, Store, Why};
+
+impl Store {
+    /// Reclaim expired items, examining at most `budget` items (and
+    /// skipping at most one pass over the segment table). Returns how many
+    /// were reclaimed.
+    pub fn sweep(&mut self, now: u32, budget: usize) -> usize {
+        self.now = now;
+        let (mut seg, mut off) = self.sweep_at;
+        let mut examined = 0;
+        let mut reclaimed = 0;
+        let mut skips = 0;
+        while examined < budget && skips <= self.segs.segs.len() {
+            let state = if seg == NONE {
+                State::Free
+            } else {
+                self.segs.segs[seg as usize].state
+            };
+            if !matches!(state, State::Sealed | State::Head) {
+                // The cursor's segment went away: start over, oldest first.
+                seg = self.next_to_sweep(NONE);
+                off = 0;
+                if seg == NONE {
+                    break;
+                }
+                skips += 1;
+                continue;
+            }
+            let s = &self.segs.segs[seg as usize];
+            if s.min_exp > now || off >= s.write {
+                seg = self.next_to_sweep(seg);
+                off = 0;
+                skips += 1;
+                continue;
+            }
+            let h = layout::read(&s.data, off as usize);
+            examined += 1;
+            let here = off;
+            off += h.total_len() as u32;
+            if !h.dead && !is_live(h.exptime, now) {
+                let loc = super::index::seg_loc(seg, here);
+                let pos = self
+                    .index
+                    .find_loc(h.bucket, loc)
+                    .expect("live item is indexed");
+                self.unlink(h.bucket, pos, Why::Expired);
+                reclaimed += 1;
+            }
+        }
+        self.sweep_at = (seg, off);
+        reclaimed
+    }
+
+    /// The segment after `seg` in sweep order: sealed oldest first, then
+    /// the head, then around again.
+    fn next_to_sweep(&self, seg: u32) -> u32 {
+        if seg != NONE && seg != self.head {
+            let next = self.segs.segs[seg as usize].next;
+            if next != NONE {
+                return next;
+            }
+            if self.head != NONE {
+                return self.head;
+            }
+        }
+        if self.segs.fifo_head != NONE {
+            self.segs.fifo_head
+        } else {
+            self.head
+        }
+    }
+}
