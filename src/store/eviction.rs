@@ -28,11 +28,17 @@
 
 use super::index::{self, FREQ_MAX};
 use super::layout::{self, NewItem};
-use super::segment::{State, NONE};
+use super::segment::{State, MAIN, NONE, SMALL};
 use super::segmented::{is_live, Store, Why};
 
 /// Segments merged per eviction: frees at least MERGE - 1 of them.
 const MERGE: usize = 4;
+
+/// The small FIFO's share of segments is 1 / SMALL_SHARE_DIV (S3-FIFO: 10%).
+const SMALL_SHARE_DIV: usize = 10;
+
+/// Ghost slots per primary index bucket.
+pub(super) const GHOST_PER_BUCKET: usize = 4;
 
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     assert_ne!(a, b);
@@ -58,7 +64,7 @@ impl Store {
             if s.live_items == 0 {
                 self.segs.free(old);
             } else {
-                self.segs.seal(old);
+                self.segs.seal(old, SMALL);
             }
         }
         let Some(id) = self.alloc_segment() else {
@@ -122,27 +128,44 @@ impl Store {
     /// A step may only requeue (a large item that was hit), but each such
     /// step lowers a frequency, so repeating it always ends.
     pub(super) fn evict_one(&mut self) -> bool {
-        let seg_age = match self.segs.fifo_head {
+        // S3-FIFO's rule: evict from the small FIFO while it holds more
+        // than its share, else from main.
+        let small_share = (self.segs.segs.len() / SMALL_SHARE_DIV).max(1);
+        let queue = if self.segs.sealed[MAIN] == 0 || self.segs.sealed[SMALL] > small_share {
+            SMALL
+        } else {
+            MAIN
+        };
+        self.evict_from(queue)
+    }
+
+    fn evict_from(&mut self, queue: usize) -> bool {
+        let seg_age = match self.segs.fifo_head[queue] {
             NONE => None,
             id => Some(self.segs.segs[id as usize].cas_base),
         };
         match (seg_age, self.large.oldest()) {
             (None, None) => {
-                // Only the head holds items: retire it so it can be merged.
-                if self.head == NONE || self.segs.segs[self.head as usize].write == 0 {
+                // Only open segments hold items: retire one so it can be
+                // merged (the other queue may have sealed ones; try again).
+                let (q, old) = if self.segs.sealed[SMALL + MAIN - queue] > 0 {
+                    return self.evict_from(SMALL + MAIN - queue);
+                } else if self.head != NONE && self.segs.segs[self.head as usize].write > 0 {
+                    (SMALL, std::mem::replace(&mut self.head, NONE))
+                } else if self.main_head != NONE {
+                    (MAIN, std::mem::replace(&mut self.main_head, NONE))
+                } else {
                     return false;
-                }
-                let old = self.head;
-                self.head = NONE;
+                };
                 if self.segs.segs[old as usize].live_items == 0 {
                     self.segs.free(old);
                 } else {
-                    self.segs.seal(old);
+                    self.segs.seal(old, q);
                 }
             }
             (None, Some((slot, _))) => self.evict_large(slot),
             (Some(age), Some((slot, stamp))) if stamp < age => self.evict_large(slot),
-            _ => self.merge_evict(),
+            _ => self.merge_evict(queue),
         }
         true
     }
@@ -167,26 +190,108 @@ impl Store {
         }
     }
 
-    /// Merge the oldest segments into the spare, keeping used items.
-    fn merge_evict(&mut self) {
+    /// Remember that the item with this bucket and tag left the small
+    /// FIFO unused (S3-FIFO's ghost queue, as a direct-mapped table of tags).
+    fn ghost_add(&mut self, bucket: u32, tag: u64) {
+        let slot = bucket as usize * GHOST_PER_BUCKET + (tag as usize % GHOST_PER_BUCKET);
+        if let Some(g) = self.ghost.get_mut(slot) {
+            *g = tag as u16;
+        }
+    }
+
+    /// Whether a key with this bucket and tag was recently evicted from
+    /// small unused; forgets it either way.
+    pub(super) fn ghost_take(&mut self, bucket: u32, tag: u64) -> bool {
+        let slot = bucket as usize * GHOST_PER_BUCKET + (tag as usize % GHOST_PER_BUCKET);
+        match self.ghost.get_mut(slot) {
+            Some(g) if *g == tag as u16 && tag != 0 => {
+                *g = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Copy the live item at `off` in segment `src` to the end of `dest`
+    /// and repoint its index entry (at `pos`), its frequency cut by one.
+    /// The source copy is marked dead.
+    fn move_item(&mut self, src: u32, off: usize, dest: u32, pos: index::Pos) {
+        let e = self.index.get(pos);
+        let (s, d) = pair_mut(&mut self.segs.segs, src as usize, dest as usize);
+        let h = layout::read(&s.data, off);
+        let k0 = off + h.hlen;
+        let at = d.write as usize;
+        let written = layout::write(
+            &mut d.data,
+            at,
+            &NewItem {
+                ns: h.ns,
+                bucket: h.bucket,
+                exptime: h.exptime,
+                flags: h.flags,
+                // The offset changes, so the cas it implied is kept explicitly.
+                own_cas: Some(h.own_cas.unwrap_or(s.cas_base + off as u64)),
+                key: &s.data[k0..k0 + h.klen],
+                value: [&s.data[k0 + h.klen..k0 + h.klen + h.vlen], &[]],
+            },
+        );
+        layout::mark_dead(&mut s.data, off);
+        d.write += written as u32;
+        d.live_items += 1;
+        d.live_bytes += written as u32;
+        d.note_exptime(h.exptime);
+        let moved = (e & !index::LOC_MASK) | index::seg_loc(dest, at as u32);
+        self.index.put(
+            pos,
+            index::with_freq(moved, index::freq(e).saturating_sub(1)),
+        );
+    }
+
+    /// The segment kept items go to, with room for `len` more bytes:
+    /// the main head, or (once that is full: it is sealed into main) the
+    /// spare, which becomes the new main head.
+    fn merge_dest(&mut self, len: usize) -> Option<u32> {
+        let seg_size = self.segs.seg_size;
+        if self.main_head != NONE
+            && self.segs.segs[self.main_head as usize].write as usize + len <= seg_size
+        {
+            return Some(self.main_head);
+        }
+        if self.spare == NONE || len > seg_size {
+            return None;
+        }
+        if self.main_head != NONE {
+            let old = self.main_head;
+            if self.segs.segs[old as usize].live_items == 0 {
+                self.segs.free(old);
+            } else {
+                self.segs.seal(old, MAIN);
+            }
+        }
+        let id = self.spare;
+        self.spare = NONE;
+        self.segs.open(id, State::MainHead, self.next_cas);
+        self.next_cas += seg_size as u64;
+        self.main_head = id;
+        Some(id)
+    }
+
+    /// Merge the oldest segments of `queue`, moving the items to keep to
+    /// the main head and evicting the rest.
+    fn merge_evict(&mut self, queue: usize) {
         let mut victims = std::mem::take(&mut self.victims);
-        self.segs.oldest(MERGE, &mut victims);
+        self.segs.oldest(queue, MERGE, &mut victims);
         for &v in &victims {
             self.segs.detach(v);
         }
         let seg_size = self.segs.seg_size;
-        let dest = self.spare;
-        self.spare = NONE;
-        // One victim alone may keep at most half, so each merge frees memory.
-        let budget = match (dest, victims.len()) {
-            (NONE, _) => 0,
-            (_, 1) => seg_size / 2,
-            _ => seg_size,
+        // At most one segment's worth is kept, so each merge of MERGE
+        // segments frees MERGE - 1; a lone victim may keep half.
+        let budget = if victims.len() == 1 {
+            seg_size / 2
+        } else {
+            seg_size
         };
-        if dest != NONE {
-            self.segs.open(dest, State::Evicting, self.next_cas);
-            self.next_cas += seg_size as u64;
-        }
         let now = self.now;
 
         // Pass 1: bytes of live items by frequency, to pick the bar.
@@ -207,72 +312,63 @@ impl Store {
                 off += h.total_len();
             }
         }
+        // Everything at or above `bar` fits the budget; items at `bar - 1`
+        // fill what is left.
         let mut bar = 1;
-        while bar < FREQ_MAX as usize && by_freq[bar..].iter().sum::<usize>() > budget {
+        while by_freq[bar.min(by_freq.len())..].iter().sum::<usize>() > budget {
             bar += 1;
         }
+        let partial = bar - 1;
 
-        // Pass 2: keep what clears the bar and fits, evict the rest.
-        for &v in &victims {
-            let mut off = 0usize;
-            while off < self.segs.segs[v as usize].write as usize {
-                let h = layout::read(&self.segs.segs[v as usize].data, off);
-                let next = off + h.total_len();
-                if !h.dead {
-                    let loc = index::seg_loc(v, off as u32);
+        // Pass 2, in three rounds: keep what clears the bar, then fill with
+        // the next frequency down, then evict what is left.
+        let mut kept = 0usize;
+        for round in 0..3 {
+            for &v in &victims {
+                let mut off = 0usize;
+                while off < self.segs.segs[v as usize].write as usize {
+                    let h = layout::read(&self.segs.segs[v as usize].data, off);
+                    let here = off;
+                    off += h.total_len();
+                    if h.dead {
+                        continue;
+                    }
+                    let loc = index::seg_loc(v, here as u32);
                     let pos = self
                         .index
                         .find_loc(h.bucket, loc)
                         .expect("live item is indexed");
                     let e = self.index.get(pos);
-                    let f = index::freq(e);
+                    let f = index::freq(e) as usize;
                     let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
                     if !is_live(h.exptime, now) {
                         self.unlink(h.bucket, pos, Why::Expired);
-                    } else if dest != NONE
-                        && f as usize >= bar
-                        && self.segs.segs[dest as usize].write as usize + len <= budget.max(1)
-                    {
-                        let (src, dst) = pair_mut(&mut self.segs.segs, v as usize, dest as usize);
-                        let k0 = off + h.hlen;
-                        let at = dst.write as usize;
-                        let written = layout::write(
-                            &mut dst.data,
-                            at,
-                            &NewItem {
-                                ns: h.ns,
-                                bucket: h.bucket,
-                                exptime: h.exptime,
-                                flags: h.flags,
-                                own_cas: Some(h.own_cas.unwrap_or(src.cas_base + off as u64)),
-                                key: &src.data[k0..k0 + h.klen],
-                                value: [&src.data[k0 + h.klen..k0 + h.klen + h.vlen], &[]],
-                            },
-                        );
-                        dst.write += written as u32;
-                        dst.live_items += 1;
-                        dst.live_bytes += written as u32;
-                        dst.note_exptime(h.exptime);
-                        let moved = (e & !index::LOC_MASK) | index::seg_loc(dest, at as u32);
-                        self.index.put(pos, index::with_freq(moved, f - 1));
-                    } else {
+                        continue;
+                    }
+                    let wanted = match round {
+                        0 => f >= bar,
+                        1 => f >= 1 && f == partial,
+                        _ => false,
+                    };
+                    if wanted && kept + len <= budget {
+                        if let Some(dest) = self.merge_dest(len) {
+                            self.move_item(v, here, dest, pos);
+                            kept += len;
+                            continue;
+                        }
+                    }
+                    if round == 2 {
+                        if queue == SMALL {
+                            self.ghost_add(h.bucket, index::entry_tag(e));
+                        }
                         self.unlink(h.bucket, pos, Why::Evicted);
                     }
                 }
-                off = next;
             }
         }
 
         for &v in &victims {
             self.segs.free(v);
-        }
-        if dest != NONE {
-            if self.segs.segs[dest as usize].write > 0 {
-                self.segs.seal(dest);
-            } else {
-                self.segs.segs[dest as usize].state = State::Spare;
-                self.spare = dest;
-            }
         }
         if self.spare == NONE {
             if let Some(id) = self.segs.take_allocated() {

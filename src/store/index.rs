@@ -8,7 +8,7 @@
 //! memory-efficient and scalable in-memory key-value cache for small
 //! objects"): bulk-chained buckets of eight 8-byte slots, one cache line
 //! each. Slot 7 of a bucket links to an overflow bucket (0 = none); a key's
-//! bucket comes from the low bits of its hash and a 16-bit tag from bits
+//! bucket comes from the low 32 bits of its hash and a 16-bit tag from bits
 //! 32..48, so most misses never touch item memory.
 //!
 //! The table is allocated once, sized from the memory limit, and never
@@ -100,18 +100,18 @@ pub(crate) struct Index {
     /// Primary buckets first, then the overflow pool.
     table: Vec<[u64; SLOTS]>,
     primary: usize,
-    free_overflow: Vec<u32>,
+    pub(crate) free_overflow: Vec<u32>,
 }
 
 impl Index {
-    /// A table for a store of `limit` bytes. The primary part is sized for
-    /// items of about 100 bytes; the overflow pool adds half again for
-    /// smaller ones.
+    /// A table for a store of `limit` bytes: one primary slot per 112
+    /// bytes of limit (items of ~100 bytes fill it), and an overflow pool
+    /// of a third as many buckets again for uneven chains. Stores of smaller
+    /// items are bounded by the index rather than by memory: a full chain
+    /// evicts within itself.
     pub fn for_limit(limit: usize) -> Index {
-        let want = (limit / (96 * ITEM_SLOTS)).max(16);
-        // Round down so the table stays within ~10% of the limit.
-        let primary = (1usize << (usize::BITS - 1 - want.leading_zeros())).min(MAX_BUCKETS);
-        let overflow = primary / 2;
+        let primary = (limit / (112 * ITEM_SLOTS)).clamp(16, MAX_BUCKETS);
+        let overflow = primary / 3;
         let mut index = Index {
             table: vec![[0u64; SLOTS]; primary + overflow],
             primary,
@@ -134,9 +134,16 @@ impl Index {
             + self.free_overflow.capacity() * 4
     }
 
+    /// The bucket for a hash: its low 32 bits scaled onto the bucket count
+    /// (Lemire's multiply-shift), so the table need not be a power of two.
+    /// The scaling reads the top of those 32 bits, so they are first
+    /// multiplied by an odd constant to carry the lowest bits up: a hash
+    /// whose low bits vary only at the bottom (FNV on similar keys) still
+    /// spreads. A bijection on the 32 bits, not a rehash of the key.
     #[inline]
     pub fn bucket_of(&self, hash: u64) -> u32 {
-        (hash as usize & (self.primary - 1)) as u32
+        let low = u64::from((hash as u32).wrapping_mul(0x9e37_79b1));
+        ((low * self.primary as u64) >> 32) as u32
     }
 
     #[inline]
@@ -157,7 +164,11 @@ impl Index {
         loop {
             let slots = &self.table[b];
             for (i, &e) in slots[..ITEM_SLOTS].iter().enumerate() {
-                if e & VALID != 0 && entry_tag(e) == tag && is_it(e) {
+                if e == 0 {
+                    // Chains are packed: nothing follows an empty slot.
+                    return None;
+                }
+                if entry_tag(e) == tag && is_it(e) {
                     return Some(b * SLOTS + i);
                 }
             }
@@ -189,15 +200,12 @@ impl Index {
     /// bucket if needed. `None` when the chain is full and the pool empty.
     pub fn insert(&mut self, bucket: u32, e: u64) -> Option<Pos> {
         let mut b = bucket as usize;
-        loop {
-            if let Some(i) = self.table[b][..ITEM_SLOTS].iter().position(|&s| s == 0) {
-                self.table[b][i] = e;
-                return Some(b * SLOTS + i);
-            }
-            match self.table[b][ITEM_SLOTS] {
-                0 => break,
-                next => b = next as usize,
-            }
+        while self.table[b][ITEM_SLOTS] != 0 {
+            b = self.table[b][ITEM_SLOTS] as usize;
+        }
+        if let Some(i) = self.table[b][..ITEM_SLOTS].iter().position(|&s| s == 0) {
+            self.table[b][i] = e;
+            return Some(b * SLOTS + i);
         }
         let fresh = self.free_overflow.pop()? as usize;
         self.table[fresh] = [0; SLOTS];
@@ -225,29 +233,42 @@ impl Index {
         }
     }
 
-    /// Clear the slot at `pos` (in `bucket`'s chain); an overflow bucket
-    /// left empty at the end of the chain goes back to the pool.
+    /// Clear the slot at `pos` (in `bucket`'s chain), keeping the chain
+    /// packed: its last entry moves into the hole, and an overflow bucket
+    /// left empty goes back to the pool. Packed chains use the fewest
+    /// overflow buckets and let lookups stop at the first empty slot.
+    /// Positions of other entries in the chain may change.
     pub fn remove(&mut self, bucket: u32, pos: Pos) {
-        let b = pos / SLOTS;
-        self.table[b][pos % SLOTS] = 0;
-        if b < self.primary
-            || self.table[b][ITEM_SLOTS] != 0
-            || self.table[b][..ITEM_SLOTS].iter().any(|&s| s != 0)
-        {
-            return;
+        let (mut prev, mut last) = (usize::MAX, bucket as usize);
+        while self.table[last][ITEM_SLOTS] != 0 {
+            prev = last;
+            last = self.table[last][ITEM_SLOTS] as usize;
         }
-        let mut prev = bucket as usize;
-        while self.table[prev][ITEM_SLOTS] as usize != b {
-            prev = self.table[prev][ITEM_SLOTS] as usize;
+        let n = self.table[last][..ITEM_SLOTS]
+            .iter()
+            .position(|&s| s == 0)
+            .unwrap_or(ITEM_SLOTS);
+        debug_assert!(n > 0 || last == bucket as usize);
+        let tail = last * SLOTS + n - 1;
+        self.table[pos / SLOTS][pos % SLOTS] = self.table[last][n - 1];
+        self.table[last][n - 1] = 0;
+        debug_assert!(tail == pos || self.table[pos / SLOTS][pos % SLOTS] != 0);
+        if n == 1 && prev != usize::MAX {
+            self.table[prev][ITEM_SLOTS] = 0;
+            self.free_overflow.push(last as u32);
         }
-        self.table[prev][ITEM_SLOTS] = 0;
-        self.free_overflow.push(b as u32);
     }
 
     /// Forget every entry.
     pub fn clear(&mut self) {
-        self.table.iter_mut().for_each(|b| *b = [0; SLOTS]);
+        // A fresh zeroed allocation costs the OS's lazy zero pages, not a
+        // pass over the whole table.
+        self.table = vec![[0u64; SLOTS]; self.table.len()];
         self.reset_pool();
+    }
+
+    pub fn primary(&self) -> usize {
+        self.primary
     }
 
     /// Slots able to hold an entry (for the bytes-per-item figure).

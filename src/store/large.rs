@@ -106,6 +106,19 @@ impl LargeItems {
         None
     }
 
+    /// (bucket, exptime) of the item in `slot`, if any: what the sweep needs.
+    pub fn expiry_of(&self, slot: u32) -> Option<(u32, u32)> {
+        self.slots
+            .get(slot as usize)?
+            .as_ref()
+            .map(|it| (it.bucket, it.exptime))
+    }
+
+    /// Number of slots, live or free.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Slots of every live item.
     pub fn live_slots(&self) -> Vec<u32> {
         (0..self.slots.len() as u32)

@@ -126,8 +126,12 @@ mod large;
 mod layout;
 #[cfg(test)]
 mod model;
+#[cfg(test)]
+mod props;
 mod segment;
 mod segmented;
+#[cfg(test)]
+mod store_tests;
 mod sweep;
 
 #[cfg(test)]

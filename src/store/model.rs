@@ -106,7 +106,14 @@ impl Store {
         self.lru.insert(tick, mk.clone());
     }
 
-    fn link(&mut self, mk: MapKey, flags: u32, exptime: u32, value: Vec<u8>, count: bool) -> bool {
+    fn link(
+        &mut self,
+        mk: MapKey,
+        (flags, exptime): (u32, u32),
+        value: Vec<u8>,
+        count: bool,
+        fetched: bool,
+    ) -> bool {
         let size = item_size(mk.0, flags, mk.1.len(), value.len());
         if size > self.limit {
             return false;
@@ -128,7 +135,7 @@ impl Store {
             exptime,
             cas: self.cas,
             value,
-            fetched: false,
+            fetched,
             tick: self.tick,
         };
         self.lru.insert(self.tick, mk.clone());
@@ -235,7 +242,7 @@ impl Store {
         if present {
             self.unlink(&mk);
         }
-        if self.link(mk, flags, exptime, value, true) {
+        if self.link(mk, (flags, exptime), value, true, false) {
             SetOutcome::Stored
         } else {
             SetOutcome::OutOfMemory
@@ -267,9 +274,11 @@ impl Store {
         // memcached counts a new item (total_items) only when the digits no
         // longer fit in the old value and it allocates a replacement.
         let grew = buf.len() > it.value.len();
+        // In place, the item keeps its fetched bit too.
+        let fetched = !grew && it.fetched;
         let (flags, exptime) = (it.flags, it.exptime);
         self.unlink(&mk);
-        self.link(mk, flags, exptime, buf.clone(), grew);
+        self.link(mk, (flags, exptime), buf.clone(), grew, fetched);
         self.scratch = buf;
         ArithOutcome::Value(new)
     }

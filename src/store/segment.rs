@@ -1,8 +1,9 @@
 //! Segments: the fixed-size arenas items are appended into.
 //!
 //! Owns segment memory, each segment's bookkeeping (write offset, live
-//! counts, expiry range, cas base) and the FIFO of sealed segments, oldest
-//! first. It never interprets items beyond what `layout` offers and never
+//! counts, expiry range, cas base) and the two FIFOs of sealed segments,
+//! oldest first: `SMALL` for items as first written, `MAIN` for items that
+//! eviction kept (see `eviction`). It never interprets items beyond what `layout` offers and never
 //! touches the index: the store decides what lives and dies.
 //!
 //! Memory is allocated a segment at a time, only when needed, and freed
@@ -11,6 +12,11 @@
 
 /// "No segment" in the FIFO links.
 pub(crate) const NONE: u32 = u32::MAX;
+
+/// The FIFO new items enter.
+pub(crate) const SMALL: usize = 0;
+/// The FIFO of items that were used while in `SMALL` (or since).
+pub(crate) const MAIN: usize = 1;
 
 /// Where a segment is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +32,8 @@ pub(crate) enum State {
     /// Taken out of the FIFO by an eviction merge in progress; items
     /// leaving it do not free it.
     Evicting,
+    /// Taking the items eviction keeps, until full (then sealed into main).
+    MainHead,
 }
 
 pub(crate) struct Segment {
@@ -47,6 +55,8 @@ pub(crate) struct Segment {
     pub cas_base: u64,
     pub prev: u32,
     pub next: u32,
+    /// Which FIFO it is (or will be) sealed into.
+    pub queue: usize,
 }
 
 impl Segment {
@@ -62,6 +72,7 @@ impl Segment {
             cas_base: 0,
             prev: NONE,
             next: NONE,
+            queue: SMALL,
         }
     }
 
@@ -86,10 +97,11 @@ pub(crate) struct Segments {
     free_bare: Vec<u32>,
     /// Segments holding memory, whatever their state.
     pub allocated: usize,
-    /// Oldest and newest sealed segment.
-    pub fifo_head: u32,
-    pub fifo_tail: u32,
-    pub sealed: usize,
+    /// Oldest and newest sealed segment of each FIFO.
+    pub fifo_head: [u32; 2],
+    pub fifo_tail: [u32; 2],
+    /// Sealed segments in each FIFO.
+    pub sealed: [usize; 2],
 }
 
 impl Segments {
@@ -100,9 +112,9 @@ impl Segments {
             free_alloc: Vec::with_capacity(count),
             free_bare: (0..count as u32).rev().collect(),
             allocated: 0,
-            fifo_head: NONE,
-            fifo_tail: NONE,
-            sealed: 0,
+            fifo_head: [NONE; 2],
+            fifo_tail: [NONE; 2],
+            sealed: [0; 2],
         }
     }
 
@@ -155,39 +167,40 @@ impl Segments {
         s.next = NONE;
     }
 
-    /// Link `id` as the newest sealed segment.
-    pub fn seal(&mut self, id: u32) {
-        let tail = self.fifo_tail;
+    /// Link `id` as the newest sealed segment of FIFO `queue`.
+    pub fn seal(&mut self, id: u32, queue: usize) {
+        let tail = self.fifo_tail[queue];
         let s = &mut self.segs[id as usize];
         s.state = State::Sealed;
+        s.queue = queue;
         s.prev = tail;
         s.next = NONE;
         if tail == NONE {
-            self.fifo_head = id;
+            self.fifo_head[queue] = id;
         } else {
             self.segs[tail as usize].next = id;
         }
-        self.fifo_tail = id;
-        self.sealed += 1;
+        self.fifo_tail[queue] = id;
+        self.sealed[queue] += 1;
     }
 
-    /// Unlink a sealed segment from the FIFO (state is left to the caller).
+    /// Unlink a sealed segment from its FIFO (state is left to the caller).
     fn unlink(&mut self, id: u32) {
-        let (prev, next) = {
+        let (prev, next, q) = {
             let s = &self.segs[id as usize];
-            (s.prev, s.next)
+            (s.prev, s.next, s.queue)
         };
         if prev == NONE {
-            self.fifo_head = next;
+            self.fifo_head[q] = next;
         } else {
             self.segs[prev as usize].next = next;
         }
         if next == NONE {
-            self.fifo_tail = prev;
+            self.fifo_tail[q] = prev;
         } else {
             self.segs[next as usize].prev = prev;
         }
-        self.sealed -= 1;
+        self.sealed[q] -= 1;
     }
 
     /// Take a sealed segment out of the FIFO for an eviction merge.
@@ -212,25 +225,33 @@ impl Segments {
         self.free_alloc.push(id);
     }
 
-    /// Up to `n` oldest sealed segments, oldest first.
-    pub fn oldest(&self, n: usize, out: &mut Vec<u32>) {
+    /// Up to `n` oldest sealed segments of `queue`, oldest first.
+    pub fn oldest(&self, queue: usize, n: usize, out: &mut Vec<u32>) {
         out.clear();
-        let mut id = self.fifo_head;
+        let mut id = self.fifo_head[queue];
         while id != NONE && out.len() < n {
             out.push(id);
             id = self.segs[id as usize].next;
         }
     }
 
-    /// Every segment holding items: sealed ones oldest first, then the
-    /// head (if any). Used by flush and tests.
-    pub fn with_items(&self, head: u32) -> Vec<u32> {
-        let mut out = Vec::with_capacity(self.sealed + 1);
-        self.oldest(usize::MAX, &mut out);
-        if head != NONE {
-            out.push(head);
+    /// Every segment holding items: sealed ones (main, then small, oldest
+    /// first), then the open ones given (NONE skipped). Used by flush.
+    pub fn with_items(&self, heads: [u32; 2]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.sealed[MAIN] + self.sealed[SMALL] + 1);
+        let mut part = Vec::new();
+        for q in [MAIN, SMALL] {
+            self.oldest(q, usize::MAX, &mut part);
+            out.extend_from_slice(&part);
         }
+        out.extend(heads.iter().filter(|&&h| h != NONE));
         out
+    }
+
+    /// Sealed segments in both FIFOs.
+    #[cfg(test)]
+    pub fn sealed_count(&self) -> usize {
+        self.sealed[SMALL] + self.sealed[MAIN]
     }
 }
 
@@ -245,17 +266,20 @@ mod tests {
         assert!(p.take_new().is_none());
         for &id in &ids {
             p.open(id, State::Head, 0);
-            p.seal(id);
+            p.seal(id, SMALL);
         }
         let mut out = Vec::new();
-        p.oldest(10, &mut out);
+        p.oldest(SMALL, 10, &mut out);
         assert_eq!(out, ids);
         p.free(ids[1]);
         p.free(ids[3]);
-        p.oldest(10, &mut out);
+        p.oldest(SMALL, 10, &mut out);
         assert_eq!(out, vec![ids[0], ids[2]]);
-        assert_eq!(p.fifo_tail, ids[2]);
-        assert_eq!(p.sealed, 2);
+        assert_eq!(p.fifo_tail[SMALL], ids[2]);
+        assert_eq!(p.sealed, [2, 0]);
+        p.detach(ids[2]);
+        p.seal(ids[2], MAIN);
+        assert_eq!((p.fifo_head, p.sealed), ([ids[0], ids[2]], [1, 1]));
         assert_eq!(p.memory_bytes(), 4096);
         assert!(p.release_one());
         assert_eq!(p.memory_bytes(), 3072);

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 
+use super::eviction::GHOST_PER_BUCKET;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
@@ -35,7 +36,7 @@ const MAX_SEG_SIZE: usize = 1 << index::OFFSET_BITS;
 const MIN_SEG_SIZE: usize = 256;
 /// A store has at least this many segments (when the limit allows), so
 /// eviction always has older segments to choose from.
-const MIN_SEGMENTS: usize = 16;
+const MIN_SEGMENTS: usize = 64;
 
 /// Why an item leaves the store; decides which counters move.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,9 @@ pub struct Store {
     pub(super) large_bytes: usize,
     /// Segment taking appends, or NONE.
     pub(super) head: u32,
-    /// Segment kept empty for the next eviction merge, or NONE.
+    /// Segment taking the items eviction keeps (see `eviction`), or NONE.
+    pub(super) main_head: u32,
+    /// Segment kept empty for when the main head fills up, or NONE.
     pub(super) spare: u32,
     pub(super) limit: usize,
     max_item_size: usize,
@@ -81,24 +84,43 @@ pub struct Store {
     pub(super) stats: StoreStats,
     pub(super) ns: HashMap<NsId, NsStats, ahash::RandomState>,
     fixed_overhead: usize,
+    /// Tags of keys recently evicted from the small FIFO without a hit
+    /// (see `eviction`): such a key written again starts with frequency 1.
+    pub(super) ghost: Vec<u16>,
     /// Reused buffers, so commands never allocate in steady state.
     scratch: Vec<u8>,
     pub(super) victims: Vec<u32>,
+    /// The sweep's place: (segment, offset) and a large-item slot counter.
     pub(super) sweep_at: (u32, u32),
+    pub(super) sweep_large: usize,
 }
 
 impl Store {
     /// A store holding at most `limit_bytes` of segments and large items.
     ///
-    /// Segments are 1 MiB (smaller for limits under 16 MiB, so there are
-    /// at least 16); items whose header, key and value exceed a segment are
-    /// large items. The index has `limit / 672` rounded down to a power of
-    /// two primary buckets of 64 bytes plus half as many overflow buckets,
-    /// about 7-14% of the limit; the tables of segments and large items add
-    /// about 100 bytes per segment. All of it is `overhead_bytes`.
+    /// Segments are 1 MiB (smaller for limits under 64 MiB, so there are
+    /// at least 64 and the few not full of items, the head, the merge spare
+    /// and those just freed, cost little); items whose header, key and
+    /// value exceed a segment are large items. The index has one bucket of
+    /// 64 bytes per 784 bytes of limit plus a third as many overflow
+    /// buckets (and 4 bytes per overflow bucket to track the free ones):
+    /// 11.0% of the limit; the ghost table (8 bytes per primary bucket)
+    /// adds 1.0%. The tables of segments and large items add about
+    /// 150 bytes per segment. All of it is `overhead_bytes`, fixed here.
     pub fn new(limit_bytes: usize, max_item_size: usize) -> Store {
         let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
         let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
+        Store::with_segment_size(limit_bytes, max_item_size, seg_size)
+    }
+
+    /// A store with segments of `seg_size` bytes (at most 1 MiB), for tests
+    /// that want many segment boundaries without a small limit.
+    pub(crate) fn with_segment_size(
+        limit_bytes: usize,
+        max_item_size: usize,
+        seg_size: usize,
+    ) -> Store {
+        assert!((MIN_SEG_SIZE..=MAX_SEG_SIZE).contains(&seg_size));
         let nseg = (limit_bytes / seg_size).min(index::MAX_SEGMENTS);
         let index = Index::for_limit(limit_bytes);
         let segs = Segments::new(nseg, seg_size);
@@ -106,13 +128,16 @@ impl Store {
         // `nseg` of them; bound their table (and FIFO, kept under 2x live +
         // 16) by that.
         let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
-        let fixed_overhead = index.memory_bytes() + segs.overhead_bytes() + large_table;
+        let ghost = vec![0u16; index.primary() * GHOST_PER_BUCKET];
+        let fixed_overhead =
+            index.memory_bytes() + segs.overhead_bytes() + large_table + ghost.len() * 2;
         Store {
             index,
             segs,
             large: LargeItems::default(),
             large_bytes: 0,
             head: NONE,
+            main_head: NONE,
             spare: NONE,
             limit: limit_bytes,
             max_item_size,
@@ -121,9 +146,11 @@ impl Store {
             stats: StoreStats::default(),
             ns: HashMap::default(),
             fixed_overhead,
+            ghost,
             scratch: Vec::new(),
             victims: Vec::new(),
             sweep_at: (NONE, 0),
+            sweep_large: 0,
         }
     }
 
@@ -316,7 +343,12 @@ impl Store {
                 self.unlink(bucket, pos, Why::Dropped);
             }
         }
-        let entry = index::make_entry(index::tag_of(k.hash), loc) | keep;
+        let tag = index::tag_of(k.hash);
+        let mut keep = keep;
+        if old.is_none() && self.ghost_take(bucket, tag) {
+            keep = index::with_freq(keep, 1);
+        }
+        let entry = index::make_entry(tag, loc) | keep;
         if self.index.insert(bucket, entry).is_none() {
             // Chain full and overflow pool spent: the chain's coldest item
             // makes way (an eviction like any other).
@@ -424,6 +456,8 @@ impl Store {
             return SetOutcome::TooLarge;
         }
         let old = found.map(|pos| (pos, self.index.get(pos) & LOC_MASK));
+        // An overwrite is a use for eviction's purposes (not a fetch).
+        let keep = found.map_or(0, |pos| self.index.get(pos) & FREQ_MASK);
         match (mode, found) {
             (SetMode::Set, _) | (SetMode::Add, None) => {}
             (SetMode::Add, Some(_)) => return SetOutcome::NotStored,
@@ -453,12 +487,12 @@ impl Store {
                 } else {
                     [value, &old_value[..]]
                 };
-                let r = self.store_new(&k, flags, exptime, parts, old, 0, true);
+                let r = self.store_new(&k, flags, exptime, parts, old, keep, true);
                 self.scratch = old_value;
                 return r;
             }
         }
-        self.store_new(&k, flags, exptime, [value, &[]], old, 0, true)
+        self.store_new(&k, flags, exptime, [value, &[]], old, keep, true)
     }
 
     pub fn delete(&mut self, k: Key<'_>, now: u32) -> bool {
@@ -490,7 +524,11 @@ impl Store {
         // memcached rewrites in place (same item: fetched bit and no new
         // total_items) when the digits fit, else links a new item.
         let grew = buf.len() > old_len;
-        let keep = if grew { 0 } else { e & (FETCHED | FREQ_MASK) };
+        let keep = if grew {
+            e & FREQ_MASK
+        } else {
+            e & (FETCHED | FREQ_MASK)
+        };
         let r = self.store_new(
             &k,
             flags,
@@ -511,7 +549,7 @@ impl Store {
 
     /// Drop every item of `ns` now (walks the whole store).
     pub fn flush_ns(&mut self, ns: NsId) {
-        for seg in self.segs.with_items(self.head) {
+        for seg in self.segs.with_items([self.head, self.main_head]) {
             let mut off = 0usize;
             // A segment emptied by this loop is freed (and its `write`
             // reset), which ends the walk.
@@ -546,10 +584,11 @@ impl Store {
     /// Drop everything now; segment memory stays allocated for reuse.
     pub fn flush_all(&mut self) {
         self.index.clear();
-        for seg in self.segs.with_items(self.head) {
+        for seg in self.segs.with_items([self.head, self.main_head]) {
             self.segs.free(seg);
         }
         self.head = NONE;
+        self.main_head = NONE;
         for slot in self.large.live_slots() {
             let it = self.large.remove(slot);
             self.large_bytes -= it.charge();

@@ -11,7 +11,7 @@
 //! segments of short-lived items are dropped whole, as Segcache does.
 
 use super::layout;
-use super::segment::{State, NONE};
+use super::segment::{State, MAIN, NONE, SMALL};
 use super::segmented::{is_live, Store, Why};
 
 impl Store {
@@ -62,25 +62,54 @@ impl Store {
             }
         }
         self.sweep_at = (seg, off);
+
+        // Large items are few (each is bigger than a segment): one cursor
+        // over their table, from the same budget.
+        let slots = self.large.slot_count();
+        let mut seen = 0;
+        while examined < budget && seen < slots {
+            let slot = (self.sweep_large % slots) as u32;
+            self.sweep_large = self.sweep_large.wrapping_add(1);
+            seen += 1;
+            examined += 1;
+            if let Some((bucket, exptime)) = self.large.expiry_of(slot) {
+                if !is_live(exptime, now) {
+                    let pos = self
+                        .index
+                        .find_loc(bucket, super::index::large_loc(slot))
+                        .expect("live item is indexed");
+                    self.unlink(bucket, pos, Why::Expired);
+                    reclaimed += 1;
+                }
+            }
+        }
         reclaimed
     }
 
-    /// The segment after `seg` in sweep order: sealed oldest first, then
-    /// the head, then around again.
+    /// The segment after `seg` in sweep order: main's sealed segments
+    /// oldest first, then small's, then the head, then around again.
     fn next_to_sweep(&self, seg: u32) -> u32 {
+        let first = |q: usize| self.segs.fifo_head[q];
+        let mut next = NONE;
         if seg != NONE && seg != self.head {
-            let next = self.segs.segs[seg as usize].next;
-            if next != NONE {
-                return next;
+            let s = &self.segs.segs[seg as usize];
+            next = s.next;
+            if next == NONE && s.queue == MAIN {
+                next = first(SMALL);
             }
-            if self.head != NONE {
-                return self.head;
+            if next == NONE {
+                next = self.head;
             }
         }
-        if self.segs.fifo_head != NONE {
-            self.segs.fifo_head
-        } else {
-            self.head
+        if next == NONE {
+            next = first(MAIN);
         }
+        if next == NONE {
+            next = first(SMALL);
+        }
+        if next == NONE {
+            next = self.head;
+        }
+        next
     }
 }
