@@ -126,6 +126,7 @@ mod large;
 mod layout;
 #[cfg(test)]
 mod model;
+mod ns_table;
 #[cfg(test)]
 mod props;
 mod segment;

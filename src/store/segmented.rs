@@ -19,12 +19,11 @@
 //! the limit and are reported (with the per-namespace counter table) as
 //! `StoreStats::overhead_bytes`; see [`Store::new`] for the sizes.
 
-use std::collections::HashMap;
-
 use super::eviction::GHOST_PER_BUCKET;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
+use super::ns_table::NsTable;
 use super::segment::{Segments, State, NONE};
 use super::{
     arith, ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
@@ -82,7 +81,7 @@ pub struct Store {
     /// expired items from live ones.
     pub(super) now: u32,
     pub(super) stats: StoreStats,
-    pub(super) ns: HashMap<NsId, NsStats, ahash::RandomState>,
+    pub(super) ns: NsTable,
     fixed_overhead: usize,
     /// Tags of keys recently evicted from the small FIFO without a hit
     /// (see `eviction`): such a key written again starts with frequency 1.
@@ -144,7 +143,7 @@ impl Store {
             next_cas: 1,
             now: 0,
             stats: StoreStats::default(),
-            ns: HashMap::default(),
+            ns: NsTable::default(),
             fixed_overhead,
             ghost,
             scratch: Vec::new(),
@@ -185,6 +184,17 @@ impl Store {
         }
     }
 
+    /// Just the exptime of the item an entry points at.
+    #[inline]
+    fn exptime_of(&self, e: u64) -> u32 {
+        if e & LARGE != 0 {
+            self.large.get((e & (LARGE - 1)) as u32).exptime
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            layout::exptime(&self.segs.segs[seg as usize].data, off as usize)
+        }
+    }
+
     #[inline]
     fn matches(&self, e: u64, k: &Key<'_>) -> bool {
         if e & LARGE != 0 {
@@ -213,8 +223,7 @@ impl Store {
         let Some(pos) = self.find(k) else {
             return Ok(None);
         };
-        let e = self.index.get(pos);
-        if is_live(self.item(e).exptime, now) {
+        if is_live(self.exptime_of(self.index.get(pos)), now) {
             return Ok(Some(pos));
         }
         let bucket = self.index.bucket_of(k.hash);
@@ -222,8 +231,9 @@ impl Store {
         Err(())
     }
 
+    #[inline]
     fn ns_mut(&mut self, ns: NsId) -> &mut NsStats {
-        self.ns.entry(ns).or_default()
+        self.ns.get_mut(ns)
     }
 
     /// Remove the entry at `pos` (in `bucket`'s chain) and retire its item.
@@ -595,23 +605,21 @@ impl Store {
         }
         self.stats.curr_items = 0;
         self.stats.bytes = 0;
-        for n in self.ns.values_mut() {
+        self.ns.for_each(|n| {
             n.curr_items = 0;
             n.bytes = 0;
-        }
+        });
     }
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            overhead_bytes: (self.fixed_overhead
-                + self.ns.capacity() * (std::mem::size_of::<(NsId, NsStats)>() + 1))
-                as u64,
+            overhead_bytes: (self.fixed_overhead + self.ns.memory_bytes()) as u64,
             ..self.stats
         }
     }
 
     pub fn ns_stats(&self, ns: NsId) -> NsStats {
-        self.ns.get(&ns).copied().unwrap_or_default()
+        self.ns.get(ns)
     }
 
     pub fn limit_bytes(&self) -> usize {
