@@ -10,26 +10,26 @@
 //! need for cache eviction") applied to whole segments with Segcache's
 //! merge-based eviction (Yang et al., NSDI '21, section 4.3):
 //! - New items are appended to segments of a small FIFO (a tenth of the
-//!   segments). When it holds more than that, its oldest `MERGE` segments
-//!   are merged: items hit while there (frequency >= 1) move to the main
-//!   FIFO, the rest are evicted and their tags go to a ghost table.
+//!   segments). When it holds more than that, its oldest segment goes:
+//!   items hit while there (frequency >= 1) move to the main FIFO, the
+//!   rest are evicted and their tags go to a ghost table.
 //! - A key written again while its tag is in the ghost table starts with
 //!   frequency 1, so it moves to main at its first merge (S3-FIFO inserts
 //!   it into main directly; this way needs no second write head).
-//! - Otherwise the oldest `MERGE` main segments are merged the same way,
-//!   keeping items hit since their last pass (CLOCK-like reinsertion);
-//!   every kept item's frequency (2 bits, saturating) drops by one.
-//! - A merge keeps at most one segment's worth, the most frequent first,
-//!   so it frees at least `MERGE - 1` segments. Kept items are appended to
-//!   an open "main head" segment, sealed into main when full, so merged
-//!   segments are full too.
+//! - Otherwise the oldest `MERGE` main segments are merged (Segcache),
+//!   keeping items hit since their last pass (CLOCK-like reinsertion), at
+//!   most one segment's worth, the most frequent first; so a main merge
+//!   frees at least `MERGE - 1` segments. Every kept or promoted item's
+//!   frequency (2 bits, saturating) drops by one.
+//! - Kept and promoted items are appended to an open "main head" segment,
+//!   sealed into main when full, so merged segments are full too.
 //!
 //! Why not LRU: on skewed (Zipf) traffic most items are one-hit wonders.
 //! S3-FIFO drops them after a tenth of the cache's lifetime, while LRU
 //! lets each push a popular item down its list; the paper measures lower
 //! miss ratios than LRU on most of 6594 production traces. Here, with a
 //! Zipf(0.9) read-through test at 4 MiB, the store beats an exact LRU
-//! with no per-item overhead even though it holds 12% fewer items (see
+//! with no per-item overhead even though it holds 8% fewer items (see
 //! `store_tests::beats_lru_on_zipf`). A hit costs one store to the index
 //! entry (no list to relink), and memory is reclaimed a segment at a time,
 //! so it never fragments.
@@ -43,7 +43,7 @@ use super::layout::{self, NewItem};
 use super::segment::{State, MAIN, NONE, SMALL};
 use super::segmented::{is_live, Store, Why};
 
-/// Segments merged per eviction: frees at least MERGE - 1 of them.
+/// Main segments merged per eviction: frees at least MERGE - 1 of them.
 const MERGE: usize = 4;
 
 /// The small FIFO's share of segments is 1 / SMALL_SHARE_DIV (S3-FIFO: 10%).
@@ -119,6 +119,10 @@ impl Store {
 
     /// Free memory until `need` more bytes fit under the limit.
     pub(super) fn make_room(&mut self, need: usize) -> bool {
+        // Never empty the store for something that cannot fit anyway.
+        if need > self.limit {
+            return false;
+        }
         while self.memory_bytes() + need > self.limit {
             if self.segs.release_one() {
                 continue;
@@ -292,18 +296,21 @@ impl Store {
     /// the main head and evicting the rest.
     fn merge_evict(&mut self, queue: usize) {
         let mut victims = std::mem::take(&mut self.victims);
-        self.segs.oldest(queue, MERGE, &mut victims);
+        let seg_size = self.segs.seg_size;
+        // Small gives up one segment at a time and every used item in it
+        // moves to main, as in S3-FIFO; that frees no memory by itself but
+        // shrinks small until main's turn comes. A main merge keeps at most
+        // one segment's worth, so it frees MERGE - 1 (a lone victim may
+        // keep half).
+        let (count, budget) = match queue {
+            SMALL => (1, seg_size),
+            _ if self.segs.sealed[MAIN] == 1 => (1, seg_size / 2),
+            _ => (MERGE, seg_size),
+        };
+        self.segs.oldest(queue, count, &mut victims);
         for &v in &victims {
             self.segs.detach(v);
         }
-        let seg_size = self.segs.seg_size;
-        // At most one segment's worth is kept, so each merge of MERGE
-        // segments frees MERGE - 1; a lone victim may keep half.
-        let budget = if victims.len() == 1 {
-            seg_size / 2
-        } else {
-            seg_size
-        };
         let now = self.now;
 
         // Pass 1: bytes of live items by frequency, to pick the bar.

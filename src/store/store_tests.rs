@@ -409,3 +409,65 @@ fn entry_tags_come_from_bits_the_bucket_does_not_use() {
     assert!((s.index.bucket_of(h | 0xffff_ffff) as usize) < s.index.primary());
     assert_eq!(index::tag_of(h), 0x5678);
 }
+
+#[test]
+fn kept_items_that_expire_are_swept_from_main() {
+    let mut s = Store::new(8 * MB, MB);
+    let hot: Vec<String> = (0..300).map(|i| format!("hot{i}")).collect();
+    for k in &hot {
+        s.set(key(1, k.as_bytes()), SetMode::Set, 0, 50, &[1; 500], 10);
+        s.get(key(1, k.as_bytes()), 10);
+    }
+    for i in 0..40_000u32 {
+        s.set(
+            key(2, format!("cold{i}").as_bytes()),
+            SetMode::Set,
+            0,
+            0,
+            &[2; 500],
+            10,
+        );
+    }
+    // The hot items were hit, so merges moved them to main (all but the
+    // few that no longer fit a segment once their cas is made explicit:
+    // the first segments hold nothing else).
+    let kept = s.ns_stats(1).curr_items;
+    assert!(kept >= 290, "{kept}");
+    assert!(s.segs.sealed[super::segment::MAIN] > 0 || s.main_head != super::segment::NONE);
+    let mut n = 0;
+    for _ in 0..1000 {
+        n += s.sweep(60, 256);
+    }
+    assert_eq!(n as u64, kept);
+    assert_eq!(s.ns_stats(1).curr_items, 0);
+    assert_eq!(s.stats().reclaimed, kept);
+}
+
+#[test]
+fn a_key_evicted_unused_from_small_comes_back_with_a_use() {
+    let mut s = Store::new(8 * MB, MB);
+    let k = key(1, b"returning");
+    s.set(k, SetMode::Set, 0, 0, &[1; 100], 10);
+    // Write fresh keys until it is gone, never reading it (a read is a use).
+    let mut i = 0u32;
+    while s.ns_stats(1).curr_items == 1 {
+        s.set(
+            key(2, format!("c{i}").as_bytes()),
+            SetMode::Set,
+            0,
+            0,
+            &[2; 500],
+            10,
+        );
+        i += 1;
+    }
+    assert_eq!(s.ns_stats(1).evictions, 1);
+    // It was evicted from small without a use: its tag is in the ghost.
+    s.set(k, SetMode::Set, 0, 0, &[1; 100], 10);
+    let bucket = s.index.bucket_of(k.hash);
+    let pos = s
+        .index
+        .find(bucket, index::tag_of(k.hash), |_| true)
+        .expect("just stored");
+    assert_eq!(index::freq(s.index.get(pos)), 1);
+}

@@ -1,7 +1,7 @@
 //! The expiry sweep: reclaiming expired items before anyone asks for them.
 //!
-//! Owns the cursor that walks the segments (oldest sealed first, then the
-//! head) across calls. It never evicts live items and never does more than
+//! Owns the cursors that walk the segments (sealed ones oldest first, then
+//! the open ones) and the large items across calls. It never evicts live items and never does more than
 //! the caller's budget of work per call, so the shard can run it between
 //! requests without a latency spike.
 //!
@@ -30,7 +30,7 @@ impl Store {
             } else {
                 self.segs.segs[seg as usize].state
             };
-            if !matches!(state, State::Sealed | State::Head) {
+            if !matches!(state, State::Sealed | State::Head | State::MainHead) {
                 // The cursor's segment went away: start over, oldest first.
                 seg = self.next_to_sweep(NONE);
                 off = 0;
@@ -87,29 +87,35 @@ impl Store {
     }
 
     /// The segment after `seg` in sweep order: main's sealed segments
-    /// oldest first, then small's, then the head, then around again.
+    /// oldest first, then small's, then the head and the main head, then
+    /// around again.
     fn next_to_sweep(&self, seg: u32) -> u32 {
-        let first = |q: usize| self.segs.fifo_head[q];
-        let mut next = NONE;
-        if seg != NONE && seg != self.head {
+        let stages = [
+            self.segs.fifo_head[MAIN],
+            self.segs.fifo_head[SMALL],
+            self.head,
+            self.main_head,
+        ];
+        let stage = if seg == NONE {
+            stages.len() - 1
+        } else if seg == self.head {
+            2
+        } else if seg == self.main_head {
+            3
+        } else {
             let s = &self.segs.segs[seg as usize];
-            next = s.next;
-            if next == NONE && s.queue == MAIN {
-                next = first(SMALL);
+            if s.next != NONE {
+                return s.next;
             }
-            if next == NONE {
-                next = self.head;
+            if s.queue == MAIN {
+                0
+            } else {
+                1
             }
-        }
-        if next == NONE {
-            next = first(MAIN);
-        }
-        if next == NONE {
-            next = first(SMALL);
-        }
-        if next == NONE {
-            next = self.head;
-        }
-        next
+        };
+        (1..=stages.len())
+            .map(|d| stages[(stage + d) % stages.len()])
+            .find(|&id| id != NONE)
+            .unwrap_or(NONE)
     }
 }
