@@ -196,7 +196,9 @@ impl Store {
             .find_loc(bucket, index::large_loc(slot))
             .expect("live large item is indexed");
         let e = self.index.get(pos);
-        if !is_live(exptime, self.now) {
+        if self.flushed(e) {
+            self.unlink(bucket, pos, Why::Dropped);
+        } else if !is_live(exptime, self.now) {
             self.unlink(bucket, pos, Why::Expired);
         } else if index::freq(e) > 0 {
             self.index.put(pos, index::with_freq(e, index::freq(e) - 1));
@@ -325,8 +327,11 @@ impl Store {
                         .index
                         .find_loc(h.bucket, index::seg_loc(v, off as u32))
                         .expect("live item is indexed");
-                    let f = index::freq(self.index.get(pos)) as usize;
-                    by_freq[f] += layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
+                    let e = self.index.get(pos);
+                    if !self.flushed(e) {
+                        let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
+                        by_freq[index::freq(e) as usize] += len;
+                    }
                 }
                 off += h.total_len();
             }
@@ -360,6 +365,11 @@ impl Store {
                     let e = self.index.get(pos);
                     let f = index::freq(e) as usize;
                     let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
+                    if self.flushed(e) {
+                        // flush_ns already uncounted it.
+                        self.unlink(h.bucket, pos, Why::Dropped);
+                        continue;
+                    }
                     if !is_live(h.exptime, now) {
                         self.unlink(h.bucket, pos, Why::Expired);
                         continue;

@@ -38,7 +38,6 @@ impl LargeItem {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct LargeItems {
     slots: Vec<Option<LargeItem>>,
     free: Vec<u32>,
@@ -48,6 +47,17 @@ pub(crate) struct LargeItems {
 }
 
 impl LargeItems {
+    /// A table with room for `n` items up front (the most the limit allows),
+    /// so it does not grow past its reported size.
+    pub fn with_capacity(n: usize) -> LargeItems {
+        LargeItems {
+            slots: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
+            fifo: VecDeque::with_capacity(n),
+            live: 0,
+        }
+    }
+
     pub fn get(&self, slot: u32) -> &LargeItem {
         self.slots[slot as usize].as_ref().expect("live large slot")
     }

@@ -138,4 +138,6 @@ mod sweep;
 #[cfg(test)]
 mod semantics;
 
+// Beyond the list above, `Store` also offers `memory_bytes()`: the bytes of
+// segments and large items it holds now, never above `limit_bytes()`.
 pub use segmented::Store;

@@ -1,5 +1,5 @@
 //! The shard's store: items appended into segments, found through the hash
-//! index, evicted by merging the oldest segments.
+//! index, evicted a segment at a time (S3-FIFO over Segcache-style merges).
 //!
 //! Owns the commands' semantics (memcached 1.6: set/add/replace/append/
 //! prepend/cas, get/gat/touch, incr/decr, delete, flush) and the counters
@@ -24,7 +24,7 @@ use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
 use super::ns_table::NsTable;
-use super::segment::{Segments, State, NONE};
+use super::segment::{Segments, State, NONE, SMALL};
 use super::{
     arith, ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
 };
@@ -50,6 +50,7 @@ pub(super) enum Why {
 
 /// What the store needs to know about an item, wherever it lives.
 pub(super) struct ItemRef<'a> {
+    pub ns: NsId,
     pub exptime: u32,
     pub flags: u32,
     pub cas: u64,
@@ -133,7 +134,7 @@ impl Store {
         Store {
             index,
             segs,
-            large: LargeItems::default(),
+            large: LargeItems::with_capacity(nseg + 1),
             large_bytes: 0,
             head: NONE,
             main_head: NONE,
@@ -164,6 +165,7 @@ impl Store {
         if e & LARGE != 0 {
             let it = self.large.get((e & (LARGE - 1)) as u32);
             ItemRef {
+                ns: it.ns,
                 exptime: it.exptime,
                 flags: it.flags,
                 cas: it.cas,
@@ -176,6 +178,7 @@ impl Store {
             let k = off as usize + h.hlen;
             let v = k + h.klen;
             ItemRef {
+                ns: h.ns,
                 exptime: h.exptime,
                 flags: h.flags,
                 cas: h.own_cas.unwrap_or(s.cas_base + u64::from(off)),
@@ -223,12 +226,26 @@ impl Store {
         let Some(pos) = self.find(k) else {
             return Ok(None);
         };
-        if is_live(self.exptime_of(self.index.get(pos)), now) {
+        let e = self.index.get(pos);
+        let bucket = self.index.bucket_of(k.hash);
+        if self.ns.floor(k.ns) > 0 && self.flushed(e) {
+            // Left behind by flush_ns: already uncounted, now unindexed.
+            self.unlink(bucket, pos, Why::Dropped);
+            return Ok(None);
+        }
+        if is_live(self.exptime_of(e), now) {
             return Ok(Some(pos));
         }
-        let bucket = self.index.bucket_of(k.hash);
         self.unlink(bucket, pos, Why::Expired);
         Err(())
+    }
+
+    /// Whether the item an entry points at was dropped by `flush_ns`
+    /// (its cas is below its namespace's floor) but not yet removed.
+    #[inline]
+    pub(super) fn flushed(&self, e: u64) -> bool {
+        let it = self.item(e);
+        it.cas < self.ns.floor(it.ns)
     }
 
     #[inline]
@@ -237,8 +254,11 @@ impl Store {
     }
 
     /// Remove the entry at `pos` (in `bucket`'s chain) and retire its item.
+    /// An item `flush_ns` left behind was uncounted then; it moves no
+    /// counter now.
     pub(super) fn unlink(&mut self, bucket: u32, pos: Pos, why: Why) {
         let e = self.index.get(pos);
+        let flushed = self.flushed(e);
         self.index.remove(bucket, pos);
         let (ns, size) = if e & LARGE != 0 {
             let it = self.large.remove((e & (LARGE - 1)) as u32);
@@ -259,6 +279,9 @@ impl Store {
             }
             (h.ns, h.stats_size())
         };
+        if flushed {
+            return;
+        }
         let fetched = e & FETCHED != 0;
         let st = &mut self.stats;
         st.curr_items -= 1;
@@ -557,38 +580,28 @@ impl Store {
         }
     }
 
-    /// Drop every item of `ns` now (walks the whole store).
+    /// Drop every item of `ns` now, in constant time: items with a cas
+    /// below the namespace's new floor are invisible from here on and are
+    /// removed when next met (lookup, eviction, sweep), moving no counter
+    /// then. The head segment is sealed so that later writes take cas
+    /// values above the floor (a fresh segment starts a fresh cas block).
     pub fn flush_ns(&mut self, ns: NsId) {
-        for seg in self.segs.with_items([self.head, self.main_head]) {
-            let mut off = 0usize;
-            // A segment emptied by this loop is freed (and its `write`
-            // reset), which ends the walk.
-            while off < self.segs.segs[seg as usize].write as usize {
-                let h = layout::read(&self.segs.segs[seg as usize].data, off);
-                if !h.dead && h.ns == ns {
-                    let loc = index::seg_loc(seg, off as u32);
-                    let pos = self
-                        .index
-                        .find_loc(h.bucket, loc)
-                        .expect("live item is indexed");
-                    self.unlink(h.bucket, pos, Why::Dropped);
-                }
-                off += h.total_len();
+        self.ns.set_floor(ns, self.next_cas);
+        if self.head != NONE {
+            let old = self.head;
+            self.head = NONE;
+            if self.segs.segs[old as usize].live_items == 0 {
+                self.segs.free(old);
+            } else {
+                self.segs.seal(old, SMALL);
             }
         }
-        for slot in self.large.live_slots() {
-            let (item_ns, bucket) = {
-                let it = self.large.get(slot);
-                (it.ns, it.bucket)
-            };
-            if item_ns == ns {
-                let pos = self
-                    .index
-                    .find_loc(bucket, index::large_loc(slot))
-                    .expect("live item is indexed");
-                self.unlink(bucket, pos, Why::Dropped);
-            }
-        }
+        let n = self.ns.get_mut(ns);
+        let (items, bytes) = (n.curr_items, n.bytes);
+        n.curr_items = 0;
+        n.bytes = 0;
+        self.stats.curr_items -= items;
+        self.stats.bytes -= bytes;
     }
 
     /// Drop everything now; segment memory stays allocated for reuse.

@@ -57,8 +57,14 @@ impl Store {
                     .index
                     .find_loc(h.bucket, loc)
                     .expect("live item is indexed");
-                self.unlink(h.bucket, pos, Why::Expired);
-                reclaimed += 1;
+                // An item flush_ns left behind goes too, but it was
+                // counted gone at the flush.
+                if self.flushed(self.index.get(pos)) {
+                    self.unlink(h.bucket, pos, Why::Dropped);
+                } else {
+                    self.unlink(h.bucket, pos, Why::Expired);
+                    reclaimed += 1;
+                }
             }
         }
         self.sweep_at = (seg, off);
@@ -78,8 +84,12 @@ impl Store {
                         .index
                         .find_loc(bucket, super::index::large_loc(slot))
                         .expect("live item is indexed");
-                    self.unlink(bucket, pos, Why::Expired);
-                    reclaimed += 1;
+                    if self.flushed(self.index.get(pos)) {
+                        self.unlink(bucket, pos, Why::Dropped);
+                    } else {
+                        self.unlink(bucket, pos, Why::Expired);
+                        reclaimed += 1;
+                    }
                 }
             }
         }
