@@ -205,6 +205,12 @@ pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
     p - at
 }
 
+/// The exptime of the item at `at`, without decoding the rest.
+#[inline]
+pub(crate) fn exptime(b: &[u8], at: usize) -> u32 {
+    rd32(b, at + 8)
+}
+
 /// Mark the item at `at` dead (its index entry is gone).
 #[inline]
 pub(crate) fn mark_dead(b: &mut [u8], at: usize) {

@@ -120,11 +120,24 @@ pub struct NsStats {
 //   fn limit_bytes(&self) -> usize
 
 mod arith;
-#[allow(dead_code)] // parts used only by the segment store that follows
+mod eviction;
+mod index;
+mod large;
 mod layout;
+#[cfg(test)]
 mod model;
+mod ns_table;
+#[cfg(test)]
+mod props;
+mod segment;
+mod segmented;
+#[cfg(test)]
+mod store_tests;
+mod sweep;
 
 #[cfg(test)]
 mod semantics;
 
-pub use model::Store;
+// Beyond the list above, `Store` also offers `memory_bytes()`: the bytes of
+// segments and large items it holds now, never above `limit_bytes()`.
+pub use segmented::Store;

@@ -1,7 +1,6 @@
 //! The reference model of the store: the contract's semantics, written plainly.
 //!
-//! Until the segment store lands this is also the shard's `Store`; after
-//! that it lives on only under `cfg(test)`. It keeps every item in a `HashMap` keyed by
+//! Owns nothing in production (it is compiled for tests only). It keeps every item in a `HashMap` keyed by
 //! (namespace, key) with an exact LRU, so that property tests can run the
 //! real store and this model side by side and demand the same answers. It
 //! must never be clever: each rule of the contract appears here once, in
@@ -107,7 +106,14 @@ impl Store {
         self.lru.insert(tick, mk.clone());
     }
 
-    fn link(&mut self, mk: MapKey, flags: u32, exptime: u32, value: Vec<u8>, count: bool) -> bool {
+    fn link(
+        &mut self,
+        mk: MapKey,
+        (flags, exptime): (u32, u32),
+        value: Vec<u8>,
+        count: bool,
+        fetched: bool,
+    ) -> bool {
         let size = item_size(mk.0, flags, mk.1.len(), value.len());
         if size > self.limit {
             return false;
@@ -129,7 +135,7 @@ impl Store {
             exptime,
             cas: self.cas,
             value,
-            fetched: false,
+            fetched,
             tick: self.tick,
         };
         self.lru.insert(self.tick, mk.clone());
@@ -236,7 +242,7 @@ impl Store {
         if present {
             self.unlink(&mk);
         }
-        if self.link(mk, flags, exptime, value, true) {
+        if self.link(mk, (flags, exptime), value, true, false) {
             SetOutcome::Stored
         } else {
             SetOutcome::OutOfMemory
@@ -268,9 +274,11 @@ impl Store {
         // memcached counts a new item (total_items) only when the digits no
         // longer fit in the old value and it allocates a replacement.
         let grew = buf.len() > it.value.len();
+        // In place, the item keeps its fetched bit too.
+        let fetched = !grew && it.fetched;
         let (flags, exptime) = (it.flags, it.exptime);
         self.unlink(&mk);
-        self.link(mk, flags, exptime, buf.clone(), grew);
+        self.link(mk, (flags, exptime), buf.clone(), grew, fetched);
         self.scratch = buf;
         ArithOutcome::Value(new)
     }

@@ -1,0 +1,107 @@
+//! Per-namespace counters, so a tenant's `stats` shows only its own items,
+//! and each namespace's flush floor.
+//!
+//! Owns the table from namespace id to `NsStats` and to the cas below
+//! which the namespace's items count as flushed (see `Store::flush_ns`).
+//! It never sees items: the store tells it what changed. Interned ids are small and dense, so
+//! ids below `DENSE_MAX` index a vector (no hashing on the set path);
+//! larger ids fall back to a map.
+
+use std::collections::HashMap;
+
+use super::{NsId, NsStats};
+
+/// Ids below this use the vector: 64 Ki namespaces cost at most 2 MiB.
+const DENSE_MAX: NsId = 1 << 16;
+
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    stats: NsStats,
+    /// Items of this namespace with a cas below this were flushed.
+    floor: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct NsTable {
+    dense: Vec<Entry>,
+    sparse: HashMap<NsId, Entry, ahash::RandomState>,
+}
+
+impl NsTable {
+    #[inline]
+    fn entry_mut(&mut self, ns: NsId) -> &mut Entry {
+        if ns < DENSE_MAX {
+            let i = ns as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, Entry::default());
+            }
+            &mut self.dense[i]
+        } else {
+            self.sparse.entry(ns).or_default()
+        }
+    }
+
+    #[inline]
+    fn entry(&self, ns: NsId) -> Entry {
+        if ns < DENSE_MAX {
+            self.dense.get(ns as usize).copied().unwrap_or_default()
+        } else {
+            self.sparse.get(&ns).copied().unwrap_or_default()
+        }
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, ns: NsId) -> &mut NsStats {
+        &mut self.entry_mut(ns).stats
+    }
+
+    pub fn get(&self, ns: NsId) -> NsStats {
+        self.entry(ns).stats
+    }
+
+    /// The cas below which items of `ns` were flushed (0: never flushed).
+    #[inline]
+    pub fn floor(&self, ns: NsId) -> u64 {
+        self.entry(ns).floor
+    }
+
+    pub fn set_floor(&mut self, ns: NsId, floor: u64) {
+        self.entry_mut(ns).floor = floor;
+    }
+
+    /// Every namespace's counters (for flush_all).
+    pub fn for_each(&mut self, mut f: impl FnMut(&mut NsStats)) {
+        self.dense.iter_mut().for_each(|e| f(&mut e.stats));
+        self.sparse.values_mut().for_each(|e| f(&mut e.stats));
+    }
+
+    /// Bytes held; grows only with the namespaces seen.
+    pub fn memory_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<Entry>();
+        self.dense.capacity() * entry + self.sparse.capacity() * (entry + 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_and_sparse_ids() {
+        let mut t = NsTable::default();
+        t.get_mut(3).curr_items = 5;
+        t.get_mut(1 << 20).curr_items = 7;
+        assert_eq!(t.get(3).curr_items, 5);
+        assert_eq!(t.get(1 << 20).curr_items, 7);
+        assert_eq!(t.get(2), NsStats::default());
+        assert_eq!(t.get(99_999_999), NsStats::default());
+        let mut n = 0;
+        t.for_each(|s| n += s.curr_items);
+        assert_eq!(n, 12);
+        assert_eq!(t.floor(3), 0);
+        t.set_floor(3, 99);
+        t.set_floor(1 << 20, 7);
+        assert_eq!((t.floor(3), t.floor(1 << 20), t.floor(4)), (99, 7, 0));
+        assert_eq!(t.get(3).curr_items, 5);
+    }
+}

@@ -1,0 +1,641 @@
+//! The shard's store: items appended into segments, found through the hash
+//! index, evicted a segment at a time (S3-FIFO over Segcache-style merges).
+//!
+//! Owns the commands' semantics (memcached 1.6: set/add/replace/append/
+//! prepend/cas, get/gat/touch, incr/decr, delete, flush) and the counters
+//! `stats` reports. It never touches a socket, never parses protocol text
+//! and never allocates per item: small items live in segments (see
+//! `segment`), items bigger than a segment get one allocation each (see
+//! `large`), both charged against one memory limit. Eviction and the
+//! expiry sweep live in `eviction` and `sweep`.
+//!
+//! Every mutation appends a new copy of the item and retires the old one,
+//! so an item's bytes never change under a reader except its exptime
+//! (touch) and its dead bit; `ItemView` borrows the store, so Rust keeps
+//! them stable while a caller holds one.
+//!
+//! Memory: segment memory plus large items stay within `limit_bytes`. The
+//! index, the segment and large-item tables are fixed at construction from
+//! the limit and are reported (with the per-namespace counter table) as
+//! `StoreStats::overhead_bytes`; see [`Store::new`] for the sizes.
+
+use super::eviction::GHOST_PER_BUCKET;
+use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
+use super::large::{LargeItem, LargeItems};
+use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
+use super::ns_table::NsTable;
+use super::segment::{Segments, State, NONE, SMALL};
+use super::{
+    arith, ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
+};
+
+/// Largest segment: offsets are 20 bits in an index entry.
+const MAX_SEG_SIZE: usize = 1 << index::OFFSET_BITS;
+/// Smallest segment, for toy limits.
+const MIN_SEG_SIZE: usize = 256;
+/// A store has at least this many segments (when the limit allows), so
+/// eviction always has older segments to choose from.
+const MIN_SEGMENTS: usize = 64;
+
+/// Why an item leaves the store; decides which counters move.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// delete, overwrite, a `Set` that was too large, flush.
+    Dropped,
+    /// Past its exptime (reclaimed).
+    Expired,
+    /// Pushed out to make room.
+    Evicted,
+}
+
+/// What the store needs to know about an item, wherever it lives.
+pub(super) struct ItemRef<'a> {
+    pub ns: NsId,
+    pub exptime: u32,
+    pub flags: u32,
+    pub cas: u64,
+    pub value: &'a [u8],
+}
+
+#[inline]
+pub(super) fn is_live(exptime: u32, now: u32) -> bool {
+    exptime == 0 || exptime > now
+}
+
+pub struct Store {
+    pub(super) index: Index,
+    pub(super) segs: Segments,
+    pub(super) large: LargeItems,
+    /// Bytes charged by large items.
+    pub(super) large_bytes: usize,
+    /// Segment taking appends, or NONE.
+    pub(super) head: u32,
+    /// Segment taking the items eviction keeps (see `eviction`), or NONE.
+    pub(super) main_head: u32,
+    /// Segment kept empty for when the main head fills up, or NONE.
+    pub(super) spare: u32,
+    pub(super) limit: usize,
+    max_item_size: usize,
+    /// Next cas value not yet handed out (segments take blocks of them).
+    pub(super) next_cas: u64,
+    /// The latest `now` a command passed in; eviction uses it to tell
+    /// expired items from live ones.
+    pub(super) now: u32,
+    pub(super) stats: StoreStats,
+    pub(super) ns: NsTable,
+    fixed_overhead: usize,
+    /// Tags of keys recently evicted from the small FIFO without a hit
+    /// (see `eviction`): such a key written again starts with frequency 1.
+    pub(super) ghost: Vec<u16>,
+    /// Reused buffers, so commands never allocate in steady state.
+    scratch: Vec<u8>,
+    pub(super) victims: Vec<u32>,
+    /// The sweep's place: (segment, offset) and a large-item slot counter.
+    pub(super) sweep_at: (u32, u32),
+    pub(super) sweep_large: usize,
+}
+
+impl Store {
+    /// A store holding at most `limit_bytes` of segments and large items.
+    ///
+    /// Segments are 1 MiB (smaller for limits under 64 MiB, so there are
+    /// at least 64 and the few not full of items, the head, the merge spare
+    /// and those just freed, cost little); items whose header, key and
+    /// value exceed a segment are large items. The index has one bucket of
+    /// 64 bytes per 784 bytes of limit plus a third as many overflow
+    /// buckets (and 4 bytes per overflow bucket to track the free ones):
+    /// 11.0% of the limit; the ghost table (8 bytes per primary bucket)
+    /// adds 1.0%. The tables of segments and large items add about
+    /// 150 bytes per segment. All of it is `overhead_bytes`, fixed here.
+    pub fn new(limit_bytes: usize, max_item_size: usize) -> Store {
+        let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
+        let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
+        Store::with_segment_size(limit_bytes, max_item_size, seg_size)
+    }
+
+    /// A store with segments of `seg_size` bytes (at most 1 MiB), for tests
+    /// that want many segment boundaries without a small limit.
+    pub(crate) fn with_segment_size(
+        limit_bytes: usize,
+        max_item_size: usize,
+        seg_size: usize,
+    ) -> Store {
+        assert!((MIN_SEG_SIZE..=MAX_SEG_SIZE).contains(&seg_size));
+        let nseg = (limit_bytes / seg_size).min(index::MAX_SEGMENTS);
+        let index = Index::for_limit(limit_bytes);
+        let segs = Segments::new(nseg, seg_size);
+        // Every large item is bigger than a segment, so there are at most
+        // `nseg` of them; bound their table (and FIFO, kept under 2x live +
+        // 16) by that.
+        let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
+        let ghost = vec![0u16; index.primary() * GHOST_PER_BUCKET];
+        let fixed_overhead =
+            index.memory_bytes() + segs.overhead_bytes() + large_table + ghost.len() * 2;
+        Store {
+            index,
+            segs,
+            large: LargeItems::with_capacity(nseg + 1),
+            large_bytes: 0,
+            head: NONE,
+            main_head: NONE,
+            spare: NONE,
+            limit: limit_bytes,
+            max_item_size,
+            next_cas: 1,
+            now: 0,
+            stats: StoreStats::default(),
+            ns: NsTable::default(),
+            fixed_overhead,
+            ghost,
+            scratch: Vec::new(),
+            victims: Vec::new(),
+            sweep_at: (NONE, 0),
+            sweep_large: 0,
+        }
+    }
+
+    /// Bytes of segments and large items held now: never above the limit.
+    pub fn memory_bytes(&self) -> usize {
+        self.segs.memory_bytes() + self.large_bytes
+    }
+
+    /// The item an index entry points at.
+    #[inline]
+    pub(super) fn item(&self, e: u64) -> ItemRef<'_> {
+        if e & LARGE != 0 {
+            let it = self.large.get((e & (LARGE - 1)) as u32);
+            ItemRef {
+                ns: it.ns,
+                exptime: it.exptime,
+                flags: it.flags,
+                cas: it.cas,
+                value: it.value(),
+            }
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            let s = &self.segs.segs[seg as usize];
+            let h = layout::read(&s.data, off as usize);
+            let k = off as usize + h.hlen;
+            let v = k + h.klen;
+            ItemRef {
+                ns: h.ns,
+                exptime: h.exptime,
+                flags: h.flags,
+                cas: h.own_cas.unwrap_or(s.cas_base + u64::from(off)),
+                value: &s.data[v..v + h.vlen],
+            }
+        }
+    }
+
+    /// Just the exptime of the item an entry points at.
+    #[inline]
+    fn exptime_of(&self, e: u64) -> u32 {
+        if e & LARGE != 0 {
+            self.large.get((e & (LARGE - 1)) as u32).exptime
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            layout::exptime(&self.segs.segs[seg as usize].data, off as usize)
+        }
+    }
+
+    #[inline]
+    fn matches(&self, e: u64, k: &Key<'_>) -> bool {
+        if e & LARGE != 0 {
+            let it = self.large.get((e & (LARGE - 1)) as u32);
+            it.ns == k.ns && it.key() == k.key
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            let data = &self.segs.segs[seg as usize].data;
+            let h = layout::read(data, off as usize);
+            let at = off as usize + h.hlen;
+            h.ns == k.ns && h.klen == k.key.len() && &data[at..at + h.klen] == k.key
+        }
+    }
+
+    #[inline]
+    fn find(&self, k: &Key<'_>) -> Option<Pos> {
+        let bucket = self.index.bucket_of(k.hash);
+        self.index
+            .find(bucket, index::tag_of(k.hash), |e| self.matches(e, k))
+    }
+
+    /// The live item under `k`; an expired one is reclaimed on the way
+    /// (`Err(())` tells the caller it was there but expired).
+    #[inline]
+    fn find_live(&mut self, k: &Key<'_>, now: u32) -> Result<Option<Pos>, ()> {
+        let Some(pos) = self.find(k) else {
+            return Ok(None);
+        };
+        let e = self.index.get(pos);
+        let bucket = self.index.bucket_of(k.hash);
+        if self.ns.floor(k.ns) > 0 && self.flushed(e) {
+            // Left behind by flush_ns: already uncounted, now unindexed.
+            self.unlink(bucket, pos, Why::Dropped);
+            return Ok(None);
+        }
+        if is_live(self.exptime_of(e), now) {
+            return Ok(Some(pos));
+        }
+        self.unlink(bucket, pos, Why::Expired);
+        Err(())
+    }
+
+    /// Whether the item an entry points at was dropped by `flush_ns`
+    /// (its cas is below its namespace's floor) but not yet removed.
+    #[inline]
+    pub(super) fn flushed(&self, e: u64) -> bool {
+        let it = self.item(e);
+        it.cas < self.ns.floor(it.ns)
+    }
+
+    #[inline]
+    fn ns_mut(&mut self, ns: NsId) -> &mut NsStats {
+        self.ns.get_mut(ns)
+    }
+
+    /// Remove the entry at `pos` (in `bucket`'s chain) and retire its item.
+    /// An item `flush_ns` left behind was uncounted then; it moves no
+    /// counter now.
+    pub(super) fn unlink(&mut self, bucket: u32, pos: Pos, why: Why) {
+        let e = self.index.get(pos);
+        let flushed = self.flushed(e);
+        self.index.remove(bucket, pos);
+        let (ns, size) = if e & LARGE != 0 {
+            let it = self.large.remove((e & (LARGE - 1)) as u32);
+            self.large_bytes -= it.charge();
+            (
+                it.ns,
+                layout::item_size(it.ns, it.flags, it.klen, it.data.len() - it.klen),
+            )
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            let s = &mut self.segs.segs[seg as usize];
+            let h = layout::read(&s.data, off as usize);
+            layout::mark_dead(&mut s.data, off as usize);
+            s.live_items -= 1;
+            s.live_bytes -= h.total_len() as u32;
+            if s.live_items == 0 && s.state == State::Sealed {
+                self.segs.free(seg);
+            }
+            (h.ns, h.stats_size())
+        };
+        if flushed {
+            return;
+        }
+        let fetched = e & FETCHED != 0;
+        let st = &mut self.stats;
+        st.curr_items -= 1;
+        st.bytes -= size as u64;
+        match why {
+            Why::Dropped => {}
+            Why::Expired => {
+                st.reclaimed += 1;
+                st.expired_unfetched += u64::from(!fetched);
+            }
+            Why::Evicted => {
+                st.evictions += 1;
+                st.evicted_unfetched += u64::from(!fetched);
+            }
+        }
+        let n = self.ns_mut(ns);
+        n.curr_items -= 1;
+        n.bytes -= size as u64;
+        n.evictions += u64::from(why == Why::Evicted);
+    }
+
+    /// Write a new item and index it. `old` is the entry it replaces
+    /// (position and location as found before writing), unlinked once the
+    /// new bytes are safely written, so a failed write leaves it in place.
+    /// `keep` carries index bits (fetched, frequency) over from the old entry.
+    #[allow(clippy::too_many_arguments)]
+    fn store_new(
+        &mut self,
+        k: &Key<'_>,
+        flags: u32,
+        exptime: u32,
+        value: [&[u8]; 2],
+        old: Option<(Pos, u64)>,
+        keep: u64,
+        count: bool,
+    ) -> SetOutcome {
+        let bucket = self.index.bucket_of(k.hash);
+        let item = NewItem {
+            ns: k.ns,
+            bucket,
+            exptime,
+            flags,
+            own_cas: None,
+            key: k.key,
+            value,
+        };
+        let vlen = item.vlen();
+        let total = item.total_len();
+        let loc = if total <= self.segs.seg_size && vlen <= MAX_SEGMENT_VLEN {
+            if !self.head_room(total) {
+                return SetOutcome::OutOfMemory;
+            }
+            let s = &mut self.segs.segs[self.head as usize];
+            let off = s.write as usize;
+            layout::write(&mut s.data, off, &item);
+            s.write += total as u32;
+            s.live_items += 1;
+            s.live_bytes += total as u32;
+            s.note_exptime(exptime);
+            index::seg_loc(self.head, off as u32)
+        } else {
+            let charge = k.key.len() + vlen + std::mem::size_of::<LargeItem>();
+            if !self.make_room(charge) {
+                return SetOutcome::OutOfMemory;
+            }
+            let mut data = Vec::with_capacity(k.key.len() + vlen);
+            data.extend_from_slice(k.key);
+            data.extend_from_slice(value[0]);
+            data.extend_from_slice(value[1]);
+            let cas = self.next_cas;
+            self.next_cas += 1;
+            let slot = self.large.insert(LargeItem {
+                ns: k.ns,
+                bucket,
+                flags,
+                exptime,
+                cas,
+                stamp: cas,
+                klen: k.key.len(),
+                data: data.into_boxed_slice(),
+            });
+            self.large_bytes += charge;
+            index::large_loc(slot)
+        };
+        // Making room may have evicted or moved the old item: use the
+        // remembered position only if it still points where it did.
+        if let Some((pos, old_loc)) = old {
+            if self.index.get(pos) & LOC_MASK == old_loc && self.index.get(pos) & index::VALID != 0
+            {
+                self.unlink(bucket, pos, Why::Dropped);
+            } else if let Some(pos) = self.find(k) {
+                self.unlink(bucket, pos, Why::Dropped);
+            }
+        }
+        let tag = index::tag_of(k.hash);
+        let mut keep = keep;
+        if old.is_none() && self.ghost_take(bucket, tag) {
+            keep = index::with_freq(keep, 1);
+        }
+        let entry = index::make_entry(tag, loc) | keep;
+        if self.index.insert(bucket, entry).is_none() {
+            // Chain full and overflow pool spent: the chain's coldest item
+            // makes way (an eviction like any other).
+            let victim = self.index.chain_victim(bucket);
+            let why = if is_live(self.item(self.index.get(victim)).exptime, self.now) {
+                Why::Evicted
+            } else {
+                Why::Expired
+            };
+            self.unlink(bucket, victim, why);
+            self.index
+                .insert(bucket, entry)
+                .expect("a slot was just freed");
+        }
+        let size = layout::item_size(k.ns, flags, k.key.len(), vlen) as u64;
+        self.stats.curr_items += 1;
+        self.stats.bytes += size;
+        self.stats.total_items += u64::from(count);
+        let n = self.ns_mut(k.ns);
+        n.curr_items += 1;
+        n.bytes += size;
+        n.total_items += u64::from(count);
+        SetOutcome::Stored
+    }
+
+    /// Look up `k`, marking a hit fetched and more frequent.
+    pub fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_> {
+        self.now = now;
+        match self.find_live(&k, now) {
+            Err(()) => Lookup::Expired,
+            Ok(None) => Lookup::Missing,
+            Ok(Some(pos)) => {
+                let e = index::hit(self.index.get(pos));
+                self.index.put(pos, e);
+                let it = self.item(e);
+                Lookup::Hit(ItemView {
+                    flags: it.flags,
+                    cas: it.cas,
+                    value: it.value,
+                })
+            }
+        }
+    }
+
+    /// gat/gats: a hit that also sets the exptime (cas unchanged).
+    pub fn get_and_touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> Lookup<'_> {
+        self.now = now;
+        match self.find_live(&k, now) {
+            Err(()) => Lookup::Expired,
+            Ok(None) => Lookup::Missing,
+            Ok(Some(pos)) => {
+                let e = self.touch_at(pos, exptime);
+                let it = self.item(e);
+                Lookup::Hit(ItemView {
+                    flags: it.flags,
+                    cas: it.cas,
+                    value: it.value,
+                })
+            }
+        }
+    }
+
+    /// Set the exptime of the item at `pos` in place and count a hit.
+    fn touch_at(&mut self, pos: Pos, exptime: u32) -> u64 {
+        let e = index::hit(self.index.get(pos));
+        self.index.put(pos, e);
+        if e & LARGE != 0 {
+            self.large.get_mut((e & (LARGE - 1)) as u32).exptime = exptime;
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            let s = &mut self.segs.segs[seg as usize];
+            layout::set_exptime(&mut s.data, off as usize, exptime);
+            s.note_exptime(exptime);
+        }
+        e
+    }
+
+    pub fn touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> bool {
+        self.now = now;
+        match self.find_live(&k, now) {
+            Ok(Some(pos)) => {
+                self.touch_at(pos, exptime);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn set(
+        &mut self,
+        k: Key<'_>,
+        mode: SetMode,
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        now: u32,
+    ) -> SetOutcome {
+        self.now = now;
+        let found = self.find_live(&k, now).unwrap_or(None);
+        if value.len() > self.max_item_size || k.key.len() > u8::MAX as usize {
+            if let (SetMode::Set, Some(pos)) = (mode, found) {
+                let bucket = self.index.bucket_of(k.hash);
+                self.unlink(bucket, pos, Why::Dropped);
+            }
+            return SetOutcome::TooLarge;
+        }
+        let old = found.map(|pos| (pos, self.index.get(pos) & LOC_MASK));
+        // An overwrite is a use for eviction's purposes (not a fetch).
+        let keep = found.map_or(0, |pos| self.index.get(pos) & FREQ_MASK);
+        match (mode, found) {
+            (SetMode::Set, _) | (SetMode::Add, None) => {}
+            (SetMode::Add, Some(_)) => return SetOutcome::NotStored,
+            (SetMode::Replace | SetMode::Append | SetMode::Prepend, None) => {
+                return SetOutcome::NotStored
+            }
+            (SetMode::Replace, Some(_)) => {}
+            (SetMode::Cas(_), None) => return SetOutcome::NotFound,
+            (SetMode::Cas(cas), Some(pos)) => {
+                if self.item(self.index.get(pos)).cas != cas {
+                    return SetOutcome::Exists;
+                }
+            }
+            (SetMode::Append | SetMode::Prepend, Some(pos)) => {
+                let it = self.item(self.index.get(pos));
+                if it.value.len() + value.len() > self.max_item_size {
+                    return SetOutcome::TooLarge;
+                }
+                let (flags, exptime) = (it.flags, it.exptime);
+                // The old bytes may be evicted while room is made for the
+                // new item, so they are copied out first.
+                let mut old_value = std::mem::take(&mut self.scratch);
+                old_value.clear();
+                old_value.extend_from_slice(self.item(self.index.get(pos)).value);
+                let parts = if mode == SetMode::Append {
+                    [&old_value[..], value]
+                } else {
+                    [value, &old_value[..]]
+                };
+                let r = self.store_new(&k, flags, exptime, parts, old, keep, true);
+                self.scratch = old_value;
+                return r;
+            }
+        }
+        self.store_new(&k, flags, exptime, [value, &[]], old, keep, true)
+    }
+
+    pub fn delete(&mut self, k: Key<'_>, now: u32) -> bool {
+        self.now = now;
+        match self.find_live(&k, now) {
+            Ok(Some(pos)) => {
+                let bucket = self.index.bucket_of(k.hash);
+                self.unlink(bucket, pos, Why::Dropped);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn arith(&mut self, k: Key<'_>, incr: bool, delta: u64, now: u32) -> ArithOutcome {
+        self.now = now;
+        let Ok(Some(pos)) = self.find_live(&k, now) else {
+            return ArithOutcome::NotFound;
+        };
+        let e = self.index.get(pos);
+        let it = self.item(e);
+        let Some(old) = arith::parse_u64(it.value) else {
+            return ArithOutcome::NonNumeric;
+        };
+        let new = arith::apply(old, incr, delta);
+        let (flags, exptime, old_len) = (it.flags, it.exptime, it.value.len());
+        let mut buf = std::mem::take(&mut self.scratch);
+        arith::render(new, old_len, &mut buf);
+        // memcached rewrites in place (same item: fetched bit and no new
+        // total_items) when the digits fit, else links a new item.
+        let grew = buf.len() > old_len;
+        let keep = if grew {
+            e & FREQ_MASK
+        } else {
+            e & (FETCHED | FREQ_MASK)
+        };
+        let r = self.store_new(
+            &k,
+            flags,
+            exptime,
+            [&buf, &[]],
+            Some((pos, e & LOC_MASK)),
+            keep,
+            grew,
+        );
+        self.scratch = buf;
+        match r {
+            SetOutcome::Stored => ArithOutcome::Value(new),
+            // Could not make room for the new digits; memcached reports
+            // the same as for a vanished item.
+            _ => ArithOutcome::NotFound,
+        }
+    }
+
+    /// Drop every item of `ns` now, in constant time: items with a cas
+    /// below the namespace's new floor are invisible from here on and are
+    /// removed when next met (lookup, eviction, sweep), moving no counter
+    /// then. The head segment is sealed so that later writes take cas
+    /// values above the floor (a fresh segment starts a fresh cas block).
+    pub fn flush_ns(&mut self, ns: NsId) {
+        self.ns.set_floor(ns, self.next_cas);
+        if self.head != NONE {
+            let old = self.head;
+            self.head = NONE;
+            if self.segs.segs[old as usize].live_items == 0 {
+                self.segs.free(old);
+            } else {
+                self.segs.seal(old, SMALL);
+            }
+        }
+        let n = self.ns.get_mut(ns);
+        let (items, bytes) = (n.curr_items, n.bytes);
+        n.curr_items = 0;
+        n.bytes = 0;
+        self.stats.curr_items -= items;
+        self.stats.bytes -= bytes;
+    }
+
+    /// Drop everything now; segment memory stays allocated for reuse.
+    pub fn flush_all(&mut self) {
+        self.index.clear();
+        for seg in self.segs.with_items([self.head, self.main_head]) {
+            self.segs.free(seg);
+        }
+        self.head = NONE;
+        self.main_head = NONE;
+        for slot in self.large.live_slots() {
+            let it = self.large.remove(slot);
+            self.large_bytes -= it.charge();
+        }
+        self.stats.curr_items = 0;
+        self.stats.bytes = 0;
+        self.ns.for_each(|n| {
+            n.curr_items = 0;
+            n.bytes = 0;
+        });
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            overhead_bytes: (self.fixed_overhead + self.ns.memory_bytes()) as u64,
+            ..self.stats
+        }
+    }
+
+    pub fn ns_stats(&self, ns: NsId) -> NsStats {
+        self.ns.get(ns)
+    }
+
+    pub fn limit_bytes(&self) -> usize {
+        self.limit
+    }
+}

@@ -1,0 +1,131 @@
+//! The expiry sweep: reclaiming expired items before anyone asks for them.
+//!
+//! Owns the cursors that walk the segments (sealed ones oldest first, then
+//! the open ones) and the large items across calls. It never evicts live items and never does more than
+//! the caller's budget of work per call, so the shard can run it between
+//! requests without a latency spike.
+//!
+//! A segment whose smallest exptime is still in the future is skipped
+//! without reading it, and one whose items have all expired (its largest
+//! exptime has passed) loses them all and goes back to the free list, so
+//! segments of short-lived items are dropped whole, as Segcache does.
+
+use super::layout;
+use super::segment::{State, MAIN, NONE, SMALL};
+use super::segmented::{is_live, Store, Why};
+
+impl Store {
+    /// Reclaim expired items, examining at most `budget` items (and
+    /// skipping at most one pass over the segment table). Returns how many
+    /// were reclaimed.
+    pub fn sweep(&mut self, now: u32, budget: usize) -> usize {
+        self.now = now;
+        let (mut seg, mut off) = self.sweep_at;
+        let mut examined = 0;
+        let mut reclaimed = 0;
+        let mut skips = 0;
+        while examined < budget && skips <= self.segs.segs.len() {
+            let state = if seg == NONE {
+                State::Free
+            } else {
+                self.segs.segs[seg as usize].state
+            };
+            if !matches!(state, State::Sealed | State::Head | State::MainHead) {
+                // The cursor's segment went away: start over, oldest first.
+                seg = self.next_to_sweep(NONE);
+                off = 0;
+                if seg == NONE {
+                    break;
+                }
+                skips += 1;
+                continue;
+            }
+            let s = &self.segs.segs[seg as usize];
+            if s.min_exp > now || off >= s.write {
+                seg = self.next_to_sweep(seg);
+                off = 0;
+                skips += 1;
+                continue;
+            }
+            let h = layout::read(&s.data, off as usize);
+            examined += 1;
+            let here = off;
+            off += h.total_len() as u32;
+            if !h.dead && !is_live(h.exptime, now) {
+                let loc = super::index::seg_loc(seg, here);
+                let pos = self
+                    .index
+                    .find_loc(h.bucket, loc)
+                    .expect("live item is indexed");
+                // An item flush_ns left behind goes too, but it was
+                // counted gone at the flush.
+                if self.flushed(self.index.get(pos)) {
+                    self.unlink(h.bucket, pos, Why::Dropped);
+                } else {
+                    self.unlink(h.bucket, pos, Why::Expired);
+                    reclaimed += 1;
+                }
+            }
+        }
+        self.sweep_at = (seg, off);
+
+        // Large items are few (each is bigger than a segment): one cursor
+        // over their table, from the same budget.
+        let slots = self.large.slot_count();
+        let mut seen = 0;
+        while examined < budget && seen < slots {
+            let slot = (self.sweep_large % slots) as u32;
+            self.sweep_large = self.sweep_large.wrapping_add(1);
+            seen += 1;
+            examined += 1;
+            if let Some((bucket, exptime)) = self.large.expiry_of(slot) {
+                if !is_live(exptime, now) {
+                    let pos = self
+                        .index
+                        .find_loc(bucket, super::index::large_loc(slot))
+                        .expect("live item is indexed");
+                    if self.flushed(self.index.get(pos)) {
+                        self.unlink(bucket, pos, Why::Dropped);
+                    } else {
+                        self.unlink(bucket, pos, Why::Expired);
+                        reclaimed += 1;
+                    }
+                }
+            }
+        }
+        reclaimed
+    }
+
+    /// The segment after `seg` in sweep order: main's sealed segments
+    /// oldest first, then small's, then the head and the main head, then
+    /// around again.
+    fn next_to_sweep(&self, seg: u32) -> u32 {
+        let stages = [
+            self.segs.fifo_head[MAIN],
+            self.segs.fifo_head[SMALL],
+            self.head,
+            self.main_head,
+        ];
+        let stage = if seg == NONE {
+            stages.len() - 1
+        } else if seg == self.head {
+            2
+        } else if seg == self.main_head {
+            3
+        } else {
+            let s = &self.segs.segs[seg as usize];
+            if s.next != NONE {
+                return s.next;
+            }
+            if s.queue == MAIN {
+                0
+            } else {
+                1
+            }
+        };
+        (1..=stages.len())
+            .map(|d| stages[(stage + d) % stages.len()])
+            .find(|&id| id != NONE)
+            .unwrap_or(NONE)
+    }
+}
