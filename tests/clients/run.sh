@@ -64,11 +64,18 @@ run_program() {
     fi
 }
 
-skip_all() {
-    local mode=$1 entry
+# mark_rest MODE RESULT: every program of MODE without a result gets RESULT.
+mark_rest() {
+    local mode=$1 result=$2 entry key
     for entry in "${PROGRAMS[@]}"; do
-        RESULT["$mode|${entry%%|*}"]=SKIP
-        skipped=$((skipped + 1))
+        key="$mode|${entry%%|*}"
+        [ -n "${RESULT[$key]:-}" ] && continue
+        RESULT[$key]=$result
+        SECONDS_TAKEN[$key]=0
+        case "$result" in
+            SKIP) skipped=$((skipped + 1)) ;;
+            *) failed=$((failed + 1)) ;;
+        esac
     done
 }
 
@@ -77,14 +84,14 @@ run_mode() {
     unset MC_AUTH MC_AUTH_OTHER MC_BAD_AUTH MC_BINARY
     case "$mode" in
         open)
-            server_start open
+            server_start open || { mark_rest open "FAIL"; return 0; }
             # Open mode accepts any token.
             export MC_AUTH="any-token project-open cache-a"
             export MC_AUTH_OTHER="other-token project-open cache-b"
             ;;
         secure)
             if [ -n "${SERVER_CMD:-}" ]; then
-                skip_all secure
+                mark_rest secure SKIP
                 return 0
             fi
             local tokens="$SERVER_WORKDIR/tokens.txt"
@@ -94,7 +101,7 @@ run_mode() {
 tok-alpha-0123456789 project-alpha
 tok-beta-9876543210 project-beta
 EOF
-            server_start secure --tokens "$tokens"
+            server_start secure --tokens "$tokens" || { mark_rest secure "FAIL"; return 0; }
             export MC_AUTH="tok-alpha-0123456789 project-alpha cache-a"
             # Same cache name in another project: must not share keys.
             export MC_AUTH_OTHER="tok-beta-9876543210 project-beta cache-a"
@@ -121,11 +128,12 @@ EOF
                 skipped=$((skipped + 1))
                 continue
             fi
-            MC_AUTH="" MC_AUTH_OTHER="" run_program "$mode" "$name" "$cmd"
+            MC_AUTH="" MC_AUTH_OTHER="" run_program "$mode" "$name" "$cmd" || break
         else
-            run_program "$mode" "$name" "$cmd"
+            run_program "$mode" "$name" "$cmd" || break
         fi
     done
+    mark_rest "$mode" FAIL
     server_stop
 }
 
@@ -134,7 +142,7 @@ for mode in "${MODES[@]}"; do
 done
 
 echo
-echo "Real-client matrix against ${SERVER_CMD:-$FERROCACHE} ($SERVER_VERSION):"
+echo "Real-client matrix against ${SERVER_CMD:-$FERROCACHE} (${SERVER_VERSION:-did not start}):"
 printf '  %-30s %-12s %-12s\n' client "${MODES[@]}"
 for entry in "${PROGRAMS[@]}"; do
     name=${entry%%|*}

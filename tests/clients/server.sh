@@ -53,6 +53,7 @@ server_start() {
     local out="$SERVER_WORKDIR/$name.stdout" err="$SERVER_WORKDIR/$name.stderr"
     local deadline=$((SECONDS + SERVER_READY_TIMEOUT))
     SERVER_PORT=""
+    SERVER_VERSION=""
     if [ -n "${SERVER_CMD:-}" ]; then
         case "$SERVER_CMD" in
             *@PORT@*) ;;
