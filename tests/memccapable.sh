@@ -17,7 +17,10 @@ trap server_stop_all EXIT
 
 command -v memccapable >/dev/null || { echo "memccapable not found: run bash tests/install-deps.sh" >&2; exit 1; }
 
-server_start memccapable
+if ! server_start memccapable; then
+    echo "memccapable: 0 passed, $MEMCCAPABLE_EXPECTED failed (the server did not start)"
+    exit 1
+fi
 log="$SERVER_WORKDIR/memccapable.log"
 set +e
 # -t: per-I/O timeout, so a missing reply fails one test instead of hanging;
