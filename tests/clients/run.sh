@@ -43,6 +43,8 @@ run_program() {
     echo "=== $name [$mode] ==="
     start=$SECONDS
     set +e
+    # $cmd is "interpreter script": split on purpose.
+    # shellcheck disable=SC2086
     timeout "$CLIENT_TIMEOUT" $cmd >"$log" 2>&1
     rc=$?
     set -e

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/memccapable.sh and tests/clients/run.sh: start and stop a
 # server under test on 127.0.0.1 without fixed ports or fixed sleeps.
 #
@@ -111,10 +112,10 @@ server_is_ferrocache() {
 }
 
 _stop_pid() {
-    local pid=$1 i
+    local pid=$1
     kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
