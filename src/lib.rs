@@ -1,2 +1,63 @@
-//! ferrocache: a multi-tenant, thread-per-core memcached (text protocol) server.
+//! ferrocache: a multi-tenant, thread-per-core cache server that speaks the
+//! memcached text protocol.
+//!
+//! Three layers, one direction:
+//! - [`protocol`]: syntax. Bytes to a [`protocol::Request`], a
+//!   [`protocol::Response`] to bytes. No I/O, no storage.
+//! - [`shard`] over [`store`]: meaning. A shard executes a request against its
+//!   store and composes the reply. No I/O.
+//! - [`transport`]: sockets, routing to the owning shard ([`router`]), and the
+//!   order of replies. No grammar.
+//!
+//! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
+//! [`stats`] (counters), [`clock`] (exptime rules) and [`config`] (flags).
+//!
+//! The path of one request:
+//!
+//! ```text
+//!  client ──TCP──▶ core C: listener (SO_REUSEPORT) ─▶ transport::connection
+//!                   │  read into the connection's buffer
+//!                   │  protocol::parse ─▶ Request (borrows the buffer)
+//!                   │  session gate: unauthenticated? only `set oauth`, version, quit
+//!                   │  router: shard = hash(project, cache, key) high bits mod N
+//!                   ├─ shard == C ─▶ shard.execute ─▶ store ─▶ reply appended to `out`
+//!                   └─ shard == S ─▶ request bytes copied into S's batch; its place in
+//!                          `out` remembered
+//!   end of read:  one ToShard::Batch per S ──request mesh──▶ core S
+//!                          core S: parse, shard.execute each, one buffer of replies
+//!                 ◀──reply mesh── FromShard::Batch; replies spliced into their places
+//!                 one write of `out` ──TCP──▶ client (replies in request order)
+//! ```
+//!
+//! A panic anywhere is fatal by design ([`install_panic_policy`]): shards
+//! depend on each other through the meshes, so a core that died would leave
+//! the others waiting on it. We log the panic and exit non-zero, so a
+//! supervisor restarts a whole, healthy server instead of a half-alive one.
+
+pub mod clock;
+pub mod config;
+pub mod protocol;
+pub mod router;
+pub mod shard;
+pub mod stats;
 pub mod store;
+pub mod tenancy;
+pub mod transport;
+
+/// Exit status after a panic (EX_SOFTWARE).
+pub const PANIC_EXIT_CODE: i32 = 70;
+
+/// Makes any panic, on any core, log and end the process with
+/// [`PANIC_EXIT_CODE`].
+pub fn install_panic_policy() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("?"),
+            "panic: {info}; exiting so a supervisor can restart a whole server"
+        );
+        default(info);
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}

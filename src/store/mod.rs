@@ -118,3 +118,13 @@ pub struct NsStats {
 //   fn stats(&self) -> StoreStats
 //   fn ns_stats(&self, ns: NsId) -> NsStats
 //   fn limit_bytes(&self) -> usize
+
+mod arith;
+#[allow(dead_code)] // parts used only by the segment store that follows
+mod layout;
+mod model;
+
+#[cfg(test)]
+mod semantics;
+
+pub use model::Store;

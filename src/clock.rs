@@ -1,0 +1,100 @@
+//! The server clock: whole seconds since start, and memcached's exptime rules.
+//!
+//! Owns converting a client's exptime (relative, absolute or negative) into
+//! the store's absolute server-second. Never sleeps, never touches a socket.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Relative exptimes are at most 30 days; anything larger is a Unix time.
+pub const MAX_RELATIVE_EXPTIME: i64 = 60 * 60 * 24 * 30;
+
+/// Server seconds start here, so that 1 always means "already expired".
+const EPOCH_OFFSET: u32 = 2;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    started: Instant,
+    started_unix: u64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let started_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Clock {
+            started: Instant::now(),
+            started_unix,
+        }
+    }
+
+    /// Seconds on the server clock (>= 2).
+    pub fn now(&self) -> u32 {
+        let secs = self.started.elapsed().as_secs();
+        EPOCH_OFFSET.saturating_add(u32::try_from(secs).unwrap_or(u32::MAX - EPOCH_OFFSET))
+    }
+
+    pub fn uptime(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    pub fn unix_now(&self) -> u64 {
+        self.started_unix + self.uptime()
+    }
+
+    pub fn started_unix(&self) -> u64 {
+        self.started_unix
+    }
+
+    /// memcached's realtime(): 0 stays "never"; a negative exptime is already
+    /// expired; up to 30 days is relative; above that is absolute Unix time.
+    pub fn expiry(&self, exptime: i64, now: u32) -> u32 {
+        if exptime == 0 {
+            0
+        } else if exptime < 0 {
+            1
+        } else if exptime <= MAX_RELATIVE_EXPTIME {
+            now.saturating_add(exptime as u32)
+        } else {
+            let unix = exptime as u64;
+            if unix <= self.started_unix {
+                1
+            } else {
+                let since_start = unix - self.started_unix;
+                u32::try_from(since_start)
+                    .unwrap_or(u32::MAX - EPOCH_OFFSET)
+                    .saturating_add(EPOCH_OFFSET)
+            }
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exptime_rules() {
+        let clock = Clock::new();
+        let now = clock.now();
+        assert_eq!(clock.expiry(0, now), 0);
+        assert!(clock.expiry(-1, now) <= now);
+        assert_eq!(clock.expiry(10, now), now + 10);
+        assert_eq!(
+            clock.expiry(MAX_RELATIVE_EXPTIME, now),
+            now + MAX_RELATIVE_EXPTIME as u32
+        );
+        let in_a_minute = clock.unix_now() as i64 + 60;
+        let at = clock.expiry(in_a_minute, now);
+        assert!((now + 59..=now + 61).contains(&at));
+        let past = clock.unix_now() as i64 - 3600;
+        assert!(clock.expiry(past, now) <= now);
+    }
+}

@@ -1,0 +1,18 @@
+//! Syntax of memcached's classic text protocol.
+//!
+//! Owns the wire format: bytes in become a [`Request`] ([`parse`]), and a
+//! [`Response`] becomes bytes out ([`compose`]). It never does I/O, never
+//! touches a store, and knows nothing about shards or tenants. Every memcached
+//! reply and error string lives here, in [`reply`], and nowhere else.
+
+pub mod binary;
+pub mod parse;
+pub mod reply;
+pub mod request;
+
+pub use parse::{parse, Limits, Parsed};
+pub use reply::{compose, ErrorReply, Response};
+pub use request::{ArithKind, GetKind, Keys, Request, StatsGroup, StoreKind};
+
+/// memcached's key limit (KEY_MAX_LENGTH).
+pub const MAX_KEY_LEN: usize = 250;

@@ -1,0 +1,640 @@
+//! Bytes to [`Request`]: memcached 1.6's text grammar.
+//!
+//! [`parse`] looks at the front of a read buffer and says one of: a whole
+//! request is there (and how many bytes it used), more bytes are needed
+//! (an expected outcome, not an error), the command is invalid (which error
+//! line to send, and how much to skip), or the connection must be closed.
+//! It never copies: keys and data borrow the buffer.
+
+use memchr::memchr;
+
+use super::reply::ErrorReply;
+use super::request::{ArithKind, GetKind, Keys, Request, StatsGroup, StoreKind};
+use super::MAX_KEY_LEN;
+
+/// A command line with no newline within this many bytes closes the
+/// connection, as in memcached.
+pub const MAX_LINE: usize = 2048;
+
+/// Retrieval lines may be long (memcached lets multigets grow unbounded); we
+/// allow 2,000 keys of 250 bytes and no more.
+pub const MAX_RETRIEVAL_LINE: usize = 2000 * (MAX_KEY_LEN + 1) + 64;
+
+/// memcached's MAX_TOKENS: a line splits into at most this many words (the
+/// last holding the rest), so longer lines read as "wrong token count".
+const MAX_TOKENS: usize = 24;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest value accepted by a storage command.
+    pub max_item_size: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// No whole request is buffered yet.
+    Incomplete,
+    Request {
+        request: Request<'a>,
+        consumed: usize,
+    },
+    /// Answer `error` (unless `noreply`) and go on after `consumed` bytes.
+    Invalid {
+        error: ErrorReply,
+        noreply: bool,
+        consumed: usize,
+    },
+    /// Answer `error` and close the connection.
+    Close(ErrorReply),
+}
+
+/// Parses the request at the front of `buf`.
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
+    let Some(nl) = memchr(b'\n', buf) else {
+        return match line_limit(buf) {
+            Some(limit) if buf.len() > limit => Parsed::Close(ErrorReply::LineTooLong),
+            _ => Parsed::Incomplete,
+        };
+    };
+    let line_len = nl + 1;
+    let line = &buf[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(limit) = line_limit(line) {
+        if line.len() > limit {
+            return Parsed::Close(ErrorReply::LineTooLong);
+        }
+    }
+
+    let (command, rest) = next_token(line);
+    let invalid = |error, noreply| Parsed::Invalid {
+        error,
+        noreply,
+        consumed: line_len,
+    };
+    let request = |request| Parsed::Request {
+        request,
+        consumed: line_len,
+    };
+    let Some(command) = command else {
+        return invalid(ErrorReply::Error, false);
+    };
+
+    match command {
+        b"get" | b"gets" | b"gat" | b"gats" => {
+            let (kind, keys) = match command {
+                b"get" => (GetKind::Get, rest),
+                b"gets" => (GetKind::Gets, rest),
+                _ => {
+                    let (exptime, keys) = next_token(rest);
+                    let Some(exptime) = exptime else {
+                        return invalid(ErrorReply::Error, false);
+                    };
+                    let Some(exptime) = parse_i64(exptime) else {
+                        return invalid(ErrorReply::InvalidExptime, false);
+                    };
+                    let kind = if command == b"gat" {
+                        GetKind::Gat(exptime)
+                    } else {
+                        GetKind::Gats(exptime)
+                    };
+                    (kind, keys)
+                }
+            };
+            let keys = Keys::new(keys);
+            if keys.is_empty() && kind.touch_exptime().is_none() {
+                return invalid(ErrorReply::Error, false);
+            }
+            if !keys.iter().all(valid_key) {
+                return invalid(ErrorReply::BadCommandLine, false);
+            }
+            request(Request::Get { kind, keys })
+        }
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => {
+            let kind = match command {
+                b"set" => StoreKind::Set,
+                b"add" => StoreKind::Add,
+                b"replace" => StoreKind::Replace,
+                b"append" => StoreKind::Append,
+                b"prepend" => StoreKind::Prepend,
+                _ => StoreKind::Cas,
+            };
+            parse_storage(kind, buf, line_len, rest, limits)
+        }
+        b"delete" => {
+            let args = Tokens::split(rest);
+            if !(1..=3).contains(&args.len()) {
+                return invalid(ErrorReply::Error, false);
+            }
+            let noreply = args.noreply();
+            if args.len() > 1 {
+                let hold_is_zero = args.get(1) == b"0";
+                let valid = (args.len() == 2 && (hold_is_zero || noreply))
+                    || (args.len() == 3 && hold_is_zero && noreply);
+                if !valid {
+                    return invalid(ErrorReply::DeleteUsage, noreply);
+                }
+            }
+            let key = args.get(0);
+            if !valid_key(key) {
+                return invalid(ErrorReply::BadCommandLine, noreply);
+            }
+            request(Request::Delete { key, noreply })
+        }
+        b"incr" | b"decr" => {
+            let args = Tokens::split(rest);
+            if !(2..=3).contains(&args.len()) {
+                return invalid(ErrorReply::Error, false);
+            }
+            let noreply = args.noreply();
+            let key = args.get(0);
+            if !valid_key(key) {
+                return invalid(ErrorReply::BadCommandLine, noreply);
+            }
+            let Some(delta) = parse_u64(args.get(1)) else {
+                return invalid(ErrorReply::InvalidDelta, noreply);
+            };
+            let kind = if command == b"incr" {
+                ArithKind::Incr
+            } else {
+                ArithKind::Decr
+            };
+            request(Request::Arith {
+                kind,
+                key,
+                delta,
+                noreply,
+            })
+        }
+        b"touch" => {
+            let args = Tokens::split(rest);
+            if !(2..=3).contains(&args.len()) {
+                return invalid(ErrorReply::Error, false);
+            }
+            let noreply = args.noreply();
+            let key = args.get(0);
+            if !valid_key(key) {
+                return invalid(ErrorReply::BadCommandLine, noreply);
+            }
+            let Some(exptime) = parse_i64(args.get(1)) else {
+                return invalid(ErrorReply::InvalidExptime, noreply);
+            };
+            request(Request::Touch {
+                key,
+                exptime,
+                noreply,
+            })
+        }
+        b"flush_all" => {
+            let args = Tokens::split(rest);
+            if args.len() > 2 {
+                return invalid(ErrorReply::Error, false);
+            }
+            let noreply = args.noreply();
+            let mut delay = 0;
+            if args.len() > usize::from(noreply) {
+                match parse_i64(args.get(0)) {
+                    Some(d) => delay = d,
+                    None => return invalid(ErrorReply::InvalidExptime, noreply),
+                }
+            }
+            request(Request::FlushAll { delay, noreply })
+        }
+        b"stats" => {
+            let (group, _) = next_token(rest);
+            let group = match group {
+                None => StatsGroup::General,
+                Some(b"settings") => StatsGroup::Settings,
+                Some(b"reset") => StatsGroup::Reset,
+                Some(b"items") => StatsGroup::Items,
+                Some(b"slabs") => StatsGroup::Slabs,
+                Some(other) => StatsGroup::Other(other),
+            };
+            request(Request::Stats(group))
+        }
+        b"version" => request(Request::Version),
+        b"quit" => request(Request::Quit),
+        b"verbosity" => {
+            let args = Tokens::split(rest);
+            if !(1..=2).contains(&args.len()) {
+                return invalid(ErrorReply::Error, false);
+            }
+            let noreply = args.noreply();
+            if noreply && args.len() == 1 {
+                // "verbosity noreply" lacks its level; memcached answers ERROR, silenced.
+                return invalid(ErrorReply::Error, true);
+            }
+            request(Request::Verbosity { noreply })
+        }
+        _ => invalid(ErrorReply::Error, false),
+    }
+}
+
+/// `<cmd> <key> <flags> <exptime> <bytes> [cas] [noreply]\r\n<data>\r\n`
+fn parse_storage<'a>(
+    kind: StoreKind,
+    buf: &'a [u8],
+    line_len: usize,
+    rest: &'a [u8],
+    limits: &Limits,
+) -> Parsed<'a> {
+    let args = Tokens::split(rest);
+    let fixed = if kind == StoreKind::Cas { 5 } else { 4 };
+    let invalid = |error, noreply| Parsed::Invalid {
+        error,
+        noreply,
+        consumed: line_len,
+    };
+    if args.len() != fixed && args.len() != fixed + 1 {
+        return invalid(ErrorReply::Error, false);
+    }
+    let noreply = args.noreply();
+    let key = args.get(0);
+    if !valid_key(key) {
+        return invalid(ErrorReply::BadCommandLine, noreply);
+    }
+    let (Some(flags), Some(exptime), Some(len)) = (
+        parse_u32(args.get(1)),
+        parse_i64(args.get(2)),
+        parse_i64(args.get(3)),
+    ) else {
+        return invalid(ErrorReply::BadCommandLine, noreply);
+    };
+    let cas = if kind == StoreKind::Cas {
+        match parse_u64(args.get(4)) {
+            Some(cas) => cas,
+            None => return invalid(ErrorReply::BadCommandLine, noreply),
+        }
+    } else {
+        0
+    };
+    if !(0..=i64::from(i32::MAX) - 2).contains(&len) {
+        return invalid(ErrorReply::BadCommandLine, noreply);
+    }
+    let len = len as usize;
+    if len > limits.max_item_size {
+        return Parsed::Request {
+            request: Request::StoreTooLarge {
+                kind,
+                key,
+                noreply,
+                swallow: len + 2,
+            },
+            consumed: line_len,
+        };
+    }
+    let end = line_len + len + 2;
+    if buf.len() < end {
+        return Parsed::Incomplete;
+    }
+    if &buf[end - 2..end] != b"\r\n" {
+        return Parsed::Invalid {
+            error: ErrorReply::BadDataChunk,
+            noreply,
+            consumed: end,
+        };
+    }
+    Parsed::Request {
+        request: Request::Store {
+            kind,
+            key,
+            flags,
+            exptime,
+            cas,
+            data: &buf[line_len..end - 2],
+            noreply,
+        },
+        consumed: end,
+    }
+}
+
+/// How long a line starting like `line` may grow before we give up on it.
+fn line_limit(line: &[u8]) -> Option<usize> {
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    let word = &line[start..];
+    let retrieval = [&b"get "[..], b"gets ", b"gat ", b"gats "]
+        .iter()
+        .any(|p| word.starts_with(p));
+    Some(if retrieval {
+        MAX_RETRIEVAL_LINE
+    } else {
+        MAX_LINE
+    })
+}
+
+/// A key is 1 to 250 bytes with no space or control byte.
+pub fn valid_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
+}
+
+/// Splits off the first space-separated word; memcached collapses runs of spaces.
+fn next_token(s: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let start = match s.iter().position(|&b| b != b' ') {
+        Some(i) => i,
+        None => return (None, &[]),
+    };
+    let s = &s[start..];
+    match memchr(b' ', s) {
+        Some(end) => (Some(&s[..end]), &s[end..]),
+        None => (Some(s), &[]),
+    }
+}
+
+/// The arguments of a command, at most `MAX_TOKENS - 1` of them.
+struct Tokens<'a> {
+    items: [&'a [u8]; MAX_TOKENS],
+    len: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn split(mut s: &'a [u8]) -> Tokens<'a> {
+        let mut items: [&[u8]; MAX_TOKENS] = [&[]; MAX_TOKENS];
+        let mut len = 0;
+        while let (Some(tok), rest) = next_token(s) {
+            if len == MAX_TOKENS {
+                break; // too many: every caller rejects this count
+            }
+            items[len] = tok;
+            len += 1;
+            s = rest;
+        }
+        Tokens { items, len }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> &'a [u8] {
+        self.items[i]
+    }
+
+    /// memcached's set_noreply_maybe: the last word is exactly `noreply`.
+    fn noreply(&self) -> bool {
+        self.len > 0 && self.items[self.len - 1] == b"noreply"
+    }
+}
+
+fn digits(s: &[u8]) -> Option<&[u8]> {
+    let s = s.strip_prefix(b"+").unwrap_or(s);
+    (!s.is_empty() && s.iter().all(u8::is_ascii_digit)).then_some(s)
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    digits(s)?.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Flags are 32 bits; a larger number is an error (memcached would truncate).
+fn parse_u32(s: &[u8]) -> Option<u32> {
+    parse_u64(s).and_then(|v| u32::try_from(v).ok())
+}
+
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (negative, s) = match s.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if negative && s.first() == Some(&b'+') {
+        return None;
+    }
+    let magnitude = i64::try_from(parse_u64(s)?).ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_item_size: 1024 * 1024,
+    };
+
+    fn req(input: &[u8]) -> Request<'_> {
+        match parse(input, &LIMITS) {
+            Parsed::Request { request, consumed } => {
+                assert_eq!(consumed, input.len(), "consumed all of {input:?}");
+                request
+            }
+            other => panic!("{input:?} gave {other:?}"),
+        }
+    }
+
+    fn err(input: &[u8]) -> (ErrorReply, bool, usize) {
+        match parse(input, &LIMITS) {
+            Parsed::Invalid {
+                error,
+                noreply,
+                consumed,
+            } => (error, noreply, consumed),
+            other => panic!("{input:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retrievals() {
+        let Request::Get { kind, keys } = req(b"get a  b c\r\n") else {
+            panic!()
+        };
+        assert_eq!(kind, GetKind::Get);
+        assert_eq!(keys.iter().collect::<Vec<_>>(), vec![&b"a"[..], b"b", b"c"]);
+        assert!(matches!(
+            req(b"gets a\n"),
+            Request::Get {
+                kind: GetKind::Gets,
+                ..
+            }
+        ));
+        assert!(matches!(
+            req(b"gat 10 a\r\n"),
+            Request::Get {
+                kind: GetKind::Gat(10),
+                ..
+            }
+        ));
+        assert!(matches!(
+            req(b"gats -1 a\r\n"),
+            Request::Get {
+                kind: GetKind::Gats(-1),
+                ..
+            }
+        ));
+        // memcached answers END to a gat with no keys, ERROR to a get with none.
+        assert!(matches!(req(b"gat 0\r\n"), Request::Get { .. }));
+        assert_eq!(err(b"get\r\n").0, ErrorReply::Error);
+        assert_eq!(err(b"gat abc a\r\n").0, ErrorReply::InvalidExptime);
+        let long = format!("get a {} b\r\n", "k".repeat(251));
+        assert_eq!(err(long.as_bytes()).0, ErrorReply::BadCommandLine);
+    }
+
+    #[test]
+    fn storage() {
+        let r = req(b"set k 5 -1 3 noreply\r\na\nb\r\n");
+        assert_eq!(
+            r,
+            Request::Store {
+                kind: StoreKind::Set,
+                key: b"k",
+                flags: 5,
+                exptime: -1,
+                cas: 0,
+                data: b"a\nb",
+                noreply: true
+            }
+        );
+        assert!(matches!(
+            req(b"cas k 0 0 1 99\r\nx\r\n"),
+            Request::Store {
+                kind: StoreKind::Cas,
+                cas: 99,
+                ..
+            }
+        ));
+        // An unknown sixth word is ignored, as memcached does.
+        assert!(matches!(
+            req(b"set k 0 0 1 foo\r\nx\r\n"),
+            Request::Store { noreply: false, .. }
+        ));
+        assert_eq!(parse(b"set k 0 0 3\r\nab", &LIMITS), Parsed::Incomplete);
+        assert_eq!(parse(b"set k 0 0 3\r\nabc\r", &LIMITS), Parsed::Incomplete);
+    }
+
+    #[test]
+    fn storage_errors() {
+        assert_eq!(
+            err(b"set k 0 0 3\r\nabcde\r\n"),
+            (ErrorReply::BadDataChunk, false, 18)
+        );
+        assert_eq!(err(b"set k 0 0 -1\r\n").0, ErrorReply::BadCommandLine);
+        assert_eq!(
+            err(b"set k 4294967296 0 1\r\n").0,
+            ErrorReply::BadCommandLine
+        );
+        assert_eq!(
+            err(b"set k x 0 1 noreply\r\n"),
+            (ErrorReply::BadCommandLine, true, 21)
+        );
+        assert_eq!(err(b"cas k 0 0 1\r\n").0, ErrorReply::Error);
+        assert_eq!(err(b"set k 0 0 1 noreply extra\r\n").0, ErrorReply::Error);
+        assert_eq!(err(b"set k\x01 0 0 1\r\n").0, ErrorReply::BadCommandLine);
+        let too_large = format!("set k 0 0 {}\r\n", 2 * 1024 * 1024);
+        assert_eq!(
+            req(too_large.as_bytes()),
+            Request::StoreTooLarge {
+                kind: StoreKind::Set,
+                key: b"k",
+                noreply: false,
+                swallow: 2 * 1024 * 1024 + 2
+            }
+        );
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(
+            req(b"delete k 0 noreply\r\n"),
+            Request::Delete {
+                key: b"k",
+                noreply: true
+            }
+        );
+        assert_eq!(err(b"delete k 5\r\n").0, ErrorReply::DeleteUsage);
+        assert_eq!(
+            req(b"incr k 18446744073709551615\r\n"),
+            Request::Arith {
+                kind: ArithKind::Incr,
+                key: b"k",
+                delta: u64::MAX,
+                noreply: false
+            }
+        );
+        assert_eq!(err(b"decr k -1\r\n").0, ErrorReply::InvalidDelta);
+        assert_eq!(err(b"touch k x\r\n").0, ErrorReply::InvalidExptime);
+        assert_eq!(
+            req(b"flush_all\r\n"),
+            Request::FlushAll {
+                delay: 0,
+                noreply: false
+            }
+        );
+        assert_eq!(
+            req(b"flush_all noreply\r\n"),
+            Request::FlushAll {
+                delay: 0,
+                noreply: true
+            }
+        );
+        assert_eq!(
+            req(b"flush_all 10 noreply\r\n"),
+            Request::FlushAll {
+                delay: 10,
+                noreply: true
+            }
+        );
+        assert_eq!(err(b"flush_all foo\r\n").0, ErrorReply::InvalidExptime);
+        assert_eq!(req(b"stats\r\n"), Request::Stats(StatsGroup::General));
+        assert_eq!(
+            req(b"stats foo\r\n"),
+            Request::Stats(StatsGroup::Other(b"foo"))
+        );
+        assert_eq!(err(b"verbosity\r\n").0, ErrorReply::Error);
+        assert_eq!(err(b"verbosity noreply\r\n"), (ErrorReply::Error, true, 19));
+        assert_eq!(err(b"GET a\r\n").0, ErrorReply::Error);
+        assert_eq!(err(b"\r\n").0, ErrorReply::Error);
+    }
+
+    #[test]
+    fn long_lines() {
+        assert_eq!(parse(&[b'x'; MAX_LINE], &LIMITS), Parsed::Incomplete);
+        assert_eq!(
+            parse(&[b'x'; MAX_LINE + 1], &LIMITS),
+            Parsed::Close(ErrorReply::LineTooLong)
+        );
+        let mut get = b"get ".to_vec();
+        for i in 0..1000 {
+            get.extend_from_slice(format!("{i:0>250} ").as_bytes());
+        }
+        assert_eq!(parse(&get, &LIMITS), Parsed::Incomplete);
+        get.extend_from_slice(b"\r\n");
+        let Request::Get { keys, .. } = req(&get) else {
+            panic!()
+        };
+        assert_eq!(keys.iter().count(), 1000);
+    }
+
+    #[test]
+    fn encode_then_parse_round_trips() {
+        let reqs = [
+            Request::Store {
+                kind: StoreKind::Cas,
+                key: b"k",
+                flags: 1,
+                exptime: 100,
+                cas: 7,
+                data: b"v\r\nv",
+                noreply: true,
+            },
+            Request::Arith {
+                kind: ArithKind::Decr,
+                key: b"n",
+                delta: 3,
+                noreply: false,
+            },
+            Request::Touch {
+                key: b"t",
+                exptime: -5,
+                noreply: true,
+            },
+            Request::Delete {
+                key: b"d",
+                noreply: false,
+            },
+            Request::Version,
+        ];
+        for r in reqs {
+            let mut wire = Vec::new();
+            r.encode(&mut wire);
+            assert_eq!(req(&wire), r);
+        }
+    }
+}

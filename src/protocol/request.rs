@@ -1,0 +1,276 @@
+//! A parsed request: what the client asked for, borrowed from the read buffer.
+
+/// Which retrieval command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetKind {
+    Get,
+    Gets,
+    /// `gat <exptime> <key>*`
+    Gat(i64),
+    /// `gats <exptime> <key>*`
+    Gats(i64),
+}
+
+impl GetKind {
+    pub fn with_cas(self) -> bool {
+        matches!(self, GetKind::Gets | GetKind::Gats(_))
+    }
+    pub fn touch_exptime(self) -> Option<i64> {
+        match self {
+            GetKind::Gat(t) | GetKind::Gats(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+impl StoreKind {
+    pub fn verb(self) -> &'static str {
+        match self {
+            StoreKind::Set => "set",
+            StoreKind::Add => "add",
+            StoreKind::Replace => "replace",
+            StoreKind::Append => "append",
+            StoreKind::Prepend => "prepend",
+            StoreKind::Cas => "cas",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithKind {
+    Incr,
+    Decr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsGroup<'a> {
+    General,
+    Settings,
+    Reset,
+    Items,
+    Slabs,
+    /// Any other group name; memcached answers `ERROR`.
+    Other(&'a [u8]),
+}
+
+/// The keys of a retrieval command: the raw, already validated key list,
+/// split lazily so a 1,000-key get allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Keys<'a> {
+    /// `raw` must already be validated by the parser.
+    pub(crate) fn new(raw: &'a [u8]) -> Keys<'a> {
+        Keys { raw }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.raw.split(|&b| b == b' ').filter(|k| !k.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// A key list of one (already validated) key.
+    pub fn single(key: &'a [u8]) -> Keys<'a> {
+        Keys { raw: key }
+    }
+}
+
+/// One request. Keys and data borrow the connection's read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    Get {
+        kind: GetKind,
+        keys: Keys<'a>,
+    },
+    Store {
+        kind: StoreKind,
+        key: &'a [u8],
+        flags: u32,
+        exptime: i64,
+        /// The compare-and-swap unique; 0 unless `kind` is `Cas`.
+        cas: u64,
+        data: &'a [u8],
+        noreply: bool,
+    },
+    /// A storage command whose value exceeds the item size limit. Its data
+    /// block (`swallow` bytes, \r\n included) follows and must be discarded.
+    StoreTooLarge {
+        kind: StoreKind,
+        key: &'a [u8],
+        noreply: bool,
+        swallow: usize,
+    },
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
+    Arith {
+        kind: ArithKind,
+        key: &'a [u8],
+        delta: u64,
+        noreply: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: i64,
+        noreply: bool,
+    },
+    FlushAll {
+        delay: i64,
+        noreply: bool,
+    },
+    Stats(StatsGroup<'a>),
+    Version,
+    Verbosity {
+        noreply: bool,
+    },
+    Quit,
+}
+
+impl<'a> Request<'a> {
+    /// The key of a single-key request (a `get` yields its first key).
+    pub fn key(&self) -> Option<&'a [u8]> {
+        match *self {
+            Request::Get { keys, .. } => keys.iter().next(),
+            Request::Store { key, .. }
+            | Request::StoreTooLarge { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Arith { key, .. }
+            | Request::Touch { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Whether the client asked not to be answered.
+    pub fn noreply(&self) -> bool {
+        match *self {
+            Request::Store { noreply, .. }
+            | Request::StoreTooLarge { noreply, .. }
+            | Request::Delete { noreply, .. }
+            | Request::Arith { noreply, .. }
+            | Request::Touch { noreply, .. }
+            | Request::FlushAll { noreply, .. }
+            | Request::Verbosity { noreply } => noreply,
+            _ => false,
+        }
+    }
+
+    /// Writes the request as a client would send it (tests, fuzzing, loadgen).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        fn nr(out: &mut Vec<u8>, noreply: bool) {
+            if noreply {
+                out.extend_from_slice(b" noreply");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        match *self {
+            Request::Get { kind, keys } => {
+                match kind {
+                    GetKind::Get => out.extend_from_slice(b"get"),
+                    GetKind::Gets => out.extend_from_slice(b"gets"),
+                    GetKind::Gat(t) => out.extend_from_slice(format!("gat {t}").as_bytes()),
+                    GetKind::Gats(t) => out.extend_from_slice(format!("gats {t}").as_bytes()),
+                }
+                for k in keys.iter() {
+                    out.push(b' ');
+                    out.extend_from_slice(k);
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            Request::Store {
+                kind,
+                key,
+                flags,
+                exptime,
+                cas,
+                data,
+                noreply,
+            } => {
+                out.extend_from_slice(kind.verb().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(key);
+                out.extend_from_slice(format!(" {flags} {exptime} {}", data.len()).as_bytes());
+                if kind == StoreKind::Cas {
+                    out.extend_from_slice(format!(" {cas}").as_bytes());
+                }
+                nr(out, noreply);
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+            }
+            Request::StoreTooLarge { .. } => {
+                unreachable!("a too-large store is never constructed by a client")
+            }
+            Request::Delete { key, noreply } => {
+                out.extend_from_slice(b"delete ");
+                out.extend_from_slice(key);
+                nr(out, noreply);
+            }
+            Request::Arith {
+                kind,
+                key,
+                delta,
+                noreply,
+            } => {
+                out.extend_from_slice(if kind == ArithKind::Incr {
+                    b"incr "
+                } else {
+                    b"decr "
+                });
+                out.extend_from_slice(key);
+                out.extend_from_slice(format!(" {delta}").as_bytes());
+                nr(out, noreply);
+            }
+            Request::Touch {
+                key,
+                exptime,
+                noreply,
+            } => {
+                out.extend_from_slice(b"touch ");
+                out.extend_from_slice(key);
+                out.extend_from_slice(format!(" {exptime}").as_bytes());
+                nr(out, noreply);
+            }
+            Request::FlushAll { delay, noreply } => {
+                out.extend_from_slice(format!("flush_all {delay}").as_bytes());
+                nr(out, noreply);
+            }
+            Request::Stats(group) => {
+                out.extend_from_slice(b"stats");
+                let name: &[u8] = match group {
+                    StatsGroup::General => b"",
+                    StatsGroup::Settings => b" settings",
+                    StatsGroup::Reset => b" reset",
+                    StatsGroup::Items => b" items",
+                    StatsGroup::Slabs => b" slabs",
+                    StatsGroup::Other(g) => {
+                        out.push(b' ');
+                        g
+                    }
+                };
+                out.extend_from_slice(name);
+                out.extend_from_slice(b"\r\n");
+            }
+            Request::Version => out.extend_from_slice(b"version\r\n"),
+            Request::Verbosity { noreply } => {
+                out.extend_from_slice(b"verbosity 1");
+                nr(out, noreply);
+            }
+            Request::Quit => out.extend_from_slice(b"quit\r\n"),
+        }
+    }
+}

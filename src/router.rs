@@ -1,0 +1,133 @@
+//! Routing: which shard owns a key, and the envelopes forwarded between cores.
+//!
+//! Owns the hash of (project, cache, key), the shard choice, and the message
+//! types carried by the two channel meshes. It never executes a request and
+//! never touches a socket.
+//!
+//! Forwarded work travels in the protocol's own wire format: a connection
+//! copies each request's bytes (one `get` per key) into one batch per target
+//! shard, and the owner parses and executes them in order. So the mesh needs
+//! no second encoding, a batch is one allocation however many keys it holds,
+//! and the owner answers with one buffer plus the end offset of each reply.
+
+use ahash::RandomState;
+
+use crate::stats::Report;
+use crate::store::NsId;
+use crate::tenancy::Namespace;
+
+// Fixed seeds: every core, and every run, must route a key to the same shard.
+const SEEDS: [u64; 4] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+];
+
+/// The hasher of namespace names.
+pub fn fixed_hasher() -> RandomState {
+    RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3])
+}
+
+/// Hashes the keys of one namespace: hash(project, cache, key).
+#[derive(Clone)]
+pub struct KeyHasher {
+    state: RandomState,
+}
+
+impl KeyHasher {
+    pub fn new(ns: Namespace) -> KeyHasher {
+        KeyHasher {
+            state: RandomState::with_seeds(SEEDS[0] ^ ns.seed, SEEDS[1], SEEDS[2], SEEDS[3]),
+        }
+    }
+
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.state.hash_one(key)
+    }
+}
+
+/// The shard that owns `hash`, from its high 32 bits (the store indexes by
+/// the low bits, so the two choices stay independent).
+pub fn shard_of(hash: u64, shards: usize) -> usize {
+    (((hash >> 32) * shards as u64) >> 32) as usize
+}
+
+/// Work sent to the core that owns it. `reply_to` is the sender's id on the
+/// reply mesh; `id` names the waiter there.
+#[derive(Debug)]
+pub enum ToShard {
+    /// Keyed requests of one namespace, in wire format, executed in order.
+    Batch {
+        reply_to: usize,
+        id: u32,
+        ns: Namespace,
+        wire: Vec<u8>,
+    },
+    /// `flush_all` for one namespace, now (`delay` 0) or later.
+    Flush {
+        reply_to: usize,
+        id: u32,
+        ns: NsId,
+        delay: i64,
+    },
+    /// Figures for `stats`: one namespace's, or the core's totals.
+    Report {
+        reply_to: usize,
+        id: u32,
+        ns: Option<NsId>,
+    },
+    /// `stats reset`.
+    Reset {
+        reply_to: usize,
+        id: u32,
+        ns: Option<NsId>,
+    },
+}
+
+#[derive(Debug)]
+pub enum FromShard {
+    /// The replies of a batch, concatenated; `ends[i]` is where reply i ends.
+    Batch {
+        out: Vec<u8>,
+        ends: Vec<u32>,
+    },
+    Report(Box<Report>),
+    Done,
+}
+
+/// An answer on the reply mesh, for waiter `id` of the receiving core.
+#[derive(Debug)]
+pub struct Reply {
+    pub id: u32,
+    pub body: FromShard,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_choice_is_stable_and_spread() {
+        let ns = Namespace { id: 0, seed: 42 };
+        let h = KeyHasher::new(ns);
+        assert_eq!(h.hash(b"key"), KeyHasher::new(ns).hash(b"key"));
+        let mut counts = [0usize; 4];
+        for i in 0..40_000 {
+            counts[shard_of(h.hash(format!("key:{i}").as_bytes()), 4)] += 1;
+        }
+        for c in counts {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn namespaces_route_independently() {
+        let a = KeyHasher::new(Namespace { id: 1, seed: 1 });
+        let b = KeyHasher::new(Namespace { id: 2, seed: 2 });
+        let differ = (0..1000)
+            .filter(|i| a.hash(format!("{i}").as_bytes()) != b.hash(format!("{i}").as_bytes()))
+            .count();
+        assert_eq!(differ, 1000);
+    }
+}

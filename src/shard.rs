@@ -1,0 +1,334 @@
+//! A shard: one core's slice of the keyspace, executing requests.
+//!
+//! Owns the meaning of each command: it runs a single-key [`Request`] against
+//! its [`Store`], counts it for the request's namespace, and composes the
+//! reply into an output buffer. It never touches a socket and never sees
+//! another shard; transport has already routed the key here.
+//!
+//! Retrieval replies are composed without the closing `END`: a multi-key get
+//! is split per key across shards, and transport adds the one `END`.
+
+use crate::clock::Clock;
+use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
+use crate::stats::{Counters, ItemFigures, Report};
+use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
+
+pub struct Shard {
+    store: Store,
+    clock: Clock,
+    /// Per-namespace counters, indexed by `NsId` (ids are dense).
+    counters: Vec<Counters>,
+    /// Per-namespace flush generation, so only the latest delayed flush runs.
+    flush_generation: Vec<u64>,
+}
+
+impl Shard {
+    pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock) -> Shard {
+        Shard {
+            store: Store::new(memory_bytes, max_item_size),
+            clock,
+            counters: Vec::new(),
+            flush_generation: Vec::new(),
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn counters(&mut self, ns: NsId) -> &mut Counters {
+        let i = ns as usize;
+        if i >= self.counters.len() {
+            self.counters.resize(i + 1, Counters::default());
+        }
+        &mut self.counters[i]
+    }
+
+    /// Runs one single-key request (a `Get` here carries exactly one key) and
+    /// appends its reply to `out` unless the client said noreply.
+    pub fn execute(&mut self, ns: NsId, hash: u64, request: &Request, out: &mut Vec<u8>) {
+        let now = self.clock.now();
+        let response = match *request {
+            Request::Get { kind, keys } => {
+                for key in keys.iter() {
+                    self.get(Key { ns, hash, key }, kind, now, out);
+                }
+                return;
+            }
+            Request::Store {
+                kind,
+                key,
+                flags,
+                exptime,
+                cas,
+                data,
+                noreply,
+            } => {
+                let response =
+                    self.store(Key { ns, hash, key }, kind, flags, exptime, cas, data, now);
+                if noreply {
+                    return;
+                }
+                response
+            }
+            Request::StoreTooLarge {
+                kind, key, noreply, ..
+            } => {
+                self.counters(ns).cmd_set += 1;
+                self.counters(ns).store_too_large += 1;
+                if kind == StoreKind::Set {
+                    // As memcached: a failed set must not leave the old value readable.
+                    self.store.delete(Key { ns, hash, key }, now);
+                }
+                if noreply {
+                    return;
+                }
+                Response::Error(ErrorReply::TooLarge)
+            }
+            Request::Delete { key, noreply } => {
+                let deleted = self.store.delete(Key { ns, hash, key }, now);
+                let c = self.counters(ns);
+                if deleted {
+                    c.delete_hits += 1;
+                } else {
+                    c.delete_misses += 1;
+                }
+                if noreply {
+                    return;
+                }
+                if deleted {
+                    Response::Deleted
+                } else {
+                    Response::NotFound
+                }
+            }
+            Request::Arith {
+                kind,
+                key,
+                delta,
+                noreply,
+            } => {
+                let incr = kind == ArithKind::Incr;
+                let outcome = self.store.arith(Key { ns, hash, key }, incr, delta, now);
+                let c = self.counters(ns);
+                let response = match outcome {
+                    ArithOutcome::Value(v) => {
+                        if incr {
+                            c.incr_hits += 1
+                        } else {
+                            c.decr_hits += 1
+                        }
+                        Response::Number(v)
+                    }
+                    ArithOutcome::NotFound => {
+                        if incr {
+                            c.incr_misses += 1
+                        } else {
+                            c.decr_misses += 1
+                        }
+                        Response::NotFound
+                    }
+                    ArithOutcome::NonNumeric => Response::Error(ErrorReply::NonNumeric),
+                };
+                if noreply {
+                    return;
+                }
+                response
+            }
+            Request::Touch {
+                key,
+                exptime,
+                noreply,
+            } => {
+                let exptime = self.clock.expiry(exptime, now);
+                let touched = self.store.touch(Key { ns, hash, key }, exptime, now);
+                let c = self.counters(ns);
+                c.cmd_touch += 1;
+                if touched {
+                    c.touch_hits += 1;
+                } else {
+                    c.touch_misses += 1;
+                }
+                if noreply {
+                    return;
+                }
+                if touched {
+                    Response::Touched
+                } else {
+                    Response::NotFound
+                }
+            }
+            Request::FlushAll { .. }
+            | Request::Stats(_)
+            | Request::Version
+            | Request::Verbosity { .. }
+            | Request::Quit => unreachable!("not a keyed request: {request:?}"),
+        };
+        compose(&response, out);
+    }
+
+    fn get(&mut self, key: Key, kind: GetKind, now: u32, out: &mut Vec<u8>) {
+        let touch = kind.touch_exptime().map(|t| self.clock.expiry(t, now));
+        let lookup = match touch {
+            Some(exptime) => self.store.get_and_touch(key, exptime, now),
+            None => self.store.get(key, now),
+        };
+        let (hit, expired) = match lookup {
+            Lookup::Hit(item) => {
+                compose(
+                    &Response::Value {
+                        key: key.key,
+                        flags: item.flags,
+                        cas: kind.with_cas().then_some(item.cas),
+                        data: item.value,
+                    },
+                    out,
+                );
+                (true, false)
+            }
+            Lookup::Expired => (false, true),
+            Lookup::Missing => (false, false),
+        };
+        let c = self.counters(key.ns);
+        c.cmd_get += 1;
+        c.get_expired += u64::from(expired);
+        match (touch.is_some(), hit) {
+            (true, true) => {
+                c.cmd_touch += 1;
+                c.touch_hits += 1;
+            }
+            (true, false) => {
+                c.cmd_touch += 1;
+                c.touch_misses += 1;
+            }
+            (false, true) => c.get_hits += 1,
+            (false, false) => c.get_misses += 1,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        key: Key,
+        kind: StoreKind,
+        flags: u32,
+        exptime: i64,
+        cas: u64,
+        data: &[u8],
+        now: u32,
+    ) -> Response<'static> {
+        let mode = match kind {
+            StoreKind::Set => SetMode::Set,
+            StoreKind::Add => SetMode::Add,
+            StoreKind::Replace => SetMode::Replace,
+            StoreKind::Append => SetMode::Append,
+            StoreKind::Prepend => SetMode::Prepend,
+            StoreKind::Cas => SetMode::Cas(cas),
+        };
+        let exptime = self.clock.expiry(exptime, now);
+        let outcome = self.store.set(key, mode, flags, exptime, data, now);
+        let c = self.counters(key.ns);
+        c.cmd_set += 1;
+        if kind == StoreKind::Cas {
+            match outcome {
+                SetOutcome::Stored => c.cas_hits += 1,
+                SetOutcome::Exists => c.cas_badval += 1,
+                SetOutcome::NotFound => c.cas_misses += 1,
+                _ => {}
+            }
+        }
+        match outcome {
+            SetOutcome::Stored => Response::Stored,
+            SetOutcome::NotStored => Response::NotStored,
+            SetOutcome::Exists => Response::Exists,
+            SetOutcome::NotFound => Response::NotFound,
+            SetOutcome::TooLarge if matches!(kind, StoreKind::Append | StoreKind::Prepend) => {
+                c.store_no_memory += 1;
+                Response::Error(ErrorReply::OutOfMemoryStoring)
+            }
+            SetOutcome::TooLarge => {
+                c.store_too_large += 1;
+                Response::Error(ErrorReply::TooLarge)
+            }
+            SetOutcome::OutOfMemory => {
+                c.store_no_memory += 1;
+                Response::Error(ErrorReply::OutOfMemoryStoring)
+            }
+        }
+    }
+
+    /// Empties one namespace now (`flush_all` is always scoped to the caller's cache).
+    pub fn flush(&mut self, ns: NsId) {
+        self.store.flush_ns(ns);
+        self.bump_flush_generation(ns);
+    }
+
+    /// Counts a `flush_all` (once per request, on the connection's own shard).
+    pub fn count_flush(&mut self, ns: NsId) {
+        self.counters(ns).cmd_flush += 1;
+    }
+
+    /// Registers a delayed flush; only the latest one per namespace may run.
+    pub fn schedule_flush(&mut self, ns: NsId) -> u64 {
+        self.bump_flush_generation(ns)
+    }
+
+    /// Runs a delayed flush if no later flush replaced it.
+    pub fn run_scheduled_flush(&mut self, ns: NsId, generation: u64) {
+        if self.flush_generation.get(ns as usize) == Some(&generation) {
+            self.store.flush_ns(ns);
+        }
+    }
+
+    fn bump_flush_generation(&mut self, ns: NsId) -> u64 {
+        let i = ns as usize;
+        if i >= self.flush_generation.len() {
+            self.flush_generation.resize(i + 1, 0);
+        }
+        self.flush_generation[i] += 1;
+        self.flush_generation[i]
+    }
+
+    /// Reclaims expired items, at most `budget` of them.
+    pub fn sweep(&mut self, budget: usize) -> usize {
+        let now = self.clock.now();
+        self.store.sweep(now, budget)
+    }
+
+    /// This shard's figures: one namespace's, or (`None`) the whole shard's.
+    pub fn report(&self, ns: Option<NsId>) -> Report {
+        match ns {
+            Some(ns) => Report {
+                counters: self.counters.get(ns as usize).copied().unwrap_or_default(),
+                items: ItemFigures::from(self.store.ns_stats(ns)),
+                conns: Default::default(),
+            },
+            None => {
+                let mut counters = Counters::default();
+                for c in &self.counters {
+                    counters.add(c);
+                }
+                Report {
+                    counters,
+                    items: ItemFigures::from(self.store.stats()),
+                    conns: Default::default(),
+                }
+            }
+        }
+    }
+
+    /// `stats reset`: zero one namespace's counters, or all of them.
+    pub fn reset_counters(&mut self, ns: Option<NsId>) {
+        match ns {
+            Some(ns) => *self.counters(ns) = Counters::default(),
+            None => self
+                .counters
+                .iter_mut()
+                .for_each(|c| *c = Counters::default()),
+        }
+    }
+
+    pub fn limit_bytes(&self) -> usize {
+        self.store.limit_bytes()
+    }
+}

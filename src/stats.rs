@@ -1,0 +1,227 @@
+//! Counters, and the `stats` reply built from them.
+//!
+//! Owns the names and meanings of every counter (memcached's names). Shards
+//! count per namespace and connections count per core; a `stats` request
+//! sums reports from every core. Never touches a socket.
+
+use crate::store::{NsStats, StoreStats};
+
+macro_rules! counters {
+    ($(#[$doc:meta])* $name:ident { $($field:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name { $(pub $field: u64),* }
+
+        impl $name {
+            pub fn add(&mut self, other: &$name) {
+                $(self.$field += other.$field;)*
+            }
+
+            /// (memcached name, value), in memcached's order.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($field), self.$field)),*].into_iter()
+            }
+        }
+    };
+}
+
+counters! {
+    /// Command counters, kept per namespace on each shard.
+    Counters {
+        cmd_get, cmd_set, cmd_flush, cmd_touch,
+        get_hits, get_misses, get_expired,
+        delete_misses, delete_hits,
+        incr_misses, incr_hits, decr_misses, decr_hits,
+        cas_misses, cas_hits, cas_badval,
+        touch_hits, touch_misses,
+        store_too_large, store_no_memory,
+    }
+}
+
+counters! {
+    /// Connection counters, kept per core.
+    ConnCounters {
+        curr_connections, total_connections, rejected_connections,
+        auth_cmds, auth_errors,
+        bytes_read, bytes_written,
+    }
+}
+
+/// Item figures in a report: a namespace's own, or the whole store's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ItemFigures {
+    pub curr_items: u64,
+    pub total_items: u64,
+    pub bytes: u64,
+    pub evictions: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub overhead_bytes: u64,
+}
+
+impl ItemFigures {
+    pub fn add(&mut self, o: &ItemFigures) {
+        self.curr_items += o.curr_items;
+        self.total_items += o.total_items;
+        self.bytes += o.bytes;
+        self.evictions += o.evictions;
+        self.reclaimed += o.reclaimed;
+        self.expired_unfetched += o.expired_unfetched;
+        self.evicted_unfetched += o.evicted_unfetched;
+        self.overhead_bytes += o.overhead_bytes;
+    }
+}
+
+impl From<StoreStats> for ItemFigures {
+    fn from(s: StoreStats) -> ItemFigures {
+        ItemFigures {
+            curr_items: s.curr_items,
+            total_items: s.total_items,
+            bytes: s.bytes,
+            evictions: s.evictions,
+            reclaimed: s.reclaimed,
+            expired_unfetched: s.expired_unfetched,
+            evicted_unfetched: s.evicted_unfetched,
+            overhead_bytes: s.overhead_bytes,
+        }
+    }
+}
+
+impl From<NsStats> for ItemFigures {
+    fn from(s: NsStats) -> ItemFigures {
+        ItemFigures {
+            curr_items: s.curr_items,
+            total_items: s.total_items,
+            bytes: s.bytes,
+            evictions: s.evictions,
+            ..ItemFigures::default()
+        }
+    }
+}
+
+/// One core's contribution to a `stats` reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub counters: Counters,
+    pub items: ItemFigures,
+    pub conns: ConnCounters,
+}
+
+impl Report {
+    pub fn add(&mut self, o: &Report) {
+        self.counters.add(&o.counters);
+        self.items.add(&o.items);
+        self.conns.add(&o.conns);
+    }
+}
+
+/// Whose figures a `stats` reply shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Secure mode: one cache's own figures, nothing about other tenants.
+    Tenant,
+    /// Open mode: server totals.
+    Server,
+}
+
+/// Process-level facts a `stats` reply shows.
+pub struct ServerFacts {
+    pub pid: u32,
+    pub uptime: u64,
+    pub time: u64,
+    pub version: &'static str,
+    pub threads: usize,
+    pub max_connections: usize,
+    pub limit_maxbytes: u64,
+    pub rusage_user: f64,
+    pub rusage_system: f64,
+}
+
+/// `stats` lines, memcached's names and order (those we keep).
+pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = vec![
+        ("pid", facts.pid.to_string()),
+        ("uptime", facts.uptime.to_string()),
+        ("time", facts.time.to_string()),
+        ("version", facts.version.to_string()),
+        ("pointer_size", (usize::BITS).to_string()),
+    ];
+    if scope == Scope::Server {
+        out.push(("rusage_user", format!("{:.6}", facts.rusage_user)));
+        out.push(("rusage_system", format!("{:.6}", facts.rusage_system)));
+        out.push(("max_connections", facts.max_connections.to_string()));
+        for (name, value) in report.conns.fields() {
+            out.push((name, value.to_string()));
+        }
+    }
+    for (name, value) in report.counters.fields() {
+        out.push((name, value.to_string()));
+    }
+    if scope == Scope::Server {
+        out.push(("limit_maxbytes", facts.limit_maxbytes.to_string()));
+    }
+    out.push(("threads", facts.threads.to_string()));
+    let items = &report.items;
+    out.push(("bytes", items.bytes.to_string()));
+    out.push(("curr_items", items.curr_items.to_string()));
+    out.push(("total_items", items.total_items.to_string()));
+    out.push(("evictions", items.evictions.to_string()));
+    if scope == Scope::Server {
+        out.push(("expired_unfetched", items.expired_unfetched.to_string()));
+        out.push(("evicted_unfetched", items.evicted_unfetched.to_string()));
+        out.push(("reclaimed", items.reclaimed.to_string()));
+        out.push(("store_overhead_bytes", items.overhead_bytes.to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_scope_hides_server_figures() {
+        let facts = ServerFacts {
+            pid: 1,
+            uptime: 2,
+            time: 3,
+            version: "v",
+            threads: 2,
+            max_connections: 10,
+            limit_maxbytes: 100,
+            rusage_user: 0.0,
+            rusage_system: 0.0,
+        };
+        let report = Report::default();
+        let tenant: Vec<_> = general(&facts, &report, Scope::Tenant)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for hidden in [
+            "curr_connections",
+            "limit_maxbytes",
+            "reclaimed",
+            "auth_errors",
+        ] {
+            assert!(!tenant.contains(&hidden), "{hidden}");
+        }
+        for shown in [
+            "pid",
+            "uptime",
+            "version",
+            "threads",
+            "curr_items",
+            "cmd_get",
+            "get_hits",
+        ] {
+            assert!(tenant.contains(&shown), "{shown}");
+        }
+        let server: Vec<_> = general(&facts, &report, Scope::Server)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(server.contains(&"curr_connections"));
+        assert!(server.contains(&"auth_cmds"));
+    }
+}

@@ -1,0 +1,268 @@
+//! The byte layout of one item inside a segment.
+//!
+//! Owns the item header's encoding and the "item size" the stats report.
+//! It never decides where an item goes or when it dies; it only reads and
+//! writes bytes at an offset the caller chose.
+//!
+//! An item is a variable-length header, then the key, then the value:
+//!
+//! ```text
+//! word0 u32  klen:8 | vlen:20 | has_flags:1 | wide_ns:1 | own_cas:1 | dead:1
+//! word1 u32  bucket:24 | ns low 8 bits:8
+//! word2 u32  exptime (0 = never)
+//! [u32 flags]     only when the client flags are nonzero
+//! [u32 ns]        only when ns >= 256 (then word1's ns bits are unused)
+//! [u64 cas]       only for items moved by eviction (see below)
+//! key, value
+//! ```
+//!
+//! So the common case costs 12 bytes, 16 with client flags. The cas of an
+//! item written fresh is not stored at all: it is the segment's cas base
+//! plus the item's offset, unique because each segment opened for writing
+//! takes a fresh block of `segment size` cas values and every mutation
+//! appends. Items that eviction copies elsewhere must keep their cas (a
+//! client may hold it from `gets`), so those carry it explicitly.
+//! The bucket number lets eviction and the sweep find the item's index entry
+//! without the key's hash, which the store never recomputes.
+//! Everything is little-endian and unaligned: items are packed back to back.
+
+use super::NsId;
+
+/// Bytes of the fixed part of the header.
+pub(crate) const FIXED_HEADER: usize = 12;
+
+const VLEN_SHIFT: u32 = 8;
+const VLEN_MASK: u32 = (1 << 20) - 1;
+const HAS_FLAGS: u32 = 1 << 28;
+const WIDE_NS: u32 = 1 << 29;
+const OWN_CAS: u32 = 1 << 30;
+const DEAD: u32 = 1 << 31;
+
+/// Largest value length a segment item can carry (20 bits).
+pub(crate) const MAX_SEGMENT_VLEN: usize = VLEN_MASK as usize;
+
+/// Header bytes for an item with these fields.
+#[inline]
+pub(crate) fn header_len(ns: NsId, flags: u32, own_cas: bool) -> usize {
+    FIXED_HEADER
+        + if flags != 0 { 4 } else { 0 }
+        + if ns >= 256 { 4 } else { 0 }
+        + if own_cas { 8 } else { 0 }
+}
+
+/// The size `stats bytes` counts for an item: its header (without an
+/// eviction-copied cas, so the figure does not change when an item moves),
+/// key and value. Large items report the same formula.
+#[inline]
+pub(crate) fn item_size(ns: NsId, flags: u32, klen: usize, vlen: usize) -> usize {
+    header_len(ns, flags, false) + klen + vlen
+}
+
+/// A decoded header: where the key and value sit and the item's fields.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    pub ns: NsId,
+    pub bucket: u32,
+    pub exptime: u32,
+    pub flags: u32,
+    /// The stored cas, for items that carry one.
+    pub own_cas: Option<u64>,
+    pub klen: usize,
+    pub vlen: usize,
+    pub dead: bool,
+    /// Header length; the key starts here.
+    pub hlen: usize,
+}
+
+impl Header {
+    /// Total bytes this item occupies in its segment.
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        self.hlen + self.klen + self.vlen
+    }
+
+    /// The stats size of this item (see [`item_size`]).
+    #[inline]
+    pub fn stats_size(&self) -> usize {
+        item_size(self.ns, self.flags, self.klen, self.vlen)
+    }
+}
+
+#[inline]
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[inline]
+fn wr32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Decode the header at `at`. The caller guarantees an item starts there.
+#[inline]
+pub(crate) fn read(b: &[u8], at: usize) -> Header {
+    let w0 = rd32(b, at);
+    let w1 = rd32(b, at + 4);
+    let exptime = rd32(b, at + 8);
+    let mut p = at + FIXED_HEADER;
+    let flags = if w0 & HAS_FLAGS != 0 {
+        p += 4;
+        rd32(b, p - 4)
+    } else {
+        0
+    };
+    let ns = if w0 & WIDE_NS != 0 {
+        p += 4;
+        rd32(b, p - 4)
+    } else {
+        w1 >> 24
+    };
+    let own_cas = if w0 & OWN_CAS != 0 {
+        p += 8;
+        Some(u64::from_le_bytes(b[p - 8..p].try_into().unwrap()))
+    } else {
+        None
+    };
+    Header {
+        ns,
+        bucket: w1 & 0x00ff_ffff,
+        exptime,
+        flags,
+        own_cas,
+        klen: (w0 & 0xff) as usize,
+        vlen: ((w0 >> VLEN_SHIFT) & VLEN_MASK) as usize,
+        dead: w0 & DEAD != 0,
+        hlen: p - at,
+    }
+}
+
+/// The fields of an item to write.
+pub(crate) struct NewItem<'a> {
+    pub ns: NsId,
+    pub bucket: u32,
+    pub exptime: u32,
+    pub flags: u32,
+    pub own_cas: Option<u64>,
+    pub key: &'a [u8],
+    /// The value, in up to two parts (append/prepend write old and new data
+    /// without building the joined value first).
+    pub value: [&'a [u8]; 2],
+}
+
+impl NewItem<'_> {
+    #[inline]
+    pub fn vlen(&self) -> usize {
+        self.value[0].len() + self.value[1].len()
+    }
+
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        header_len(self.ns, self.flags, self.own_cas.is_some()) + self.key.len() + self.vlen()
+    }
+}
+
+/// Write `item` at `at`; returns its total length. The caller checked room,
+/// `klen <= 255`, `vlen <= MAX_SEGMENT_VLEN` and `bucket < 2^24`.
+#[inline]
+pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
+    let vlen = item.vlen();
+    debug_assert!(item.key.len() <= 255 && vlen <= MAX_SEGMENT_VLEN);
+    debug_assert!(item.bucket < (1 << 24));
+    let mut w0 = item.key.len() as u32 | ((vlen as u32) << VLEN_SHIFT);
+    if item.flags != 0 {
+        w0 |= HAS_FLAGS;
+    }
+    let wide = item.ns >= 256;
+    if wide {
+        w0 |= WIDE_NS;
+    }
+    if item.own_cas.is_some() {
+        w0 |= OWN_CAS;
+    }
+    let ns_low = if wide { 0 } else { item.ns };
+    wr32(b, at, w0);
+    wr32(b, at + 4, item.bucket | (ns_low << 24));
+    wr32(b, at + 8, item.exptime);
+    let mut p = at + FIXED_HEADER;
+    if item.flags != 0 {
+        wr32(b, p, item.flags);
+        p += 4;
+    }
+    if wide {
+        wr32(b, p, item.ns);
+        p += 4;
+    }
+    if let Some(cas) = item.own_cas {
+        b[p..p + 8].copy_from_slice(&cas.to_le_bytes());
+        p += 8;
+    }
+    b[p..p + item.key.len()].copy_from_slice(item.key);
+    p += item.key.len();
+    for part in item.value {
+        b[p..p + part.len()].copy_from_slice(part);
+        p += part.len();
+    }
+    p - at
+}
+
+/// Mark the item at `at` dead (its index entry is gone).
+#[inline]
+pub(crate) fn mark_dead(b: &mut [u8], at: usize) {
+    let w0 = rd32(b, at);
+    wr32(b, at, w0 | DEAD);
+}
+
+/// Overwrite the item's exptime (touch/gat: memcached keeps the cas).
+#[inline]
+pub(crate) fn set_exptime(b: &mut [u8], at: usize, exptime: u32) {
+    wr32(b, at + 8, exptime);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_every_optional_field() {
+        let mut buf = vec![0u8; 256];
+        for (ns, flags, cas) in [
+            (0, 0, None),
+            (7, 0xdead_beef, None),
+            (70_000, 0, Some(u64::MAX - 3)),
+            (300, 1, Some(5)),
+        ] {
+            let item = NewItem {
+                ns,
+                bucket: 0x00ab_cdef,
+                exptime: 1234,
+                flags,
+                own_cas: cas,
+                key: b"key",
+                value: [b"val", b"ue"],
+            };
+            let n = write(&mut buf, 10, &item);
+            assert_eq!(n, item.total_len());
+            let h = read(&buf, 10);
+            assert_eq!(
+                (h.ns, h.bucket, h.exptime, h.flags, h.own_cas, h.dead),
+                (ns, 0x00ab_cdef, 1234, flags, cas, false)
+            );
+            assert_eq!(h.total_len(), n);
+            assert_eq!(&buf[10 + h.hlen..10 + h.hlen + 3], b"key");
+            assert_eq!(&buf[10 + h.hlen + 3..10 + n], b"value");
+            mark_dead(&mut buf, 10);
+            set_exptime(&mut buf, 10, 99);
+            let h = read(&buf, 10);
+            assert!(h.dead);
+            assert_eq!(h.exptime, 99);
+            assert_eq!(h.vlen, 5);
+        }
+    }
+
+    #[test]
+    fn common_case_header_is_twelve_bytes() {
+        assert_eq!(header_len(3, 0, false), 12);
+        assert_eq!(header_len(3, 1, false), 16);
+        assert_eq!(item_size(3, 0, 10, 100), 122);
+    }
+}

@@ -1,0 +1,633 @@
+//! One client connection: read, gate, route, reorder, write.
+//!
+//! Owns the connection's buffers, its session (authentication is connection
+//! state: until a connection is bound to a namespace only the handshake and a
+//! few harmless commands get through), and the order of pipelined replies.
+//! It has no grammar of its own (that is `protocol`) and no command meaning
+//! (that is `shard`).
+//!
+//! Per read: every whole request in the buffer is parsed. A key this core
+//! owns runs inline, its reply appended to `out`; a key another core owns is
+//! copied into that core's batch, and its place in `out` is remembered. Then
+//! each batch is sent once, the answers are spliced into their places, and
+//! `out` is written in one go.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use glommio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::core::{ConnectionGuard, Core};
+use super::mesh::{flush_here, report_here};
+use super::socket::Socket;
+use crate::protocol::binary;
+use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
+use crate::protocol::{
+    compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
+    StoreKind,
+};
+use crate::router::{shard_of, FromShard, KeyHasher, ToShard};
+use crate::stats::{self, Report, Scope, ServerFacts};
+use crate::tenancy::{AuthError, Credentials, Namespace, Namespaces};
+
+const READ_BUFFER: usize = 16 * 1024;
+/// Past this much buffered output, replies are written before parsing more,
+/// so a client that pipelines large gets cannot grow our memory without bound.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Failed handshakes before the connection is closed.
+const MAX_AUTH_FAILURES: u32 = 10;
+
+/// Where the connection stands with authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    /// Open mode, nothing keyed yet: `set oauth` may still pick a namespace.
+    Fresh,
+    /// Secure mode, not yet authenticated.
+    Unauthenticated,
+    /// Every key lives in this namespace.
+    Bound,
+}
+
+/// What the read loop does after a request.
+enum Next {
+    Continue,
+    Close,
+}
+
+pub async fn serve(core: Rc<Core>, stream: TcpStream) {
+    let Some(_guard) = ConnectionGuard::admit(&core) else {
+        refuse(stream, &core).await;
+        return;
+    };
+    let socket = match Socket::new(stream, core.shared.config.idle_timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(error = %e, "socket setup failed");
+            return;
+        }
+    };
+    let mut conn = Connection::new(core, socket);
+    match conn.run().await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            debug!(peer = ?conn.peer, "closing idle connection")
+        }
+        Err(e) => debug!(peer = ?conn.peer, error = %e, "connection error"),
+    }
+    conn.socket.close().await;
+}
+
+/// Past --max-connections: one error line, then close (as memcached does).
+async fn refuse(stream: TcpStream, core: &Core) {
+    warn!(
+        max = core.shared.config.max_connections,
+        "refusing connection: too many open connections"
+    );
+    if let Ok(mut socket) = Socket::new(stream, None) {
+        let _ = socket
+            .write_all(ErrorReply::TooManyConnections.line())
+            .await;
+        socket.close().await;
+    }
+}
+
+struct Connection {
+    core: Rc<Core>,
+    socket: Socket,
+    peer: Option<SocketAddr>,
+    session: Session,
+    auth_failures: u32,
+    ns: Namespace,
+    hasher: KeyHasher,
+    limits: Limits,
+    rbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max_rbuf: usize,
+    /// Data bytes of a too-large value still to discard.
+    swallow: usize,
+    out: Vec<u8>,
+    spare: Vec<u8>,
+    remote: Remote,
+}
+
+/// Requests queued for other shards during one read, and where their
+/// replies go in `out`.
+struct Remote {
+    batches: Vec<Vec<u8>>,
+    counts: Vec<u32>,
+    inserts: Vec<Insert>,
+}
+
+struct Insert {
+    pos: usize,
+    shard: u32,
+    index: u32,
+}
+
+impl Remote {
+    fn new(shards: usize) -> Remote {
+        Remote {
+            batches: vec![Vec::new(); shards],
+            counts: vec![0; shards],
+            inserts: Vec::new(),
+        }
+    }
+
+    /// Queues `request` (as `wire`, or encoded afresh) for `shard`; its reply
+    /// belongs at `pos` in the output.
+    fn queue(&mut self, shard: usize, pos: usize, request: &Request, wire: Option<&[u8]>) {
+        match wire {
+            Some(wire) => self.batches[shard].extend_from_slice(wire),
+            None => request.encode(&mut self.batches[shard]),
+        }
+        self.inserts.push(Insert {
+            pos,
+            shard: shard as u32,
+            index: self.counts[shard],
+        });
+        self.counts[shard] += 1;
+    }
+}
+
+impl Connection {
+    fn new(core: Rc<Core>, socket: Socket) -> Connection {
+        let config = &core.shared.config;
+        let session = if core.shared.auth.is_secure() {
+            Session::Unauthenticated
+        } else {
+            Session::Fresh
+        };
+        let ns = Namespaces::default_namespace();
+        let limits = Limits {
+            max_item_size: config.max_item_size,
+        };
+        let max_rbuf = (config.max_item_size + MAX_LINE + 2).max(MAX_RETRIEVAL_LINE) + 1;
+        let shards = core.shards;
+        Connection {
+            peer: socket.peer_addr(),
+            socket,
+            session,
+            auth_failures: 0,
+            ns,
+            hasher: KeyHasher::new(ns),
+            limits,
+            rbuf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+            max_rbuf,
+            swallow: 0,
+            out: Vec::with_capacity(READ_BUFFER),
+            spare: Vec::new(),
+            remote: Remote::new(shards),
+            core,
+        }
+    }
+
+    async fn run(&mut self) -> io::Result<()> {
+        let mut first = true;
+        loop {
+            self.make_room();
+            let n = self.socket.read(&mut self.rbuf[self.end..]).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.core.conns.borrow_mut().bytes_read += n as u64;
+            self.end += n;
+            if first {
+                first = false;
+                if self.rbuf[self.start] == binary::REQUEST_MAGIC {
+                    info!(peer = ?self.peer, "refusing a binary-protocol client");
+                    let refusal = binary::refusal(&self.rbuf[self.start..self.end]);
+                    return self.socket.write_all(&refusal).await;
+                }
+            }
+            let next = self.process().await?;
+            self.shrink();
+            if matches!(next, Next::Close) || self.core.shared.shutting_down() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ensures free space at the end of the read buffer.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end < self.rbuf.len() {
+            return;
+        }
+        if self.start > 0 {
+            self.rbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        } else {
+            // A whole request is larger than the buffer: a big value or a long
+            // multiget. The parser bounds both, so this growth is bounded too.
+            let len = (self.rbuf.len() * 2).min(self.max_rbuf);
+            self.rbuf.resize(len, 0);
+        }
+    }
+
+    /// Gives back the memory of a big request once it is done.
+    fn shrink(&mut self) {
+        if self.rbuf.len() > 4 * READ_BUFFER && self.end - self.start <= READ_BUFFER {
+            let mut small = vec![0; READ_BUFFER];
+            small[..self.end - self.start].copy_from_slice(&self.rbuf[self.start..self.end]);
+            self.end -= self.start;
+            self.start = 0;
+            self.rbuf = small;
+        }
+        if self.out.capacity() > 4 * OUTPUT_HIGH_WATER {
+            self.out = Vec::with_capacity(READ_BUFFER);
+            self.spare = Vec::new();
+        }
+    }
+
+    /// Executes every whole request buffered, then writes the replies.
+    async fn process(&mut self) -> io::Result<Next> {
+        let rbuf = std::mem::take(&mut self.rbuf);
+        let next = self.process_buffered(&rbuf).await;
+        self.rbuf = rbuf;
+        let next = next?;
+        self.settle().await;
+        self.flush_out().await?;
+        Ok(next)
+    }
+
+    async fn process_buffered(&mut self, rbuf: &[u8]) -> io::Result<Next> {
+        loop {
+            if self.swallow > 0 {
+                let n = self.swallow.min(self.end - self.start);
+                self.start += n;
+                self.swallow -= n;
+                if self.swallow > 0 {
+                    return Ok(Next::Continue);
+                }
+            }
+            if self.start == self.end {
+                return Ok(Next::Continue);
+            }
+            let buffered = &rbuf[self.start..self.end];
+            match parse(buffered, &self.limits) {
+                Parsed::Incomplete => {
+                    if self.end - self.start >= self.max_rbuf {
+                        self.out.extend_from_slice(ErrorReply::LineTooLong.line());
+                        return Ok(Next::Close);
+                    }
+                    return Ok(Next::Continue);
+                }
+                Parsed::Close(error) => {
+                    warn!(peer = ?self.peer, "closing connection: command line too long");
+                    self.out.extend_from_slice(error.line());
+                    return Ok(Next::Close);
+                }
+                Parsed::Invalid {
+                    error,
+                    noreply,
+                    consumed,
+                } => {
+                    if !noreply {
+                        self.out.extend_from_slice(error.line());
+                    }
+                    self.start += consumed;
+                }
+                Parsed::Request { request, consumed } => {
+                    self.start += consumed;
+                    if let Request::StoreTooLarge { swallow, .. } = request {
+                        self.swallow = swallow;
+                    }
+                    let wire = &buffered[..consumed];
+                    if let Next::Close = self.handle(request, wire).await {
+                        return Ok(Next::Close);
+                    }
+                }
+            }
+            if self.out.len() >= OUTPUT_HIGH_WATER {
+                self.settle().await;
+                self.flush_out().await?;
+            }
+        }
+    }
+
+    /// One request; `wire` is its bytes as the client sent them.
+    async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> Next {
+        if self.session != Session::Bound {
+            if let Request::Store {
+                kind: StoreKind::Set,
+                key: b"oauth",
+                data,
+                noreply,
+                ..
+            } = request
+            {
+                return self.authenticate(data, noreply);
+            }
+            match request {
+                Request::Version | Request::Verbosity { .. } | Request::Quit => {}
+                _ if self.session == Session::Unauthenticated => {
+                    if !request.noreply() {
+                        self.out.extend_from_slice(ErrorReply::AuthRequired.line());
+                    }
+                    return Next::Continue;
+                }
+                // Open mode: the first other command settles on (default, default).
+                _ => self.session = Session::Bound,
+            }
+        }
+
+        match request {
+            Request::Get { kind, keys } => {
+                for key in keys.iter() {
+                    self.get(kind, key);
+                }
+                compose(&Response::End, &mut self.out);
+            }
+            Request::Store { key, .. }
+            | Request::StoreTooLarge { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Arith { key, .. }
+            | Request::Touch { key, .. } => {
+                let hash = self.hasher.hash(key);
+                let owner = shard_of(hash, self.core.shards);
+                if owner == self.core.index {
+                    self.core
+                        .shard
+                        .borrow_mut()
+                        .execute(self.ns.id, hash, &request, &mut self.out);
+                } else {
+                    self.remote
+                        .queue(owner, self.out.len(), &request, Some(wire));
+                }
+            }
+            Request::FlushAll { delay, noreply } => {
+                self.settle().await;
+                self.flush_all(delay).await;
+                if !noreply {
+                    compose(&Response::Ok, &mut self.out);
+                }
+            }
+            Request::Stats(group) => {
+                self.settle().await;
+                self.stats(group).await;
+            }
+            Request::Version => compose(&Response::Version(version()), &mut self.out),
+            Request::Verbosity { noreply } => {
+                if !noreply {
+                    compose(&Response::Ok, &mut self.out);
+                }
+            }
+            Request::Quit => return Next::Close,
+        }
+        Next::Continue
+    }
+
+    fn get(&mut self, kind: GetKind, key: &[u8]) {
+        let hash = self.hasher.hash(key);
+        let owner = shard_of(hash, self.core.shards);
+        let single = Request::Get {
+            kind,
+            keys: Keys::single(key),
+        };
+        if owner == self.core.index {
+            self.core
+                .shard
+                .borrow_mut()
+                .execute(self.ns.id, hash, &single, &mut self.out);
+        } else {
+            self.remote.queue(owner, self.out.len(), &single, None);
+        }
+    }
+
+    /// The IronCache handshake: `set oauth` with `TOKEN PROJECT CACHE`.
+    fn authenticate(&mut self, value: &[u8], noreply: bool) -> Next {
+        self.core.conns.borrow_mut().auth_cmds += 1;
+        let verdict = Credentials::parse(value).and_then(|c| {
+            self.core.shared.auth.check(&c)?;
+            Ok(c)
+        });
+        let error = match verdict {
+            Ok(credentials) => {
+                self.ns = Namespaces::global().intern(credentials.project, credentials.cache);
+                self.hasher = KeyHasher::new(self.ns);
+                self.session = Session::Bound;
+                info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
+                if !noreply {
+                    compose(&Response::Stored, &mut self.out);
+                }
+                return Next::Continue;
+            }
+            Err(AuthError::BadFormat) => ErrorReply::BadAuthFormat,
+            Err(AuthError::Denied) => {
+                // Log who asked for what, never the token.
+                let project = Credentials::parse(value).map(|c| c.project).unwrap_or("?");
+                warn!(peer = ?self.peer, project, "authentication failed");
+                ErrorReply::AuthFailed
+            }
+        };
+        self.core.conns.borrow_mut().auth_errors += 1;
+        self.auth_failures += 1;
+        if !noreply {
+            self.out.extend_from_slice(error.line());
+        }
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            warn!(peer = ?self.peer, "closing connection after {MAX_AUTH_FAILURES} failed authentications");
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    /// Sends the queued batches, waits for every answer and splices each
+    /// reply into its place, so `out` holds the replies in request order.
+    async fn settle(&mut self) {
+        if self.remote.inserts.is_empty() {
+            return;
+        }
+        let core = self.core.clone();
+        let mut answers: Vec<Option<(Vec<u8>, Vec<u32>)>> =
+            (0..core.shards).map(|_| None).collect();
+        let mut waiting = Vec::new();
+        for shard in 0..core.shards {
+            if self.remote.counts[shard] == 0 {
+                continue;
+            }
+            let wire = std::mem::take(&mut self.remote.batches[shard]);
+            let ns = self.ns;
+            let id = core.waiters.register();
+            let message = ToShard::Batch {
+                reply_to: core.reply_id(),
+                id,
+                ns,
+                wire,
+            };
+            if core.to_shard.send_to(shard, message).await.is_err() {
+                panic!("the mesh to shard {shard} is closed");
+            }
+            waiting.push((shard, id));
+        }
+        for (shard, id) in waiting {
+            match core.waiters.wait(id).await {
+                FromShard::Batch { out, ends } => answers[shard] = Some((out, ends)),
+                other => unreachable!("batch answered with {other:?}"),
+            }
+        }
+
+        let mut spliced = std::mem::take(&mut self.spare);
+        spliced.clear();
+        let mut cursor = 0;
+        for insert in self.remote.inserts.drain(..) {
+            spliced.extend_from_slice(&self.out[cursor..insert.pos]);
+            cursor = insert.pos;
+            let (out, ends) = answers[insert.shard as usize].as_ref().expect("answer");
+            let i = insert.index as usize;
+            let from = if i == 0 { 0 } else { ends[i - 1] as usize };
+            spliced.extend_from_slice(&out[from..ends[i] as usize]);
+        }
+        spliced.extend_from_slice(&self.out[cursor..]);
+        self.spare = std::mem::replace(&mut self.out, spliced);
+        self.remote.counts.iter_mut().for_each(|c| *c = 0);
+    }
+
+    async fn flush_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.socket.write_all(&self.out).await?;
+        self.core.conns.borrow_mut().bytes_written += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// `flush_all` empties the connection's own cache, on every shard.
+    async fn flush_all(&mut self, delay: i64) {
+        let core = self.core.clone();
+        let ns = self.ns.id;
+        core.shard.borrow_mut().count_flush(ns);
+        for shard in 0..core.shards {
+            if shard == core.index {
+                flush_here(&core, ns, delay);
+            } else {
+                core.ask(shard, |reply_to, id| ToShard::Flush {
+                    reply_to,
+                    id,
+                    ns,
+                    delay,
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn stats(&mut self, group: StatsGroup<'_>) {
+        let core = self.core.clone();
+        let shared = &core.shared;
+        // Secure mode shows a tenant its own cache; open mode shows the server.
+        let (scope, ns) = if shared.auth.is_secure() {
+            (Scope::Tenant, Some(self.ns.id))
+        } else {
+            (Scope::Server, None)
+        };
+        match group {
+            StatsGroup::General => {
+                let mut total = Report::default();
+                for shard in 0..core.shards {
+                    let report = if shard == core.index {
+                        report_here(&core, ns)
+                    } else {
+                        match core
+                            .ask(shard, |reply_to, id| ToShard::Report { reply_to, id, ns })
+                            .await
+                        {
+                            FromShard::Report(r) => *r,
+                            other => unreachable!("report answered with {other:?}"),
+                        }
+                    };
+                    total.add(&report);
+                }
+                let (user, system) = rusage();
+                let facts = ServerFacts {
+                    pid: std::process::id(),
+                    uptime: shared.clock.uptime(),
+                    time: shared.clock.unix_now(),
+                    version: version(),
+                    threads: core.shards,
+                    max_connections: shared.config.max_connections,
+                    limit_maxbytes: shared.config.memory_bytes as u64,
+                    rusage_user: user,
+                    rusage_system: system,
+                };
+                for (name, value) in stats::general(&facts, &total, scope) {
+                    compose(&Response::Stat(name, &value), &mut self.out);
+                }
+                compose(&Response::End, &mut self.out);
+            }
+            StatsGroup::Settings => {
+                for (name, value) in settings(&core) {
+                    compose(&Response::Stat(name, &value), &mut self.out);
+                }
+                compose(&Response::End, &mut self.out);
+            }
+            StatsGroup::Reset => {
+                for shard in 0..core.shards {
+                    if shard == core.index {
+                        core.shard.borrow_mut().reset_counters(ns);
+                    } else {
+                        core.ask(shard, |reply_to, id| ToShard::Reset { reply_to, id, ns })
+                            .await;
+                    }
+                }
+                compose(&Response::Reset, &mut self.out);
+            }
+            // No slab classes here: both groups are empty.
+            StatsGroup::Items | StatsGroup::Slabs => compose(&Response::End, &mut self.out),
+            StatsGroup::Other(_) => compose(&Response::Error(ErrorReply::Error), &mut self.out),
+        }
+    }
+}
+
+/// What `version` and `stats` report: memcached's protocol level, then ours,
+/// so clients that parse major.minor.patch still can.
+pub fn version() -> &'static str {
+    concat!("1.6.18-ferrocache-", env!("CARGO_PKG_VERSION"))
+}
+
+fn settings(core: &Core) -> Vec<(&'static str, String)> {
+    let config = &core.shared.config;
+    let secure = core.shared.auth.is_secure();
+    vec![
+        ("maxbytes", config.memory_bytes.to_string()),
+        ("maxconns", config.max_connections.to_string()),
+        ("tcpport", config.listen.port().to_string()),
+        ("inter", config.listen.ip().to_string()),
+        ("evictions", "on".into()),
+        ("num_threads", core.shards.to_string()),
+        ("cas_enabled", "yes".into()),
+        ("binding_protocol", "ascii".into()),
+        (
+            "auth_enabled_ascii",
+            if secure { "yes" } else { "no" }.into(),
+        ),
+        ("item_size_max", config.max_item_size.to_string()),
+        ("flush_enabled", "yes".into()),
+        (
+            "idle_timeout",
+            config.idle_timeout.map_or(0, |d| d.as_secs()).to_string(),
+        ),
+    ]
+}
+
+/// (user, system) CPU seconds of the process.
+fn rusage() -> (f64, f64) {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}

@@ -1,0 +1,13 @@
+//! Transport: sockets, routing to shards, and the order of replies.
+//!
+//! Owns everything between the network and a shard: the executors and their
+//! listeners ([`server`]), each connection's read/route/write loop
+//! ([`connection`]), the socket layer ([`socket`]), the per-core state
+//! ([`core`]) and the mesh handlers ([`mesh`]). It has no grammar (that is
+//! `protocol`) and no command meaning (that is `shard`).
+
+pub mod connection;
+pub mod core;
+pub mod mesh;
+pub mod server;
+pub mod socket;

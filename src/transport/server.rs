@@ -1,0 +1,274 @@
+//! Start-up and shutdown: one pinned glommio executor per core.
+//!
+//! Each executor binds the listen address itself (SO_REUSEPORT, so the kernel
+//! spreads connections across cores), joins the two channel meshes, owns one
+//! shard and serves the connections it accepts. The main thread only starts
+//! them, prints the ready line, and handles signals.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tracing::{error, info, warn};
+
+use super::connection::serve;
+use super::core::{Core, Shared, Waiters};
+use super::mesh::{serve_replies, serve_requests};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::router::{Reply, ToShard};
+use crate::shard::Shard;
+use crate::tenancy::{Auth, TokenFileError};
+
+/// Messages per channel of each mesh.
+const MESH_CAPACITY: usize = 1024;
+/// How long in-flight replies get to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+/// How often each core reclaims expired items, and how many at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_BUDGET: usize = 10_000;
+
+#[derive(Debug)]
+pub enum StartError {
+    Tokens(TokenFileError),
+    Cpus(String),
+    Bind(SocketAddr, String),
+    Executor(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Tokens(e) => write!(f, "tokens file {e}"),
+            StartError::Cpus(e) => write!(f, "cannot list CPUs: {e}"),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Executor(e) => write!(f, "cannot start an executor: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+enum Startup {
+    Bound(SocketAddr),
+    Ready,
+    Failed(StartError),
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let auth = match &config.tokens {
+        Some(path) => Auth::secure(path).map_err(StartError::Tokens)?,
+        None => Auth::open(),
+    };
+    let cpus =
+        core_affinity::get_core_ids().ok_or_else(|| StartError::Cpus("none online".into()))?;
+    let cores = config.cores;
+    let shared = Arc::new(Shared {
+        auth,
+        clock: Clock::new(),
+        open_connections: AtomicUsize::new(0),
+        shutdown: AtomicBool::new(false),
+        config,
+    });
+
+    let requests = MeshBuilder::<ToShard, _>::full(cores, MESH_CAPACITY);
+    let replies = MeshBuilder::<Reply, _>::full(cores, MESH_CAPACITY);
+    let (tx, rx) = crossbeam_channel::unbounded();
+
+    // Core 0 binds first so that port 0 resolves to one port all cores share.
+    let mut addr = shared.config.listen;
+    for (i, cpu) in cpus.iter().take(cores).enumerate() {
+        let (shared, requests, replies, tx) = (
+            shared.clone(),
+            requests.clone(),
+            replies.clone(),
+            tx.clone(),
+        );
+        LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
+            .name(&format!("ferrocache-{i}"))
+            .spawn(move || async move {
+                if let Err(e) = executor(addr, shared, requests, replies, &tx).await {
+                    let _ = tx.send(Startup::Failed(e));
+                }
+            })
+            .map_err(|e| StartError::Executor(e.to_string()))?;
+        if i == 0 {
+            addr = wait_bound(&rx)?;
+        }
+    }
+    if cores > 1 {
+        for _ in 1..cores {
+            wait_bound(&rx)?;
+        }
+    }
+    for _ in 0..cores {
+        match rx.recv() {
+            Ok(Startup::Ready) => {}
+            Ok(Startup::Failed(e)) => return Err(e),
+            Ok(Startup::Bound(_)) | Err(_) => {
+                return Err(StartError::Executor("startup failed".into()))
+            }
+        }
+    }
+
+    announce(&shared, addr);
+    wait_for_signals(&shared);
+    Ok(())
+}
+
+fn wait_bound(rx: &Receiver<Startup>) -> Result<SocketAddr, StartError> {
+    match rx.recv() {
+        Ok(Startup::Bound(addr)) => Ok(addr),
+        Ok(Startup::Failed(e)) => Err(e),
+        Ok(Startup::Ready) | Err(_) => Err(StartError::Executor("startup failed".into())),
+    }
+}
+
+fn announce(shared: &Shared, addr: SocketAddr) {
+    let config = &shared.config;
+    let auth = if shared.auth.is_secure() { "on" } else { "off" };
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        cores = config.cores,
+        memory_mb = config.memory_bytes >> 20,
+        "ferrocache listening; authentication is {}",
+        if shared.auth.is_secure() {
+            "on (secure mode: tokens file)"
+        } else {
+            "OFF (open mode: any token is accepted)"
+        }
+    );
+    // The ready line, on stdout, for scripts and tests: printed only once
+    // every core has bound the port and joined the meshes.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "ferrocache {} listening on {addr} cores={} memory_mb={} auth={auth}",
+        env!("CARGO_PKG_VERSION"),
+        config.cores,
+        config.memory_bytes >> 20,
+    );
+    let _ = stdout.flush();
+}
+
+/// SIGHUP reloads the tokens; SIGINT/SIGTERM stop the server.
+fn wait_for_signals(shared: &Shared) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            std::process::exit(1);
+        }
+    };
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => match shared.auth.reload() {
+                Ok(grants) if shared.auth.is_secure() => info!(grants, "tokens file reloaded"),
+                Ok(_) => info!("SIGHUP ignored: no tokens file (open mode)"),
+                Err(e) => warn!("tokens file not reloaded, keeping the old grants: {e}"),
+            },
+            _ => {
+                info!("shutting down: no new connections, finishing replies in flight");
+                shared.shutdown.store(true, Ordering::Relaxed);
+                std::thread::sleep(SHUTDOWN_GRACE);
+                return;
+            }
+        }
+    }
+}
+
+async fn executor(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    requests: MeshBuilder<ToShard, glommio::channels::channel_mesh::Full>,
+    replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
+    startup: &Sender<Startup>,
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(addr).map_err(|e| StartError::Bind(addr, e.to_string()))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(addr, e.to_string()))?;
+    let _ = startup.send(Startup::Bound(bound));
+
+    let (to_shard, mut from_peers) = requests
+        .join()
+        .await
+        .map_err(|_| StartError::Executor("request mesh".into()))?;
+    let (reply_tx, mut reply_rx) = replies
+        .join()
+        .await
+        .map_err(|_| StartError::Executor("reply mesh".into()))?;
+    let index = to_shard.peer_id();
+    let shards = to_shard.nr_consumers();
+    let config = &shared.config;
+    let shard = Shard::new(
+        config.memory_bytes / shards,
+        config.max_item_size,
+        shared.clock,
+    );
+    let core = Rc::new(Core {
+        index,
+        shards,
+        shard: shard.into(),
+        shared: shared.clone(),
+        to_shard,
+        replies: reply_tx,
+        waiters: Waiters::default(),
+        conns: Default::default(),
+    });
+
+    for (_, stream) in from_peers.streams() {
+        glommio::spawn_local(serve_requests(core.clone(), stream)).detach();
+    }
+    for (_, stream) in reply_rx.streams() {
+        glommio::spawn_local(serve_replies(core.clone(), stream)).detach();
+    }
+    glommio::spawn_local(sweep(core.clone())).detach();
+    let _ = startup.send(Startup::Ready);
+
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            wait_for_shutdown(&shared).await;
+            None
+        })
+        .await;
+        match accepted {
+            Some(Ok(stream)) => {
+                glommio::spawn_local(serve(core.clone(), stream)).detach();
+            }
+            Some(Err(e)) => {
+                // EMFILE and the like: log, back off briefly, keep serving.
+                warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            None => break,
+        }
+    }
+    drop(listener);
+    // Keep serving replies in flight until the process exits.
+    futures_lite::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown(shared: &Shared) {
+    while !shared.shutting_down() {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sweep(core: Rc<Core>) {
+    loop {
+        glommio::timer::sleep(SWEEP_EVERY).await;
+        core.shard.borrow_mut().sweep(SWEEP_BUDGET);
+    }
+}
