@@ -3,13 +3,16 @@
 
 Environment: MC_PORT (required), MC_AUTH ("TOKEN PROJECT CACHE", sent first as
 `set oauth`; empty = no auth), MC_AUTH_OTHER (second cache: isolation check),
-MC_PREFIX (key prefix). Prints one line per check; exits 1 if any failed.
+MC_BAD_AUTH (set in secure mode only), MC_PREFIX (key prefix).
+Prints one line per check; exits 1 if any failed.
 """
 import os
 import sys
+import threading
 import time
 
 from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheClientError, MemcacheServerError
 
 PORT = int(os.environ["MC_PORT"])
 AUTH = os.environ.get("MC_AUTH", "")
@@ -73,6 +76,45 @@ check("add existing", mc.add(P + "add", b"b", noreply=False), False)
 check("append", mc.append(P + "add", b"z", noreply=False), True)
 check("get after append", mc.get(P + "add"), b"az")
 
+# Many keys at once: with several cores they live on different shards.
+many = {P + "many-%d" % i: b"value-%d" % i for i in range(200)}
+check("set_many 200 keys: none failed", mc.set_many(many), [])
+check("get_many 200 keys", mc.get_many(list(many)), many)
+check("delete_many 200 keys", mc.delete_many(list(many)), True)
+check("get_many after delete_many", mc.get_many(list(many)), {})
+
+big = bytes(range(256)) * 2048  # 512 KiB, every byte value
+check("set 512 KiB value", mc.set(P + "big", big), True)
+check("get 512 KiB value", mc.get(P + "big"), big)
+check("touch", mc.touch(P + "add", 100, noreply=False), True)
+check("touch missing", mc.touch(P + "nokey", 100, noreply=False), False)
+check("noreply set, then get", (mc.set(P + "nr", b"q", noreply=True), mc.get(P + "nr")), (True, b"q"))
+
+
+def worker(i, results):
+    """A client of its own: in its own cache where caches are isolated."""
+    creds = ""
+    if AUTH:
+        token, project, cache = AUTH.split(" ")
+        creds = "%s %s %s" % (token, project, cache + "-t%d" % i if AUTH_OTHER else cache)
+    c = Client(("127.0.0.1", PORT), connect_timeout=5, timeout=5, default_noreply=False)
+    ok = not creds or c.set("oauth", creds)
+    key = (P + "shared-%d") if AUTH_OTHER else (P + "t%d-%%d" % i)
+    for n in range(100):
+        ok = ok and c.set(key % n, b"%d-%d" % (i, n)) and c.get(key % n) == b"%d-%d" % (i, n)
+    results[i] = bool(ok)
+    c.close()
+
+
+results = {}
+threads = [threading.Thread(target=worker, args=(i, results)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(30)
+check("4 concurrent clients x 100 set+get" + (" (same keys, own caches)" if AUTH_OTHER else ""),
+      results, {0: True, 1: True, 2: True, 3: True})
+
 if AUTH_OTHER:
     other = client(AUTH_OTHER)
     check("isolation: set in cache A", mc.set(P + "iso", b"from-A"), True)
@@ -80,6 +122,27 @@ if AUTH_OTHER:
     check("isolation: get in cache A", mc.get(P + "iso"), b"from-A")
     check("isolation: get in cache B", other.get(P + "iso"), b"from-B")
     other.close()
+
+# A value over the item size limit, on a client of its own: pymemcache closes
+# its socket on any error reply and silently reconnects for the next command,
+# and the new connection has not sent `set oauth`.
+hc = client(AUTH)
+try:
+    got = hc.set(P + "huge", b"x" * (2 * 1024 * 1024))
+except MemcacheServerError as e:
+    got = "MemcacheServerError: %s" % e.args[0].decode()
+check("set 2 MiB value refused", got, "MemcacheServerError: object too large for cache")
+try:
+    got = hc.get(P + "huge")
+except MemcacheClientError as e:
+    got = "MemcacheClientError: %s" % e.args[0].decode()
+if os.environ.get("MC_BAD_AUTH"):
+    check("after the error pymemcache reconnected unauthenticated",
+          got, "MemcacheClientError: authentication required")
+else:
+    check("get after refused 2 MiB set", got, None)
+hc.close()
+check("big value intact", mc.get(P + "big") == big, True)
 
 time.sleep(max(0.0, 3.0 - (time.monotonic() - set_at)))
 check("expiry: get after 3 s", mc.get(P + "exp"), None)

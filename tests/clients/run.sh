@@ -28,13 +28,28 @@ PROGRAMS=(
     "perl Cache::Memcached::Fast|perl tests/clients/perl_fast.pl"
     "php-memcached|php tests/clients/php_memcached.php"
     "ruby dalli (binary)|ruby tests/clients/ruby_dalli.rb"
+    "raw replies vs memcached|$PY tests/clients/differential.py"
 )
+# The reference for the differential row (open mode, ferrocache only).
+REFERENCE_CMD='memcached -U 0 -u nobody -t 2 -l 127.0.0.1 -p @PORT@'
+
 MODES=(open secure)
 
 declare -A RESULT SECONDS_TAKEN
 passed=0
 failed=0
 skipped=0
+
+# Starts memcached beside the server under test; sets MC_REF_PORT on success.
+start_reference() {
+    local pid=$SERVER_PID port=$SERVER_PORT version=$SERVER_VERSION
+    unset MC_REF_PORT
+    if SERVER_CMD=$REFERENCE_CMD server_start reference; then
+        export MC_REF_PORT=$SERVER_PORT
+    fi
+    REFERENCE_PID=$SERVER_PID
+    SERVER_PID=$pid SERVER_PORT=$port SERVER_VERSION=$version
+}
 
 # run_program MODE NAME COMMAND, with MC_* already exported.
 run_program() {
@@ -64,6 +79,11 @@ run_program() {
         tail -n 40 "$SERVER_WORKDIR/$mode.stderr"
         return 1
     fi
+}
+
+skip() {
+    RESULT["$1|$2"]=SKIP
+    skipped=$((skipped + 1))
 }
 
 # mark_rest MODE RESULT: every program of MODE without a result gets RESULT.
@@ -124,16 +144,22 @@ EOF
         cmd=${entry#*|}
         export MC_PREFIX
         MC_PREFIX="$(tr -c 'A-Za-z0-9' '-' <<<"$name" | tr -s '-')$mode-"
-        if [ "$name" = "pymemcache (no auth)" ]; then
-            if [ "$mode" = secure ]; then
-                RESULT["$mode|$name"]=SKIP
-                skipped=$((skipped + 1))
-                continue
-            fi
-            MC_AUTH="" MC_AUTH_OTHER="" run_program "$mode" "$name" "$cmd" || break
-        else
-            run_program "$mode" "$name" "$cmd" || break
-        fi
+        case "$name" in
+            "pymemcache (no auth)")
+                # Unauthenticated use is open mode's (default, default) namespace.
+                if [ "$mode" = secure ]; then skip "$mode" "$name"; continue; fi
+                MC_AUTH="" MC_AUTH_OTHER="" run_program "$mode" "$name" "$cmd" || break
+                ;;
+            "raw replies vs memcached")
+                if [ "$mode" = secure ] || ! server_is_ferrocache; then skip "$mode" "$name"; continue; fi
+                start_reference
+                run_program "$mode" "$name" "$cmd" || break
+                _stop_pid "$REFERENCE_PID"
+                ;;
+            *)
+                run_program "$mode" "$name" "$cmd" || break
+                ;;
+        esac
     done
     mark_rest "$mode" FAIL
     server_stop
