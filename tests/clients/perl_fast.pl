@@ -3,7 +3,8 @@
 #
 # Environment: MC_PORT (required), MC_AUTH ("TOKEN PROJECT CACHE", sent first
 # as `set oauth`; empty = no auth), MC_AUTH_OTHER (second cache: isolation
-# check), MC_PREFIX (key prefix). Prints one line per check; exits 1 if any failed.
+# check), MC_BAD_AUTH (set in secure mode only), MC_PREFIX (key prefix).
+# Prints one line per check; exits 1 if any failed.
 use strict;
 use warnings;
 use Cache::Memcached::Fast;
@@ -84,6 +85,21 @@ if ($auth_other ne '') {
     check('isolation: get in cache A', $mc->get("${p}iso"), 'from-A');
     check('isolation: get in cache B', $other->get("${p}iso"), 'from-B');
     $other->disconnect_all;
+}
+
+if (($ENV{MC_BAD_AUTH} // '') ne '') {
+    # Secure mode: with its default close_on_error => 1, Cache::Memcached::Fast
+    # drops the connection on an error reply and reconnects for the next
+    # command without `set oauth`, so that command is refused.
+    my $d = Cache::Memcached::Fast->new({
+        servers  => ["127.0.0.1:$port"],
+        max_size => 4 * 1024 * 1024,
+    });
+    check('default client: auth', truth($d->set('oauth', $auth)), 1);
+    check('default client: set', truth($d->set("${p}d", 'x')), 1);
+    check('default client: 2 MiB set refused', truth($d->set("${p}huge", 'x' x (2 * 1024 * 1024))), 0);
+    check('default client: reconnected unauthenticated, get finds nothing', $d->get("${p}d"), undef);
+    $d->disconnect_all;
 }
 
 my $left = 3 - (time - $set_at);
