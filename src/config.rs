@@ -77,6 +77,18 @@ pub struct Args {
     /// for this many seconds (0 disables).
     #[arg(long = "idle-timeout", default_value_t = 300, value_name = "SECS")]
     pub idle_timeout: u64,
+
+    /// Socket I/O path: `uring`, a per-core io_uring of our own (cheaper per
+    /// request), or `glommio`, glommio's own sockets. `uring` falls back to
+    /// `glommio` with a warning where the ring cannot be set up.
+    #[arg(long = "socket-io", value_enum, default_value_t = SocketIo::Uring)]
+    pub socket_io: SocketIo,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketIo {
+    Uring,
+    Glommio,
 }
 
 /// The validated configuration the server runs with.
@@ -89,6 +101,7 @@ pub struct Config {
     pub max_connections: usize,
     pub tokens: Option<PathBuf>,
     pub idle_timeout: Option<Duration>,
+    pub socket_io: SocketIo,
 }
 
 impl Config {
@@ -129,6 +142,7 @@ impl Config {
             max_connections: args.max_connections,
             tokens: args.tokens,
             idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+            socket_io: args.socket_io,
         })
     }
 }

@@ -16,7 +16,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use glommio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::core::{ConnectionGuard, Core};
@@ -56,17 +55,10 @@ enum Next {
     Close,
 }
 
-pub async fn serve(core: Rc<Core>, stream: TcpStream) {
+pub async fn serve(core: Rc<Core>, socket: Socket) {
     let Some(_guard) = ConnectionGuard::admit(&core) else {
-        refuse(stream, &core).await;
+        refuse(socket, &core).await;
         return;
-    };
-    let socket = match Socket::new(stream, core.shared.config.idle_timeout) {
-        Ok(s) => s,
-        Err(e) => {
-            debug!(error = %e, "socket setup failed");
-            return;
-        }
     };
     let mut conn = Connection::new(core, socket);
     match conn.run().await {
@@ -80,17 +72,15 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
 }
 
 /// Past --max-connections: one error line, then close (as memcached does).
-async fn refuse(stream: TcpStream, core: &Core) {
+async fn refuse(mut socket: Socket, core: &Core) {
     warn!(
         max = core.shared.config.max_connections,
         "refusing connection: too many open connections"
     );
-    if let Ok(mut socket) = Socket::new(stream, None) {
-        let _ = socket
-            .write_all(ErrorReply::TooManyConnections.line())
-            .await;
-        socket.close().await;
-    }
+    let _ = socket
+        .write_all(ErrorReply::TooManyConnections.line().to_vec())
+        .await;
+    socket.close().await;
 }
 
 struct Connection {
@@ -190,7 +180,10 @@ impl Connection {
         let mut first = true;
         loop {
             self.make_room();
-            let n = self.socket.read(&mut self.rbuf[self.end..]).await?;
+            let rbuf = std::mem::take(&mut self.rbuf);
+            let (n, rbuf) = self.socket.read(rbuf, self.end).await;
+            self.rbuf = rbuf;
+            let n = n?;
             if n == 0 {
                 return Ok(());
             }
@@ -201,7 +194,7 @@ impl Connection {
                 if self.rbuf[self.start] == binary::REQUEST_MAGIC {
                     info!(peer = ?self.peer, "refusing a binary-protocol client");
                     let refusal = binary::refusal(&self.rbuf[self.start..self.end]);
-                    return self.socket.write_all(&refusal).await;
+                    return self.socket.write_all(refusal).await.0;
                 }
             }
             let next = self.process().await?;
@@ -496,9 +489,12 @@ impl Connection {
         if self.out.is_empty() {
             return Ok(());
         }
-        self.socket.write_all(&self.out).await?;
-        self.core.conns.borrow_mut().bytes_written += self.out.len() as u64;
-        self.out.clear();
+        let len = self.out.len();
+        let (result, mut out) = self.socket.write_all(std::mem::take(&mut self.out)).await;
+        out.clear();
+        self.out = out;
+        result?;
+        self.core.conns.borrow_mut().bytes_written += len as u64;
         Ok(())
     }
 

@@ -40,9 +40,11 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
                 flush_here(&core, ns, delay);
                 (reply_to, id, FromShard::Done)
             }
-            ToShard::Report { reply_to, id, ns } => {
-                (reply_to, id, FromShard::Report(Box::new(report_here(&core, ns))))
-            }
+            ToShard::Report { reply_to, id, ns } => (
+                reply_to,
+                id,
+                FromShard::Report(Box::new(report_here(&core, ns))),
+            ),
             ToShard::Reset { reply_to, id, ns } => {
                 core.shard.borrow_mut().reset_counters(ns);
                 (reply_to, id, FromShard::Done)

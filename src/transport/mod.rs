@@ -11,3 +11,4 @@ pub mod core;
 pub mod mesh;
 pub mod server;
 pub mod socket;
+pub mod uring;

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
@@ -22,8 +21,10 @@ use tracing::{error, info, warn};
 use super::connection::serve;
 use super::core::{Core, Shared, Waiters};
 use super::mesh::{serve_replies, serve_requests};
+use super::socket::Listener;
+use super::uring::Ring;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, SocketIo};
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
 use crate::tenancy::{Auth, TokenFileError};
@@ -194,7 +195,19 @@ async fn executor(
     replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
     startup: &Sender<Startup>,
 ) -> Result<(), StartError> {
-    let listener = TcpListener::bind(addr).map_err(|e| StartError::Bind(addr, e.to_string()))?;
+    let config = &shared.config;
+    let ring = match config.socket_io {
+        SocketIo::Uring => match Ring::new(config.idle_timeout) {
+            Ok(ring) => Some(ring),
+            Err(e) => {
+                warn!(error = %e, "cannot set up an io_uring for sockets; falling back to glommio's");
+                None
+            }
+        },
+        SocketIo::Glommio => None,
+    };
+    let listener = Listener::bind(addr, ring.clone(), config.idle_timeout)
+        .map_err(|e| StartError::Bind(addr, e.to_string()))?;
     let bound = listener
         .local_addr()
         .map_err(|e| StartError::Bind(addr, e.to_string()))?;
@@ -210,7 +223,6 @@ async fn executor(
         .map_err(|_| StartError::Executor("reply mesh".into()))?;
     let index = to_shard.peer_id();
     let shards = to_shard.nr_consumers();
-    let config = &shared.config;
     let shard = Shard::new(
         config.memory_bytes / shards,
         config.max_item_size,
@@ -234,6 +246,9 @@ async fn executor(
         glommio::spawn_local(serve_replies(core.clone(), stream)).detach();
     }
     glommio::spawn_local(sweep(core.clone())).detach();
+    if let Some(ring) = ring {
+        glommio::spawn_local(ring.drive()).detach();
+    }
     let _ = startup.send(Startup::Ready);
 
     loop {
@@ -262,7 +277,7 @@ async fn executor(
 
 async fn wait_for_shutdown(shared: &Shared) {
     while !shared.shutting_down() {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
+        glommio::timer::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -1,45 +1,137 @@
-//! The socket layer: every read and write of a client connection goes
-//! through here, so the I/O path can be swapped without touching grammar,
-//! routing or reply order.
+//! The socket layer: every accept, read and write of a client connection
+//! goes through here, so the I/O path can be swapped without touching
+//! grammar, routing or reply order.
 //!
-//! Today it is glommio's `TcpStream`. The performance notes (README) say why
-//! a per-core io_uring ring of our own may replace it: glommio re-arms a
-//! one-shot poll after each partial read, which costs a poll completion per
-//! unpipelined request.
+//! Two backends, chosen by `--socket-io`:
+//! - `uring` (default): a per-core io_uring of our own ([`super::uring`]),
+//!   set up with DEFER_TASKRUN, cheaper per unpipelined request;
+//! - `glommio`: glommio's own `TcpStream`, kept for comparison and as the
+//!   fallback where the ring cannot be set up.
+//!
+//! Buffers are passed by value and handed back, because an io_uring
+//! operation must own its memory until the kernel is done with it.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use glommio::net::{TcpListener, TcpStream};
+use socket2::{Domain, Protocol, Socket as Socket2, Type};
 
-pub struct Socket {
-    stream: TcpStream,
+use super::uring::Ring;
+
+/// Pending connections the kernel queues per core (net.core.somaxconn caps it).
+const LISTEN_BACKLOG: i32 = 1024;
+
+pub struct Listener {
+    /// Owns the listening descriptor (the uring path accepts on it directly).
+    inner: TcpListener,
+    fd: RawFd,
+    ring: Option<Rc<Ring>>,
+    idle_timeout: Option<Duration>,
+}
+
+impl Listener {
+    /// Binds with SO_REUSEPORT (glommio does), so every core can bind the port.
+    pub fn bind(
+        addr: SocketAddr,
+        ring: Option<Rc<Ring>>,
+        idle_timeout: Option<Duration>,
+    ) -> io::Result<Listener> {
+        let socket = Socket2::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_port(true)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let fd = socket.into_raw_fd();
+        // SAFETY: a listening socket we just created and now hand over.
+        let inner = unsafe { TcpListener::from_raw_fd(fd) };
+        Ok(Listener {
+            inner,
+            fd,
+            ring,
+            idle_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr().map_err(io::Error::from)
+    }
+
+    pub async fn accept(&self) -> io::Result<Socket> {
+        match &self.ring {
+            Some(ring) => {
+                let fd = ring.accept(self.fd).await?;
+                Socket::uring(fd, ring.clone())
+            }
+            None => Socket::glommio(
+                self.inner.accept().await.map_err(io::Error::from)?,
+                self.idle_timeout,
+            ),
+        }
+    }
+}
+
+pub enum Socket {
+    Glommio(TcpStream),
+    Uring {
+        /// Owns the descriptor; used only for options and to close it.
+        stream: std::net::TcpStream,
+        ring: Rc<Ring>,
+    },
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream, idle_timeout: Option<Duration>) -> io::Result<Socket> {
+    fn glommio(stream: TcpStream, idle_timeout: Option<Duration>) -> io::Result<Socket> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(idle_timeout)?;
-        Ok(Socket { stream })
+        Ok(Socket::Glommio(stream))
+    }
+
+    fn uring(fd: OwnedFd, ring: Rc<Ring>) -> io::Result<Socket> {
+        let stream = std::net::TcpStream::from(fd);
+        stream.set_nodelay(true)?;
+        Ok(Socket::Uring { stream, ring })
     }
 
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.stream.peer_addr().ok()
+        match self {
+            Socket::Glommio(s) => s.peer_addr().ok(),
+            Socket::Uring { stream, .. } => stream.peer_addr().ok(),
+        }
     }
 
-    /// Reads what is available into `buf`; 0 means the peer closed. A read
-    /// that waits past the idle timeout fails with `TimedOut`.
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf).await
+    /// Reads what is available into `buf[at..]`; 0 means the peer closed. A
+    /// read that waits past the idle timeout fails with `TimedOut`.
+    pub async fn read(&mut self, mut buf: Vec<u8>, at: usize) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Socket::Glommio(s) => {
+                let result = s.read(&mut buf[at..]).await;
+                (result, buf)
+            }
+            Socket::Uring { stream, ring } => ring.recv(stream.as_raw_fd(), buf, at).await,
+        }
     }
 
-    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.stream.write_all(buf).await
+    pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            Socket::Glommio(s) => {
+                let result = s.write_all(&buf).await;
+                (result, buf)
+            }
+            Socket::Uring { stream, ring } => ring.send_all(stream.as_raw_fd(), buf).await,
+        }
     }
 
-    pub async fn close(mut self) {
-        let _ = self.stream.close().await;
+    pub async fn close(self) {
+        match self {
+            Socket::Glommio(mut s) => {
+                let _ = s.close().await;
+            }
+            Socket::Uring { stream, .. } => drop(stream),
+        }
     }
 }
