@@ -7,7 +7,7 @@
 #   server_stop_all                     for the EXIT trap
 #
 # By default the server is `$FERROCACHE --cores 2 --listen 127.0.0.1:0
-# EXTRA_ARGS`, and readiness is its one stdout line
+# EXTRA_ARGS $FERROCACHE_ARGS`, and readiness is its one stdout line
 # `ferrocache <version> listening on <ip:port> ...`, which also gives the port.
 #
 # SERVER_CMD overrides the command, to check the test programs themselves
@@ -18,6 +18,8 @@
 
 : "${FERROCACHE:=target/release/ferrocache}"
 : "${SERVER_READY_TIMEOUT:=30}"   # seconds
+# Extra ferrocache flags for every server, e.g. FERROCACHE_ARGS="--socket-io glommio".
+: "${FERROCACHE_ARGS:=}"
 SERVER_WORKDIR="${SERVER_WORKDIR:-$(mktemp -d -t ferrocache-test.XXXXXX)}"
 SERVER_PIDS=()
 
@@ -79,7 +81,8 @@ server_start() {
             echo "no server binary at $FERROCACHE (run: cargo build --release)" >&2
             return 1
         fi
-        "$FERROCACHE" --cores 2 --listen 127.0.0.1:0 "$@" >"$out" 2>"$err" </dev/null &
+        # shellcheck disable=SC2086 # FERROCACHE_ARGS is a list of flags
+        "$FERROCACHE" --cores 2 --listen 127.0.0.1:0 "$@" $FERROCACHE_ARGS >"$out" 2>"$err" </dev/null &
         SERVER_PID=$!
         SERVER_PIDS+=("$SERVER_PID")
         local line=""
