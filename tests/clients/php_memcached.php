@@ -4,7 +4,8 @@
 //
 // Environment: MC_PORT (required), MC_AUTH ("TOKEN PROJECT CACHE", sent first
 // as `set oauth`; empty = no auth), MC_AUTH_OTHER (second cache: isolation
-// check), MC_PREFIX (key prefix). Prints one line per check; exits 1 if any failed.
+// check), MC_BINARY (refused: ferrocache, served: a reference memcached),
+// MC_PREFIX (key prefix). Prints one line per check; exits 1 if any failed.
 
 $port = (int) getenv('MC_PORT');
 $auth = (string) getenv('MC_AUTH');
@@ -85,6 +86,22 @@ if ($auth_other !== '') {
     check('isolation: get in cache B', $other->get("{$p}iso"), 'from-B');
     $other->quit();
 }
+
+// The same extension configured for the binary protocol (MC_BINARY as for Dalli).
+$binary = new Memcached();
+$binary->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
+$binary->addServer('127.0.0.1', $port);
+if (getenv('MC_BINARY') === 'refused') {
+    // libmemcached reports the 0x0081 refusal as a failed read on writes and
+    // as a plain miss on reads.
+    check('binary protocol: set fails', $binary->set("{$p}bin", 'x'), false);
+    check('binary protocol: set result UNKNOWN_READ_FAILURE', $binary->getResultCode(), Memcached::RES_UNKNOWN_READ_FAILURE);
+    check('binary protocol: get is a miss', $binary->get("{$p}bin"), false);
+} elseif (getenv('MC_BINARY') === 'served') {
+    check('binary protocol: set', $binary->set("{$p}bin", 'x'), true);
+    check('binary protocol: get', $binary->get("{$p}bin"), 'x');
+}
+$binary->quit();
 
 $left = 3.0 - (microtime(true) - $set_at);
 if ($left > 0) {

@@ -3,7 +3,8 @@
 
 Environment: MC_PORT (required), MC_AUTH ("TOKEN PROJECT CACHE", sent first as
 `set oauth`; empty = no auth), MC_AUTH_OTHER (second cache: isolation check),
-MC_PREFIX (key prefix). Prints one line per check; exits 1 if any failed.
+MC_BINARY (refused: ferrocache, served: a reference memcached), MC_PREFIX
+(key prefix). Prints one line per check; exits 1 if any failed.
 """
 import os
 import sys
@@ -83,6 +84,18 @@ if AUTH_OTHER:
     check("isolation: get in cache A", attempt(mc.get, P + "iso"), b"from-A")
     check("isolation: get in cache B", attempt(other.get, P + "iso"), b"from-B")
     other.disconnect_all()
+
+# The same library configured for the binary protocol (MC_BINARY as for Dalli).
+binary = pylibmc.Client(["127.0.0.1:%d" % PORT], binary=True)
+if os.environ.get("MC_BINARY") == "refused":
+    # libmemcached maps the 0x0081 refusal to a failed read on writes, and
+    # reports reads as plain misses: the refusal shows only on writes.
+    check("binary=True: set fails", attempt(binary.set, P + "bin", b"x"), "raised UnknownReadFailure")
+    check("binary=True: get is a miss", attempt(binary.get, P + "bin"), None)
+elif os.environ.get("MC_BINARY") == "served":
+    check("binary=True: set", attempt(binary.set, P + "bin", b"x"), True)
+    check("binary=True: get", attempt(binary.get, P + "bin"), b"x")
+binary.disconnect_all()
 
 time.sleep(max(0.0, 3.0 - (time.monotonic() - set_at)))
 check("expiry: get after 3 s", attempt(mc.get, P + "exp"), None)
