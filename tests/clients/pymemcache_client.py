@@ -83,6 +83,18 @@ check("get_many 200 keys", mc.get_many(list(many)), many)
 check("delete_many 200 keys", mc.delete_many(list(many)), True)
 check("get_many after delete_many", mc.get_many(list(many)), {})
 
+# A 2 MB multi-get reply: more than the server buffers before writing.
+wide = {P + "wide-%d" % i: bytes([65 + i % 26]) * 20480 for i in range(100)}
+check("set_many 100 x 20 KiB", mc.set_many(wide), [])
+check("get_many 100 x 20 KiB (2 MB reply)", mc.get_many(list(wide)) == wide, True)
+check("gets_many 100 x 20 KiB", {k: v[0] for k, v in mc.gets_many(list(wide)).items()} == wide, True)
+mc.delete_many(list(wide))
+
+# Pipelined noreply sets, then one get: replies stay in order.
+for i in range(500):
+    mc.set(P + "pipe", b"%d" % i, noreply=True)
+check("500 noreply sets, then get sees the last", mc.get(P + "pipe"), b"499")
+
 big = bytes(range(256)) * 2048  # 512 KiB, every byte value
 check("set 512 KiB value", mc.set(P + "big", big), True)
 check("get 512 KiB value", mc.get(P + "big"), big)
