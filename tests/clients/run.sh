@@ -29,6 +29,8 @@ PROGRAMS=(
     "php-memcached|php tests/clients/php_memcached.php"
     "ruby dalli (binary)|ruby tests/clients/ruby_dalli.rb"
     "raw replies vs memcached|$PY tests/clients/differential.py"
+    # Last: it edits the grants file under the secure server.
+    "tokens reload (SIGHUP)|$PY tests/clients/tokens_reload.py"
 )
 # The reference for the differential row (open mode, ferrocache only).
 REFERENCE_CMD='memcached -U 0 -u nobody -t 2 -l 127.0.0.1 -p @PORT@'
@@ -102,7 +104,7 @@ mark_rest() {
 }
 
 run_mode() {
-    local mode=$1 entry name cmd
+    local mode=$1 entry name cmd tokens=""
     unset MC_AUTH MC_AUTH_OTHER MC_BAD_AUTH MC_BINARY
     case "$mode" in
         open)
@@ -116,7 +118,7 @@ run_mode() {
                 mark_rest secure SKIP
                 return 0
             fi
-            local tokens="$SERVER_WORKDIR/tokens.txt"
+            tokens="$SERVER_WORKDIR/tokens.txt"
             cat >"$tokens" <<'EOF'
 # ferrocache test grants: TOKEN PROJECT_ID
 
@@ -155,6 +157,11 @@ EOF
                 start_reference
                 run_program "$mode" "$name" "$cmd" || break
                 _stop_pid "$REFERENCE_PID"
+                ;;
+            "tokens reload (SIGHUP)")
+                if [ "$mode" = open ]; then skip "$mode" "$name"; continue; fi
+                MC_SERVER_PID=$SERVER_PID MC_TOKENS_FILE=$tokens MC_SERVER_STDERR="$SERVER_WORKDIR/$mode.stderr" \
+                    run_program "$mode" "$name" "$cmd" || break
                 ;;
             *)
                 run_program "$mode" "$name" "$cmd" || break
