@@ -1,1 +1,206 @@
-fn main() {}
+//! A local operation against a forwarded one.
+//!
+//! `local/*` runs a request on the connection's own shard. `forwarded/*`
+//! sends it to another core the way a connection does (a wire-format batch
+//! over glommio's channel mesh, executed by the owner's real request
+//! handler, answered over the reply mesh) and waits for the answer: the
+//! price of a key that lives on another core. `forwarded/batch16` amortises
+//! one round trip over 16 requests, as pipelined reads do.
+//!
+//! `cargo bench --bench mesh`
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferrocache::clock::Clock;
+use ferrocache::config::{Config, SocketIo};
+use ferrocache::protocol::{GetKind, Keys, Request, StoreKind};
+use ferrocache::router::{FromShard, KeyHasher, Reply, ToShard};
+use ferrocache::shard::Shard;
+use ferrocache::tenancy::{Auth, Namespaces};
+use ferrocache::transport::core::{Core, Shared, Waiters};
+use ferrocache::transport::mesh::serve_requests;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+const MEMORY: usize = 64 << 20;
+
+fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cores: 2,
+        memory_bytes: MEMORY,
+        max_item_size: 1 << 20,
+        max_connections: 16,
+        tokens: None,
+        idle_timeout: None,
+        socket_io: SocketIo::Glommio,
+        spin_before_park: Duration::ZERO,
+    }
+}
+
+fn set_wire(key: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    Request::Store {
+        kind: StoreKind::Set,
+        key,
+        flags: 0,
+        exptime: 0,
+        cas: 0,
+        data: &[b'v'; 100],
+        noreply: false,
+    }
+    .encode(&mut wire);
+    wire
+}
+
+fn get_wire(key: &[u8], n: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for _ in 0..n {
+        Request::Get {
+            kind: GetKind::Get,
+            keys: Keys::single(key),
+        }
+        .encode(&mut wire);
+    }
+    wire
+}
+
+/// Runs `iters` forwarded round trips of `per_batch` gets; returns the time.
+fn forwarded(iters: u64, per_batch: usize) -> Duration {
+    let shared = Arc::new(Shared {
+        config: config(),
+        auth: Auth::open(),
+        clock: Clock::new(),
+        open_connections: AtomicUsize::new(0),
+        shutdown: AtomicBool::new(false),
+    });
+    let requests = MeshBuilder::<ToShard, _>::full(2, 1024);
+    let replies = MeshBuilder::<Reply, _>::full(2, 1024);
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let cpu = |i: usize| cpus.get(i % cpus.len().max(1)).map(|c| c.id).unwrap_or(0);
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let (shared, requests, replies) = (shared.clone(), requests.clone(), replies.clone());
+            LocalExecutorBuilder::new(Placement::Fixed(cpu(i)))
+                .spin_before_park(Duration::from_micros(
+                    std::env::var("SPIN_US")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                ))
+                .spawn(move || async move {
+                    let (to_shard, mut from_peers) = requests.join().await.unwrap();
+                    let (reply_tx, mut reply_rx) = replies.join().await.unwrap();
+                    let index = to_shard.peer_id();
+                    let core = Rc::new(Core {
+                        index,
+                        shards: 2,
+                        shard: Shard::new(MEMORY / 2, 1 << 20, shared.clock).into(),
+                        shared: shared.clone(),
+                        to_shard,
+                        replies: reply_tx,
+                        waiters: Waiters::default(),
+                        conns: Default::default(),
+                    });
+                    let ns = Namespaces::default_namespace();
+                    if index == 1 {
+                        // The owner: serve until the asker hangs up.
+                        let (_, stream) = from_peers.streams().pop().unwrap();
+                        serve_requests(core, stream).await;
+                        return Duration::ZERO;
+                    }
+                    let (_, answers) = reply_rx.streams().pop().unwrap();
+                    let ask = |wire: Vec<u8>| {
+                        let core = core.clone();
+                        let answers = &answers;
+                        async move {
+                            let message = ToShard::Batch {
+                                reply_to: core.reply_id(),
+                                id: 0,
+                                ns,
+                                wire,
+                            };
+                            core.to_shard.send_to(1, message).await.unwrap();
+                            match answers.recv().await.unwrap().body {
+                                FromShard::Batch { out, .. } => out,
+                                _ => unreachable!(),
+                            }
+                        }
+                    };
+                    let key = b"bench:key";
+                    assert_eq!(ask(set_wire(key)).await, b"STORED\r\n");
+                    let gets = get_wire(key, per_batch);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let out = ask(gets.clone()).await;
+                        assert!(out.starts_with(b"VALUE "));
+                    }
+                    let elapsed = start.elapsed();
+                    core.to_shard.close();
+                    elapsed
+                })
+                .unwrap()
+        })
+        .collect();
+    let mut elapsed = Duration::ZERO;
+    for h in handles {
+        elapsed += h.join().unwrap();
+    }
+    elapsed
+}
+
+fn local_vs_forwarded(c: &mut Criterion) {
+    let mut group = c.benchmark_group("op");
+    group.throughput(Throughput::Elements(1));
+
+    let mut shard = Shard::new(MEMORY, 1 << 20, Clock::new());
+    let ns = Namespaces::default_namespace();
+    let hasher = KeyHasher::new(ns);
+    let key = b"bench:key";
+    let hash = hasher.hash(key);
+    let mut out = Vec::with_capacity(4096);
+    let set = set_wire(key);
+    let set_request = match ferrocache::protocol::parse(
+        &set,
+        &ferrocache::protocol::Limits {
+            max_item_size: 1 << 20,
+        },
+    ) {
+        ferrocache::protocol::Parsed::Request { request, .. } => request,
+        other => panic!("{other:?}"),
+    };
+    shard.execute(ns.id, hash, &set_request, &mut out);
+    let get = Request::Get {
+        kind: GetKind::Get,
+        keys: Keys::single(key),
+    };
+    group.bench_function("local/get_hit_100b", |b| {
+        b.iter(|| {
+            out.clear();
+            shard.execute(ns.id, hash, &get, &mut out);
+            out.len()
+        })
+    });
+    group.bench_function(BenchmarkId::new("forwarded/get_hit_100b", "batch1"), |b| {
+        b.iter_custom(|iters| forwarded(iters, 1))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("op_batched");
+    group.throughput(Throughput::Elements(16));
+    group.bench_function(BenchmarkId::new("forwarded/get_hit_100b", "batch16"), |b| {
+        b.iter_custom(|iters| forwarded(iters, 16))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = local_vs_forwarded
+}
+criterion_main!(benches);

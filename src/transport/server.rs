@@ -95,6 +95,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tx.clone(),
         );
         LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
+            .spin_before_park(shared.config.spin_before_park)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
                 if let Err(e) = executor(addr, shared, requests, replies, &tx).await {

@@ -24,7 +24,10 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(base)
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -77,7 +80,11 @@ fn read_ready_line(child: &mut Child) -> SocketAddr {
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let mut words = line.split_whitespace();
-    assert_eq!(words.next(), Some("ferrocache"), "unexpected ready line: {line}");
+    assert_eq!(
+        words.next(),
+        Some("ferrocache"),
+        "unexpected ready line: {line}"
+    );
     let addr = line
         .split("listening on ")
         .nth(1)
@@ -93,7 +100,9 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Conn { stream }
     }
@@ -127,7 +136,11 @@ impl Conn {
         let mut byte = [0u8; 4096];
         let deadline = Instant::now() + Duration::from_secs(10);
         while !out.ends_with(terminator) {
-            assert!(Instant::now() < deadline, "timed out; got {:?}", String::from_utf8_lossy(&out));
+            assert!(
+                Instant::now() < deadline,
+                "timed out; got {:?}",
+                String::from_utf8_lossy(&out)
+            );
             let n = self.stream.read(&mut byte).expect("read");
             assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(&out));
             out.extend_from_slice(&byte[..n]);

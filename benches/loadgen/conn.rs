@@ -1,0 +1,353 @@
+//! One non-blocking client connection: encodes requests into its write
+//! buffer, keeps up to the pipeline depth in flight, and matches replies to
+//! requests in order (the text protocol answers in request order). It parses
+//! replies strictly: anything that is not the exact reply a request allows is
+//! counted as malformed and the connection is dropped, because after that the
+//! stream can no longer be trusted to line up.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use crate::value::{check_value, push_decimal, push_value, SCAN_BIT, VERIFY_OVERHEAD};
+use crate::workload::{Op, Phase, Workload};
+
+struct Pending {
+    op: Op,
+    sent: Instant,
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    /// Global connection number; makes `--verify` versions unique per writer.
+    id: u64,
+    version: u64,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    pending: VecDeque<Pending>,
+    /// Keys that missed under `--cache-aside` and are to be set next.
+    refill: VecDeque<u64>,
+    /// Whether EPOLLOUT is registered (only while writes are backed up).
+    pub want_write: bool,
+    pub dead: bool,
+    /// Scratch for formatting an expected key while parsing.
+    name: Vec<u8>,
+}
+
+/// Reads this much at a time; big enough to swallow many pipelined replies.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Conn {
+    pub fn new(stream: TcpStream, id: u64, oauth: Option<&str>) -> Conn {
+        let mut c = Conn {
+            stream,
+            id,
+            version: 0,
+            wbuf: Vec::with_capacity(READ_CHUNK),
+            wpos: 0,
+            rbuf: vec![0; 2 * READ_CHUNK],
+            rstart: 0,
+            rend: 0,
+            pending: VecDeque::new(),
+            refill: VecDeque::new(),
+            want_write: false,
+            dead: false,
+            name: Vec::with_capacity(64),
+        };
+        if let Some(auth) = oauth {
+            // IronCache authentication: the token set as the value of key
+            // "oauth"; the server answers STORED and scopes later keys.
+            c.wbuf.extend_from_slice(b"set oauth 0 0 ");
+            push_decimal(&mut c.wbuf, auth.len() as u64);
+            c.wbuf.extend_from_slice(b"\r\n");
+            c.wbuf.extend_from_slice(auth.as_bytes());
+            c.wbuf.extend_from_slice(b"\r\n");
+            c.pending.push_back(Pending {
+                op: Op::Auth,
+                sent: Instant::now(),
+            });
+        }
+        c
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn has_unsent(&self) -> bool {
+        self.wpos < self.wbuf.len()
+    }
+
+    /// Tops the pipeline up to the workload's depth. Sets owed by
+    /// cache-aside misses go first: a real application sets right after the
+    /// miss, and they must go out even once the load has stopped.
+    pub fn fill(&mut self, w: &mut Workload, now: Instant) {
+        let depth = w.depth();
+        while self.pending.len() < depth {
+            let op = match self.refill.pop_front() {
+                Some(key) => Op::Set(key, w.value_len()),
+                None => match w.next_op() {
+                    Some(op) => op,
+                    None => break,
+                },
+            };
+            self.encode(op, w);
+            self.pending.push_back(Pending { op, sent: now });
+        }
+    }
+
+    fn encode(&mut self, op: Op, w: &Workload) {
+        let kf = &w.cfg.key_format;
+        match op {
+            Op::Auth => unreachable!("auth is queued by Conn::new"),
+            Op::Get(key) => {
+                self.wbuf.extend_from_slice(b"get ");
+                kf.push(&mut self.wbuf, key);
+                self.wbuf.extend_from_slice(b"\r\n");
+            }
+            Op::Set(key, len) => {
+                self.name.clear();
+                kf.push(&mut self.name, key);
+                self.version += 1;
+                let version = self.id << 40 | self.version;
+                // A verified value always holds its header, so it may come
+                // out longer than asked for; the length line must match.
+                let len = if w.cfg.verify {
+                    len.max(self.name.len() + VERIFY_OVERHEAD)
+                } else {
+                    len
+                };
+                self.wbuf.extend_from_slice(b"set ");
+                self.wbuf.extend_from_slice(&self.name);
+                self.wbuf.extend_from_slice(b" 0 0 ");
+                push_decimal(&mut self.wbuf, len as u64);
+                self.wbuf.extend_from_slice(b"\r\n");
+                push_value(&mut self.wbuf, &self.name, version, len, w.cfg.verify);
+                self.wbuf.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Writes what it can; `Ok(())` even if some stays buffered (the caller
+    /// then asks epoll for writability).
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    /// One read, then parses every complete reply. An `Err` means the
+    /// connection is finished (the reason has been counted and reported).
+    pub fn read_and_parse(&mut self, w: &mut Workload, now: Instant) -> Result<(), ()> {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        } else if self.rbuf.len() - self.rend < READ_CHUNK / 2 {
+            // Move the partial reply to the front, growing for large values.
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+            if self.rbuf.len() - self.rend < READ_CHUNK / 2 {
+                let len = self.rbuf.len() * 2;
+                self.rbuf.resize(len, 0);
+            }
+        }
+        match self.stream.read(&mut self.rbuf[self.rend..]) {
+            Ok(0) => {
+                if !self.pending.is_empty() {
+                    w.stats.counts.conn_errors += 1;
+                    w.report_error(format_args!(
+                        "server closed connection {} with {} replies owed",
+                        self.id,
+                        self.pending.len()
+                    ));
+                }
+                return Err(());
+            }
+            Ok(n) => self.rend += n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return Ok(())
+            }
+            Err(e) => {
+                w.stats.counts.conn_errors += 1;
+                w.report_error(format_args!("connection {}: read: {e}", self.id));
+                return Err(());
+            }
+        }
+        self.parse(w, now)
+    }
+
+    fn parse(&mut self, w: &mut Workload, now: Instant) -> Result<(), ()> {
+        while self.rstart < self.rend {
+            let buf = &self.rbuf[self.rstart..self.rend];
+            let Some(front) = self.pending.front() else {
+                w.stats.counts.malformed += 1;
+                w.report_error(format_args!(
+                    "connection {}: unsolicited bytes {:?}",
+                    self.id,
+                    String::from_utf8_lossy(&buf[..buf.len().min(80)])
+                ));
+                return Err(());
+            };
+            let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+                if buf.len() > 4096 {
+                    // No reply line is this long; the stream is garbage.
+                    return self.malformed(w, buf.len().min(80));
+                }
+                return Ok(());
+            };
+            let line = &buf[..eol];
+            let op = front.op;
+            let consumed;
+            let mut ok = true;
+            match op {
+                Op::Auth | Op::Set(..) => {
+                    consumed = eol + 2;
+                    if line == b"STORED" {
+                        if let Op::Set(..) = op {
+                            w.stats.counts.sets += 1;
+                        }
+                    } else if is_error_line(line) {
+                        ok = false;
+                        w.stats.counts.server_errors += 1;
+                        let what = if let Op::Auth = op { "auth" } else { "set" };
+                        w.report_error(format_args!(
+                            "{what} answered {:?}",
+                            String::from_utf8_lossy(line)
+                        ));
+                    } else {
+                        return self.malformed(w, eol);
+                    }
+                }
+                Op::Get(key) => {
+                    if line == b"END" {
+                        consumed = eol + 2;
+                        w.stats.counts.gets += 1;
+                        w.stats.counts.misses += 1;
+                        if key & SCAN_BIT != 0 {
+                            w.stats.counts.scan_gets += 1;
+                        }
+                        if w.cfg.cache_aside {
+                            self.refill.push_back(key);
+                        }
+                    } else if let Some(rest) = line.strip_prefix(b"VALUE ") {
+                        let Some((got_key, bytes)) = parse_value_line(rest) else {
+                            return self.malformed(w, eol);
+                        };
+                        let data_at = eol + 2;
+                        let need = data_at + bytes + 2 + 5;
+                        if buf.len() < need {
+                            return Ok(()); // the rest of the value is in flight
+                        }
+                        if &buf[data_at + bytes..need] != b"\r\nEND\r\n" {
+                            return self.malformed(w, eol);
+                        }
+                        consumed = need;
+                        w.stats.counts.gets += 1;
+                        w.stats.counts.hits += 1;
+                        if key & SCAN_BIT != 0 {
+                            w.stats.counts.scan_gets += 1;
+                            w.stats.counts.scan_hits += 1;
+                        }
+                        self.name.clear();
+                        w.cfg.key_format.push(&mut self.name, key);
+                        if got_key != self.name.as_slice() {
+                            ok = false;
+                            w.stats.counts.wrong_values += 1;
+                            w.report_error(format_args!(
+                                "get {} returned key {}",
+                                String::from_utf8_lossy(&self.name),
+                                String::from_utf8_lossy(got_key)
+                            ));
+                        } else if w.cfg.verify {
+                            if let Err(e) = check_value(&self.name, &buf[data_at..data_at + bytes])
+                            {
+                                ok = false;
+                                w.stats.counts.wrong_values += 1;
+                                w.report_error(format_args!(
+                                    "get {}: {e}",
+                                    String::from_utf8_lossy(&self.name)
+                                ));
+                            }
+                        }
+                    } else if is_error_line(line) {
+                        consumed = eol + 2;
+                        ok = false;
+                        w.stats.counts.server_errors += 1;
+                        w.report_error(format_args!(
+                            "get answered {:?}",
+                            String::from_utf8_lossy(line)
+                        ));
+                    } else {
+                        return self.malformed(w, eol);
+                    }
+                }
+            }
+            let sent = self.pending.pop_front().expect("front exists").sent;
+            self.rstart += consumed;
+            if ok && !matches!(op, Op::Auth) {
+                let ns = now.saturating_duration_since(sent).as_nanos() as u64;
+                w.stats.latency.saturating_record(ns.max(1));
+                if matches!(w.phase, Phase::Load) {
+                    w.completed(now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn malformed(&mut self, w: &mut Workload, show: usize) -> Result<(), ()> {
+        let bytes = &self.rbuf[self.rstart..self.rend];
+        w.stats.counts.malformed += 1;
+        w.report_error(format_args!(
+            "connection {}: malformed reply {:?}",
+            self.id,
+            String::from_utf8_lossy(&bytes[..show.min(bytes.len()).min(200)])
+        ));
+        Err(())
+    }
+}
+
+fn is_error_line(line: &[u8]) -> bool {
+    line == b"ERROR" || line.starts_with(b"CLIENT_ERROR ") || line.starts_with(b"SERVER_ERROR ")
+}
+
+/// `KEY FLAGS BYTES [CAS]` → (key, bytes).
+fn parse_value_line(rest: &[u8]) -> Option<(&[u8], usize)> {
+    let mut fields = rest.split(|&b| b == b' ');
+    let key = fields.next().filter(|k| !k.is_empty())?;
+    let flags = fields.next()?;
+    let bytes = fields.next()?;
+    if fields.next().is_some_and(|cas| !all_digits(cas)) || fields.next().is_some() {
+        return None;
+    }
+    if !all_digits(flags) || !all_digits(bytes) || bytes.len() > 10 {
+        return None;
+    }
+    let n = bytes
+        .iter()
+        .fold(0usize, |acc, &d| acc * 10 + (d - b'0') as usize);
+    Some((key, n))
+}
+
+fn all_digits(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
+}
