@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs, when missing, what ferrocache's tests need: memcached (the
+# behaviour reference), libmemcached-tools (memccapable, memcslap) and the
+# real client libraries the compatibility matrix in tests/clients/ drives.
+# Idempotent: a fast no-op when everything is present; `apt-get update` runs
+# only if something has to be installed. Fails loudly if an install fails.
+set -euo pipefail
+
+# Debian package -> why the tests need it.
+PACKAGES=(
+    memcached                    # reference server for the scripts' self-checks
+    libmemcached-tools           # memccapable (peer suite), memcslap
+    python3                      # Debian's interpreter (/usr/bin/python3) for the python clients
+    python3-memcache             # python-memcached
+    python3-pymemcache           # pymemcache
+    python3-pylibmc              # pylibmc (libmemcached)
+    perl                         # Cache::Memcached::Fast runs on it
+    libcache-memcached-fast-perl # Cache::Memcached::Fast
+    php-cli                      # PHP interpreter
+    php-memcached                # PHP Memcached extension (libmemcached)
+    ruby                         # Ruby interpreter (ruby-dalli does not depend on it)
+    ruby-dalli                   # Dalli 3.0.6, binary protocol only
+)
+
+installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all ${#PACKAGES[@]} test packages present"
+    exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: must run as root to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+
+# apt-get exits 0 when every package was installed, but check anyway: a
+# package left half-configured must not pass silently.
+still=()
+for pkg in "${missing[@]}"; do
+    installed "$pkg" || still+=("$pkg")
+done
+if [ "${#still[@]}" -ne 0 ]; then
+    echo "install-deps: FAILED to install ${still[*]}" >&2
+    exit 1
+fi
+echo "install-deps: installed ${missing[*]}"
