@@ -287,7 +287,7 @@ pub fn check_connection(data: &[u8]) {
                 }
             }
             Request::FlushAll { delay: 0, .. } => {
-                shard.flush(ns);
+                shard.flush(ns, 0);
                 model.clear();
             }
             Request::Quit => return,
