@@ -12,7 +12,9 @@
 //! Every mutation appends a new copy of the item and retires the old one,
 //! so an item's bytes never change under a reader except its exptime
 //! (touch) and its dead bit; `ItemView` borrows the store, so Rust keeps
-//! them stable while a caller holds one.
+//! them stable while a caller holds one. `flush_ns` is lazy (a cas floor
+//! per namespace) so one tenant's flush costs the others nothing;
+//! `flush_all` drops the index and every segment at once.
 //!
 //! Memory: segment memory plus large items stay within `limit_bytes`. The
 //! index, the segment and large-item tables are fixed at construction from
