@@ -25,8 +25,8 @@ use super::eviction::GHOST_PER_BUCKET;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
-use super::ns_table::NsTable;
-use super::segment::{Segments, State, NONE, SMALL};
+use super::ns_table::{Floor, NsTable};
+use super::segment::{Segments, State, NONE};
 use super::{
     arith, ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
 };
@@ -230,7 +230,7 @@ impl Store {
         };
         let e = self.index.get(pos);
         let bucket = self.index.bucket_of(k.hash);
-        if self.ns.floor(k.ns) > 0 && self.flushed(e) {
+        if self.ns.floor(k.ns).large > 0 && self.flushed(e) {
             // Left behind by flush_ns: already uncounted, now unindexed.
             self.unlink(bucket, pos, Why::Dropped);
             return Ok(None);
@@ -247,7 +247,13 @@ impl Store {
     #[inline]
     pub(super) fn flushed(&self, e: u64) -> bool {
         let it = self.item(e);
-        it.cas < self.ns.floor(it.ns)
+        let floor = self.ns.floor(it.ns);
+        it.cas
+            < if e & LARGE != 0 {
+                floor.large
+            } else {
+                floor.segment
+            }
     }
 
     #[inline]
@@ -582,22 +588,33 @@ impl Store {
         }
     }
 
-    /// Drop every item of `ns` now, in constant time: items with a cas
-    /// below the namespace's new floor are invisible from here on and are
-    /// removed when next met (lookup, eviction, sweep), moving no counter
-    /// then. The head segment is sealed so that later writes take cas
-    /// values above the floor (a fresh segment starts a fresh cas block).
+    /// Drop every item of `ns` now, in constant time: items of `ns` with
+    /// a cas below the namespace's new floor are invisible from here on
+    /// and are removed when next met (lookup, eviction, sweep), moving no
+    /// counter then.
+    ///
+    /// Segment items' cas grow with write time (a segment opened for
+    /// writes takes the next block of cas values; items take base + offset)
+    /// and so do large items' (one each from the counter), but the two
+    /// interleave: the head's block is reserved ahead of large items
+    /// written meanwhile. So the floor is a pair: the head's next write
+    /// position for segment items (items eviction moves keep their
+    /// original, segment-derived cas), and the counter for large items.
     pub fn flush_ns(&mut self, ns: NsId) {
-        self.ns.set_floor(ns, self.next_cas);
-        if self.head != NONE {
-            let old = self.head;
-            self.head = NONE;
-            if self.segs.segs[old as usize].live_items == 0 {
-                self.segs.free(old);
-            } else {
-                self.segs.seal(old, SMALL);
+        let segment = match self.head {
+            NONE => self.next_cas,
+            h => {
+                let s = &self.segs.segs[h as usize];
+                s.cas_base + u64::from(s.write)
             }
-        }
+        };
+        self.ns.set_floor(
+            ns,
+            Floor {
+                segment,
+                large: self.next_cas,
+            },
+        );
         let n = self.ns.get_mut(ns);
         let (items, bytes) = (n.curr_items, n.bytes);
         n.curr_items = 0;

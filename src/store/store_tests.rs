@@ -516,3 +516,28 @@ fn a_key_evicted_unused_from_small_comes_back_with_a_use() {
         .expect("just stored");
     assert_eq!(index::freq(s.index.get(pos)), 1);
 }
+
+#[test]
+fn flush_floor_splits_one_head_and_the_large_items() {
+    let mut s = Store::new(64 * MB, 4 * MB);
+    let big = vec![3u8; 2 * MB];
+    s.set(key(1, b"a"), SetMode::Set, 0, 0, b"x", 10);
+    // A large item written after the head opened: its cas is above the
+    // head's whole block, though it is older than what the head gets next.
+    s.set(key(1, b"big"), SetMode::Set, 0, 0, &big, 10);
+    s.set(key(2, b"other"), SetMode::Set, 0, 0, b"o", 10);
+    let head = s.head;
+    s.flush_ns(1);
+    s.set(key(1, b"b"), SetMode::Set, 0, 0, b"y", 10);
+    s.set(key(1, b"big2"), SetMode::Set, 0, 0, &big, 10);
+    // The flush did not cost the head (one tenant's flushes must not waste
+    // segments the others share).
+    assert_eq!(s.head, head);
+    assert!(!is_hit(s.get(key(1, b"a"), 10)));
+    assert!(!is_hit(s.get(key(1, b"big"), 10)));
+    assert!(is_hit(s.get(key(1, b"b"), 10)));
+    assert!(is_hit(s.get(key(1, b"big2"), 10)));
+    assert!(is_hit(s.get(key(2, b"other"), 10)));
+    assert_eq!(s.ns_stats(1).curr_items, 2);
+    assert_eq!(s.stats().curr_items, 3);
+}
