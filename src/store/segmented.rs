@@ -39,6 +39,9 @@ const MIN_SEG_SIZE: usize = 256;
 /// eviction always has older segments to choose from.
 const MIN_SEGMENTS: usize = 64;
 
+/// The largest scratch buffer kept between commands.
+const SCRATCH_KEEP: usize = 64 << 10;
+
 /// Why an item leaves the store; decides which counters move.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Why {
@@ -108,7 +111,9 @@ impl Store {
     /// buckets (and 4 bytes per overflow bucket to track the free ones):
     /// 11.0% of the limit; the ghost table (8 bytes per primary bucket)
     /// adds 1.0%. The tables of segments and large items add about
-    /// 150 bytes per segment. All of it is `overhead_bytes`, fixed here.
+    /// 150 bytes per segment, and a scratch buffer up to 64 KiB. All of it
+    /// is `overhead_bytes`, fixed here (plus the per-namespace table, which
+    /// grows with the namespaces seen: 48 bytes each).
     pub fn new(limit_bytes: usize, max_item_size: usize) -> Store {
         let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
         let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
@@ -131,8 +136,11 @@ impl Store {
         // 16) by that.
         let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
         let ghost = vec![0u16; index.primary() * GHOST_PER_BUCKET];
-        let fixed_overhead =
-            index.memory_bytes() + segs.overhead_bytes() + large_table + ghost.len() * 2;
+        let fixed_overhead = index.memory_bytes()
+            + segs.overhead_bytes()
+            + large_table
+            + ghost.len() * 2
+            + SCRATCH_KEEP;
         Store {
             index,
             segs,
@@ -415,6 +423,15 @@ impl Store {
         SetOutcome::Stored
     }
 
+    /// Keep a buffer for the next command, unless a big value (append to
+    /// or incr of a large item) grew it: memory outside the limit must
+    /// stay small.
+    fn keep_scratch(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= SCRATCH_KEEP {
+            self.scratch = buf;
+        }
+    }
+
     /// Look up `k`, marking a hit fetched and more frequent.
     pub fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_> {
         self.now = now;
@@ -529,7 +546,7 @@ impl Store {
                     [value, &old_value[..]]
                 };
                 let r = self.store_new(&k, flags, exptime, parts, old, keep, true);
-                self.scratch = old_value;
+                self.keep_scratch(old_value);
                 return r;
             }
         }
@@ -579,7 +596,7 @@ impl Store {
             keep,
             grew,
         );
-        self.scratch = buf;
+        self.keep_scratch(buf);
         match r {
             SetOutcome::Stored => ArithOutcome::Value(new),
             // Could not make room for the new digits; memcached reports
