@@ -1,8 +1,9 @@
 //! Per-namespace counters, so a tenant's `stats` shows only its own items,
 //! and each namespace's flush floor.
 //!
-//! Owns the table from namespace id to `NsStats` and to the cas below
-//! which the namespace's items count as flushed (see `Store::flush_ns`).
+//! Owns the table from namespace id to `NsStats` and to the cas values
+//! below which the namespace's items count as flushed (see
+//! `Store::flush_ns`).
 //! It never sees items: the store tells it what changed. Interned ids are small and dense, so
 //! ids below `DENSE_MAX` index a vector (no hashing on the set path);
 //! larger ids fall back to a map.
@@ -17,8 +18,17 @@ const DENSE_MAX: NsId = 1 << 16;
 #[derive(Clone, Copy, Default)]
 struct Entry {
     stats: NsStats,
-    /// Items of this namespace with a cas below this were flushed.
-    floor: u64,
+    floor: Floor,
+}
+
+/// Where a namespace was last flushed, as cas values: segment items and
+/// large items draw cas from different places, each increasing with time.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Floor {
+    /// Segment items (and items eviction moved) with a cas below this.
+    pub segment: u64,
+    /// Large items with a cas below this.
+    pub large: u64,
 }
 
 #[derive(Default)]
@@ -59,13 +69,13 @@ impl NsTable {
         self.entry(ns).stats
     }
 
-    /// The cas below which items of `ns` were flushed (0: never flushed).
+    /// Where `ns` was last flushed (zeros: never).
     #[inline]
-    pub fn floor(&self, ns: NsId) -> u64 {
+    pub fn floor(&self, ns: NsId) -> Floor {
         self.entry(ns).floor
     }
 
-    pub fn set_floor(&mut self, ns: NsId, floor: u64) {
+    pub fn set_floor(&mut self, ns: NsId, floor: Floor) {
         self.entry_mut(ns).floor = floor;
     }
 
@@ -98,10 +108,15 @@ mod tests {
         let mut n = 0;
         t.for_each(|s| n += s.curr_items);
         assert_eq!(n, 12);
-        assert_eq!(t.floor(3), 0);
-        t.set_floor(3, 99);
-        t.set_floor(1 << 20, 7);
-        assert_eq!((t.floor(3), t.floor(1 << 20), t.floor(4)), (99, 7, 0));
+        assert_eq!(t.floor(3), Floor::default());
+        let f = Floor {
+            segment: 99,
+            large: 100,
+        };
+        t.set_floor(3, f);
+        t.set_floor(1 << 20, f);
+        assert_eq!((t.floor(3), t.floor(1 << 20)), (f, f));
+        assert_eq!(t.floor(4), Floor::default());
         assert_eq!(t.get(3).curr_items, 5);
     }
 }

@@ -12,7 +12,9 @@
 //! Every mutation appends a new copy of the item and retires the old one,
 //! so an item's bytes never change under a reader except its exptime
 //! (touch) and its dead bit; `ItemView` borrows the store, so Rust keeps
-//! them stable while a caller holds one.
+//! them stable while a caller holds one. `flush_ns` is lazy (a cas floor
+//! per namespace) so one tenant's flush costs the others nothing;
+//! `flush_all` drops the index and every segment at once.
 //!
 //! Memory: segment memory plus large items stay within `limit_bytes`. The
 //! index, the segment and large-item tables are fixed at construction from
@@ -23,8 +25,8 @@ use super::eviction::GHOST_PER_BUCKET;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
-use super::ns_table::NsTable;
-use super::segment::{Segments, State, NONE, SMALL};
+use super::ns_table::{Floor, NsTable};
+use super::segment::{Segments, State, NONE};
 use super::{
     arith, ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
 };
@@ -36,6 +38,9 @@ const MIN_SEG_SIZE: usize = 256;
 /// A store has at least this many segments (when the limit allows), so
 /// eviction always has older segments to choose from.
 const MIN_SEGMENTS: usize = 64;
+
+/// The largest scratch buffer kept between commands.
+const SCRATCH_KEEP: usize = 64 << 10;
 
 /// Why an item leaves the store; decides which counters move.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,7 +111,9 @@ impl Store {
     /// buckets (and 4 bytes per overflow bucket to track the free ones):
     /// 11.0% of the limit; the ghost table (8 bytes per primary bucket)
     /// adds 1.0%. The tables of segments and large items add about
-    /// 150 bytes per segment. All of it is `overhead_bytes`, fixed here.
+    /// 150 bytes per segment, and a scratch buffer up to 64 KiB. All of it
+    /// is `overhead_bytes`, fixed here (plus the per-namespace table, which
+    /// grows with the namespaces seen: 48 bytes each).
     pub fn new(limit_bytes: usize, max_item_size: usize) -> Store {
         let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
         let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
@@ -129,8 +136,11 @@ impl Store {
         // 16) by that.
         let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
         let ghost = vec![0u16; index.primary() * GHOST_PER_BUCKET];
-        let fixed_overhead =
-            index.memory_bytes() + segs.overhead_bytes() + large_table + ghost.len() * 2;
+        let fixed_overhead = index.memory_bytes()
+            + segs.overhead_bytes()
+            + large_table
+            + ghost.len() * 2
+            + SCRATCH_KEEP;
         Store {
             index,
             segs,
@@ -228,7 +238,7 @@ impl Store {
         };
         let e = self.index.get(pos);
         let bucket = self.index.bucket_of(k.hash);
-        if self.ns.floor(k.ns) > 0 && self.flushed(e) {
+        if self.ns.floor(k.ns).large > 0 && self.flushed(e) {
             // Left behind by flush_ns: already uncounted, now unindexed.
             self.unlink(bucket, pos, Why::Dropped);
             return Ok(None);
@@ -245,7 +255,13 @@ impl Store {
     #[inline]
     pub(super) fn flushed(&self, e: u64) -> bool {
         let it = self.item(e);
-        it.cas < self.ns.floor(it.ns)
+        let floor = self.ns.floor(it.ns);
+        it.cas
+            < if e & LARGE != 0 {
+                floor.large
+            } else {
+                floor.segment
+            }
     }
 
     #[inline]
@@ -407,6 +423,15 @@ impl Store {
         SetOutcome::Stored
     }
 
+    /// Keep a buffer for the next command, unless a big value (append to
+    /// or incr of a large item) grew it: memory outside the limit must
+    /// stay small.
+    fn keep_scratch(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= SCRATCH_KEEP {
+            self.scratch = buf;
+        }
+    }
+
     /// Look up `k`, marking a hit fetched and more frequent.
     pub fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_> {
         self.now = now;
@@ -521,7 +546,7 @@ impl Store {
                     [value, &old_value[..]]
                 };
                 let r = self.store_new(&k, flags, exptime, parts, old, keep, true);
-                self.scratch = old_value;
+                self.keep_scratch(old_value);
                 return r;
             }
         }
@@ -571,7 +596,7 @@ impl Store {
             keep,
             grew,
         );
-        self.scratch = buf;
+        self.keep_scratch(buf);
         match r {
             SetOutcome::Stored => ArithOutcome::Value(new),
             // Could not make room for the new digits; memcached reports
@@ -580,22 +605,33 @@ impl Store {
         }
     }
 
-    /// Drop every item of `ns` now, in constant time: items with a cas
-    /// below the namespace's new floor are invisible from here on and are
-    /// removed when next met (lookup, eviction, sweep), moving no counter
-    /// then. The head segment is sealed so that later writes take cas
-    /// values above the floor (a fresh segment starts a fresh cas block).
+    /// Drop every item of `ns` now, in constant time: items of `ns` with
+    /// a cas below the namespace's new floor are invisible from here on
+    /// and are removed when next met (lookup, eviction, sweep), moving no
+    /// counter then.
+    ///
+    /// Segment items' cas grow with write time (a segment opened for
+    /// writes takes the next block of cas values; items take base + offset)
+    /// and so do large items' (one each from the counter), but the two
+    /// interleave: the head's block is reserved ahead of large items
+    /// written meanwhile. So the floor is a pair: the head's next write
+    /// position for segment items (items eviction moves keep their
+    /// original, segment-derived cas), and the counter for large items.
     pub fn flush_ns(&mut self, ns: NsId) {
-        self.ns.set_floor(ns, self.next_cas);
-        if self.head != NONE {
-            let old = self.head;
-            self.head = NONE;
-            if self.segs.segs[old as usize].live_items == 0 {
-                self.segs.free(old);
-            } else {
-                self.segs.seal(old, SMALL);
+        let segment = match self.head {
+            NONE => self.next_cas,
+            h => {
+                let s = &self.segs.segs[h as usize];
+                s.cas_base + u64::from(s.write)
             }
-        }
+        };
+        self.ns.set_floor(
+            ns,
+            Floor {
+                segment,
+                large: self.next_cas,
+            },
+        );
         let n = self.ns.get_mut(ns);
         let (items, bytes) = (n.curr_items, n.bytes);
         n.curr_items = 0;
