@@ -276,9 +276,12 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
     all
 }
 
-/// Deliberate, documented differences: (name, request, memcached's reply,
-/// ferrocache's reply). Both sides are pinned so the list stays honest.
-fn documented_differences() -> Vec<(&'static str, Vec<u8>, Vec<u8>, Vec<u8>)> {
+/// (name, request, memcached's reply, ferrocache's reply).
+type Difference = (&'static str, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Deliberate, documented differences. Both sides are pinned so the list
+/// stays honest.
+fn documented_differences() -> Vec<Difference> {
     let bad = b"CLIENT_ERROR bad command line format\r\n".to_vec();
     vec![
         (
