@@ -397,3 +397,98 @@ fn thousand_key_multi_get_of_long_keys() {
     conn.roundtrip(line.as_bytes(), expected.as_bytes());
     conn.roundtrip(b"version\r\n", VERSION);
 }
+
+/// Large values on both shards, set and fetched in one pipelined write: the
+/// remote replies are big and must still be spliced in order.
+#[test]
+fn large_values_across_shards_in_one_write() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let value = |i: usize| -> Vec<u8> {
+        (0..200_000 + i * 1000)
+            .map(|j| b'a' + ((i + j) % 26) as u8)
+            .collect()
+    };
+    let mut request = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..16 {
+        let v = value(i);
+        request.extend_from_slice(format!("set big{i} {i} 0 {}\r\n", v.len()).as_bytes());
+        request.extend_from_slice(&v);
+        request.extend_from_slice(b"\r\n");
+        expected.extend_from_slice(b"STORED\r\n");
+    }
+    // One multi-get of all of them (about 3.3 MB of reply), then singles
+    // interleaved with a small local/remote mix.
+    request.extend_from_slice(b"get");
+    for i in 0..16 {
+        request.extend_from_slice(format!(" big{i}").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    for i in 0..16 {
+        let v = value(i);
+        expected.extend_from_slice(format!("VALUE big{i} {i} {}\r\n", v.len()).as_bytes());
+        expected.extend_from_slice(&v);
+        expected.extend_from_slice(b"\r\n");
+    }
+    expected.extend_from_slice(b"END\r\n");
+    for i in (0..16).rev() {
+        let v = value(i);
+        request.extend_from_slice(format!("get big{i}\r\nincr nope{i} 1\r\n").as_bytes());
+        expected.extend_from_slice(format!("VALUE big{i} {i} {}\r\n", v.len()).as_bytes());
+        expected.extend_from_slice(&v);
+        expected.extend_from_slice(b"\r\nEND\r\nNOT_FOUND\r\n");
+    }
+    request.extend_from_slice(b"version\r\n");
+    expected.extend_from_slice(VERSION);
+    // Write from another thread: the replies are far bigger than the socket
+    // buffers, so reading must go on while the request is still being sent.
+    let mut writer = conn.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(&request).unwrap();
+    });
+    let got = conn.read_exact_n(expected.len());
+    sender.join().unwrap();
+    assert!(got == expected, "large pipelined replies differ");
+    conn.roundtrip(b"version\r\n", VERSION);
+}
+
+/// The same pipeline written one byte per write: requests split at every
+/// point on the wire still produce the same replies.
+#[test]
+fn byte_at_a_time() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let mut request = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        request.extend_from_slice(
+            format!(
+                "set s{i} {i} 0 5\r\nv\r\n{i:>2}\r\nget s{i} s{} s{i}\r\nincr s{i} 1\r\n",
+                i + 1
+            )
+            .as_bytes(),
+        );
+        let value = format!("v\r\n{i:>2}");
+        expected.extend_from_slice(
+            format!(
+                "STORED\r\nVALUE s{i} {i} 5\r\n{value}\r\nVALUE s{i} {i} 5\r\n{value}\r\nEND\r\n"
+            )
+            .as_bytes(),
+        );
+        expected
+            .extend_from_slice(b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    }
+    request.extend_from_slice(b"set n 0 0 1 noreply\r\n7\r\nincr n 3\r\ndelete n 0\r\nversion\r\n");
+    expected.extend_from_slice(b"10\r\nDELETED\r\n");
+    expected.extend_from_slice(VERSION);
+    for byte in &request {
+        conn.send(std::slice::from_ref(byte));
+    }
+    let got = conn.read_exact_n(expected.len());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&expected)
+    );
+}
