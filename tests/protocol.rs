@@ -773,3 +773,25 @@ fn overlong_line_closes() {
     let mut d = server.connect();
     run(&mut d, &[(b"get a\r\n", b"VALUE a 0 1\r\nx\r\nEND\r\n")]);
 }
+
+/// An idle server must keep running. Observed: `ferrocache --cores 2` with no
+/// traffic panics after about 1,295 s of uptime with glommio's "Waker
+/// invariant broken ... refcount: -32768" (thread ferrocache-0-1) and exits,
+/// which suggests a waker reference leaked on every periodic wake-up (about
+/// 25 a second) of a long-lived task. Takes 25 minutes: run it explicitly.
+#[test]
+#[ignore = "BUG: idle server panics after ~21.5 min uptime (glommio Waker refcount overflow); \
+            takes 25 minutes"]
+fn idle_server_survives_25_minutes() {
+    let server = Server::start(&[]);
+    let start = Instant::now();
+    let mut conn = server.connect();
+    conn.roundtrip(b"set alive 0 0 3\r\nyes\r\n", b"STORED\r\n");
+    drop(conn);
+    while start.elapsed() < Duration::from_secs(25 * 60) {
+        // Elapsed time is the point of this test, not readiness.
+        std::thread::sleep(Duration::from_secs(10));
+        let mut probe = server.connect();
+        probe.roundtrip(b"get alive\r\n", b"VALUE alive 0 3\r\nyes\r\nEND\r\n");
+    }
+}
