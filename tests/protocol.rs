@@ -417,19 +417,20 @@ fn expiry() {
                 b"set keep 0 100 1\r\nk\r\nset rel 0 1 1\r\nr\r\n",
                 b"STORED\r\nSTORED\r\n",
             ),
-            // append/prepend/incr keep the item's exptime (1 s); touch and
-            // gat replace it (100 s); touch can also shorten it.
+            // append/prepend/incr keep the item's exptime (2 s, so it cannot
+            // lapse mid-table); touch and gat replace it (100 s); touch can
+            // also shorten it.
             (
-                b"set ap 0 1 1\r\na\r\nappend ap 0 0 1\r\nb\r\nprepend ap 0 100 1\r\nc\r\n",
+                b"set ap 0 2 1\r\na\r\nappend ap 0 0 1\r\nb\r\nprepend ap 0 100 1\r\nc\r\n",
                 b"STORED\r\nSTORED\r\nSTORED\r\n",
             ),
-            (b"set inc 0 1 1\r\n1\r\nincr inc 1\r\n", b"STORED\r\n2\r\n"),
+            (b"set inc 0 2 1\r\n1\r\nincr inc 1\r\n", b"STORED\r\n2\r\n"),
             (
-                b"set tch 0 1 1\r\nt\r\ntouch tch 100\r\n",
+                b"set tch 0 2 1\r\nt\r\ntouch tch 100\r\n",
                 b"STORED\r\nTOUCHED\r\n",
             ),
             (
-                b"set gat 0 1 1\r\ng\r\ngat 100 gat\r\n",
+                b"set gat 0 2 1\r\ng\r\ngat 100 gat\r\n",
                 b"STORED\r\nVALUE gat 0 1\r\ng\r\nEND\r\n",
             ),
             (
@@ -449,7 +450,7 @@ fn expiry() {
         "exptime 1 lived {waited:?}"
     );
     for key in ["ap", "inc", "short"] {
-        wait_until_gone(&mut c, key, Duration::from_millis(2500));
+        wait_until_gone(&mut c, key, Duration::from_secs(4));
     }
     wait_until_gone(&mut c, "abs", Duration::from_secs(6));
     assert!(unix_now() + 1 >= absolute, "absolute exptime expired early");
