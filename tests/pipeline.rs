@@ -492,3 +492,53 @@ fn byte_at_a_time() {
         String::from_utf8_lossy(&expected)
     );
 }
+
+/// flush_all and stats in the middle of a pipeline apply after every keyed
+/// command before them (local or forwarded) and before every one after.
+#[test]
+fn admin_commands_keep_their_place_in_a_pipeline() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let keys: Vec<String> = (0..20).map(|i| format!("ak{i}")).collect();
+    let all = keys.join(" ");
+    let sets = |value: &str, noreply: &str| -> String {
+        keys.iter()
+            .map(|k| format!("set {k} 0 0 {}{noreply}\r\n{value}\r\n", value.len()))
+            .collect()
+    };
+    let values = |value: &str| -> String {
+        let mut s: String = keys
+            .iter()
+            .map(|k| format!("VALUE {k} 0 {}\r\n{value}\r\n", value.len()))
+            .collect();
+        s.push_str("END\r\n");
+        s
+    };
+    let request = format!(
+        "{}get {all}\r\nflush_all\r\nget {all}\r\n{}flush_all noreply\r\n{}get {all}\r\n",
+        sets("one", ""),
+        sets("two", " noreply"),
+        sets("three", " noreply"),
+    );
+    let expected = format!(
+        "{}{}OK\r\nEND\r\n{}",
+        "STORED\r\n".repeat(20),
+        values("one"),
+        values("three"),
+    );
+    conn.roundtrip(request.as_bytes(), expected.as_bytes());
+
+    // stats counts every set written before it in the same batch.
+    conn.send(
+        format!(
+            "{}delete ak0 noreply\r\nstats\r\n",
+            sets("four", " noreply")
+        )
+        .as_bytes(),
+    );
+    let reply = String::from_utf8(conn.read_until(b"END\r\n")).unwrap();
+    assert!(
+        reply.contains("\r\nSTAT curr_items 19\r\n"),
+        "stats after 20 sets and a delete: {reply}"
+    );
+}
