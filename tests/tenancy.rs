@@ -228,6 +228,20 @@ fn ten_failures_close_the_connection() {
     c.roundtrip(&oauth("nope projA c1"), FAILED);
     assert!(c.is_closed(), "the 10th failure must close the connection");
 
+    // Pipelined: the 10th failure closes, and nothing after it is answered.
+    let mut p = server.connect();
+    let request: Vec<u8> = (0..12)
+        .flat_map(|_| oauth("nope projA c1"))
+        .chain(b"version\r\n".iter().copied())
+        .collect();
+    p.send(&request);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut p.stream, &mut got).expect("read until close");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&FAILED.repeat(10))
+    );
+
     // Nine failures, then success: the connection works.
     let mut d = server.connect();
     for _ in 0..9 {
@@ -601,10 +615,18 @@ fn sighup_reloads_grants() {
     // ran, so check for a bounded while that nothing changes.
     tokens.write("tokA projA\nthree fields here\n");
     server.signal(libc::SIGHUP);
-    let until = Instant::now() + Duration::from_millis(1500);
+    let until = Instant::now() + Duration::from_millis(1000);
     while Instant::now() < until {
         assert_eq!(try_auth(&server, "tokN projN c1"), b"STORED\r\n");
         assert_eq!(try_auth(&server, "tokB projB c1"), FAILED);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // So does a missing file.
+    std::fs::remove_file(&tokens.path).unwrap();
+    server.signal(libc::SIGHUP);
+    let until = Instant::now() + Duration::from_millis(1000);
+    while Instant::now() < until {
+        assert_eq!(try_auth(&server, "tokN projN c1"), b"STORED\r\n");
         std::thread::sleep(Duration::from_millis(100));
     }
     // The server is alive and serving.
