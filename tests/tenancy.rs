@@ -265,6 +265,16 @@ fn open_mode_handshake() {
             (b"set k 0 0 2\r\np1\r\n", b"STORED\r\n"),
         ],
     );
+    let mut e = server.connect();
+    run(
+        &mut e,
+        &[
+            (&oauth("a b c d"), BAD_FORMAT),
+            (&oauth(&format!("t p {}", "c".repeat(129))), BAD_FORMAT),
+            (&oauth(&format!("t {} c", "p".repeat(129))), BAD_FORMAT),
+            (&oauth(&format!("t p {}", "c".repeat(128))), b"STORED\r\n"),
+        ],
+    );
     // No handshake: the first keyed command binds to (default, default).
     let mut d = server.connect();
     run(
@@ -303,8 +313,8 @@ fn open_mode_handshake() {
         assert!(s.contains_key(field), "open-mode stats lack {field}");
     }
     assert!(num(&s, "curr_connections") >= 4);
-    assert_eq!(num(&s, "auth_cmds"), 4, "{s:?}");
-    assert_eq!(num(&s, "auth_errors"), 1);
+    assert_eq!(num(&s, "auth_cmds"), 8, "{s:?}");
+    assert_eq!(num(&s, "auth_errors"), 4);
     // flush_all is scoped even in open mode.
     run(&mut p1, &[(b"flush_all\r\nget k\r\n", b"OK\r\nEND\r\n")]);
     run(
