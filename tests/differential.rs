@@ -234,6 +234,7 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
         ("stats reset", b"stats reset\r\nstats reset extra\r\n"),
         ("quit", b"quit\r\nget a\r\n"),
         ("quit extra", b"quit extra\r\n"),
+        ("high bytes in keys", b"set \xc3\xa9t\xff 0 0 1\r\nx\r\nset \x80 0 0 1\r\ny\r\nget \x80 \xc3\xa9t\xff\r\n"),
         ("incomplete line", b"get a"),
         ("incomplete cr", b"incr a 1\r"),
     ];

@@ -147,6 +147,11 @@ fn storage_commands() {
                 b"STORED\r\n",
             ),
             (b"get v\r\n", b"VALUE v 0 14\r\nget a\r\nEND\r\n\r\n\r\nEND\r\n"),
+            // Keys are bytes: anything above 0x20 but DEL.
+            (
+                b"set \xc3\xa9\xff~ 0 0 1\r\nh\r\nget \xc3\xa9\xff~\r\n",
+                b"STORED\r\nVALUE \xc3\xa9\xff~ 0 1\r\nh\r\nEND\r\n",
+            ),
             // LF-only command lines are accepted.
             (b"set lf 0 0 1\nl\r\nget lf\n", b"STORED\r\nVALUE lf 0 1\r\nl\r\nEND\r\n"),
         ],
