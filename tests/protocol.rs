@@ -780,24 +780,27 @@ fn overlong_line_closes() {
     run(&mut d, &[(b"get a\r\n", b"VALUE a 0 1\r\nx\r\nEND\r\n")]);
 }
 
-/// An idle server must keep running. Observed: `ferrocache --cores 2` with no
-/// traffic panics after about 1,295 s of uptime with glommio's "Waker
-/// invariant broken ... refcount: -32768" (thread ferrocache-0-1) and exits,
-/// which suggests a waker reference leaked on every periodic wake-up (about
-/// 25 a second) of a long-lived task. Takes 25 minutes: run it explicitly.
+/// A server whose cores accept no new connection for a while must keep
+/// running. Observed: `ferrocache --cores 2` with no traffic at all panics
+/// after 683 s ("Waker invariant broken ... refcount: -32768", thread
+/// ferrocache-0-1) and the process exits. The accept loop races
+/// `listener.accept()` against a 20 ms shutdown poll (`future::or` in
+/// transport/server.rs); every wake re-polls the pending accept, and glommio's
+/// `Source::collect_rw` pushes one more waker clone each time
+/// (`add_waiter_many`), so the task's refcount overflows after ~32k wakes
+/// (about 11 minutes) unless an accept drains the list. Only one connection
+/// is used here, so no accept resets the count. Takes 15 minutes.
 #[test]
-#[ignore = "BUG: idle server panics after ~21.5 min uptime (glommio Waker refcount overflow); \
-            takes 25 minutes"]
-fn idle_server_survives_25_minutes() {
+#[ignore = "BUG: server panics after ~11 min without new connections (glommio waker \
+            refcount overflow in the accept loop); takes 15 minutes"]
+fn server_survives_15_minutes_without_new_connections() {
     let server = Server::start(&[]);
     let start = Instant::now();
     let mut conn = server.connect();
     conn.roundtrip(b"set alive 0 0 3\r\nyes\r\n", b"STORED\r\n");
-    drop(conn);
-    while start.elapsed() < Duration::from_secs(25 * 60) {
+    while start.elapsed() < Duration::from_secs(15 * 60) {
         // Elapsed time is the point of this test, not readiness.
         std::thread::sleep(Duration::from_secs(10));
-        let mut probe = server.connect();
-        probe.roundtrip(b"get alive\r\n", b"VALUE alive 0 3\r\nyes\r\nEND\r\n");
+        conn.roundtrip(b"get alive\r\n", b"VALUE alive 0 3\r\nyes\r\nEND\r\n");
     }
 }
