@@ -1,0 +1,433 @@
+//! Differential test: the same edge-case requests go to the real memcached
+//! 1.6.18 and to ferrocache, and the reply bytes must be identical, except for
+//! a short, explicit list of documented differences.
+//!
+//! Each case runs on a fresh connection: the client writes the case, half-closes
+//! its side, and reads until the server closes. Both servers process everything
+//! buffered before they see EOF, so this captures every byte a case produces,
+//! including "nothing" and "the server hung up".
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+const MEMCACHED: &str = "/usr/bin/memcached";
+
+/// A memcached child process on a free port, killed on drop.
+struct Memcached {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Memcached {
+    /// Starts memcached, or returns `None` (after checking `CI`) when it is not
+    /// installed.
+    fn start() -> Option<Memcached> {
+        if !std::path::Path::new(MEMCACHED).exists() {
+            let ci = std::env::var_os("CI").is_some();
+            assert!(
+                !ci,
+                "{MEMCACHED} is not installed, and CI is set: the differential test must run in CI"
+            );
+            eprintln!("SKIP differential: {MEMCACHED} is not installed (set CI to make this fail)");
+            return None;
+        }
+        // A free port: bind :0, note it, let it go. memcached has no port 0 mode
+        // that reports the port back, so this small race is unavoidable.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(MEMCACHED)
+            .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn memcached");
+        let mut server = Memcached {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        // Ready once it accepts a connection; retry with a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(server.addr).is_ok() {
+                return Some(server);
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("memcached exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "memcached never accepted");
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `request`, half-closes, and returns everything until the server closes.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).expect("write");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset after the last reply also means "closed".
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading reply to {:?}: {e}", show(request)),
+        }
+    }
+    out
+}
+
+/// CAS uniques are per-server counters: replace the fifth word of every
+/// `VALUE key flags bytes cas` line with `<cas>`.
+fn normalize_cas(reply: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(reply.len());
+    let mut rest = reply;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(rest.len(), |i| i + 2);
+        let line = &rest[..end];
+        rest = &rest[end..];
+        let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+        let words: Vec<&[u8]> = body.split(|&b| b == b' ').collect();
+        if words.len() == 5 && words[0] == b"VALUE" {
+            out.extend_from_slice(&words[..4].join(&b' '));
+            out.extend_from_slice(b" <cas>");
+            out.extend_from_slice(&line[body.len()..]);
+            // The data block follows verbatim.
+            let len: usize = std::str::from_utf8(words[3]).unwrap().parse().unwrap();
+            let take = (len + 2).min(rest.len());
+            out.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+fn show(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.len() > 300 {
+        format!("{}...({} bytes)", &s[..300], bytes.len())
+    } else {
+        s.into_owned()
+    }
+}
+
+fn long(prefix: &str, n: usize, suffix: &str) -> Vec<u8> {
+    let mut v = prefix.as_bytes().to_vec();
+    v.extend(std::iter::repeat_n(b'k', n));
+    v.extend_from_slice(suffix.as_bytes());
+    v
+}
+
+/// The cases both servers must answer identically. Every case brings its own
+/// keys (state still carries over, identically, on both servers).
+fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
+    let cases: Vec<(&'static str, &[u8])> = vec![
+        // --- memcached's documented-by-experiment quirks ---
+        ("bad data chunk", b"set a 0 0 3\r\nabcde\r\n"),
+        ("bad data chunk noreply", b"set a1 0 0 1 noreply\r\nxyz\r\nget a1\r\n"),
+        ("data chunk with lone cr", b"set a2 0 0 1\r\nx\r"),
+        ("data chunk short", b"set a3 0 0 3\r\nxy"),
+        ("decr shrinks in place", b"set n 0 0 3\r\n100\r\ndecr n 91\r\nget n\r\n"),
+        ("incr grows", b"set n1 0 0 2\r\n99\r\nincr n1 1\r\nget n1\r\n"),
+        ("incr leading zeros", b"set n2 0 0 21\r\n000000000000000000001\r\nincr n2 1\r\nget n2\r\n"),
+        ("incr wraps", b"set n3 0 0 20\r\n18446744073709551615\r\nincr n3 1\r\n"),
+        ("decr floors", b"set n4 0 0 1\r\n5\r\ndecr n4 10\r\nincr n4 18446744073709551615\r\nincr n4 2\r\n"),
+        ("incr non-numeric", b"set n5 0 0 1\r\na\r\nincr n5 1\r\ndecr n5 1\r\n"),
+        ("incr negative value", b"set n6 0 0 2\r\n-1\r\nincr n6 1\r\n"),
+        ("incr empty value", b"set n7 0 0 0\r\n\r\nincr n7 1\r\n"),
+        ("incr value overflow", b"set n8 0 0 20\r\n18446744073709551616\r\nincr n8 1\r\n"),
+        ("incr value spaces", b"set n9 0 0 3\r\n 12\r\nincr n9 1\r\nset n9 0 0 3\r\n12 \r\nincr n9 1\r\n"),
+        ("incr plus value", b"set n10 0 0 2\r\n+5\r\nincr n10 1\r\n"),
+        ("incr plus delta", b"set n11 0 0 1\r\n5\r\nincr n11 +5\r\n"),
+        ("incr hex delta", b"set n12 0 0 1\r\n5\r\nincr n12 0x5\r\n"),
+        ("bad deltas", b"set n13 0 0 1\r\n5\r\ndecr n13 abc\r\nincr n13 -1\r\nincr n13 18446744073709551616\r\n"),
+        ("bad delta noreply", b"incr n13 -1 noreply\r\nincr n13 1 noreply\r\nget n13\r\n"),
+        ("arith missing", b"incr nope 1\r\ndecr nope 1\r\ntouch nope 0\r\ndelete nope\r\n"),
+        ("delete usage", b"delete a 5\r\n"),
+        ("delete hold zero", b"delete a 0\r\n"),
+        ("delete hold zero noreply", b"set d1 0 0 1\r\nx\r\ndelete d1 0 noreply\r\nget d1\r\n"),
+        ("delete noreply first", b"delete a noreply 0\r\n"),
+        ("delete arity", b"delete\r\ndelete a b c d\r\n"),
+        ("flush_all bad delay", b"flush_all foo\r\n"),
+        ("flush_all noreply extra", b"flush_all noreply extra\r\n"),
+        ("flush_all negative", b"set fa 0 0 1\r\nx\r\nflush_all -1\r\nget fa\r\n"),
+        ("flush_all zero", b"set fb 0 0 1\r\nx\r\nflush_all 0\r\nget fb\r\n"),
+        ("flush_all then set", b"set fc 0 0 1\r\nx\r\nflush_all noreply\r\nget fc\r\nset fc 0 0 1\r\ny\r\nget fc\r\n"),
+        ("flush_all zero noreply", b"set fd 0 0 1 noreply\r\nx\r\nflush_all 0 noreply\r\nget fd\r\n"),
+        ("gat no keys", b"gat 0\r\n"),
+        ("gat no keys trailing space", b"gat 0 \r\n"),
+        ("gat negative no keys", b"gat -1\r\n"),
+        ("gat no exptime", b"gat\r\ngats\r\n"),
+        ("gat bad exptime", b"gat abc k\r\n"),
+        ("gat multi", b"set g1 0 0 1\r\n6\r\nset g2 3 0 1\r\na\r\ngat 100 g1 nope g2\r\n"),
+        ("gat negative expires", b"set g3 0 0 1\r\nx\r\ngat -1 g3\r\nget g3\r\n"),
+        ("gats cas", b"set g4 0 0 1\r\nx\r\ngats 0 g4\r\n"),
+        ("verbosity noreply", b"verbosity noreply\r\n"),
+        ("verbosity forms", b"verbosity\r\nverbosity 1\r\nverbosity 1 2\r\nverbosity 1 2 3\r\nverbosity 1 noreply\r\n"),
+        ("storage bad numbers", b"set f1 -1 0 1\r\nx\r\nset f2 abc 0 1\r\nx\r\nset f3 0 abc 1\r\nx\r\nset f4 0 0 abc\r\nx\r\n"),
+        ("storage negative length", b"set f8 0 0 -1\r\nx\r\n"),
+        ("storage huge length", b"set f7 0 0 2147483647\r\nx\r\n"),
+        ("storage arity", b"set f5 0 0\r\nset 1\r\n"),
+        ("storage too many tokens", b"set f9 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\r\nx\r\n"),
+        ("storage noreply extra", b"set f10 0 0 1 noreply extra\r\nx\r\n"),
+        ("storage unknown sixth word", b"set f11 0 0 1 2\r\nx\r\nget f11\r\n"),
+        ("storage noreply no data yet", b"set f12 0 0 1 noreply\r\n"),
+        ("storage bad numbers noreply", b"set f13 0 0 abc noreply\r\nget f13\r\n"),
+        ("storage padded numbers", b"set f14 00 0 +1\r\nx\r\nset f15 0 0 01\r\ny\r\nget f14 f15\r\n"),
+        ("max flags", b"set f16 4294967295 0 1\r\nx\r\nget f16\r\n"),
+        ("cas without unique", b"cas c1 0 0 1\r\nx\r\n"),
+        ("cas bad unique", b"cas c1 0 0 1 abc\r\nx\r\ncas c1 0 0 1 -1\r\nx\r\ncas c1 0 0 1 18446744073709551616\r\nx\r\n"),
+        ("cas too many", b"cas c1 0 0 1 1 noreply extra\r\nx\r\n"),
+        ("cas missing", b"cas nope 0 0 1 1\r\nx\r\n"),
+        ("cas mismatch", b"set c2 0 0 1\r\nx\r\ncas c2 0 0 1 999999\r\ny\r\ncas c2 0 0 1 999999 noreply\r\nz\r\nget c2\r\n"),
+        ("add replace", b"set r1 0 0 1\r\nx\r\nadd r1 0 0 1\r\ny\r\nreplace r2 0 0 1\r\ny\r\nadd r2 0 0 1\r\nz\r\nreplace r1 7 0 1\r\nw\r\nget r1 r2\r\n"),
+        ("add replace noreply", b"add r1 0 0 1 noreply\r\ny\r\nreplace nope 0 0 1 noreply\r\ny\r\nget r1 nope\r\n"),
+        ("append prepend keep flags", b"set p1 3 0 1\r\nx\r\nappend p1 5 5 1\r\nz\r\nprepend p1 6 6 1\r\na\r\nget p1\r\n"),
+        ("append prepend missing", b"append nope 0 0 1\r\nz\r\nprepend nope 0 0 1\r\nz\r\n"),
+        ("append empty", b"set p2 0 0 0\r\n\r\nget p2\r\nappend p2 0 0 0\r\n\r\nget p2\r\n"),
+        ("value with crlf", b"set v1 0 0 5\r\na\r\nb\r\r\nget v1\r\n"),
+        ("get repeated and missing", b"set m1 0 0 1\r\na\r\nget m1 m1 nope m1\r\n"),
+        ("get many spaces", b"set m2 0 0 1\r\nx\r\nget   m2   m2  \r\n"),
+        ("get many keys", b"get a a a a a a a a a a a a a a a a a a a a a a a a a a a a a a \r\n"),
+        ("gets", b"set m3 0 0 1\r\nx\r\ngets m3 nope m3\r\n"),
+        ("get no key", b"get\r\ngets\r\nget  \r\n"),
+        ("touch", b"set t1 0 0 1\r\nx\r\ntouch t1 100\r\ntouch t1 0 noreply\r\nget t1\r\n"),
+        ("touch bad exptime", b"touch t1 abc\r\ntouch t1 abc noreply\r\nget t1\r\n"),
+        ("touch arity", b"touch a\r\ntouch a 1 noreply x\r\n"),
+        ("incr arity", b"incr\r\nincr a\r\nincr a 1 2 3\r\nincr a 1 noreply extra\r\n"),
+        ("exptime 30 days is relative", b"set x4 0 2592000 1\r\nx\r\nget x4\r\n"),
+        ("exptime over 30 days is absolute", b"set x5 0 2592001 1\r\nx\r\nget x5\r\n"),
+        ("negative exptime", b"set x6 0 -1 1\r\nx\r\nget x6\r\n"),
+        ("gat huge exptime", b"set x7 0 0 1\r\nx\r\ngat 4294967296 x7\r\nget x7\r\n"),
+        ("empty lines", b"\r\n\n   \r\n"),
+        ("unknown commands", b"GET a\r\nSet a 0 0 1\r\nfoo\r\nget\ta\r\n"),
+        ("lf line endings", b"set l1 0 0 1\nx\r\nget l1\n"),
+        ("many spaces", b"set  l2  0  0  1\r\nx\r\nget  l2  \r\n"),
+        ("stats unknown group", b"stats foo\r\nstats bogus\r\n"),
+        ("stats reset", b"stats reset\r\nstats reset extra\r\n"),
+        ("quit", b"quit\r\nget a\r\n"),
+        ("quit extra", b"quit extra\r\n"),
+        ("high bytes in keys", b"set \xc3\xa9t\xff 0 0 1\r\nx\r\nset \x80 0 0 1\r\ny\r\nget \x80 \xc3\xa9t\xff\r\n"),
+        ("incomplete line", b"get a"),
+        ("incomplete cr", b"incr a 1\r"),
+    ];
+    let owned: Vec<(&'static str, Vec<u8>)> = vec![
+        (
+            "exactly 2048-byte line",
+            [&[b'x'; 2048][..], b"\r\n"].concat(),
+        ),
+        ("get 250-byte key", long("get ", 250, "\r\n")),
+        ("get 251-byte key", long("get ", 251, "\r\n")),
+        (
+            "get 251-byte key among others",
+            long("get a ", 251, " b\r\n"),
+        ),
+        ("set 251-byte key", long("set ", 251, " 0 0 1\r\nx\r\n")),
+        ("set 250-byte key", long("set ", 250, " 0 0 1\r\nx\r\n")),
+        ("incr 251-byte key", long("incr ", 251, " 1\r\n")),
+        (
+            "incr 251-byte key noreply",
+            long("incr ", 251, " 1 noreply\r\n"),
+        ),
+        ("delete 251-byte key", long("delete ", 251, "\r\n")),
+        ("touch 251-byte key", long("touch ", 251, " 1\r\n")),
+        ("too large then get", {
+            let mut v = b"set big2 0 0 2000000\r\n".to_vec();
+            v.extend(std::iter::repeat_n(b'x', 2_000_000));
+            v.extend_from_slice(b"\r\nget big2\r\n");
+            v
+        }),
+        ("too large noreply", {
+            let mut v = b"set big3 0 0 1048577 noreply\r\n".to_vec();
+            v.extend(std::iter::repeat_n(b'y', 1_048_577));
+            v.extend_from_slice(b"\r\nget big3\r\n");
+            v
+        }),
+    ];
+    let mut all: Vec<(&'static str, Vec<u8>)> =
+        cases.into_iter().map(|(n, r)| (n, r.to_vec())).collect();
+    all.extend(owned);
+    all
+}
+
+/// (name, request, memcached's reply, ferrocache's reply).
+type Difference = (&'static str, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Deliberate, documented differences. Both sides are pinned so the list
+/// stays honest.
+fn documented_differences() -> Vec<Difference> {
+    let bad = b"CLIENT_ERROR bad command line format\r\n".to_vec();
+    vec![
+        (
+            "control byte in key (set)",
+            b"set k\x01 0 0 1\r\nx\r\n".to_vec(),
+            b"STORED\r\n".to_vec(),
+            [&bad[..], b"ERROR\r\n"].concat(),
+        ),
+        (
+            "DEL byte in key (get)",
+            b"get k\x7f\r\n".to_vec(),
+            b"END\r\n".to_vec(),
+            bad.clone(),
+        ),
+        (
+            "flags over 32 bits",
+            b"set fl 4294967296 0 1\r\nx\r\n".to_vec(),
+            b"STORED\r\n".to_vec(),
+            [&bad[..], b"ERROR\r\n"].concat(),
+        ),
+        (
+            "version",
+            b"version\r\n".to_vec(),
+            b"VERSION 1.6.18\r\n".to_vec(),
+            b"VERSION 1.6.18-ferrocache-0.1.0\r\n".to_vec(),
+        ),
+        (
+            "noreply then version",
+            b"delete a 0 noreply\r\nincr a -1 noreply\r\nverbosity noreply\r\nversion\r\n".to_vec(),
+            b"VERSION 1.6.18\r\n".to_vec(),
+            b"VERSION 1.6.18-ferrocache-0.1.0\r\n".to_vec(),
+        ),
+        (
+            "line too long",
+            vec![b'x'; 2049],
+            Vec::new(),
+            b"CLIENT_ERROR line too long\r\n".to_vec(),
+        ),
+    ]
+}
+
+#[test]
+fn same_bytes_as_memcached() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    let cases = same_cases();
+    let mut failures = Vec::new();
+    for (name, request) in &cases {
+        let want = normalize_cas(&exchange(memcached.addr, request));
+        let got = normalize_cas(&exchange(ferrocache.addr, request));
+        if want != got {
+            failures.push(format!(
+                "{name}: request {:?}\n  memcached:  {:?}\n  ferrocache: {:?}",
+                show(request),
+                show(&want),
+                show(&got)
+            ));
+        }
+    }
+    // `stats items` lists slab classes in memcached; ferrocache has none.
+    let got = exchange(ferrocache.addr, b"stats items\r\nstats slabs\r\n");
+    assert_eq!(show(&got), "END\r\nEND\r\n");
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} cases identical", cases.len());
+}
+
+#[test]
+fn documented_differences_hold() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    for (name, request, want_memcached, want_ferrocache) in documented_differences() {
+        assert_eq!(
+            show(&exchange(memcached.addr, &request)),
+            show(&want_memcached),
+            "memcached, {name}"
+        );
+        assert_eq!(
+            show(&exchange(ferrocache.addr, &request)),
+            show(&want_ferrocache),
+            "ferrocache, {name}"
+        );
+    }
+}
+
+/// Differences found by this table that are not on the documented list.
+/// Each is (request, memcached's reply); ferrocache answers differently.
+#[test]
+#[ignore = "BUG: undocumented differences from memcached 1.6.18 (verbosity with a non-number, \
+            stats detail/sizes, exptime beyond 32 bits, a 2^32 data length, append past the item limit)"]
+fn undocumented_differences() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    let cases: &[&[u8]] = &[
+        // memcached: CLIENT_ERROR bad command line format; ferrocache: OK
+        b"verbosity a\r\n",
+        // memcached: OK; ferrocache: ERROR
+        b"stats detail on\r\n",
+        // memcached: STAT sizes_status disabled / END; ferrocache: ERROR
+        b"stats sizes\r\n",
+        // memcached keeps exptime in 32 bits: these expire at once (END);
+        // ferrocache keeps the item.
+        b"set x1 0 99999999999 1\r\nx\r\nget x1\r\n",
+        b"set x2 0 2147483648 1\r\nx\r\nget x2\r\n",
+        b"set x3 0 0 1\r\nx\r\ntouch x3 2147483648\r\nget x3\r\n",
+        // ...and this one lives in memcached (wraps to far future), expires here.
+        b"set x4 0 -2147483649 1\r\nx\r\nget x4\r\n",
+        // memcached: CLIENT_ERROR bad data chunk / ERROR; ferrocache: bad command line format / ERROR
+        b"set f6 0 0 4294967296\r\nx\r\n",
+    ];
+    // memcached: STORED / NOT_STORED / END;
+    // ferrocache: STORED / SERVER_ERROR out of memory storing object / END
+    let mut append_past_limit = b"set ap 0 0 1000000\r\n".to_vec();
+    append_past_limit.extend(std::iter::repeat_n(b'o', 1_000_000));
+    append_past_limit.extend_from_slice(b"\r\nappend ap 0 0 100000\r\n");
+    append_past_limit.extend(std::iter::repeat_n(b'p', 100_000));
+    append_past_limit.extend_from_slice(b"\r\nget nothing\r\n");
+    let cases: Vec<&[u8]> = cases
+        .iter()
+        .copied()
+        .chain([append_past_limit.as_slice()])
+        .collect();
+    let mut failures = Vec::new();
+    for request in &cases {
+        let want = exchange(memcached.addr, request);
+        let got = exchange(ferrocache.addr, request);
+        if want != got {
+            failures.push(format!(
+                "request {:?}\n  memcached:  {:?}\n  ferrocache: {:?}",
+                show(request),
+                show(&want),
+                show(&got)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
