@@ -242,9 +242,9 @@ impl Shard {
             SetOutcome::NotStored => Response::NotStored,
             SetOutcome::Exists => Response::Exists,
             SetOutcome::NotFound => Response::NotFound,
+            // memcached cannot allocate the combined item and answers NOT_STORED.
             SetOutcome::TooLarge if matches!(kind, StoreKind::Append | StoreKind::Prepend) => {
-                c.store_no_memory += 1;
-                Response::Error(ErrorReply::OutOfMemoryStoring)
+                Response::NotStored
             }
             SetOutcome::TooLarge => {
                 c.store_too_large += 1;

@@ -380,8 +380,6 @@ fn documented_differences_hold() {
 /// Differences found by this table that are not on the documented list.
 /// Each is (request, memcached's reply); ferrocache answers differently.
 #[test]
-#[ignore = "BUG: undocumented differences from memcached 1.6.18 (verbosity with a non-number, \
-            stats detail/sizes, exptime beyond 32 bits, a 2^32 data length, append past the item limit)"]
 fn undocumented_differences() {
     let Some(memcached) = Memcached::start() else {
         return;

@@ -691,8 +691,6 @@ fn key_and_value_limits() {
 /// memcached 1.6.18 answers NOT_STORED when an append or prepend would make
 /// the item larger than the item size limit (the allocation fails).
 #[test]
-#[ignore = "BUG: append/prepend past --max-item-size answers \
-            `SERVER_ERROR out of memory storing object`, memcached says `NOT_STORED`"]
 fn append_past_item_limit_is_not_stored() {
     let server = Server::start(&["--max-item-size", "1k"]);
     let mut c = server.connect();
@@ -791,8 +789,8 @@ fn overlong_line_closes() {
 /// (about 11 minutes) unless an accept drains the list. Only one connection
 /// is used here, so no accept resets the count. Takes 15 minutes.
 #[test]
-#[ignore = "BUG: server panics after ~11 min without new connections (glommio waker \
-            refcount overflow in the accept loop); takes 15 minutes"]
+#[ignore = "takes 15 minutes; regression test for the accept-loop waker leak (fixed: \
+            shutdown no longer re-polls the accept)"]
 fn server_survives_15_minutes_without_new_connections() {
     let server = Server::start(&[]);
     let start = Instant::now();

@@ -92,7 +92,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                     let Some(exptime) = exptime else {
                         return invalid(ErrorReply::Error, false);
                     };
-                    let Some(exptime) = parse_i64(exptime) else {
+                    let Some(exptime) = parse_exptime(exptime) else {
                         return invalid(ErrorReply::InvalidExptime, false);
                     };
                     let kind = if command == b"gat" {
@@ -178,7 +178,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             if !valid_key(key) {
                 return invalid(ErrorReply::BadCommandLine, noreply);
             }
-            let Some(exptime) = parse_i64(args.get(1)) else {
+            let Some(exptime) = parse_exptime(args.get(1)) else {
                 return invalid(ErrorReply::InvalidExptime, noreply);
             };
             request(Request::Touch {
@@ -195,7 +195,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             let noreply = args.noreply();
             let mut delay = 0;
             if args.len() > usize::from(noreply) {
-                match parse_i64(args.get(0)) {
+                match parse_exptime(args.get(0)) {
                     Some(d) => delay = d,
                     None => return invalid(ErrorReply::InvalidExptime, noreply),
                 }
@@ -203,13 +203,15 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             request(Request::FlushAll { delay, noreply })
         }
         b"stats" => {
-            let (group, _) = next_token(rest);
+            let (group, rest) = next_token(rest);
             let group = match group {
                 None => StatsGroup::General,
                 Some(b"settings") => StatsGroup::Settings,
                 Some(b"reset") => StatsGroup::Reset,
                 Some(b"items") => StatsGroup::Items,
                 Some(b"slabs") => StatsGroup::Slabs,
+                Some(b"sizes") => StatsGroup::Sizes,
+                Some(b"detail") => StatsGroup::Detail(next_token(rest).0.unwrap_or(b"")),
                 Some(other) => StatsGroup::Other(other),
             };
             request(Request::Stats(group))
@@ -225,6 +227,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             if noreply && args.len() == 1 {
                 // "verbosity noreply" lacks its level; memcached answers ERROR, silenced.
                 return invalid(ErrorReply::Error, true);
+            }
+            if parse_u64(args.get(0)).is_none() {
+                return invalid(ErrorReply::BadCommandLine, noreply);
             }
             request(Request::Verbosity { noreply })
         }
@@ -257,8 +262,8 @@ fn parse_storage<'a>(
     }
     let (Some(flags), Some(exptime), Some(len)) = (
         parse_u32(args.get(1)),
-        parse_i64(args.get(2)),
-        parse_i64(args.get(3)),
+        parse_exptime(args.get(2)),
+        parse_i32(args.get(3)),
     ) else {
         return invalid(ErrorReply::BadCommandLine, noreply);
     };
@@ -270,7 +275,7 @@ fn parse_storage<'a>(
     } else {
         0
     };
-    if !(0..=i64::from(i32::MAX) - 2).contains(&len) {
+    if !(0..=i32::MAX - 2).contains(&len) {
         return invalid(ErrorReply::BadCommandLine, noreply);
     }
     let len = len as usize;
@@ -391,6 +396,16 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 /// Flags are 32 bits; a larger number is an error (memcached would truncate).
 fn parse_u32(s: &[u8]) -> Option<u32> {
     parse_u64(s).and_then(|v| u32::try_from(v).ok())
+}
+
+/// memcached reads exptimes (and lengths) with strtol into 32 bits: a number
+/// that fits a C long but not 32 bits wraps, so we wrap the same way.
+fn parse_i32(s: &[u8]) -> Option<i32> {
+    parse_i64(s).map(|v| v as i32)
+}
+
+fn parse_exptime(s: &[u8]) -> Option<i64> {
+    parse_i32(s).map(i64::from)
 }
 
 fn parse_i64(s: &[u8]) -> Option<i64> {

@@ -20,6 +20,7 @@ pub enum ErrorReply {
     AuthFailed,
     BadAuthFormat,
     TooManyConnections,
+    DetailUsage,
 }
 
 impl ErrorReply {
@@ -43,6 +44,7 @@ impl ErrorReply {
             ErrorReply::AuthFailed => b"CLIENT_ERROR authentication failed\r\n",
             ErrorReply::BadAuthFormat => b"CLIENT_ERROR bad authentication token format\r\n",
             ErrorReply::TooManyConnections => b"SERVER_ERROR too many open connections\r\n",
+            ErrorReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
         }
     }
 }

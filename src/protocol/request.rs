@@ -59,6 +59,9 @@ pub enum StatsGroup<'a> {
     Reset,
     Items,
     Slabs,
+    Sizes,
+    /// `stats detail on|off|dump`, with its argument.
+    Detail(&'a [u8]),
     /// Any other group name; memcached answers `ERROR`.
     Other(&'a [u8]),
 }
@@ -257,6 +260,11 @@ impl<'a> Request<'a> {
                     StatsGroup::Reset => b" reset",
                     StatsGroup::Items => b" items",
                     StatsGroup::Slabs => b" slabs",
+                    StatsGroup::Sizes => b" sizes",
+                    StatsGroup::Detail(arg) => {
+                        out.extend_from_slice(b" detail ");
+                        arg
+                    }
                     StatsGroup::Other(g) => {
                         out.push(b' ');
                         g

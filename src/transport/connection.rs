@@ -641,6 +641,17 @@ impl Connection {
             }
             // No slab classes here: both groups are empty.
             StatsGroup::Items | StatsGroup::Slabs => compose(&Response::End, &mut self.out),
+            // Size histograms are off, as in a default memcached.
+            StatsGroup::Sizes => {
+                compose(&Response::Stat("sizes_status", "disabled"), &mut self.out);
+                compose(&Response::End, &mut self.out);
+            }
+            // Per-prefix detail is not collected; on/off are accepted, the dump is empty.
+            StatsGroup::Detail(b"on" | b"off") => compose(&Response::Ok, &mut self.out),
+            StatsGroup::Detail(b"dump") => compose(&Response::End, &mut self.out),
+            StatsGroup::Detail(_) => {
+                compose(&Response::Error(ErrorReply::DetailUsage), &mut self.out)
+            }
             StatsGroup::Other(_) => compose(&Response::Error(ErrorReply::Error), &mut self.out),
         }
     }
