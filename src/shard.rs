@@ -10,7 +10,7 @@
 
 use crate::clock::Clock;
 use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
-use crate::stats::{Counters, ItemFigures, Report};
+use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
 
 pub struct Shard {
@@ -298,7 +298,7 @@ impl Shard {
         match ns {
             Some(ns) => Report {
                 counters: self.counters.get(ns as usize).copied().unwrap_or_default(),
-                items: ItemFigures::from(self.store.ns_stats(ns)),
+                items: tenant_items(self.store.ns_stats(ns)),
                 conns: Default::default(),
             },
             None => {
@@ -308,7 +308,7 @@ impl Shard {
                 }
                 Report {
                     counters,
-                    items: ItemFigures::from(self.store.stats()),
+                    items: self.store.stats(),
                     conns: Default::default(),
                 }
             }

@@ -47,56 +47,27 @@ counters! {
     }
 }
 
-/// Item figures in a report: a namespace's own, or the whole store's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ItemFigures {
-    pub curr_items: u64,
-    pub total_items: u64,
-    pub bytes: u64,
-    pub evictions: u64,
-    pub reclaimed: u64,
-    pub expired_unfetched: u64,
-    pub evicted_unfetched: u64,
-    pub overhead_bytes: u64,
+/// Adds one shard's item figures to a running total.
+fn add_items(total: &mut StoreStats, o: &StoreStats) {
+    total.curr_items += o.curr_items;
+    total.total_items += o.total_items;
+    total.bytes += o.bytes;
+    total.evictions += o.evictions;
+    total.reclaimed += o.reclaimed;
+    total.expired_unfetched += o.expired_unfetched;
+    total.evicted_unfetched += o.evicted_unfetched;
+    total.overhead_bytes += o.overhead_bytes;
 }
 
-impl ItemFigures {
-    pub fn add(&mut self, o: &ItemFigures) {
-        self.curr_items += o.curr_items;
-        self.total_items += o.total_items;
-        self.bytes += o.bytes;
-        self.evictions += o.evictions;
-        self.reclaimed += o.reclaimed;
-        self.expired_unfetched += o.expired_unfetched;
-        self.evicted_unfetched += o.evicted_unfetched;
-        self.overhead_bytes += o.overhead_bytes;
-    }
-}
-
-impl From<StoreStats> for ItemFigures {
-    fn from(s: StoreStats) -> ItemFigures {
-        ItemFigures {
-            curr_items: s.curr_items,
-            total_items: s.total_items,
-            bytes: s.bytes,
-            evictions: s.evictions,
-            reclaimed: s.reclaimed,
-            expired_unfetched: s.expired_unfetched,
-            evicted_unfetched: s.evicted_unfetched,
-            overhead_bytes: s.overhead_bytes,
-        }
-    }
-}
-
-impl From<NsStats> for ItemFigures {
-    fn from(s: NsStats) -> ItemFigures {
-        ItemFigures {
-            curr_items: s.curr_items,
-            total_items: s.total_items,
-            bytes: s.bytes,
-            evictions: s.evictions,
-            ..ItemFigures::default()
-        }
+/// A namespace's figures in the store's shape (the rest stay zero: they
+/// would say something about other tenants or the whole server).
+pub fn tenant_items(s: NsStats) -> StoreStats {
+    StoreStats {
+        curr_items: s.curr_items,
+        total_items: s.total_items,
+        bytes: s.bytes,
+        evictions: s.evictions,
+        ..StoreStats::default()
     }
 }
 
@@ -104,14 +75,14 @@ impl From<NsStats> for ItemFigures {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     pub counters: Counters,
-    pub items: ItemFigures,
+    pub items: StoreStats,
     pub conns: ConnCounters,
 }
 
 impl Report {
     pub fn add(&mut self, o: &Report) {
         self.counters.add(&o.counters);
-        self.items.add(&o.items);
+        add_items(&mut self.items, &o.items);
         self.conns.add(&o.conns);
     }
 }
