@@ -38,7 +38,7 @@ const READ_BUFFER: usize = 16 * 1024;
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Replies queued from other shards may reach this many bytes in the worst
 /// case (every get a maximum-size value) before they are collected and written.
-const REMOTE_REPLY_BUDGET: usize = 16 << 20;
+const REMOTE_REPLY_BUDGET: usize = 4 << 20;
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
 /// Failed handshakes before the connection is closed.
