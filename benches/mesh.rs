@@ -77,6 +77,7 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
         clock: Clock::new(),
         open_connections: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
+        largest_value: AtomicUsize::new(0),
         listeners: Default::default(),
     });
     let requests = MeshBuilder::<ToShard, _>::full(2, 1024);

@@ -15,6 +15,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
@@ -37,8 +38,11 @@ const READ_BUFFER: usize = 16 * 1024;
 /// so a client that pipelines large gets cannot grow our memory without bound.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Replies queued from other shards may reach this many bytes in the worst
-/// case (every get a maximum-size value) before they are collected and written.
+/// case (every get the largest value stored) before they are collected and
+/// written.
 const REMOTE_REPLY_BUDGET: usize = 4 << 20;
+/// What a forwarded get is assumed to cost at least (VALUE line included).
+const MIN_REPLY_ESTIMATE: usize = 1024;
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
 /// Failed handshakes before the connection is closed.
@@ -107,8 +111,6 @@ struct Connection {
     /// When the request now half-read began to arrive: the idle timeout is a
     /// deadline for a whole request, so trickling bytes cannot hold it open.
     partial_since: Option<Instant>,
-    /// Gets that may be queued for other shards before collecting replies.
-    max_remote_gets: usize,
     out: Vec<u8>,
     spare: Vec<u8>,
     remote: Remote,
@@ -187,8 +189,6 @@ impl Connection {
             max_rbuf,
             swallow: 0,
             partial_since: None,
-            max_remote_gets: (REMOTE_REPLY_BUDGET / config.max_item_size.max(1))
-                .clamp(1, MAX_QUEUED_REMOTE),
             out: Vec::with_capacity(READ_BUFFER),
             spare: Vec::new(),
             remote: Remote::new(shards),
@@ -356,13 +356,20 @@ impl Connection {
     /// other shards, so one connection's replies stay bounded in memory.
     async fn relieve(&mut self) -> io::Result<()> {
         if self.out.len() >= OUTPUT_HIGH_WATER
-            || self.remote.gets >= self.max_remote_gets
+            || self.remote.gets >= self.remote_get_limit()
             || self.remote.inserts.len() >= MAX_QUEUED_REMOTE
         {
             self.settle().await;
             self.flush_out().await?;
         }
         Ok(())
+    }
+
+    /// How many gets may wait on other shards: the budget over what the
+    /// largest value stored could cost each.
+    fn remote_get_limit(&self) -> usize {
+        let largest = self.core.shared.largest_value.load(Ordering::Relaxed);
+        (REMOTE_REPLY_BUDGET / largest.max(MIN_REPLY_ESTIMATE)).clamp(1, MAX_QUEUED_REMOTE)
     }
 
     /// One request; `wire` is its bytes as the client sent them.
@@ -400,23 +407,17 @@ impl Connection {
                 }
                 compose(&Response::End, &mut self.out);
             }
-            Request::Store { key, .. }
-            | Request::StoreTooLarge { key, .. }
+            Request::Store {
+                key, kind, data, ..
+            } => {
+                let grows = matches!(kind, StoreKind::Append | StoreKind::Prepend);
+                self.core.shared.note_store(data.len(), grows);
+                self.keyed(&request, key, Some(wire));
+            }
+            Request::StoreTooLarge { key, .. }
             | Request::Delete { key, .. }
             | Request::Arith { key, .. }
-            | Request::Touch { key, .. } => {
-                let hash = self.hasher.hash(key);
-                let owner = shard_of(hash, self.core.shards);
-                if owner == self.core.index {
-                    self.core
-                        .shard
-                        .borrow_mut()
-                        .execute(self.ns.id, hash, &request, &mut self.out);
-                } else {
-                    self.remote
-                        .queue(owner, self.out.len(), &request, Some(wire));
-                }
-            }
+            | Request::Touch { key, .. } => self.keyed(&request, key, Some(wire)),
             Request::FlushAll { delay, noreply } => {
                 self.settle().await;
                 self.flush_all(delay).await;
@@ -439,21 +440,29 @@ impl Connection {
         Ok(Next::Continue)
     }
 
-    fn get(&mut self, kind: GetKind, key: &[u8]) {
+    /// A single-key request: inline if this core owns the key, else queued
+    /// for its owner (as `wire`, the client's own bytes, where given).
+    fn keyed(&mut self, request: &Request, key: &[u8], wire: Option<&[u8]>) {
         let hash = self.hasher.hash(key);
         let owner = shard_of(hash, self.core.shards);
-        let single = Request::Get {
-            kind,
-            keys: Keys::single(key),
-        };
         if owner == self.core.index {
             self.core
                 .shard
                 .borrow_mut()
-                .execute(self.ns.id, hash, &single, &mut self.out);
+                .execute(self.ns.id, hash, request, &mut self.out);
         } else {
-            self.remote.queue(owner, self.out.len(), &single, None);
+            self.remote.queue(owner, self.out.len(), request, wire);
         }
+    }
+
+    /// One key of a retrieval, as a single-key get of its own (forwarded
+    /// gets are encoded afresh, one per key).
+    fn get(&mut self, kind: GetKind, key: &[u8]) {
+        let single = Request::Get {
+            kind,
+            keys: Keys::single(key),
+        };
+        self.keyed(&single, key, None);
     }
 
     /// The IronCache handshake: `set oauth` with `TOKEN PROJECT CACHE`.

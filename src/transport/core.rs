@@ -29,6 +29,10 @@ pub struct Shared {
     pub clock: Clock,
     pub open_connections: AtomicUsize,
     pub shutdown: AtomicBool,
+    /// An upper bound on any stored value's length: what one forwarded get
+    /// can cost in reply memory. Raised by stores (relaxed, and written only
+    /// when it grows), never lowered.
+    pub largest_value: AtomicUsize,
     /// Every core's listening socket, so shutdown can wake their accepts.
     /// Locked only at start-up and at shutdown.
     pub listeners: Mutex<Vec<RawFd>>,
@@ -37,6 +41,20 @@ pub struct Shared {
 impl Shared {
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Notes a store of `len` bytes; an append or prepend grows an item by
+    /// `len`, so it may reach the largest value plus `len`.
+    pub fn note_store(&self, len: usize, grows: bool) {
+        let largest = self.largest_value.load(Ordering::Relaxed);
+        let bound = if grows {
+            largest.saturating_add(len).min(self.config.max_item_size)
+        } else {
+            len
+        };
+        if bound > largest {
+            self.largest_value.fetch_max(bound, Ordering::Relaxed);
+        }
     }
 
     /// Stops accepting on every core: sets the flag, then shuts the listening

@@ -79,6 +79,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         clock: Clock::new(),
         open_connections: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
+        largest_value: AtomicUsize::new(0),
         listeners: Default::default(),
         config,
     });
