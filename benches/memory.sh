@@ -151,9 +151,9 @@ evict_tput() {
   if [[ $prefill == yes ]]; then
     # Setting every key of a space several times the memory fills the store,
     # so the measured load evicts on nearly every set.
-    run_loadgen "$BENCH_TMP/$name.fill" "$LOADGEN_CPU" "${load[@]}" --prefill --requests 0
+    run_loadgen_counting_errors "$BENCH_TMP/$name.fill" "$LOADGEN_CPU" "${load[@]}" --prefill --requests 0
   fi
-  run_loadgen "$BENCH_TMP/$name" "$LOADGEN_CPU" "${load[@]}" --duration "$EVICT_SECS"
+  run_loadgen_counting_errors "$BENCH_TMP/$name" "$LOADGEN_CPU" "${load[@]}" --duration "$EVICT_SECS"
   local ev
   ev="$(mc_stat "${SRV_ADDR[$name]}" evictions)"
   stop_server "$name"

@@ -178,6 +178,23 @@ run_loadgen() {
   ((rc == 0)) || die "loadgen failed (exit $rc): $LOADGEN $*"
 }
 
+# run_loadgen_counting_errors OUT CPUS ARGS...: like run_loadgen, but a run
+# that finished (it printed its RESULT line) with server error replies, such
+# as memcached's "SERVER_ERROR out of memory storing object" under eviction,
+# is a measurement, not a harness failure: the errors are reported, not fatal.
+run_loadgen_counting_errors() {
+  local out="$1" cpus="$2"
+  shift 2
+  local rc=0
+  # shellcheck disable=SC2046
+  $(pin "$cpus") "$LOADGEN" "$@" >"$out" 2>&1 || rc=$?
+  sed 's/^/    /' "$out" >&2
+  if ((rc != 0)); then
+    grep -q '^RESULT ' "$out" || die "loadgen failed (exit $rc): $LOADGEN $*"
+    echo "    (server answered $(result "$out" errors) requests with errors; counted, not fatal)" >&2
+  fi
+}
+
 # result FILE KEY: a field of the loadgen RESULT line.
 result() {
   grep '^RESULT ' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
