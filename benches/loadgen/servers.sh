@@ -166,33 +166,33 @@ rss_kb() {
   awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
-# run_loadgen OUTFILE CPUS ARGS...: runs the load generator (pinned to CPUS
-# when non-empty), tees its summary to stderr, fails if it fails.
+# run_loadgen OUT CPUS ARGS...: runs the load generator pinned to CPUS, its
+# output in OUT (and on stderr, indented); a failed run is fatal.
 run_loadgen() {
-  local out="$1" cpus="$2"
-  shift 2
-  local rc=0
-  # shellcheck disable=SC2046
-  $(pin "$cpus") "$LOADGEN" "$@" >"$out" 2>&1 || rc=$?
-  sed 's/^/    /' "$out" >&2
-  ((rc == 0)) || die "loadgen failed (exit $rc): $LOADGEN $*"
+  loadgen_run fatal "$@"
 }
 
-# run_loadgen_counting_errors OUT CPUS ARGS...: like run_loadgen, but a run
+# run_loadgen_counting_errors OUT CPUS ARGS...: the same, except that a run
 # that finished (it printed its RESULT line) with server error replies, such
 # as memcached's "SERVER_ERROR out of memory storing object" under eviction,
 # is a measurement, not a harness failure: the errors are reported, not fatal.
 run_loadgen_counting_errors() {
-  local out="$1" cpus="$2"
-  shift 2
+  loadgen_run counted "$@"
+}
+
+loadgen_run() {
+  local errors="$1" out="$2" cpus="$3"
+  shift 3
   local rc=0
   # shellcheck disable=SC2046
   $(pin "$cpus") "$LOADGEN" "$@" >"$out" 2>&1 || rc=$?
   sed 's/^/    /' "$out" >&2
-  if ((rc != 0)); then
-    grep -q '^RESULT ' "$out" || die "loadgen failed (exit $rc): $LOADGEN $*"
+  ((rc == 0)) && return
+  if [[ $errors == counted ]] && grep -q '^RESULT ' "$out"; then
     echo "    (server answered $(result "$out" errors) requests with errors; counted, not fatal)" >&2
+    return
   fi
+  die "loadgen failed (exit $rc): $LOADGEN $*"
 }
 
 # result FILE KEY: a field of the loadgen RESULT line.
