@@ -29,8 +29,11 @@ test: deps
 	bash tests/memccapable.sh
 	bash tests/clients/run.sh
 
+## The real-client matrix: Python, Perl, PHP and Ruby programs, and the Rust
+## memcache crate (also part of `cargo test` in `make test`).
 test-clients: deps
 	$(CARGO) build --release
+	$(CARGO) test --release --test real_client
 	bash tests/clients/run.sh
 
 bench: deps
