@@ -144,16 +144,15 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             request(Request::Delete { key, noreply })
         }
         b"incr" | b"decr" => {
-            let args = Tokens::split(rest);
-            if !(2..=3).contains(&args.len()) {
-                return invalid(ErrorReply::Error, false);
-            }
-            let noreply = args.noreply();
-            let key = args.get(0);
-            if !valid_key(key) {
-                return invalid(ErrorReply::BadCommandLine, noreply);
-            }
-            let Some(delta) = parse_u64(args.get(1)) else {
+            let KeyAndArgument {
+                key,
+                argument: delta,
+                noreply,
+            } = match key_and_argument(rest) {
+                Ok(parts) => parts,
+                Err((error, noreply)) => return invalid(error, noreply),
+            };
+            let Some(delta) = parse_u64(delta) else {
                 return invalid(ErrorReply::InvalidDelta, noreply);
             };
             let kind = if command == b"incr" {
@@ -169,16 +168,15 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             })
         }
         b"touch" => {
-            let args = Tokens::split(rest);
-            if !(2..=3).contains(&args.len()) {
-                return invalid(ErrorReply::Error, false);
-            }
-            let noreply = args.noreply();
-            let key = args.get(0);
-            if !valid_key(key) {
-                return invalid(ErrorReply::BadCommandLine, noreply);
-            }
-            let Some(exptime) = parse_exptime(args.get(1)) else {
+            let KeyAndArgument {
+                key,
+                argument: exptime,
+                noreply,
+            } = match key_and_argument(rest) {
+                Ok(parts) => parts,
+                Err((error, noreply)) => return invalid(error, noreply),
+            };
+            let Some(exptime) = parse_exptime(exptime) else {
                 return invalid(ErrorReply::InvalidExptime, noreply);
             };
             request(Request::Touch {
@@ -313,6 +311,32 @@ fn parse_storage<'a>(
         },
         consumed: end,
     }
+}
+
+/// `<key> <argument> [noreply]`, the shape of incr, decr and touch: the key
+/// (validated), the argument (still text) and noreply; or the error to send
+/// and whether it is silenced.
+fn key_and_argument(rest: &[u8]) -> Result<KeyAndArgument<'_>, (ErrorReply, bool)> {
+    let args = Tokens::split(rest);
+    if !(2..=3).contains(&args.len()) {
+        return Err((ErrorReply::Error, false));
+    }
+    let noreply = args.noreply();
+    let key = args.get(0);
+    if !valid_key(key) {
+        return Err((ErrorReply::BadCommandLine, noreply));
+    }
+    Ok(KeyAndArgument {
+        key,
+        argument: args.get(1),
+        noreply,
+    })
+}
+
+struct KeyAndArgument<'a> {
+    key: &'a [u8],
+    argument: &'a [u8],
+    noreply: bool,
 }
 
 /// How long a line starting like `line` may grow before we give up on it.
