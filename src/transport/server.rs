@@ -110,10 +110,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             addr = wait_bound(&rx)?;
         }
     }
-    if cores > 1 {
-        for _ in 1..cores {
-            wait_bound(&rx)?;
-        }
+    for _ in 1..cores {
+        wait_bound(&rx)?;
     }
     for _ in 0..cores {
         match rx.recv() {
