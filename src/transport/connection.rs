@@ -31,7 +31,7 @@ use crate::protocol::{
 };
 use crate::router::{shard_of, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Report, Scope, ServerFacts};
-use crate::tenancy::{AuthError, Credentials, Namespace, Namespaces};
+use crate::tenancy::{Credentials, Namespace, Namespaces};
 
 const READ_BUFFER: usize = 16 * 1024;
 /// Past this much buffered output, replies are written before parsing more,
@@ -468,28 +468,25 @@ impl Connection {
     /// The IronCache handshake: `set oauth` with `TOKEN PROJECT CACHE`.
     fn authenticate(&mut self, value: &[u8], noreply: bool) -> Next {
         self.core.conns.borrow_mut().auth_cmds += 1;
-        let verdict = Credentials::parse(value).and_then(|c| {
-            self.core.shared.auth.check(&c)?;
-            Ok(c)
-        });
-        let error = match verdict {
-            Ok(credentials) => {
-                self.ns = Namespaces::global().intern(credentials.project, credentials.cache);
-                self.hasher = KeyHasher::new(self.ns);
-                self.session = Session::Bound;
-                info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
-                if !noreply {
-                    compose(&Response::Stored, &mut self.out);
+        let error = match Credentials::parse(value) {
+            Err(_) => ErrorReply::BadAuthFormat,
+            Ok(credentials) => match self.core.shared.auth.check(&credentials) {
+                Ok(()) => {
+                    self.ns = Namespaces::global().intern(credentials.project, credentials.cache);
+                    self.hasher = KeyHasher::new(self.ns);
+                    self.session = Session::Bound;
+                    info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
+                    if !noreply {
+                        compose(&Response::Stored, &mut self.out);
+                    }
+                    return Next::Continue;
                 }
-                return Next::Continue;
-            }
-            Err(AuthError::BadFormat) => ErrorReply::BadAuthFormat,
-            Err(AuthError::Denied) => {
-                // Log who asked for what, never the token.
-                let project = Credentials::parse(value).map(|c| c.project).unwrap_or("?");
-                warn!(peer = ?self.peer, project, "authentication failed");
-                ErrorReply::AuthFailed
-            }
+                Err(_) => {
+                    // Log who asked for what, never the token.
+                    warn!(peer = ?self.peer, project = credentials.project, "authentication failed");
+                    ErrorReply::AuthFailed
+                }
+            },
         };
         self.core.conns.borrow_mut().auth_errors += 1;
         self.auth_failures += 1;
@@ -519,16 +516,14 @@ impl Connection {
             }
             let wire = std::mem::take(&mut self.remote.batches[shard]);
             let ns = self.ns;
-            let id = core.waiters.register();
-            let message = ToShard::Batch {
-                reply_to: core.reply_id(),
-                id,
-                ns,
-                wire,
-            };
-            if core.to_shard.send_to(shard, message).await.is_err() {
-                panic!("the mesh to shard {shard} is closed");
-            }
+            let id = core
+                .send(shard, |reply_to, id| ToShard::Batch {
+                    reply_to,
+                    id,
+                    ns,
+                    wire,
+                })
+                .await;
             waiting.push((shard, id));
         }
         for (shard, id) in waiting {

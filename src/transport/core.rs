@@ -93,13 +93,19 @@ impl Core {
         self.replies.peer_id()
     }
 
-    /// Sends `make(id)` to `shard` and waits for the answer.
-    pub async fn ask(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> FromShard {
+    /// Sends `make(reply_to, id)` to `shard`; its answer goes to waiter `id`.
+    pub async fn send(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> u32 {
         let id = self.waiters.register();
         let message = make(self.reply_id(), id);
         if self.to_shard.send_to(shard, message).await.is_err() {
             panic!("the mesh to shard {shard} is closed");
         }
+        id
+    }
+
+    /// Sends `make(reply_to, id)` to `shard` and waits for the answer.
+    pub async fn ask(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> FromShard {
+        let id = self.send(shard, make).await;
         self.waiters.wait(id).await
     }
 }
