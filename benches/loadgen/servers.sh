@@ -89,21 +89,32 @@ start_ferrocache() {
     >"$out" 2>"$err" &
   local pid=$!
   STARTED_PIDS+=("$pid")
-  local deadline=$((SECONDS + READY_TIMEOUT)) line=""
-  while :; do
-    line="$(grep -m1 ' listening on ' "$out" 2>/dev/null || true)"
-    [[ -n "$line" ]] && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$err" >&2
-      die "ferrocache ($name) exited before it was ready"
-    fi
-    ((SECONDS < deadline)) || die "ferrocache ($name) not ready after ${READY_TIMEOUT}s"
-    sleep 0.05
-  done
+  local line
+  line="$(await_ready "ferrocache ($name)" "$pid" "$err" grep -m1 ' listening on ' "$out")"
   local addr="${line#* listening on }"
   SRV_ADDR[$name]="${addr%% *}"
   SRV_PID[$name]="$pid"
   echo "started $name: ferrocache $* on ${SRV_ADDR[$name]} (pid $pid${cpus:+, cpus $cpus})" >&2
+}
+
+# await_ready WHAT PID ERRFILE PROBE...: runs PROBE until it prints something
+# (the server's ready line or port) and prints that; dies, showing ERRFILE,
+# if the server exits first, or after READY_TIMEOUT seconds.
+await_ready() {
+  local what="$1" pid="$2" err="$3"
+  shift 3
+  local deadline=$((SECONDS + READY_TIMEOUT)) found=""
+  while :; do
+    found="$("$@" 2>/dev/null || true)"
+    [[ -n "$found" ]] && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      cat "$err" >&2
+      die "$what exited before it was ready"
+    fi
+    ((SECONDS < deadline)) || die "$what not ready after ${READY_TIMEOUT}s"
+    sleep 0.05
+  done
+  printf '%s\n' "$found"
 }
 
 # start_memcached NAME CPUS MEMORY_MB ARGS...: memcached on an ephemeral port.
@@ -120,17 +131,8 @@ start_memcached() {
     -l 127.0.0.1 -p -1 -U 0 -m "$mb" -c 4096 "${user[@]}" "$@" >"$err" 2>&1 &
   local pid=$!
   STARTED_PIDS+=("$pid")
-  local deadline=$((SECONDS + READY_TIMEOUT)) port=""
-  while :; do
-    port="$(sed -n 's/^TCP INET: //p' "$portfile" 2>/dev/null | head -1 || true)"
-    [[ -n "$port" ]] && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$err" >&2
-      die "memcached ($name) exited before it was ready"
-    fi
-    ((SECONDS < deadline)) || die "memcached ($name) not ready after ${READY_TIMEOUT}s"
-    sleep 0.05
-  done
+  local port
+  port="$(await_ready "memcached ($name)" "$pid" "$err" sed -n '1s/^TCP INET: //p' "$portfile")"
   SRV_ADDR[$name]="127.0.0.1:$port"
   SRV_PID[$name]="$pid"
   echo "started $name: memcached -m $mb $* on ${SRV_ADDR[$name]} (pid $pid${cpus:+, cpus $cpus})" >&2
