@@ -356,7 +356,7 @@ impl Connection {
     /// other shards, so one connection's replies stay bounded in memory.
     async fn relieve(&mut self) -> io::Result<()> {
         if self.out.len() >= OUTPUT_HIGH_WATER
-            || self.remote.gets >= self.remote_get_limit()
+            || (self.remote.gets > 0 && self.remote.gets >= self.remote_get_limit())
             || self.remote.inserts.len() >= MAX_QUEUED_REMOTE
         {
             self.settle().await;
