@@ -57,6 +57,7 @@ fn add_items(total: &mut StoreStats, o: &StoreStats) {
     total.expired_unfetched += o.expired_unfetched;
     total.evicted_unfetched += o.evicted_unfetched;
     total.overhead_bytes += o.overhead_bytes;
+    total.hash_bytes += o.hash_bytes;
 }
 
 /// A namespace's figures in the store's shape (the rest stay zero: they
@@ -134,6 +135,9 @@ pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'sta
     }
     out.push(("threads", facts.threads.to_string()));
     let items = &report.items;
+    if scope == Scope::Server {
+        out.push(("hash_bytes", items.hash_bytes.to_string()));
+    }
     out.push(("bytes", items.bytes.to_string()));
     out.push(("curr_items", items.curr_items.to_string()));
     out.push(("total_items", items.total_items.to_string()));

@@ -51,7 +51,7 @@ const MERGE: usize = 4;
 /// The small FIFO's share of segments is 1 / SMALL_SHARE_DIV (S3-FIFO: 10%).
 const SMALL_SHARE_DIV: usize = 10;
 
-/// Ghost slots per primary index bucket.
+/// Ghost slots per primary index bucket (of the largest table).
 pub(super) const GHOST_PER_BUCKET: usize = 4;
 
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
@@ -189,40 +189,48 @@ impl Store {
     }
 
     fn evict_large(&mut self, slot: u32) {
-        let (bucket, exptime) = {
+        let (home, exptime) = {
             let it = self.large.get(slot);
-            (it.bucket, it.exptime)
+            (it.home, it.exptime)
         };
         let pos = self
             .index
-            .find_loc(bucket, index::large_loc(slot))
+            .find_loc(home, index::large_loc(slot))
             .expect("live large item is indexed");
         let e = self.index.get(pos);
         if self.flushed(e) {
-            self.unlink(bucket, pos, Why::Dropped);
+            self.unlink(home, pos, Why::Dropped);
         } else if !is_live(exptime, self.now) {
-            self.unlink(bucket, pos, Why::Expired);
+            self.unlink(home, pos, Why::Expired);
         } else if index::freq(e) > 0 {
             self.index.put(pos, index::with_freq(e, index::freq(e) - 1));
             self.large.requeue(slot, self.next_cas);
         } else {
-            self.unlink(bucket, pos, Why::Evicted);
+            self.unlink(home, pos, Why::Evicted);
         }
     }
 
-    /// Remember that the item with this bucket and tag left the small
+    /// The ghost slot of a key: its home folded onto the table (a power of
+    /// two), then its tag.
+    #[inline]
+    fn ghost_slot(&self, home: u32, tag: u64) -> usize {
+        let buckets = self.ghost.len() / GHOST_PER_BUCKET;
+        (home as usize & (buckets - 1)) * GHOST_PER_BUCKET + (tag as usize % GHOST_PER_BUCKET)
+    }
+
+    /// Remember that the item with this home and tag left the small
     /// FIFO unused (S3-FIFO's ghost queue, as a direct-mapped table of tags).
-    fn ghost_add(&mut self, bucket: u32, tag: u64) {
-        let slot = bucket as usize * GHOST_PER_BUCKET + (tag as usize % GHOST_PER_BUCKET);
+    fn ghost_add(&mut self, home: u32, tag: u64) {
+        let slot = self.ghost_slot(home, tag);
         if let Some(g) = self.ghost.get_mut(slot) {
             *g = tag as u16;
         }
     }
 
-    /// Whether a key with this bucket and tag was recently evicted from
+    /// Whether a key with this home and tag was recently evicted from
     /// small unused; forgets it either way.
-    pub(super) fn ghost_take(&mut self, bucket: u32, tag: u64) -> bool {
-        let slot = bucket as usize * GHOST_PER_BUCKET + (tag as usize % GHOST_PER_BUCKET);
+    pub(super) fn ghost_take(&mut self, home: u32, tag: u64) -> bool {
+        let slot = self.ghost_slot(home, tag);
         match self.ghost.get_mut(slot) {
             Some(g) if *g == tag as u16 && tag != 0 => {
                 *g = 0;
@@ -246,7 +254,7 @@ impl Store {
             at,
             &NewItem {
                 ns: h.ns,
-                bucket: h.bucket,
+                home: h.home,
                 exptime: h.exptime,
                 flags: h.flags,
                 // The offset changes, so the cas it implied is kept explicitly.
@@ -327,7 +335,7 @@ impl Store {
                 if !h.dead && is_live(h.exptime, now) {
                     let pos = self
                         .index
-                        .find_loc(h.bucket, index::seg_loc(v, off as u32))
+                        .find_loc(h.home, index::seg_loc(v, off as u32))
                         .expect("live item is indexed");
                     let e = self.index.get(pos);
                     if !self.flushed(e) {
@@ -362,18 +370,18 @@ impl Store {
                     let loc = index::seg_loc(v, here as u32);
                     let pos = self
                         .index
-                        .find_loc(h.bucket, loc)
+                        .find_loc(h.home, loc)
                         .expect("live item is indexed");
                     let e = self.index.get(pos);
                     let f = index::freq(e) as usize;
                     let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
                     if self.flushed(e) {
                         // flush_ns already uncounted it.
-                        self.unlink(h.bucket, pos, Why::Dropped);
+                        self.unlink(h.home, pos, Why::Dropped);
                         continue;
                     }
                     if !is_live(h.exptime, now) {
-                        self.unlink(h.bucket, pos, Why::Expired);
+                        self.unlink(h.home, pos, Why::Expired);
                         continue;
                     }
                     let wanted = match round {
@@ -390,9 +398,9 @@ impl Store {
                     }
                     if round == 2 {
                         if queue == SMALL {
-                            self.ghost_add(h.bucket, index::entry_tag(e));
+                            self.ghost_add(h.home, index::entry_tag(e));
                         }
-                        self.unlink(h.bucket, pos, Why::Evicted);
+                        self.unlink(h.home, pos, Why::Evicted);
                     }
                 }
             }

@@ -11,10 +11,26 @@
 //! bucket comes from the low 32 bits of its hash and a 16-bit tag from bits
 //! 32..48, so most misses never touch item memory.
 //!
-//! The table is allocated once, sized from the memory limit, and never
-//! grows: primary buckets plus a fixed pool of overflow buckets. When a
-//! chain is full and the pool is empty, `insert` refuses and the store
-//! evicts an item of that chain; memory never grows with the key count.
+//! The table grows with the items it holds, by linear hashing (Litwin,
+//! VLDB '80, "Linear hashing: a new tool for file and table addressing"):
+//! when the entries pass six per primary bucket (86% of the slots), one
+//! bucket splits, its entries shared between it and a new bucket at the end
+//! of the table. So the index costs about 13-14 bytes per item at any item
+//! count (bulk chaining keeps the overflow small), it never stops the shard
+//! to rehash everything, and the memory it touches grows one bucket at a
+//! time: the table is reserved at its largest size up front, zeroed by the
+//! OS lazily, and buckets past the split point are never written.
+//!
+//! A key's address is its "home", 24 bits of its hash, masked: bucket =
+//! home mod 2^level, or mod 2^(level+1) for buckets already split this
+//! round. Items keep their home in their header (see `layout`), so eviction,
+//! the sweep and a split find an item's entry without the key's hash.
+//!
+//! The largest size is sized from the memory limit: at most one primary
+//! bucket per 784 bytes of limit, and a third as many overflow buckets
+//! again. Past that the table stops splitting; when a chain is full and
+//! the pool is empty, `insert` refuses and the store evicts an item of that
+//! chain, so the index never holds more than about 11% of the limit.
 //!
 //! ```text
 //! entry u64: valid:1 | tag:16 | freq:2 | fetched:1 | large:1 | seg:23 | offset:20
@@ -34,8 +50,14 @@ pub(crate) const LOC_MASK: u64 = (1 << 44) - 1;
 const SEG_SHIFT: u32 = 20;
 pub(crate) const OFFSET_BITS: u32 = 20;
 pub(crate) const MAX_SEGMENTS: usize = 1 << 23;
-/// Buckets are numbered in 24 bits in item headers.
-pub(crate) const MAX_BUCKETS: usize = 1 << 24;
+/// Bits of a key's home: its bucket at the largest table.
+pub(crate) const HOME_BITS: u32 = 24;
+/// The most primary buckets a table may have: one per home.
+pub(crate) const MAX_BUCKETS: usize = 1 << HOME_BITS;
+/// A new table's primary buckets (or fewer, if the limit allows fewer).
+const FIRST_BUCKETS: usize = 256;
+/// Split a bucket when the entries pass this many per primary bucket.
+const SPLIT_LOAD: usize = 6;
 
 const SLOTS: usize = 8;
 /// Slot 7 holds the chain link, so a bucket carries 7 entries.
@@ -93,57 +115,99 @@ pub(crate) fn hit(e: u64) -> u64 {
     with_freq(e, freq(e) + 1) | FETCHED
 }
 
+/// A key's home: 24 bits of its hash, from which its bucket is found at
+/// every table size. The low 32 bits are first mixed (murmur3's finalizer,
+/// a bijection) so that every bit of them reaches the low bits the table
+/// masks: a hash whose low bits vary only at the top still spreads. The
+/// tag comes from bits 32..48, which this never reads.
+#[inline]
+pub(crate) fn home_of(hash: u64) -> u32 {
+    let mut x = hash as u32;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0xc2b2_ae35);
+    x ^= x >> 16;
+    x & ((1 << HOME_BITS) - 1)
+}
+
 /// A slot in the table: bucket * 8 + slot.
 pub(crate) type Pos = usize;
 
 pub(crate) struct Index {
-    /// Primary buckets first, then the overflow pool.
+    /// Room for the largest table's primary buckets, then the overflow
+    /// pool. Allocated zeroed and touched only as it is used.
     table: Vec<[u64; SLOTS]>,
-    primary: usize,
-    pub(crate) free_overflow: Vec<u32>,
+    /// The largest number of primary buckets.
+    max_primary: usize,
+    /// Primary buckets at the start of this round of splits: 2^level.
+    base: usize,
+    /// The next bucket to split; buckets below it are split this round.
+    split: usize,
+    /// Entries held.
+    items: usize,
+    /// Overflow buckets never used yet start here.
+    fresh_overflow: usize,
+    /// Overflow buckets used and given back.
+    free_overflow: Vec<u32>,
+    /// A split's entries, between taking them out and putting them back.
+    moving: Vec<u64>,
 }
 
 impl Index {
-    /// A table for a store of `limit` bytes: one primary slot per 112
-    /// bytes of limit (items of ~100 bytes fill it), and an overflow pool
-    /// of a third as many buckets again for uneven chains. Stores of smaller
-    /// items are bounded by the index rather than by memory: a full chain
-    /// evicts within itself.
+    /// A table for a store of `limit` bytes: up to one primary slot per
+    /// 112 bytes of limit (items of ~100 bytes fill it), and an overflow
+    /// pool of a third as many buckets again for uneven chains. Stores of
+    /// smaller items are bounded by the index rather than by memory: a full
+    /// chain evicts within itself.
     pub fn for_limit(limit: usize) -> Index {
-        let primary = (limit / (112 * ITEM_SLOTS)).clamp(16, MAX_BUCKETS);
-        let overflow = primary / 3;
-        let mut index = Index {
-            table: vec![[0u64; SLOTS]; primary + overflow],
-            primary,
-            free_overflow: Vec::with_capacity(overflow),
-        };
-        index.reset_pool();
-        index
+        let max_primary = (limit / (112 * ITEM_SLOTS)).clamp(16, MAX_BUCKETS);
+        let overflow = max_primary / 3;
+        Index {
+            table: vec![[0u64; SLOTS]; max_primary + overflow],
+            max_primary,
+            base: first_base(max_primary),
+            split: 0,
+            items: 0,
+            fresh_overflow: max_primary,
+            free_overflow: Vec::new(),
+            moving: Vec::new(),
+        }
     }
 
-    fn reset_pool(&mut self) {
-        self.free_overflow.clear();
-        // Pop order low to high keeps touched memory compact.
-        self.free_overflow
-            .extend((self.primary..self.table.len()).rev().map(|b| b as u32));
-    }
-
-    /// Bytes this index holds, fixed at construction.
+    /// Bytes this index may hold: fixed at construction, a bound on what it
+    /// touches as it grows.
     pub fn memory_bytes(&self) -> usize {
         self.table.capacity() * std::mem::size_of::<[u64; SLOTS]>()
-            + self.free_overflow.capacity() * 4
+            + (self.table.len() - self.max_primary) * 4
     }
 
-    /// The bucket for a hash: its low 32 bits scaled onto the bucket count
-    /// (Lemire's multiply-shift), so the table need not be a power of two.
-    /// The scaling reads the top of those 32 bits, so they are first
-    /// multiplied by an odd constant to carry the lowest bits up: a hash
-    /// whose low bits vary only at the bottom (FNV on similar keys) still
-    /// spreads. A bijection on the 32 bits, not a rehash of the key.
+    /// Bytes of the table in use now: primary buckets, and overflow buckets
+    /// up to the highest ever taken (for the bytes-per-item figure).
+    pub fn touched_bytes(&self) -> usize {
+        (self.primary() + self.fresh_overflow - self.max_primary)
+            * std::mem::size_of::<[u64; SLOTS]>()
+    }
+
+    /// The most primary buckets the table may grow to.
+    pub fn max_primary(&self) -> usize {
+        self.max_primary
+    }
+
+    /// Primary buckets in use now.
+    pub fn primary(&self) -> usize {
+        self.base + self.split
+    }
+
+    /// The bucket holding the chain for `home`.
     #[inline]
-    pub fn bucket_of(&self, hash: u64) -> u32 {
-        let low = u64::from((hash as u32).wrapping_mul(0x9e37_79b1));
-        ((low * self.primary as u64) >> 32) as u32
+    fn bucket(&self, home: u32) -> usize {
+        let b = home as usize & (self.base - 1);
+        if b < self.split {
+            home as usize & (2 * self.base - 1)
+        } else {
+            b
+        }
     }
 
     #[inline]
@@ -156,11 +220,11 @@ impl Index {
         self.table[pos / SLOTS][pos % SLOTS] = e;
     }
 
-    /// The first entry in `bucket`'s chain with `tag` for which `is_it`
-    /// says yes.
+    /// The first entry in `home`'s chain with `tag` for which `is_it` says
+    /// yes.
     #[inline]
-    pub fn find(&self, bucket: u32, tag: u64, mut is_it: impl FnMut(u64) -> bool) -> Option<Pos> {
-        let mut b = bucket as usize;
+    pub fn find(&self, home: u32, tag: u64, mut is_it: impl FnMut(u64) -> bool) -> Option<Pos> {
+        let mut b = self.bucket(home);
         loop {
             let slots = &self.table[b];
             for (i, &e) in slots[..ITEM_SLOTS].iter().enumerate() {
@@ -179,9 +243,9 @@ impl Index {
         }
     }
 
-    /// The entry in `bucket`'s chain that points at `loc`.
-    pub fn find_loc(&self, bucket: u32, loc: u64) -> Option<Pos> {
-        let mut b = bucket as usize;
+    /// The entry in `home`'s chain that points at `loc`.
+    pub fn find_loc(&self, home: u32, loc: u64) -> Option<Pos> {
+        let mut b = self.bucket(home);
         loop {
             let slots = &self.table[b];
             for (i, &e) in slots[..ITEM_SLOTS].iter().enumerate() {
@@ -196,10 +260,20 @@ impl Index {
         }
     }
 
-    /// Put `e` in a free slot of `bucket`'s chain, taking an overflow
-    /// bucket if needed. `None` when the chain is full and the pool empty.
-    pub fn insert(&mut self, bucket: u32, e: u64) -> Option<Pos> {
-        let mut b = bucket as usize;
+    /// Put `e` in a free slot of `home`'s chain, taking an overflow bucket
+    /// if needed. `None` when the chain is full and the pool empty.
+    ///
+    /// The position is good until the next `split`: callers that insert
+    /// call `split` while `wants_split` says so, and look entries up again
+    /// afterwards.
+    pub fn insert(&mut self, home: u32, e: u64) -> Option<Pos> {
+        let pos = self.insert_at(self.bucket(home), e)?;
+        self.items += 1;
+        Some(pos)
+    }
+
+    fn insert_at(&mut self, bucket: usize, e: u64) -> Option<Pos> {
+        let mut b = bucket;
         while self.table[b][ITEM_SLOTS] != 0 {
             b = self.table[b][ITEM_SLOTS] as usize;
         }
@@ -207,17 +281,73 @@ impl Index {
             self.table[b][i] = e;
             return Some(b * SLOTS + i);
         }
-        let fresh = self.free_overflow.pop()? as usize;
+        let fresh = self.take_overflow()?;
         self.table[fresh] = [0; SLOTS];
         self.table[fresh][0] = e;
         self.table[b][ITEM_SLOTS] = fresh as u64;
         Some(fresh * SLOTS)
     }
 
-    /// The entry of `bucket`'s chain eviction should drop to make a slot:
+    /// An overflow bucket: one given back, else the lowest never used, so
+    /// the memory touched stays compact.
+    fn take_overflow(&mut self) -> Option<usize> {
+        if let Some(b) = self.free_overflow.pop() {
+            return Some(b as usize);
+        }
+        (self.fresh_overflow < self.table.len()).then(|| {
+            self.fresh_overflow += 1;
+            self.fresh_overflow - 1
+        })
+    }
+
+    /// Whether the table should split a bucket: it holds more than
+    /// `SPLIT_LOAD` entries per primary bucket and may still grow.
+    #[inline]
+    pub fn wants_split(&self) -> bool {
+        self.items > SPLIT_LOAD * self.primary() && self.primary() < self.max_primary
+    }
+
+    /// Split the next bucket: its entries stay or move to the new bucket at
+    /// the end of the table by one more bit of their home, which
+    /// `home_of_entry` reads from the item. Moves entries, so positions
+    /// found before it are stale.
+    pub fn split(&mut self, mut home_of_entry: impl FnMut(u64) -> u32) {
+        let (from, to) = (self.split, self.base + self.split);
+        let mut moving = std::mem::take(&mut self.moving);
+        moving.clear();
+        let mut b = from;
+        loop {
+            moving.extend(self.table[b][..ITEM_SLOTS].iter().copied().filter(|&e| e != 0));
+            let next = self.table[b][ITEM_SLOTS] as usize;
+            if b != from {
+                self.free_overflow.push(b as u32);
+            }
+            if next == 0 {
+                break;
+            }
+            b = next;
+        }
+        self.table[from] = [0; SLOTS];
+        self.table[to] = [0; SLOTS];
+        self.split += 1;
+        if self.split == self.base {
+            self.base *= 2;
+            self.split = 0;
+        }
+        for &e in &moving {
+            let b = self.bucket(home_of_entry(e));
+            debug_assert!(b == from || b == to, "{b} is neither {from} nor {to}");
+            // The two chains need at most one bucket more than the one
+            // chain had, and the new primary bucket is that one.
+            self.insert_at(b, e).expect("a split has room for what it moves");
+        }
+        self.moving = moving;
+    }
+
+    /// The entry of `home`'s chain eviction should drop to make a slot:
     /// the least frequently used, preferring never-fetched ones.
-    pub fn chain_victim(&self, bucket: u32) -> Pos {
-        let mut b = bucket as usize;
+    pub fn chain_victim(&self, home: u32) -> Pos {
+        let mut b = self.bucket(home);
         let mut best = (u64::MAX, 0);
         loop {
             for (i, &e) in self.table[b][..ITEM_SLOTS].iter().enumerate() {
@@ -233,13 +363,14 @@ impl Index {
         }
     }
 
-    /// Clear the slot at `pos` (in `bucket`'s chain), keeping the chain
+    /// Clear the slot at `pos` (in `home`'s chain), keeping the chain
     /// packed: its last entry moves into the hole, and an overflow bucket
     /// left empty goes back to the pool. Packed chains use the fewest
     /// overflow buckets and let lookups stop at the first empty slot.
     /// Positions of other entries in the chain may change.
-    pub fn remove(&mut self, bucket: u32, pos: Pos) {
-        let (mut prev, mut last) = (usize::MAX, bucket as usize);
+    pub fn remove(&mut self, home: u32, pos: Pos) {
+        let bucket = self.bucket(home);
+        let (mut prev, mut last) = (usize::MAX, bucket);
         while self.table[last][ITEM_SLOTS] != 0 {
             prev = last;
             last = self.table[last][ITEM_SLOTS] as usize;
@@ -248,7 +379,7 @@ impl Index {
             .iter()
             .position(|&s| s == 0)
             .unwrap_or(ITEM_SLOTS);
-        debug_assert!(n > 0 || last == bucket as usize);
+        debug_assert!(n > 0 || last == bucket);
         let tail = last * SLOTS + n - 1;
         self.table[pos / SLOTS][pos % SLOTS] = self.table[last][n - 1];
         self.table[last][n - 1] = 0;
@@ -257,18 +388,19 @@ impl Index {
             self.table[prev][ITEM_SLOTS] = 0;
             self.free_overflow.push(last as u32);
         }
+        self.items -= 1;
     }
 
-    /// Forget every entry.
+    /// Forget every entry, and go back to the first size.
     pub fn clear(&mut self) {
         // A fresh zeroed allocation costs the OS's lazy zero pages, not a
-        // pass over the whole table.
+        // pass over the whole table, and gives back the memory touched.
         self.table = vec![[0u64; SLOTS]; self.table.len()];
-        self.reset_pool();
-    }
-
-    pub fn primary(&self) -> usize {
-        self.primary
+        self.base = first_base(self.max_primary);
+        self.split = 0;
+        self.items = 0;
+        self.fresh_overflow = self.max_primary;
+        self.free_overflow = Vec::new();
     }
 
     /// Slots able to hold an entry (for the bytes-per-item figure).
@@ -276,6 +408,18 @@ impl Index {
     pub fn capacity(&self) -> usize {
         self.table.len() * ITEM_SLOTS
     }
+
+    /// Overflow buckets not in use.
+    #[cfg(test)]
+    fn pool_left(&self) -> usize {
+        self.free_overflow.len() + self.table.len() - self.fresh_overflow
+    }
+}
+
+/// The first round's primary buckets: a power of two, at most the largest
+/// table's.
+fn first_base(max_primary: usize) -> usize {
+    FIRST_BUCKETS.min(1 << (usize::BITS - 1 - max_primary.leading_zeros()))
 }
 
 #[cfg(test)]
@@ -303,13 +447,13 @@ mod tests {
     #[test]
     fn chains_grow_into_the_pool_and_shrink_back() {
         let mut ix = Index::for_limit(1 << 20);
-        let pool = ix.free_overflow.len();
+        let pool = ix.pool_left();
         let mut at = Vec::new();
         for i in 0..20u64 {
             let e = make_entry(i, seg_loc(1, i as u32));
             at.push(ix.insert(3, e).unwrap());
         }
-        assert_eq!(ix.free_overflow.len(), pool - 2);
+        assert_eq!(ix.pool_left(), pool - 2);
         for i in 0..20u64 {
             assert_eq!(ix.find(3, i, |_| true), Some(at[i as usize]));
             assert_eq!(ix.find_loc(3, seg_loc(1, i as u32)), Some(at[i as usize]));
@@ -318,7 +462,7 @@ mod tests {
             ix.remove(3, *pos);
             assert_eq!(ix.find(3, i as u64, |_| true), None);
         }
-        assert_eq!(ix.free_overflow.len(), pool);
+        assert_eq!(ix.pool_left(), pool);
     }
 
     #[test]
@@ -328,9 +472,74 @@ mod tests {
         while ix.insert(0, make_entry(1, seg_loc(0, n))).is_some() {
             n += 1;
         }
-        assert_eq!(n as usize, ITEM_SLOTS * (1 + ix.table.len() - ix.primary));
+        assert_eq!(n as usize, ITEM_SLOTS * (1 + ix.table.len() - ix.max_primary));
         let v = ix.chain_victim(0);
         ix.remove(0, v);
         assert!(ix.insert(0, make_entry(1, seg_loc(0, 0))).is_some());
+    }
+
+    /// Homes spread as a real hash would, and each entry's location the
+    /// home itself, so `split` can read it back without items.
+    fn grow_to(ix: &mut Index, n: u32) -> Vec<(u32, u64)> {
+        let mut all = Vec::new();
+        for i in 0..n {
+            let home = home_of(u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let e = make_entry(u64::from(i) & 0xffff, seg_loc(home >> 4, home & 0xf));
+            ix.insert(home, e).expect("room");
+            while ix.wants_split() {
+                ix.split(|e| {
+                    let (seg, off) = split_seg_loc(e & LOC_MASK);
+                    (seg << 4) | off
+                });
+            }
+            all.push((home, e & LOC_MASK));
+        }
+        all
+    }
+
+    #[test]
+    fn splits_keep_every_entry_findable_and_grow_with_the_items() {
+        let mut ix = Index::for_limit(1 << 30);
+        assert_eq!(ix.primary(), FIRST_BUCKETS);
+        let all = grow_to(&mut ix, 200_000);
+        for &(home, loc) in &all {
+            assert!(ix.find_loc(home, loc).is_some(), "{home:#x} lost");
+        }
+        // Six entries per primary bucket, a split at a time.
+        assert_eq!(ix.primary(), 200_000 / SPLIT_LOAD + 1);
+        let per_item = ix.touched_bytes() as f64 / 200_000.0;
+        assert!(per_item < 15.0, "{per_item:.1} B/item");
+        assert!(ix.touched_bytes() < ix.memory_bytes() / 10);
+        // Removing everything empties every chain and the pool comes back.
+        for &(home, loc) in &all {
+            let pos = ix.find_loc(home, loc).unwrap();
+            ix.remove(home, pos);
+        }
+        assert_eq!(ix.items, 0);
+        assert_eq!(ix.pool_left(), ix.table.len() - ix.max_primary);
+        ix.clear();
+        assert_eq!(ix.primary(), FIRST_BUCKETS);
+    }
+
+    #[test]
+    fn the_table_stops_growing_at_its_largest_size() {
+        let mut ix = Index::for_limit(2 << 20);
+        let n = ix.max_primary * 31 / 5;
+        let all = grow_to(&mut ix, n as u32);
+        assert_eq!(ix.primary(), ix.max_primary);
+        assert!(!ix.wants_split());
+        for &(home, loc) in &all {
+            assert!(ix.find_loc(home, loc).is_some());
+        }
+    }
+
+    #[test]
+    fn homes_spread_low_bits_from_any_part_of_the_low_word() {
+        // Hashes differing only in their top low-word bits still land in
+        // different small buckets.
+        let buckets: std::collections::HashSet<u32> =
+            (0..64u64).map(|i| home_of(i << 26) & 0xff).collect();
+        assert!(buckets.len() > 40, "{}", buckets.len());
+        assert_eq!(home_of(0x1234_5678_0000_0000), 0);
     }
 }

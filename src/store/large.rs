@@ -11,7 +11,7 @@ use super::NsId;
 
 pub(crate) struct LargeItem {
     pub ns: NsId,
-    pub bucket: u32,
+    pub home: u32,
     pub flags: u32,
     pub exptime: u32,
     pub cas: u64,
@@ -116,12 +116,12 @@ impl LargeItems {
         None
     }
 
-    /// (bucket, exptime) of the item in `slot`, if any: what the sweep needs.
+    /// (home, exptime) of the item in `slot`, if any: what the sweep needs.
     pub fn expiry_of(&self, slot: u32) -> Option<(u32, u32)> {
         self.slots
             .get(slot as usize)?
             .as_ref()
-            .map(|it| (it.bucket, it.exptime))
+            .map(|it| (it.home, it.exptime))
     }
 
     /// Number of slots, live or free.

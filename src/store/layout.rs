@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! word0 u32  klen:8 | vlen:20 | has_flags:1 | wide_ns:1 | own_cas:1 | dead:1
-//! word1 u32  bucket:24 | ns low 8 bits:8
+//! word1 u32  home:24 | ns low 8 bits:8
 //! word2 u32  exptime (0 = never)
 //! [u32 flags]     only when the client flags are nonzero
 //! [u32 ns]        only when ns >= 256 (then word1's ns bits are unused)
@@ -22,7 +22,8 @@
 //! takes a fresh block of `segment size` cas values and every mutation
 //! appends. Items that eviction copies elsewhere must keep their cas (a
 //! client may hold it from `gets`), so those carry it explicitly.
-//! The bucket number lets eviction and the sweep find the item's index entry
+//! The home (24 bits of the key's hash, see `index::home_of`) lets eviction,
+//! the sweep and an index split find the item's index entry
 //! without the key's hash, which the store never recomputes.
 //! Everything is little-endian and unaligned: items are packed back to back.
 
@@ -62,7 +63,7 @@ pub(crate) fn item_size(ns: NsId, flags: u32, klen: usize, vlen: usize) -> usize
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Header {
     pub ns: NsId,
-    pub bucket: u32,
+    pub home: u32,
     pub exptime: u32,
     pub flags: u32,
     /// The stored cas, for items that carry one.
@@ -98,6 +99,12 @@ fn wr32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
+/// Just the home of the item at `at`, for an index split.
+#[inline]
+pub(crate) fn home_at(b: &[u8], at: usize) -> u32 {
+    rd32(b, at + 4) & 0x00ff_ffff
+}
+
 /// Decode the header at `at`. The caller guarantees an item starts there.
 #[inline]
 pub(crate) fn read(b: &[u8], at: usize) -> Header {
@@ -125,7 +132,7 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
     };
     Header {
         ns,
-        bucket: w1 & 0x00ff_ffff,
+        home: w1 & 0x00ff_ffff,
         exptime,
         flags,
         own_cas,
@@ -139,7 +146,7 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
 /// The fields of an item to write.
 pub(crate) struct NewItem<'a> {
     pub ns: NsId,
-    pub bucket: u32,
+    pub home: u32,
     pub exptime: u32,
     pub flags: u32,
     pub own_cas: Option<u64>,
@@ -162,12 +169,12 @@ impl NewItem<'_> {
 }
 
 /// Write `item` at `at`; returns its total length. The caller checked room,
-/// `klen <= 255`, `vlen <= MAX_SEGMENT_VLEN` and `bucket < 2^24`.
+/// `klen <= 255`, `vlen <= MAX_SEGMENT_VLEN` and `home < 2^24`.
 #[inline]
 pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
     let vlen = item.vlen();
     debug_assert!(item.key.len() <= 255 && vlen <= MAX_SEGMENT_VLEN);
-    debug_assert!(item.bucket < (1 << 24));
+    debug_assert!(item.home < (1 << 24));
     let mut w0 = item.key.len() as u32 | ((vlen as u32) << VLEN_SHIFT);
     if item.flags != 0 {
         w0 |= HAS_FLAGS;
@@ -181,7 +188,7 @@ pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
     }
     let ns_low = if wide { 0 } else { item.ns };
     wr32(b, at, w0);
-    wr32(b, at + 4, item.bucket | (ns_low << 24));
+    wr32(b, at + 4, item.home | (ns_low << 24));
     wr32(b, at + 8, item.exptime);
     let mut p = at + FIXED_HEADER;
     if item.flags != 0 {
@@ -239,7 +246,7 @@ mod tests {
         ] {
             let item = NewItem {
                 ns,
-                bucket: 0x00ab_cdef,
+                home: 0x00ab_cdef,
                 exptime: 1234,
                 flags,
                 own_cas: cas,
@@ -250,7 +257,7 @@ mod tests {
             assert_eq!(n, item.total_len());
             let h = read(&buf, 10);
             assert_eq!(
-                (h.ns, h.bucket, h.exptime, h.flags, h.own_cas, h.dead),
+                (h.ns, h.home, h.exptime, h.flags, h.own_cas, h.dead),
                 (ns, 0x00ab_cdef, 1234, flags, cas, false)
             );
             assert_eq!(h.total_len(), n);

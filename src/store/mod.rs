@@ -90,6 +90,9 @@ pub struct StoreStats {
     pub evicted_unfetched: u64,
     /// Memory the store itself holds beyond `limit` (index, headers), for `stats`.
     pub overhead_bytes: u64,
+    /// Bytes of the index in use now (memcached's `hash_bytes`): it grows
+    /// with the items, up to its share of `overhead_bytes`.
+    pub hash_bytes: u64,
 }
 
 /// Per-namespace figures, so a tenant's `stats` never reveals another's.

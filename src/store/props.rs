@@ -253,9 +253,11 @@ impl PartialEq for StatsSansOverhead {
         let (a, b) = (self.0, o.0);
         super::StoreStats {
             overhead_bytes: 0,
+            hash_bytes: 0,
             ..a
         } == super::StoreStats {
             overhead_bytes: 0,
+            hash_bytes: 0,
             ..b
         }
     }

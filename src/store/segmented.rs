@@ -106,10 +106,11 @@ impl Store {
     /// Segments are 1 MiB (smaller for limits under 64 MiB, so there are
     /// at least 64 and the few not full of items, the head, the merge spare
     /// and those just freed, cost little); items whose header, key and
-    /// value exceed a segment are large items. The index has one bucket of
+    /// value exceed a segment are large items. The index has up to one bucket of
     /// 64 bytes per 784 bytes of limit plus a third as many overflow
     /// buckets (and 4 bytes per overflow bucket to track the free ones):
-    /// 11.0% of the limit; the ghost table (8 bytes per primary bucket)
+    /// 11.0% of the limit, touched only as items arrive (about 14 bytes per
+    /// item); the ghost table (at most 8 bytes per primary bucket)
     /// adds 1.0%. The tables of segments and large items add about
     /// 150 bytes per segment, and a scratch buffer up to 64 KiB. All of it
     /// is `overhead_bytes`, fixed here (plus the per-namespace table, which
@@ -135,7 +136,8 @@ impl Store {
         // `nseg` of them; bound their table (and FIFO, kept under 2x live +
         // 16) by that.
         let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
-        let ghost = vec![0u16; index.primary() * GHOST_PER_BUCKET];
+        let ghost_buckets = 1 << (usize::BITS - 1 - index.max_primary().leading_zeros());
+        let ghost = vec![0u16; ghost_buckets * GHOST_PER_BUCKET];
         let fixed_overhead = index.memory_bytes()
             + segs.overhead_bytes()
             + large_table
@@ -224,9 +226,9 @@ impl Store {
 
     #[inline]
     fn find(&self, k: &Key<'_>) -> Option<Pos> {
-        let bucket = self.index.bucket_of(k.hash);
+        let home = index::home_of(k.hash);
         self.index
-            .find(bucket, index::tag_of(k.hash), |e| self.matches(e, k))
+            .find(home, index::tag_of(k.hash), |e| self.matches(e, k))
     }
 
     /// The live item under `k`; an expired one is reclaimed on the way
@@ -237,16 +239,16 @@ impl Store {
             return Ok(None);
         };
         let e = self.index.get(pos);
-        let bucket = self.index.bucket_of(k.hash);
+        let home = index::home_of(k.hash);
         if self.ns.floor(k.ns).large > 0 && self.flushed(e) {
             // Left behind by flush_ns: already uncounted, now unindexed.
-            self.unlink(bucket, pos, Why::Dropped);
+            self.unlink(home, pos, Why::Dropped);
             return Ok(None);
         }
         if is_live(self.exptime_of(e), now) {
             return Ok(Some(pos));
         }
-        self.unlink(bucket, pos, Why::Expired);
+        self.unlink(home, pos, Why::Expired);
         Err(())
     }
 
@@ -269,13 +271,13 @@ impl Store {
         self.ns.get_mut(ns)
     }
 
-    /// Remove the entry at `pos` (in `bucket`'s chain) and retire its item.
+    /// Remove the entry at `pos` (in `home`'s chain) and retire its item.
     /// An item `flush_ns` left behind was uncounted then; it moves no
     /// counter now.
-    pub(super) fn unlink(&mut self, bucket: u32, pos: Pos, why: Why) {
+    pub(super) fn unlink(&mut self, home: u32, pos: Pos, why: Why) {
         let e = self.index.get(pos);
         let flushed = self.flushed(e);
-        self.index.remove(bucket, pos);
+        self.index.remove(home, pos);
         let (ns, size) = if e & LARGE != 0 {
             let it = self.large.remove((e & (LARGE - 1)) as u32);
             self.large_bytes -= it.charge();
@@ -334,10 +336,10 @@ impl Store {
         keep: u64,
         count: bool,
     ) -> SetOutcome {
-        let bucket = self.index.bucket_of(k.hash);
+        let home = index::home_of(k.hash);
         let item = NewItem {
             ns: k.ns,
-            bucket,
+            home,
             exptime,
             flags,
             own_cas: None,
@@ -371,7 +373,7 @@ impl Store {
             self.next_cas += 1;
             let slot = self.large.insert(LargeItem {
                 ns: k.ns,
-                bucket,
+                home,
                 flags,
                 exptime,
                 cas,
@@ -387,30 +389,43 @@ impl Store {
         if let Some((pos, old_loc)) = old {
             if self.index.get(pos) & LOC_MASK == old_loc && self.index.get(pos) & index::VALID != 0
             {
-                self.unlink(bucket, pos, Why::Dropped);
+                self.unlink(home, pos, Why::Dropped);
             } else if let Some(pos) = self.find(k) {
-                self.unlink(bucket, pos, Why::Dropped);
+                self.unlink(home, pos, Why::Dropped);
             }
         }
         let tag = index::tag_of(k.hash);
         let mut keep = keep;
-        if old.is_none() && self.ghost_take(bucket, tag) {
+        if old.is_none() && self.ghost_take(home, tag) {
             keep = index::with_freq(keep, 1);
         }
         let entry = index::make_entry(tag, loc) | keep;
-        if self.index.insert(bucket, entry).is_none() {
+        if self.index.insert(home, entry).is_none() {
             // Chain full and overflow pool spent: the chain's coldest item
             // makes way (an eviction like any other).
-            let victim = self.index.chain_victim(bucket);
+            let victim = self.index.chain_victim(home);
             let why = if is_live(self.item(self.index.get(victim)).exptime, self.now) {
                 Why::Evicted
             } else {
                 Why::Expired
             };
-            self.unlink(bucket, victim, why);
+            self.unlink(home, victim, why);
             self.index
-                .insert(bucket, entry)
+                .insert(home, entry)
                 .expect("a slot was just freed");
+        }
+        // The table grows a bucket at a time as items arrive; a split reads
+        // the home of each entry it moves from its item.
+        while self.index.wants_split() {
+            let (segs, large) = (&self.segs, &self.large);
+            self.index.split(|e| {
+                if e & LARGE != 0 {
+                    large.get((e & (LARGE - 1)) as u32).home
+                } else {
+                    let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+                    layout::home_at(&segs.segs[seg as usize].data, off as usize)
+                }
+            });
         }
         let size = layout::item_size(k.ns, flags, k.key.len(), vlen) as u64;
         self.stats.curr_items += 1;
@@ -508,8 +523,8 @@ impl Store {
         let found = self.find_live(&k, now).unwrap_or(None);
         if value.len() > self.max_item_size || k.key.len() > u8::MAX as usize {
             if let (SetMode::Set, Some(pos)) = (mode, found) {
-                let bucket = self.index.bucket_of(k.hash);
-                self.unlink(bucket, pos, Why::Dropped);
+                let home = index::home_of(k.hash);
+                self.unlink(home, pos, Why::Dropped);
             }
             return SetOutcome::TooLarge;
         }
@@ -557,8 +572,8 @@ impl Store {
         self.now = now;
         match self.find_live(&k, now) {
             Ok(Some(pos)) => {
-                let bucket = self.index.bucket_of(k.hash);
-                self.unlink(bucket, pos, Why::Dropped);
+                let home = index::home_of(k.hash);
+                self.unlink(home, pos, Why::Dropped);
                 true
             }
             _ => false,
@@ -663,6 +678,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             overhead_bytes: (self.fixed_overhead + self.ns.memory_bytes()) as u64,
+            hash_bytes: self.index.touched_bytes() as u64,
             ..self.stats
         }
     }

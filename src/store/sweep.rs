@@ -55,14 +55,14 @@ impl Store {
                 let loc = super::index::seg_loc(seg, here);
                 let pos = self
                     .index
-                    .find_loc(h.bucket, loc)
+                    .find_loc(h.home, loc)
                     .expect("live item is indexed");
                 // An item flush_ns left behind goes too, but it was
                 // counted gone at the flush.
                 if self.flushed(self.index.get(pos)) {
-                    self.unlink(h.bucket, pos, Why::Dropped);
+                    self.unlink(h.home, pos, Why::Dropped);
                 } else {
-                    self.unlink(h.bucket, pos, Why::Expired);
+                    self.unlink(h.home, pos, Why::Expired);
                     reclaimed += 1;
                 }
             }
@@ -78,16 +78,16 @@ impl Store {
             self.sweep_large = self.sweep_large.wrapping_add(1);
             seen += 1;
             examined += 1;
-            if let Some((bucket, exptime)) = self.large.expiry_of(slot) {
+            if let Some((home, exptime)) = self.large.expiry_of(slot) {
                 if !is_live(exptime, now) {
                     let pos = self
                         .index
-                        .find_loc(bucket, super::index::large_loc(slot))
+                        .find_loc(home, super::index::large_loc(slot))
                         .expect("live item is indexed");
                     if self.flushed(self.index.get(pos)) {
-                        self.unlink(bucket, pos, Why::Dropped);
+                        self.unlink(home, pos, Why::Dropped);
                     } else {
-                        self.unlink(bucket, pos, Why::Expired);
+                        self.unlink(home, pos, Why::Expired);
                         reclaimed += 1;
                     }
                 }
