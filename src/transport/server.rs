@@ -249,7 +249,10 @@ async fn executor(
     }
     glommio::spawn_local(sweep(core.clone())).detach();
     if let Some(ring) = ring {
-        glommio::spawn_local(ring.drive()).detach();
+        glommio::spawn_local(ring.clone().drive()).detach();
+        if shared.config.idle_timeout.is_some() {
+            glommio::spawn_local(ring.watch_deadlines()).detach();
+        }
     }
 
     shared
