@@ -1,7 +1,8 @@
 //! Routing: which shard owns a key, and the envelopes forwarded between cores.
 //!
-//! Owns the hash of (project, cache, key), the shard choice, and the message
-//! types carried by the two channel meshes. It never executes a request and
+//! Owns the shard choice from a key's hash (`crate::store::key_hash`, of the
+//! interned (project, cache) id and the key), and the message types carried
+//! by the two channel meshes. It never executes a request and
 //! never touches a socket.
 //!
 //! Forwarded work travels in the protocol's own wire format: a connection
@@ -10,40 +11,24 @@
 //! no second encoding, a batch is one allocation however many keys it holds,
 //! and the owner answers with one buffer plus the end offset of each reply.
 
-use ahash::RandomState;
-
 use crate::stats::Report;
-use crate::store::NsId;
+use crate::store::{key_hash, NsId};
 use crate::tenancy::Namespace;
 
-// Fixed seeds: every core, and every run, must route a key to the same shard.
-const SEEDS: [u64; 4] = [
-    0x243f_6a88_85a3_08d3,
-    0x1319_8a2e_0370_7344,
-    0xa409_3822_299f_31d0,
-    0x082e_fa98_ec4e_6c89,
-];
-
-/// The hasher of namespace names.
-pub fn fixed_hasher() -> RandomState {
-    RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3])
-}
-
-/// Hashes the keys of one namespace: hash(project, cache, key).
+/// Hashes the keys of one namespace.
 #[derive(Clone)]
 pub struct KeyHasher {
-    state: RandomState,
+    ns: NsId,
 }
 
 impl KeyHasher {
     pub fn new(ns: Namespace) -> KeyHasher {
-        KeyHasher {
-            state: RandomState::with_seeds(SEEDS[0] ^ ns.seed, SEEDS[1], SEEDS[2], SEEDS[3]),
-        }
+        KeyHasher { ns: ns.id }
     }
 
+    #[inline]
     pub fn hash(&self, key: &[u8]) -> u64 {
-        self.state.hash_one(key)
+        key_hash(self.ns, key)
     }
 }
 
@@ -109,7 +94,7 @@ mod tests {
 
     #[test]
     fn shard_choice_is_stable_and_spread() {
-        let ns = Namespace { id: 0, seed: 42 };
+        let ns = Namespace { id: 0 };
         let h = KeyHasher::new(ns);
         assert_eq!(h.hash(b"key"), KeyHasher::new(ns).hash(b"key"));
         let mut counts = [0usize; 4];
@@ -123,8 +108,8 @@ mod tests {
 
     #[test]
     fn namespaces_route_independently() {
-        let a = KeyHasher::new(Namespace { id: 1, seed: 1 });
-        let b = KeyHasher::new(Namespace { id: 2, seed: 2 });
+        let a = KeyHasher::new(Namespace { id: 1 });
+        let b = KeyHasher::new(Namespace { id: 2 });
         let differ = (0..1000)
             .filter(|i| a.hash(format!("{i}").as_bytes()) != b.hash(format!("{i}").as_bytes()))
             .count();

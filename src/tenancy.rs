@@ -17,12 +17,12 @@ use crate::store::NsId;
 /// Longest project id or cache name accepted.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// A namespace's identity as the shards see it: the interned id, and a seed
-/// derived from the names so the router can hash (project, cache, key).
+/// A namespace's identity as the shards see it: the id the process interned
+/// (project, cache) to. Keys hash as (id, key) (`crate::store::key_hash`):
+/// the same on every core, since all of them share one interner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Namespace {
     pub id: NsId,
-    pub seed: u64,
 }
 
 /// The namespace of unauthenticated connections in open mode.
@@ -264,26 +264,15 @@ impl Namespaces {
     }
 
     pub fn default_namespace() -> Namespace {
-        Namespace {
-            id: 0,
-            seed: namespace_seed(DEFAULT_NAME, DEFAULT_NAME),
-        }
+        Namespace { id: 0 }
     }
 
     pub fn intern(&self, project: &str, cache: &str) -> Namespace {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         let next = ids.len() as NsId;
         *ids.entry((project.to_owned(), cache.to_owned()))
-            .or_insert_with(|| Namespace {
-                id: next,
-                seed: namespace_seed(project, cache),
-            })
+            .or_insert_with(|| Namespace { id: next })
     }
-}
-
-/// Hash of the names, the first part of hash(project, cache, key).
-fn namespace_seed(project: &str, cache: &str) -> u64 {
-    crate::router::fixed_hasher().hash_one((project, cache))
 }
 
 #[cfg(test)]
@@ -350,7 +339,6 @@ mod tests {
         let a = ns.intern("p", "c1");
         let b = ns.intern("p", "c2");
         assert_ne!(a.id, b.id);
-        assert_ne!(a.seed, b.seed);
         assert_eq!(ns.intern("p", "c1"), a);
         assert_eq!(
             ns.intern(DEFAULT_NAME, DEFAULT_NAME),

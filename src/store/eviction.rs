@@ -43,7 +43,7 @@
 use super::index::{self, FREQ_MAX};
 use super::layout::{self, NewItem};
 use super::segment::{State, MAIN, NONE, SMALL};
-use super::segmented::{is_live, Store, Why};
+use super::segmented::{is_live, item_home, Store, Why};
 
 /// Main segments merged per eviction: frees at least MERGE - 1 of them.
 const MERGE: usize = 4;
@@ -254,7 +254,6 @@ impl Store {
             at,
             &NewItem {
                 ns: h.ns,
-                home: h.home,
                 exptime: h.exptime,
                 flags: h.flags,
                 // The offset changes, so the cas it implied is kept explicitly.
@@ -335,7 +334,7 @@ impl Store {
                 if !h.dead && is_live(h.exptime, now) {
                     let pos = self
                         .index
-                        .find_loc(h.home, index::seg_loc(v, off as u32))
+                        .find_loc(item_home(&s.data, off, &h), index::seg_loc(v, off as u32))
                         .expect("live item is indexed");
                     let e = self.index.get(pos);
                     if !self.flushed(e) {
@@ -367,21 +366,22 @@ impl Store {
                     if h.dead {
                         continue;
                     }
+                    let home = item_home(&self.segs.segs[v as usize].data, here, &h);
                     let loc = index::seg_loc(v, here as u32);
                     let pos = self
                         .index
-                        .find_loc(h.home, loc)
+                        .find_loc(home, loc)
                         .expect("live item is indexed");
                     let e = self.index.get(pos);
                     let f = index::freq(e) as usize;
                     let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
                     if self.flushed(e) {
                         // flush_ns already uncounted it.
-                        self.unlink(h.home, pos, Why::Dropped);
+                        self.unlink(home, pos, Why::Dropped);
                         continue;
                     }
                     if !is_live(h.exptime, now) {
-                        self.unlink(h.home, pos, Why::Expired);
+                        self.unlink(home, pos, Why::Expired);
                         continue;
                     }
                     let wanted = match round {
@@ -398,9 +398,9 @@ impl Store {
                     }
                     if round == 2 {
                         if queue == SMALL {
-                            self.ghost_add(h.home, index::entry_tag(e));
+                            self.ghost_add(home, index::entry_tag(e));
                         }
-                        self.unlink(h.home, pos, Why::Evicted);
+                        self.unlink(home, pos, Why::Evicted);
                     }
                 }
             }

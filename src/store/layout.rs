@@ -8,29 +8,32 @@
 //!
 //! ```text
 //! word0 u32  klen:8 | vlen:20 | has_flags:1 | wide_ns:1 | own_cas:1 | dead:1
-//! word1 u32  home:24 | ns low 8 bits:8
-//! word2 u32  exptime (0 = never)
+//! u8         ns, when ns < 256 (else 0)
+//! u32        exptime (0 = never)
 //! [u32 flags]     only when the client flags are nonzero
-//! [u32 ns]        only when ns >= 256 (then word1's ns bits are unused)
+//! [u32 ns]        only when ns >= 256
 //! [u64 cas]       only for items moved by eviction (see below)
 //! key, value
 //! ```
 //!
-//! So the common case costs 12 bytes, 16 with client flags. The cas of an
+//! So the common case costs 9 bytes, 13 with client flags. The cas of an
 //! item written fresh is not stored at all: it is the segment's cas base
 //! plus the item's offset, unique because each segment opened for writing
 //! takes a fresh block of `segment size` cas values and every mutation
 //! appends. Items that eviction copies elsewhere must keep their cas (a
 //! client may hold it from `gets`), so those carry it explicitly.
-//! The home (24 bits of the key's hash, see `index::home_of`) lets eviction,
-//! the sweep and an index split find the item's index entry
-//! without the key's hash, which the store never recomputes.
+//! Nothing records where the item's index entry is: eviction, the sweep and
+//! an index split rehash the key (`super::key_hash`) to find it. That costs
+//! a few nanoseconds per item they visit, and saves 3 bytes on every item.
 //! Everything is little-endian and unaligned: items are packed back to back.
 
 use super::NsId;
 
 /// Bytes of the fixed part of the header.
-pub(crate) const FIXED_HEADER: usize = 12;
+pub(crate) const FIXED_HEADER: usize = 9;
+/// Where the fixed fields sit, from the item's start.
+const NS_AT: usize = 4;
+const EXPTIME_AT: usize = 5;
 
 const VLEN_SHIFT: u32 = 8;
 const VLEN_MASK: u32 = (1 << 20) - 1;
@@ -63,7 +66,6 @@ pub(crate) fn item_size(ns: NsId, flags: u32, klen: usize, vlen: usize) -> usize
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Header {
     pub ns: NsId,
-    pub home: u32,
     pub exptime: u32,
     pub flags: u32,
     /// The stored cas, for items that carry one.
@@ -99,18 +101,11 @@ fn wr32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Just the home of the item at `at`, for an index split.
-#[inline]
-pub(crate) fn home_at(b: &[u8], at: usize) -> u32 {
-    rd32(b, at + 4) & 0x00ff_ffff
-}
-
 /// Decode the header at `at`. The caller guarantees an item starts there.
 #[inline]
 pub(crate) fn read(b: &[u8], at: usize) -> Header {
     let w0 = rd32(b, at);
-    let w1 = rd32(b, at + 4);
-    let exptime = rd32(b, at + 8);
+    let exptime = rd32(b, at + EXPTIME_AT);
     let mut p = at + FIXED_HEADER;
     let flags = if w0 & HAS_FLAGS != 0 {
         p += 4;
@@ -122,7 +117,7 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
         p += 4;
         rd32(b, p - 4)
     } else {
-        w1 >> 24
+        NsId::from(b[at + NS_AT])
     };
     let own_cas = if w0 & OWN_CAS != 0 {
         p += 8;
@@ -132,7 +127,6 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
     };
     Header {
         ns,
-        home: w1 & 0x00ff_ffff,
         exptime,
         flags,
         own_cas,
@@ -146,7 +140,6 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
 /// The fields of an item to write.
 pub(crate) struct NewItem<'a> {
     pub ns: NsId,
-    pub home: u32,
     pub exptime: u32,
     pub flags: u32,
     pub own_cas: Option<u64>,
@@ -169,12 +162,11 @@ impl NewItem<'_> {
 }
 
 /// Write `item` at `at`; returns its total length. The caller checked room,
-/// `klen <= 255`, `vlen <= MAX_SEGMENT_VLEN` and `home < 2^24`.
+/// `klen <= 255` and `vlen <= MAX_SEGMENT_VLEN`.
 #[inline]
 pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
     let vlen = item.vlen();
     debug_assert!(item.key.len() <= 255 && vlen <= MAX_SEGMENT_VLEN);
-    debug_assert!(item.home < (1 << 24));
     let mut w0 = item.key.len() as u32 | ((vlen as u32) << VLEN_SHIFT);
     if item.flags != 0 {
         w0 |= HAS_FLAGS;
@@ -186,10 +178,9 @@ pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
     if item.own_cas.is_some() {
         w0 |= OWN_CAS;
     }
-    let ns_low = if wide { 0 } else { item.ns };
     wr32(b, at, w0);
-    wr32(b, at + 4, item.home | (ns_low << 24));
-    wr32(b, at + 8, item.exptime);
+    b[at + NS_AT] = if wide { 0 } else { item.ns as u8 };
+    wr32(b, at + EXPTIME_AT, item.exptime);
     let mut p = at + FIXED_HEADER;
     if item.flags != 0 {
         wr32(b, p, item.flags);
@@ -215,7 +206,7 @@ pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
 /// The exptime of the item at `at`, without decoding the rest.
 #[inline]
 pub(crate) fn exptime(b: &[u8], at: usize) -> u32 {
-    rd32(b, at + 8)
+    rd32(b, at + EXPTIME_AT)
 }
 
 /// Mark the item at `at` dead (its index entry is gone).
@@ -228,7 +219,7 @@ pub(crate) fn mark_dead(b: &mut [u8], at: usize) {
 /// Overwrite the item's exptime (touch/gat: memcached keeps the cas).
 #[inline]
 pub(crate) fn set_exptime(b: &mut [u8], at: usize, exptime: u32) {
-    wr32(b, at + 8, exptime);
+    wr32(b, at + EXPTIME_AT, exptime);
 }
 
 #[cfg(test)]
@@ -246,7 +237,6 @@ mod tests {
         ] {
             let item = NewItem {
                 ns,
-                home: 0x00ab_cdef,
                 exptime: 1234,
                 flags,
                 own_cas: cas,
@@ -257,8 +247,8 @@ mod tests {
             assert_eq!(n, item.total_len());
             let h = read(&buf, 10);
             assert_eq!(
-                (h.ns, h.home, h.exptime, h.flags, h.own_cas, h.dead),
-                (ns, 0x00ab_cdef, 1234, flags, cas, false)
+                (h.ns, h.exptime, h.flags, h.own_cas, h.dead),
+                (ns, 1234, flags, cas, false)
             );
             assert_eq!(h.total_len(), n);
             assert_eq!(&buf[10 + h.hlen..10 + h.hlen + 3], b"key");
@@ -273,9 +263,10 @@ mod tests {
     }
 
     #[test]
-    fn common_case_header_is_twelve_bytes() {
-        assert_eq!(header_len(3, 0, false), 12);
-        assert_eq!(header_len(3, 1, false), 16);
-        assert_eq!(item_size(3, 0, 10, 100), 122);
+    fn common_case_header_is_nine_bytes() {
+        assert_eq!(header_len(3, 0, false), 9);
+        assert_eq!(header_len(3, 1, false), 13);
+        assert_eq!(header_len(256, 0, false), 13);
+        assert_eq!(item_size(3, 0, 10, 100), 119);
     }
 }

@@ -14,10 +14,28 @@
 /// Interned (project, cache) namespace. Items store this id, never the names.
 pub type NsId = u32;
 
-/// A key as the store sees it: namespace, the client's key bytes, and the
-/// 64-bit hash of (project, cache, key) the router already computed.
-/// The router picks the shard from the high 32 bits; the store should index
-/// with the low bits so the two choices are independent.
+// Fixed seeds: every core must route a key to the same shard, and tests
+// outside the server predict which.
+const SEEDS: [u64; 4] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+];
+
+/// The 64-bit hash of a key in its namespace. The router picks the shard
+/// from the high 32 bits; the index files the key by the low 32 bits and
+/// tags it with bits 32..48. The store rehashes the keys of items it visits
+/// without a request (eviction, the sweep, index splits), so items need not
+/// carry their hash.
+#[inline]
+pub fn key_hash(ns: NsId, key: &[u8]) -> u64 {
+    ahash::RandomState::with_seeds(SEEDS[0] ^ u64::from(ns), SEEDS[1], SEEDS[2], SEEDS[3])
+        .hash_one(key)
+}
+
+/// A key as the store sees it: namespace, the client's key bytes, and
+/// `key_hash(ns, key)`, which the router already computed.
 #[derive(Clone, Copy, Debug)]
 pub struct Key<'a> {
     pub ns: NsId,

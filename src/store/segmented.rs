@@ -67,6 +67,14 @@ pub(super) fn is_live(exptime: u32, now: u32) -> bool {
     exptime == 0 || exptime > now
 }
 
+/// The index home of the segment item at `off` (header `h`): its key
+/// rehashed, since items do not keep it.
+#[inline]
+pub(super) fn item_home(data: &[u8], off: usize, h: &layout::Header) -> u32 {
+    let key = &data[off + h.hlen..off + h.hlen + h.klen];
+    index::home_of(super::key_hash(h.ns, key))
+}
+
 pub struct Store {
     pub(super) index: Index,
     pub(super) segs: Segments,
@@ -226,6 +234,9 @@ impl Store {
 
     #[inline]
     fn find(&self, k: &Key<'_>) -> Option<Pos> {
+        // Eviction and splits rehash stored keys: a caller's hash that
+        // disagreed would file the key where they cannot find it.
+        debug_assert_eq!(k.hash, super::key_hash(k.ns, k.key), "Key::hash is not key_hash");
         let home = index::home_of(k.hash);
         self.index
             .find(home, index::tag_of(k.hash), |e| self.matches(e, k))
@@ -339,7 +350,6 @@ impl Store {
         let home = index::home_of(k.hash);
         let item = NewItem {
             ns: k.ns,
-            home,
             exptime,
             flags,
             own_cas: None,
@@ -415,7 +425,7 @@ impl Store {
                 .expect("a slot was just freed");
         }
         // The table grows a bucket at a time as items arrive; a split reads
-        // the home of each entry it moves from its item.
+        // the key of each entry it moves again to find its home.
         while self.index.wants_split() {
             let (segs, large) = (&self.segs, &self.large);
             self.index.split(|e| {
@@ -423,7 +433,8 @@ impl Store {
                     large.get((e & (LARGE - 1)) as u32).home
                 } else {
                     let (seg, off) = index::split_seg_loc(e & LOC_MASK);
-                    layout::home_at(&segs.segs[seg as usize].data, off as usize)
+                    let data = &segs.segs[seg as usize].data;
+                    item_home(data, off as usize, &layout::read(data, off as usize))
                 }
             });
         }

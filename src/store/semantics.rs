@@ -6,25 +6,11 @@
 
 use super::{Key, NsId};
 
-/// FNV-1a over the namespace and key, finished with murmur3's fmix64: a
-/// stand-in for the router's hash with all 64 bits mixed.
-pub(crate) fn test_hash(ns: NsId, key: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in ns.to_le_bytes().iter().chain(key) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
 
 pub(crate) fn key(ns: NsId, k: &[u8]) -> Key<'_> {
     Key {
         ns,
-        hash: test_hash(ns, k),
+        hash: super::key_hash(ns, k),
         key: k,
     }
 }

@@ -8,8 +8,8 @@
 
 use super::index;
 use super::model;
-use super::semantics::{key, test_hash};
-use super::{Key, Lookup, SetMode, SetOutcome, Store};
+use super::semantics::key;
+use super::{key_hash, Key, Lookup, SetMode, SetOutcome, Store};
 
 const KB: usize = 1 << 10;
 const MB: usize = 1 << 20;
@@ -269,22 +269,30 @@ fn flush_ns_leaves_others_large_items() {
     assert_eq!(s.stats().curr_items, 1);
 }
 
-/// Keys whose hashes all land in bucket 0, to fill one chain.
-fn same_bucket_key(i: u32, buf: &mut Vec<u8>) -> u64 {
-    buf.clear();
-    buf.extend_from_slice(format!("c{i}").as_bytes());
-    // Low bits 0 (bucket 0), tag from i.
-    (u64::from(i) << 32) | (u64::from(i) << 48)
+/// The next key after `*n` whose home is 0 in its low 11 bits, so it lands
+/// in bucket 0 at every table size up to 2048 primary buckets.
+fn same_bucket_key(n: &mut u32, buf: &mut Vec<u8>) -> u64 {
+    loop {
+        *n += 1;
+        buf.clear();
+        buf.extend_from_slice(format!("c{n}").as_bytes());
+        let h = key_hash(1, buf);
+        if index::home_of(h) & 2047 == 0 {
+            return h;
+        }
+    }
 }
 
 #[test]
 fn a_full_chain_evicts_within_itself_and_the_index_never_grows() {
     let mut s = Store::new(MB, 64 * KB);
+    assert!(s.index.max_primary() <= 2048);
     let index_bytes = s.index.memory_bytes();
     let mut buf = Vec::new();
     let mut stored = 0;
-    for i in 0..5000u32 {
-        let h = same_bucket_key(i, &mut buf);
+    let mut n = 0;
+    for _ in 0..5000 {
+        let h = same_bucket_key(&mut n, &mut buf);
         let k = Key {
             ns: 1,
             hash: h,
@@ -391,7 +399,7 @@ fn zipf_hit_ratios(limit: usize, universe: usize, alpha: f64, ops: usize) -> (f6
         kb.extend_from_slice(format!("object:{id}").as_bytes());
         let k = Key {
             ns: 1,
-            hash: test_hash(1, &kb),
+            hash: key_hash(1, &kb),
             key: &kb,
         };
         let warm = n > ops / 3;

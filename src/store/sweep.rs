@@ -12,7 +12,7 @@
 
 use super::layout;
 use super::segment::{State, MAIN, NONE, SMALL};
-use super::segmented::{is_live, Store, Why};
+use super::segmented::{is_live, item_home, Store, Why};
 
 impl Store {
     /// Reclaim expired items, examining at most `budget` items (and
@@ -52,17 +52,18 @@ impl Store {
             let here = off;
             off += h.total_len() as u32;
             if !h.dead && !is_live(h.exptime, now) {
+                let home = item_home(&s.data, here as usize, &h);
                 let loc = super::index::seg_loc(seg, here);
                 let pos = self
                     .index
-                    .find_loc(h.home, loc)
+                    .find_loc(home, loc)
                     .expect("live item is indexed");
                 // An item flush_ns left behind goes too, but it was
                 // counted gone at the flush.
                 if self.flushed(self.index.get(pos)) {
-                    self.unlink(h.home, pos, Why::Dropped);
+                    self.unlink(home, pos, Why::Dropped);
                 } else {
-                    self.unlink(h.home, pos, Why::Expired);
+                    self.unlink(home, pos, Why::Expired);
                     reclaimed += 1;
                 }
             }
