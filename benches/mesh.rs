@@ -125,10 +125,11 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                                 id: 0,
                                 ns,
                                 wire,
+                                answer: Default::default(),
                             };
                             core.to_shard.send_to(1, message).await.unwrap();
                             match answers.recv().await.unwrap().body {
-                                FromShard::Batch { out, .. } => out,
+                                FromShard::Batch { answer, .. } => answer.out,
                                 _ => unreachable!(),
                             }
                         }

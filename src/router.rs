@@ -8,8 +8,14 @@
 //! Forwarded work travels in the protocol's own wire format: a connection
 //! copies each request's bytes (one `get` per key) into one batch per target
 //! shard, and the owner parses and executes them in order. So the mesh needs
-//! no second encoding, a batch is one allocation however many keys it holds,
+//! no second encoding, a batch is one buffer however many keys it holds,
 //! and the owner answers with one buffer plus the end offset of each reply.
+//!
+//! Buffers go home to be reused rather than freed on the other core: the
+//! answer carries the request buffer back, and the next batch to the same
+//! owner carries the answer buffers back. So a steady flow of batches
+//! allocates nothing, and no core frees memory another core's allocator
+//! arena holds (which costs that arena's lock).
 
 use crate::stats::Report;
 use crate::store::{key_hash, NsId};
@@ -43,11 +49,14 @@ pub fn shard_of(hash: u64, shards: usize) -> usize {
 #[derive(Debug)]
 pub enum ToShard {
     /// Keyed requests of one namespace, in wire format, executed in order.
+    /// `answer` is empty buffers (from this owner's last answer, or new)
+    /// for the replies.
     Batch {
         reply_to: usize,
         id: u32,
         ns: Namespace,
         wire: Vec<u8>,
+        answer: Answer,
     },
     /// `flush_all` for one namespace, now (`delay` 0) or later.
     Flush {
@@ -72,13 +81,37 @@ pub enum ToShard {
 
 #[derive(Debug)]
 pub enum FromShard {
-    /// The replies of a batch, concatenated; `ends[i]` is where reply i ends.
-    Batch {
-        out: Vec<u8>,
-        ends: Vec<u32>,
-    },
+    /// The replies of a batch, and the batch's own buffer, emptied, going
+    /// home.
+    Batch { answer: Answer, wire: Vec<u8> },
     Report(Box<Report>),
     Done,
+}
+
+/// The replies of a batch, concatenated; `ends[i]` is where reply i ends.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub out: Vec<u8>,
+    pub ends: Vec<u32>,
+}
+
+impl Answer {
+    /// Reply `i`.
+    pub fn reply(&self, i: usize) -> &[u8] {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.out[from..self.ends[i] as usize]
+    }
+
+    /// Empties it for reuse; `None` once it has grown past `keep` bytes (a
+    /// big multiget), so that one burst does not stay held.
+    pub fn recycle(mut self, keep: usize) -> Option<Answer> {
+        if self.out.capacity() > keep {
+            return None;
+        }
+        self.out.clear();
+        self.ends.clear();
+        Some(self)
+    }
 }
 
 /// An answer on the reply mesh, for waiter `id` of the receiving core.

@@ -29,7 +29,7 @@ use crate::protocol::{
     compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
     StoreKind,
 };
-use crate::router::{shard_of, FromShard, KeyHasher, ToShard};
+use crate::router::{shard_of, Answer, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Report, Scope, ServerFacts};
 use crate::tenancy::{Credentials, Namespace, Namespaces};
 
@@ -45,6 +45,9 @@ const REMOTE_REPLY_BUDGET: usize = 4 << 20;
 const MIN_REPLY_ESTIMATE: usize = 1024;
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
+/// Batch and answer buffers up to this size are kept for the next batch;
+/// larger ones (a burst of big values) are let go.
+const KEEP_BUFFER: usize = 64 * 1024;
 /// Failed handshakes before the connection is closed.
 const MAX_AUTH_FAILURES: u32 = 10;
 
@@ -124,6 +127,12 @@ struct Remote {
     inserts: Vec<Insert>,
     /// Queued retrievals, whose replies may be as large as a value.
     gets: usize,
+    /// Each shard's answer to the batch in flight, while settling.
+    answers: Vec<Option<Answer>>,
+    /// Emptied answer buffers, going back to their shard with the next batch.
+    returns: Vec<Answer>,
+    /// (shard, waiter) of the batches in flight.
+    waiting: Vec<(usize, u32)>,
 }
 
 struct Insert {
@@ -139,6 +148,9 @@ impl Remote {
             counts: vec![0; shards],
             inserts: Vec::new(),
             gets: 0,
+            answers: (0..shards).map(|_| None).collect(),
+            returns: (0..shards).map(|_| Answer::default()).collect(),
+            waiting: Vec::new(),
         }
     }
 
@@ -507,14 +519,14 @@ impl Connection {
             return;
         }
         let core = self.core.clone();
-        let mut answers: Vec<Option<(Vec<u8>, Vec<u32>)>> =
-            (0..core.shards).map(|_| None).collect();
-        let mut waiting = Vec::new();
+        let remote = &mut self.remote;
+        let mut waiting = std::mem::take(&mut remote.waiting);
         for shard in 0..core.shards {
-            if self.remote.counts[shard] == 0 {
+            if remote.counts[shard] == 0 {
                 continue;
             }
-            let wire = std::mem::take(&mut self.remote.batches[shard]);
+            let wire = std::mem::take(&mut remote.batches[shard]);
+            let answer = std::mem::take(&mut remote.returns[shard]);
             let ns = self.ns;
             let id = core
                 .send(shard, |reply_to, id| ToShard::Batch {
@@ -522,32 +534,43 @@ impl Connection {
                     id,
                     ns,
                     wire,
+                    answer,
                 })
                 .await;
             waiting.push((shard, id));
         }
-        for (shard, id) in waiting {
+        for &(shard, id) in &waiting {
             match core.waiters.wait(id).await {
-                FromShard::Batch { out, ends } => answers[shard] = Some((out, ends)),
+                FromShard::Batch { answer, wire } => {
+                    if wire.capacity() <= KEEP_BUFFER {
+                        remote.batches[shard] = wire;
+                    }
+                    remote.answers[shard] = Some(answer);
+                }
                 other => unreachable!("batch answered with {other:?}"),
             }
         }
+        waiting.clear();
+        remote.waiting = waiting;
 
         let mut spliced = std::mem::take(&mut self.spare);
         spliced.clear();
         let mut cursor = 0;
-        for insert in self.remote.inserts.drain(..) {
+        for insert in remote.inserts.drain(..) {
             spliced.extend_from_slice(&self.out[cursor..insert.pos]);
             cursor = insert.pos;
-            let (out, ends) = answers[insert.shard as usize].as_ref().expect("answer");
-            let i = insert.index as usize;
-            let from = if i == 0 { 0 } else { ends[i - 1] as usize };
-            spliced.extend_from_slice(&out[from..ends[i] as usize]);
+            let answer = remote.answers[insert.shard as usize].as_ref().expect("answer");
+            spliced.extend_from_slice(answer.reply(insert.index as usize));
         }
         spliced.extend_from_slice(&self.out[cursor..]);
         self.spare = std::mem::replace(&mut self.out, spliced);
-        self.remote.counts.iter_mut().for_each(|c| *c = 0);
-        self.remote.gets = 0;
+        for shard in 0..core.shards {
+            if let Some(answer) = remote.answers[shard].take() {
+                remote.returns[shard] = answer.recycle(KEEP_BUFFER).unwrap_or_default();
+            }
+        }
+        remote.counts.iter_mut().for_each(|c| *c = 0);
+        remote.gets = 0;
     }
 
     async fn flush_out(&mut self) -> io::Result<()> {

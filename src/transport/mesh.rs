@@ -15,7 +15,7 @@ use tracing::error;
 
 use super::core::Core;
 use crate::protocol::{parse, Limits, Parsed};
-use crate::router::{FromShard, KeyHasher, Reply, ToShard};
+use crate::router::{Answer, FromShard, KeyHasher, Reply, ToShard};
 use crate::stats::Report;
 use crate::store::NsId;
 use crate::tenancy::Namespace;
@@ -28,8 +28,13 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
                 reply_to,
                 id,
                 ns,
-                wire,
-            } => (reply_to, id, execute_batch(&core, ns, &wire)),
+                mut wire,
+                mut answer,
+            } => {
+                execute_batch(&core, ns, &wire, &mut answer);
+                wire.clear();
+                (reply_to, id, FromShard::Batch { answer, wire })
+            }
             ToShard::Flush {
                 reply_to,
                 id,
@@ -67,21 +72,21 @@ pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) 
     }
 }
 
-/// Runs a forwarded batch: wire-format requests, each answered in order.
-fn execute_batch(core: &Core, ns: Namespace, wire: &[u8]) -> FromShard {
+/// Runs a forwarded batch: wire-format requests, each answered in order
+/// into `answer`.
+fn execute_batch(core: &Core, ns: Namespace, wire: &[u8], answer: &mut Answer) {
     let limits = Limits {
         max_item_size: core.shared.config.max_item_size,
     };
     let hasher = KeyHasher::new(ns);
-    let mut out = Vec::with_capacity(256);
-    let mut ends = Vec::new();
+    let Answer { out, ends } = answer;
     let mut shard = core.shard.borrow_mut();
     let mut pos = 0;
     while pos < wire.len() {
         match parse(&wire[pos..], &limits) {
             Parsed::Request { request, consumed } => {
                 let key = request.key().expect("forwarded requests are keyed");
-                shard.execute(ns.id, hasher.hash(key), &request, &mut out);
+                shard.execute(ns.id, hasher.hash(key), &request, out);
                 ends.push(out.len() as u32);
                 pos += consumed;
             }
@@ -92,7 +97,6 @@ fn execute_batch(core: &Core, ns: Namespace, wire: &[u8]) -> FromShard {
             }
         }
     }
-    FromShard::Batch { out, ends }
 }
 
 /// This core's figures: one namespace's, or (`None`) the core's totals,
