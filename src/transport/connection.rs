@@ -16,13 +16,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
 use super::core::{ConnectionGuard, Core};
 use super::mesh::report_here;
 use super::socket::Socket;
+use crate::clock::coarse_now;
 use crate::protocol::binary;
 use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
 use crate::protocol::{
@@ -112,8 +113,9 @@ struct Connection {
     /// Data bytes of a too-large value still to discard.
     swallow: usize,
     /// When the request now half-read began to arrive: the idle timeout is a
-    /// deadline for a whole request, so trickling bytes cannot hold it open.
-    partial_since: Option<Instant>,
+    /// deadline for a whole request, so trickling bytes cannot hold it open
+    /// (`coarse_now` time).
+    partial_since: Option<Duration>,
     out: Vec<u8>,
     spare: Vec<u8>,
     remote: Remote,
@@ -246,7 +248,7 @@ impl Connection {
         };
         match self.partial_since {
             None => Ok(Some(idle)),
-            Some(since) => match idle.checked_sub(since.elapsed()) {
+            Some(since) => match idle.checked_sub(coarse_now().saturating_sub(since)) {
                 Some(left) if !left.is_zero() => Ok(Some(left)),
                 _ => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -305,7 +307,7 @@ impl Connection {
         if idle {
             self.partial_since = None;
         } else if progress || self.partial_since.is_none() {
-            self.partial_since = Some(Instant::now());
+            self.partial_since = Some(coarse_now());
         }
         self.settle().await;
         self.flush_out().await?;

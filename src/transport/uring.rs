@@ -36,9 +36,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
+
+use crate::clock::coarse_now;
 
 /// Completion of a cancellation; carries no operation.
 const CANCEL_USER_DATA: u64 = u64::MAX;
@@ -55,8 +57,8 @@ enum Slot {
     Waiting {
         waker: Option<Waker>,
         buf: Option<Vec<u8>>,
-        /// When to cancel it, if it has not finished by then.
-        deadline: Option<Instant>,
+        /// When to cancel it (`coarse_now` time), if not finished by then.
+        deadline: Option<Duration>,
         /// Cancelled at its deadline: a failure then means `TimedOut`.
         expired: bool,
     },
@@ -105,7 +107,7 @@ impl Ring {
         }))
     }
 
-    fn allocate(&self, buf: Option<Vec<u8>>, deadline: Option<Instant>) -> u32 {
+    fn allocate(&self, buf: Option<Vec<u8>>, deadline: Option<Duration>) -> u32 {
         if deadline.is_some() {
             self.with_deadline.set(self.with_deadline.get() + 1);
         }
@@ -149,7 +151,7 @@ impl Ring {
         buf: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Op {
-        let id = self.allocate(buf, timeout.map(|d| Instant::now() + d));
+        let id = self.allocate(buf, timeout.map(|d| coarse_now() + d));
         self.push(&[entry.user_data(u64::from(id))]);
         Op {
             ring: self.clone(),
@@ -309,12 +311,12 @@ impl Ring {
         loop {
             glommio::timer::sleep(DEADLINE_CHECK).await;
             if self.with_deadline.get() > 0 {
-                self.expire(Instant::now());
+                self.expire(coarse_now());
             }
         }
     }
 
-    fn expire(&self, now: Instant) {
+    fn expire(&self, now: Duration) {
         let mut due = Vec::new();
         for (id, slot) in self.slots.borrow_mut().iter_mut().enumerate() {
             if let Slot::Waiting {
