@@ -18,10 +18,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SocketIo};
 use ferrocache::protocol::{GetKind, Keys, Request, StoreKind};
-use ferrocache::router::{FromShard, KeyHasher, Reply, ToShard};
+use ferrocache::router::{FromShard, KeyHasher, Part, Reply, ToShard};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
-use ferrocache::transport::core::{Core, Shared, Waiters};
+use ferrocache::transport::core::{Core, Shared};
 use ferrocache::transport::mesh::serve_requests;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -97,17 +97,9 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                 .spawn(move || async move {
                     let (to_shard, mut from_peers) = requests.join().await.unwrap();
                     let (reply_tx, mut reply_rx) = replies.join().await.unwrap();
-                    let index = to_shard.peer_id();
-                    let core = Rc::new(Core {
-                        index,
-                        shards: 2,
-                        shard: Shard::new(MEMORY / 2, 1 << 20, shared.clock).into(),
-                        shared: shared.clone(),
-                        to_shard,
-                        replies: reply_tx,
-                        waiters: Waiters::default(),
-                        conns: Default::default(),
-                    });
+                    let shard = Shard::new(MEMORY / 2, 1 << 20, shared.clock);
+                    let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx));
+                    let index = core.index;
                     let ns = Namespaces::default_namespace();
                     if index == 1 {
                         // The owner: serve until the asker hangs up.
@@ -122,8 +114,12 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                         async move {
                             let message = ToShard::Batch {
                                 reply_to: core.reply_id(),
-                                id: 0,
-                                ns,
+                                parts: vec![Part {
+                                    ns,
+                                    end: wire.len() as u32,
+                                    waiter: 0,
+                                    first: 0,
+                                }],
                                 wire,
                                 answer: Default::default(),
                             };

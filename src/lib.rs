@@ -19,13 +19,16 @@
 //!                   │  read into the connection's buffer
 //!                   │  protocol::parse ─▶ Request (borrows the buffer)
 //!                   │  session gate: unauthenticated? only `set oauth`, version, quit
-//!                   │  router: shard = hash(project, cache, key) high bits mod N
+//!                   │  router: shard = hash(namespace id, key) high bits mod N
 //!                   ├─ shard == C ─▶ shard.execute ─▶ store ─▶ reply appended to `out`
-//!                   └─ shard == S ─▶ request bytes copied into S's batch; its place in
-//!                          `out` remembered
-//!   end of read:  one ToShard::Batch per S ──request mesh──▶ core S
+//!                   └─ shard == S ─▶ request bytes copied into the connection's batch
+//!                          for S; its place in `out` remembered
+//!   end of read:  each batch joins core C's outbox for S (one Part per connection)
+//!   core C's flusher, after the connections woken with it ran:
+//!                 one ToShard::Batch per S ──request mesh──▶ core S
 //!                          core S: parse, shard.execute each, one buffer of replies
-//!                 ◀──reply mesh── FromShard::Batch; replies spliced into their places
+//!                 ◀──reply mesh── FromShard::Batch, shared by its parts' connections;
+//!                          each splices its replies into their places
 //!                 one write of `out` ──TCP──▶ client (replies in request order)
 //! ```
 //!

@@ -6,10 +6,13 @@
 //! never touches a socket.
 //!
 //! Forwarded work travels in the protocol's own wire format: a connection
-//! copies each request's bytes (one `get` per key) into one batch per target
-//! shard, and the owner parses and executes them in order. So the mesh needs
-//! no second encoding, a batch is one buffer however many keys it holds,
-//! and the owner answers with one buffer plus the end offset of each reply.
+//! copies each request's bytes (one `get` per key) into its core's outbox
+//! for the target shard, and the owner parses and executes them in order. So
+//! the mesh needs no second encoding, and the owner answers with one buffer
+//! plus the end offset of each reply. A batch carries the requests of every
+//! connection of the core that forwarded to that shard since the last batch
+//! went, each connection's run of them a `Part`: one message and one wake-up
+//! per core and turn, not per connection.
 //!
 //! Buffers go home to be reused rather than freed on the other core: the
 //! answer carries the request buffer back, and the next batch to the same
@@ -48,13 +51,12 @@ pub fn shard_of(hash: u64, shards: usize) -> usize {
 /// reply mesh; `id` names the waiter there.
 #[derive(Debug)]
 pub enum ToShard {
-    /// Keyed requests of one namespace, in wire format, executed in order.
-    /// `answer` is empty buffers (from this owner's last answer, or new)
-    /// for the replies.
+    /// Keyed requests in wire format, executed in order; `parts` says whose
+    /// they are. `answer` is empty buffers (from this owner's last answer,
+    /// or new) for the replies.
     Batch {
         reply_to: usize,
-        id: u32,
-        ns: Namespace,
+        parts: Vec<Part>,
         wire: Vec<u8>,
         answer: Answer,
     },
@@ -81,11 +83,28 @@ pub enum ToShard {
 
 #[derive(Debug)]
 pub enum FromShard {
-    /// The replies of a batch, and the batch's own buffer, emptied, going
-    /// home.
-    Batch { answer: Answer, wire: Vec<u8> },
+    /// The replies of a batch from shard `shard`, and the batch's own
+    /// buffers, emptied but for `parts`, going home.
+    Batch {
+        shard: usize,
+        answer: Answer,
+        wire: Vec<u8>,
+        parts: Vec<Part>,
+    },
     Report(Box<Report>),
     Done,
+}
+
+/// One connection's run of requests in a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Part {
+    pub ns: Namespace,
+    /// Where its requests end in the batch's wire.
+    pub end: u32,
+    /// The asking core's waiter for its replies.
+    pub waiter: u32,
+    /// The index of its first reply in the answer.
+    pub first: u32,
 }
 
 /// The replies of a batch, concatenated; `ends[i]` is where reply i ends.
@@ -114,7 +133,8 @@ impl Answer {
     }
 }
 
-/// An answer on the reply mesh, for waiter `id` of the receiving core.
+/// An answer on the reply mesh, for waiter `id` of the receiving core (a
+/// batch's answer names its waiters in its parts).
 #[derive(Debug)]
 pub struct Reply {
     pub id: u32,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::core::{ConnectionGuard, Core};
+use super::core::{ConnectionGuard, Core, Delivery};
 use super::mesh::report_here;
 use super::socket::Socket;
 use crate::clock::coarse_now;
@@ -46,9 +46,7 @@ const REMOTE_REPLY_BUDGET: usize = 4 << 20;
 const MIN_REPLY_ESTIMATE: usize = 1024;
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
-/// Batch and answer buffers up to this size are kept for the next batch;
-/// larger ones (a burst of big values) are let go.
-const KEEP_BUFFER: usize = 64 * 1024;
+
 /// Failed handshakes before the connection is closed.
 const MAX_AUTH_FAILURES: u32 = 10;
 
@@ -129,10 +127,9 @@ struct Remote {
     inserts: Vec<Insert>,
     /// Queued retrievals, whose replies may be as large as a value.
     gets: usize,
-    /// Each shard's answer to the batch in flight, while settling.
-    answers: Vec<Option<Answer>>,
-    /// Emptied answer buffers, going back to their shard with the next batch.
-    returns: Vec<Answer>,
+    /// Each shard's answer to the batch in flight, while settling, and
+    /// where this connection's replies start in it.
+    answers: Vec<Option<(Rc<Answer>, u32)>>,
     /// (shard, waiter) of the batches in flight.
     waiting: Vec<(usize, u32)>,
 }
@@ -151,7 +148,6 @@ impl Remote {
             inserts: Vec::new(),
             gets: 0,
             answers: (0..shards).map(|_| None).collect(),
-            returns: (0..shards).map(|_| Answer::default()).collect(),
             waiting: Vec::new(),
         }
     }
@@ -527,29 +523,14 @@ impl Connection {
             if remote.counts[shard] == 0 {
                 continue;
             }
-            let wire = std::mem::take(&mut remote.batches[shard]);
-            let answer = std::mem::take(&mut remote.returns[shard]);
-            let ns = self.ns;
-            let id = core
-                .send(shard, |reply_to, id| ToShard::Batch {
-                    reply_to,
-                    id,
-                    ns,
-                    wire,
-                    answer,
-                })
-                .await;
-            waiting.push((shard, id));
+            let batch = &mut remote.batches[shard];
+            waiting.push((shard, core.forward(shard, self.ns, batch, remote.counts[shard])));
+            batch.clear();
         }
         for &(shard, id) in &waiting {
             match core.waiters.wait(id).await {
-                FromShard::Batch { answer, wire } => {
-                    if wire.capacity() <= KEEP_BUFFER {
-                        remote.batches[shard] = wire;
-                    }
-                    remote.answers[shard] = Some(answer);
-                }
-                other => unreachable!("batch answered with {other:?}"),
+                Delivery::Part(answer, first) => remote.answers[shard] = Some((answer, first)),
+                Delivery::Whole(other) => unreachable!("batch answered with {other:?}"),
             }
         }
         waiting.clear();
@@ -561,14 +542,14 @@ impl Connection {
         for insert in remote.inserts.drain(..) {
             spliced.extend_from_slice(&self.out[cursor..insert.pos]);
             cursor = insert.pos;
-            let answer = remote.answers[insert.shard as usize].as_ref().expect("answer");
-            spliced.extend_from_slice(answer.reply(insert.index as usize));
+            let (answer, first) = remote.answers[insert.shard as usize].as_ref().expect("answer");
+            spliced.extend_from_slice(answer.reply((first + insert.index) as usize));
         }
         spliced.extend_from_slice(&self.out[cursor..]);
         self.spare = std::mem::replace(&mut self.out, spliced);
         for shard in 0..core.shards {
-            if let Some(answer) = remote.answers[shard].take() {
-                remote.returns[shard] = answer.recycle(KEEP_BUFFER).unwrap_or_default();
+            if let Some((answer, _)) = remote.answers[shard].take() {
+                core.release(shard, answer);
             }
         }
         remote.counts.iter_mut().for_each(|c| *c = 0);

@@ -4,7 +4,7 @@
 //! no lock, no atomic on the request path. Other cores reach this shard only
 //! through the mesh, whose handlers run here too.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -16,10 +16,14 @@ use glommio::channels::channel_mesh::Senders;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::router::{FromShard, Reply, ToShard};
+use crate::router::{Answer, FromShard, Part, Reply, ToShard};
 use crate::shard::Shard;
 use crate::stats::ConnCounters;
-use crate::tenancy::Auth;
+use crate::tenancy::{Auth, Namespace};
+
+/// Batch buffers (wire and answers) up to this size are kept for the next
+/// batch; larger ones (a burst of big values) are let go.
+pub const KEEP_BUFFER: usize = 64 * 1024;
 
 /// What every core shares: set once at start, then read-only but for the
 /// connection count (touched on accept and close, never per request).
@@ -85,9 +89,52 @@ pub struct Core {
     pub replies: Senders<Reply>,
     pub waiters: Waiters,
     pub conns: RefCell<ConnCounters>,
+    /// Requests for each other shard, gathered from every connection until
+    /// the flusher sends them as one batch.
+    pub outbox: RefCell<Vec<Outbox>>,
+    /// The flusher's waker, and whether a flush is due.
+    pub flusher: RefCell<Option<Waker>>,
+    pub flush_due: Cell<bool>,
 }
 
+/// One shard's pending batch, and buffers that came home for the next.
+#[derive(Default)]
+pub struct Outbox {
+    wire: Vec<u8>,
+    parts: Vec<Part>,
+    replies: u32,
+    spare_wires: Vec<Vec<u8>>,
+    spare_parts: Vec<Vec<Part>>,
+    spare_answers: Vec<Answer>,
+}
+
+/// Buffers of each kind kept per shard for batches to come: enough for
+/// the batches in flight at once.
+const SPARES: usize = 4;
+
 impl Core {
+    pub fn new(
+        shard: Shard,
+        shared: Arc<Shared>,
+        to_shard: Senders<ToShard>,
+        replies: Senders<Reply>,
+    ) -> Core {
+        let shards = to_shard.nr_consumers();
+        Core {
+            index: to_shard.peer_id(),
+            shards,
+            shard: RefCell::new(shard),
+            shared,
+            to_shard,
+            replies,
+            waiters: Waiters::default(),
+            conns: Default::default(),
+            outbox: RefCell::new((0..shards).map(|_| Outbox::default()).collect()),
+            flusher: RefCell::new(None),
+            flush_due: Cell::new(false),
+        }
+    }
+
     /// This core's id on the reply mesh (where its answers must be sent).
     pub fn reply_id(&self) -> usize {
         self.replies.peer_id()
@@ -106,8 +153,114 @@ impl Core {
     /// Sends `make(reply_to, id)` to `shard` and waits for the answer.
     pub async fn ask(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> FromShard {
         let id = self.send(shard, make).await;
-        self.waiters.wait(id).await
+        match self.waiters.wait(id).await {
+            Delivery::Whole(body) => body,
+            Delivery::Part(..) => unreachable!("a batch answer for a single message"),
+        }
     }
+
+    /// Queues `count` keyed requests of `ns` (`wire`) for `shard`, to go in
+    /// the next batch; returns the waiter that receives their replies, as a
+    /// `Delivery::Part`.
+    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8], count: u32) -> u32 {
+        let waiter = self.waiters.register();
+        let mut outbox = self.outbox.borrow_mut();
+        let o = &mut outbox[shard];
+        o.wire.extend_from_slice(wire);
+        o.parts.push(Part {
+            ns,
+            end: o.wire.len() as u32,
+            waiter,
+            first: o.replies,
+        });
+        o.replies += count;
+        if !self.flush_due.replace(true) {
+            if let Some(w) = self.flusher.borrow_mut().take() {
+                w.wake();
+            }
+        }
+        waiter
+    }
+
+    /// Sends every pending batch, one message per shard. Runs for the life
+    /// of the core, woken by the first `forward` after each flush; tasks
+    /// already runnable then run first, so their requests join the batch.
+    pub async fn flush_outbox(self: Rc<Self>) {
+        loop {
+            poll_fn(|cx| {
+                if self.flush_due.replace(false) {
+                    Poll::Ready(())
+                } else {
+                    *self.flusher.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+            for shard in 0..self.shards {
+                let message = {
+                    let mut outbox = self.outbox.borrow_mut();
+                    let o = &mut outbox[shard];
+                    if o.parts.is_empty() {
+                        continue;
+                    }
+                    o.replies = 0;
+                    let wire = o.spare_wires.pop().unwrap_or_default();
+                    let parts = o.spare_parts.pop().unwrap_or_default();
+                    ToShard::Batch {
+                        reply_to: self.reply_id(),
+                        parts: std::mem::replace(&mut o.parts, parts),
+                        wire: std::mem::replace(&mut o.wire, wire),
+                        answer: o.spare_answers.pop().unwrap_or_default(),
+                    }
+                };
+                if self.to_shard.send_to(shard, message).await.is_err() {
+                    panic!("the mesh to shard {shard} is closed");
+                }
+            }
+        }
+    }
+
+    /// A batch's answer arrived: each part's waiter gets the shared answer,
+    /// and the batch's buffers go back to the outbox.
+    pub fn deliver(&self, shard: usize, answer: Answer, wire: Vec<u8>, mut parts: Vec<Part>) {
+        let answer = Rc::new(answer);
+        for part in &parts {
+            self.waiters
+                .complete(part.waiter, Delivery::Part(answer.clone(), part.first));
+        }
+        let mut outbox = self.outbox.borrow_mut();
+        let o = &mut outbox[shard];
+        if o.spare_wires.len() < SPARES && wire.capacity() <= KEEP_BUFFER {
+            o.spare_wires.push(wire);
+        }
+        if o.spare_parts.len() < SPARES {
+            parts.clear();
+            o.spare_parts.push(parts);
+        }
+    }
+
+    /// A connection is done with a batch answer from `shard`: the last one
+    /// to let go sends its buffers home with the next batch.
+    pub fn release(&self, shard: usize, answer: Rc<Answer>) {
+        if let Ok(answer) = Rc::try_unwrap(answer) {
+            if let Some(answer) = answer.recycle(KEEP_BUFFER) {
+                let mut outbox = self.outbox.borrow_mut();
+                let spares = &mut outbox[shard].spare_answers;
+                if spares.len() < SPARES {
+                    spares.push(answer);
+                }
+            }
+        }
+    }
+}
+
+/// What a waiter receives.
+pub enum Delivery {
+    /// The answer to a single message (flush, stats).
+    Whole(FromShard),
+    /// A batch's answer, shared by its parts, and where this part's replies
+    /// start in it.
+    Part(Rc<Answer>, u32),
 }
 
 /// Reply slots for requests this core forwarded: a slab of one-shot cells.
@@ -119,7 +272,7 @@ pub struct Waiters {
 
 #[derive(Default)]
 struct Slot {
-    reply: Option<FromShard>,
+    reply: Option<Delivery>,
     waker: Option<Waker>,
 }
 
@@ -134,7 +287,7 @@ impl Waiters {
     }
 
     /// Called by the reply mesh handler.
-    pub fn complete(&self, id: u32, reply: FromShard) {
+    pub fn complete(&self, id: u32, reply: Delivery) {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[id as usize];
         slot.reply = Some(reply);
@@ -143,7 +296,7 @@ impl Waiters {
         }
     }
 
-    pub async fn wait(&self, id: u32) -> FromShard {
+    pub async fn wait(&self, id: u32) -> Delivery {
         let reply = poll_fn(|cx| {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[id as usize];

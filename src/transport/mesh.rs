@@ -13,12 +13,11 @@ use std::rc::Rc;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use tracing::error;
 
-use super::core::Core;
+use super::core::{Core, Delivery};
 use crate::protocol::{parse, Limits, Parsed};
-use crate::router::{Answer, FromShard, KeyHasher, Reply, ToShard};
+use crate::router::{Answer, FromShard, KeyHasher, Part, Reply, ToShard};
 use crate::stats::Report;
 use crate::store::NsId;
-use crate::tenancy::Namespace;
 
 /// Executes work other cores forwarded to this shard, in arrival order.
 pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard>) {
@@ -26,14 +25,20 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
         let (reply_to, id, body) = match message {
             ToShard::Batch {
                 reply_to,
-                id,
-                ns,
+                parts,
                 mut wire,
                 mut answer,
             } => {
-                execute_batch(&core, ns, &wire, &mut answer);
+                execute_batch(&core, &parts, &wire, &mut answer);
                 wire.clear();
-                (reply_to, id, FromShard::Batch { answer, wire })
+                let body = FromShard::Batch {
+                    shard: core.index,
+                    answer,
+                    wire,
+                    parts,
+                };
+                // A batch's waiters are in its parts.
+                (reply_to, 0, body)
             }
             ToShard::Flush {
                 reply_to,
@@ -68,32 +73,43 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
 /// Hands answers to the connections of this core that wait for them.
 pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) {
     while let Some(reply) = from_peer.recv().await {
-        core.waiters.complete(reply.id, reply.body);
+        match reply.body {
+            FromShard::Batch {
+                shard,
+                answer,
+                wire,
+                parts,
+            } => core.deliver(shard, answer, wire, parts),
+            body => core.waiters.complete(reply.id, Delivery::Whole(body)),
+        }
     }
 }
 
 /// Runs a forwarded batch: wire-format requests, each answered in order
-/// into `answer`.
-fn execute_batch(core: &Core, ns: Namespace, wire: &[u8], answer: &mut Answer) {
+/// into `answer`, each part in its own namespace.
+fn execute_batch(core: &Core, parts: &[Part], wire: &[u8], answer: &mut Answer) {
     let limits = Limits {
         max_item_size: core.shared.config.max_item_size,
     };
-    let hasher = KeyHasher::new(ns);
     let Answer { out, ends } = answer;
     let mut shard = core.shard.borrow_mut();
     let mut pos = 0;
-    while pos < wire.len() {
-        match parse(&wire[pos..], &limits) {
-            Parsed::Request { request, consumed } => {
-                let key = request.key().expect("forwarded requests are keyed");
-                shard.execute(ns.id, hasher.hash(key), &request, out);
-                ends.push(out.len() as u32);
-                pos += consumed;
-            }
-            other => {
-                // The sender parsed these bytes already; this is a bug, not input.
-                error!(?other, "unparseable forwarded batch");
-                break;
+    for part in parts {
+        let hasher = KeyHasher::new(part.ns);
+        let end = part.end as usize;
+        while pos < end {
+            match parse(&wire[pos..end], &limits) {
+                Parsed::Request { request, consumed } => {
+                    let key = request.key().expect("forwarded requests are keyed");
+                    shard.execute(part.ns.id, hasher.hash(key), &request, out);
+                    ends.push(out.len() as u32);
+                    pos += consumed;
+                }
+                other => {
+                    // The sender parsed these bytes already: a bug, not input.
+                    error!(?other, "unparseable forwarded batch");
+                    pos = end;
+                }
             }
         }
     }

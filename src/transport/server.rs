@@ -19,7 +19,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
 use super::connection::serve;
-use super::core::{Core, Shared, Waiters};
+use super::core::{Core, Shared};
 use super::mesh::{serve_replies, serve_requests};
 use super::socket::Listener;
 use super::uring::Ring;
@@ -223,23 +223,12 @@ async fn executor(
         .join()
         .await
         .map_err(|_| StartError::Executor("reply mesh".into()))?;
-    let index = to_shard.peer_id();
-    let shards = to_shard.nr_consumers();
     let shard = Shard::new(
-        config.memory_bytes / shards,
+        config.memory_bytes / to_shard.nr_consumers(),
         config.max_item_size,
         shared.clock,
     );
-    let core = Rc::new(Core {
-        index,
-        shards,
-        shard: shard.into(),
-        shared: shared.clone(),
-        to_shard,
-        replies: reply_tx,
-        waiters: Waiters::default(),
-        conns: Default::default(),
-    });
+    let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx));
 
     for (_, stream) in from_peers.streams() {
         glommio::spawn_local(serve_requests(core.clone(), stream)).detach();
@@ -248,6 +237,7 @@ async fn executor(
         glommio::spawn_local(serve_replies(core.clone(), stream)).detach();
     }
     glommio::spawn_local(sweep(core.clone())).detach();
+    glommio::spawn_local(core.clone().flush_outbox()).detach();
     if let Some(ring) = ring {
         glommio::spawn_local(ring.clone().drive()).detach();
         if shared.config.idle_timeout.is_some() {
