@@ -65,7 +65,6 @@ type Bench = Criterion<ThreadCpuTime>;
 
 const MB: usize = 1 << 20;
 
-
 /// `n` distinct 10-byte keys with their hashes.
 fn keys(n: usize, prefix: &str) -> Vec<(Vec<u8>, u64)> {
     (0..n)

@@ -317,7 +317,12 @@ impl Index {
         moving.clear();
         let mut b = from;
         loop {
-            moving.extend(self.table[b][..ITEM_SLOTS].iter().copied().filter(|&e| e != 0));
+            moving.extend(
+                self.table[b][..ITEM_SLOTS]
+                    .iter()
+                    .copied()
+                    .filter(|&e| e != 0),
+            );
             let next = self.table[b][ITEM_SLOTS] as usize;
             if b != from {
                 self.free_overflow.push(b as u32);
@@ -339,7 +344,8 @@ impl Index {
             debug_assert!(b == from || b == to, "{b} is neither {from} nor {to}");
             // The two chains need at most one bucket more than the one
             // chain had, and the new primary bucket is that one.
-            self.insert_at(b, e).expect("a split has room for what it moves");
+            self.insert_at(b, e)
+                .expect("a split has room for what it moves");
         }
         self.moving = moving;
     }
@@ -472,7 +478,10 @@ mod tests {
         while ix.insert(0, make_entry(1, seg_loc(0, n))).is_some() {
             n += 1;
         }
-        assert_eq!(n as usize, ITEM_SLOTS * (1 + ix.table.len() - ix.max_primary));
+        assert_eq!(
+            n as usize,
+            ITEM_SLOTS * (1 + ix.table.len() - ix.max_primary)
+        );
         let v = ix.chain_victim(0);
         ix.remove(0, v);
         assert!(ix.insert(0, make_entry(1, seg_loc(0, 0))).is_some());

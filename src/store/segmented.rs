@@ -236,7 +236,11 @@ impl Store {
     fn find(&self, k: &Key<'_>) -> Option<Pos> {
         // Eviction and splits rehash stored keys: a caller's hash that
         // disagreed would file the key where they cannot find it.
-        debug_assert_eq!(k.hash, super::key_hash(k.ns, k.key), "Key::hash is not key_hash");
+        debug_assert_eq!(
+            k.hash,
+            super::key_hash(k.ns, k.key),
+            "Key::hash is not key_hash"
+        );
         let home = index::home_of(k.hash);
         self.index
             .find(home, index::tag_of(k.hash), |e| self.matches(e, k))

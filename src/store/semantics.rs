@@ -6,7 +6,6 @@
 
 use super::{Key, NsId};
 
-
 pub(crate) fn key(ns: NsId, k: &[u8]) -> Key<'_> {
     Key {
         ns,

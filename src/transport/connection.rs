@@ -524,7 +524,10 @@ impl Connection {
                 continue;
             }
             let batch = &mut remote.batches[shard];
-            waiting.push((shard, core.forward(shard, self.ns, batch, remote.counts[shard])));
+            waiting.push((
+                shard,
+                core.forward(shard, self.ns, batch, remote.counts[shard]),
+            ));
             batch.clear();
         }
         for &(shard, id) in &waiting {
@@ -542,7 +545,9 @@ impl Connection {
         for insert in remote.inserts.drain(..) {
             spliced.extend_from_slice(&self.out[cursor..insert.pos]);
             cursor = insert.pos;
-            let (answer, first) = remote.answers[insert.shard as usize].as_ref().expect("answer");
+            let (answer, first) = remote.answers[insert.shard as usize]
+                .as_ref()
+                .expect("answer");
             spliced.extend_from_slice(answer.reply((first + insert.index) as usize));
         }
         spliced.extend_from_slice(&self.out[cursor..]);

@@ -401,9 +401,10 @@ impl Drop for Op {
                 drop(slots);
                 // Nobody waits for it now: have the kernel finish it soon,
                 // so the buffer and the slot come back.
-                self.ring.push(&[opcode::AsyncCancel::new(u64::from(self.id))
-                    .build()
-                    .user_data(CANCEL_USER_DATA)]);
+                self.ring
+                    .push(&[opcode::AsyncCancel::new(u64::from(self.id))
+                        .build()
+                        .user_data(CANCEL_USER_DATA)]);
             }
             Slot::Done { .. } => {
                 drop(slots);
