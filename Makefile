@@ -6,7 +6,7 @@ MEMORY   ?= 1024
 ARGS     ?=
 
 .PHONY: all build run test test-unit test-integration test-conformance test-clients \
-        deps bench bench-compare lint fuzz soak tune clean
+        deps bench bench-compare bench-scaling lint fuzz soak tune clean
 
 all: build
 
@@ -43,6 +43,11 @@ bench: deps
 
 bench-compare: deps
 	bash benches/compare.sh
+
+## Scaling over 1-8 cores against memcached -t N (needs 16 CPUs by default:
+## servers on 0-7, the load generator on 8-15; see benches/README.md).
+bench-scaling: deps
+	bash benches/scaling.sh
 
 soak: deps
 	bash benches/soak.sh
