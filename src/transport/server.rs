@@ -240,6 +240,7 @@ async fn executor(
     glommio::spawn_local(core.clone().flush_outbox()).detach();
     if let Some(ring) = ring {
         glommio::spawn_local(ring.clone().drive()).detach();
+        glommio::spawn_local(ring.clone().submit_parked()).detach();
         if shared.config.idle_timeout.is_some() {
             glommio::spawn_local(ring.watch_deadlines()).detach();
         }

@@ -16,8 +16,12 @@
 //! `io_uring_enter`, then yield so woken connections run and queue more).
 //! When a turn finds nothing, it parks on an eventfd registered with the
 //! ring, read through glommio, so the executor sleeps as usual and wakes when
-//! a socket completion is pending. An operation queued while the driver is
-//! parked is submitted at once.
+//! a socket completion is pending. Operations queued while the driver is
+//! parked (say, sends of replies that came back from other cores) are
+//! submitted by a second task, woken by the first of them, after the other
+//! tasks runnable then have queued theirs: one `io_uring_enter` for all of
+//! them, not one each. With forwarding, that was 17% of a 2-core server's
+//! CPU at pipeline 16.
 //!
 //! Buffers are owned by the operation until its completion arrives, so a
 //! dropped future can never leave the kernel writing into freed memory.
@@ -79,6 +83,9 @@ pub struct Ring {
     free: RefCell<Vec<u32>>,
     eventfd: OwnedFd,
     parked: Cell<bool>,
+    /// Operations were queued while parked: the submitter is due.
+    submit_due: Cell<bool>,
+    submitter: RefCell<Option<Waker>>,
     /// Operations waiting with a deadline (so the check can skip the scan).
     with_deadline: Cell<usize>,
 }
@@ -103,6 +110,8 @@ impl Ring {
             free: RefCell::new(Vec::new()),
             eventfd,
             parked: Cell::new(false),
+            submit_due: Cell::new(false),
+            submitter: RefCell::new(None),
             with_deadline: Cell::new(0),
         }))
     }
@@ -126,7 +135,8 @@ impl Ring {
         (slots.len() - 1) as u32
     }
 
-    /// Queues entries (already tagged); submits at once if the driver sleeps.
+    /// Queues entries (already tagged); if the driver sleeps, has the
+    /// submitter send them.
     fn push(&self, entries: &[squeue::Entry]) {
         let mut ring = self.ring.borrow_mut();
         // SAFETY: every buffer and timespec an entry points to is owned by
@@ -139,9 +149,31 @@ impl Ring {
                     .expect("submission queue has room after a submit");
             }
         }
-        if self.parked.get() {
-            // The driver is asleep: nobody else will submit this.
-            let _ = ring.submit();
+        if self.parked.get() && !self.submit_due.replace(true) {
+            // The driver is asleep: nobody else would submit this.
+            if let Some(w) = self.submitter.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Submits what was queued while the driver was parked, once per round
+    /// of the executor. Runs for the life of the core.
+    pub async fn submit_parked(self: Rc<Self>) {
+        loop {
+            std::future::poll_fn(|cx| {
+                if self.submit_due.replace(false) {
+                    Poll::Ready(())
+                } else {
+                    *self.submitter.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+            // An unparked driver submits in its own turn.
+            if self.parked.get() {
+                let _ = self.ring.borrow_mut().submit();
+            }
         }
     }
 
