@@ -44,6 +44,18 @@ impl Shard {
         &mut self.counters[i]
     }
 
+    /// Hints for a batch (see `Store::prefetch_bucket`): first stage.
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        self.store.prefetch_bucket(hash);
+    }
+
+    /// Hints for a batch (see `Store::prefetch_items`): second stage.
+    #[inline]
+    pub fn prefetch_items(&self, hash: u64) {
+        self.store.prefetch_items(hash);
+    }
+
     /// Runs one single-key request (a `Get` here carries exactly one key) and
     /// appends its reply to `out` unless the client said noreply.
     pub fn execute(&mut self, ns: NsId, hash: u64, request: &Request, out: &mut Vec<u8>) {

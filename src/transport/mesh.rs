@@ -14,7 +14,7 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 use tracing::error;
 
 use super::core::{Core, Delivery};
-use crate::protocol::{parse, Limits, Parsed};
+use crate::protocol::{parse, Limits, Parsed, Request};
 use crate::router::{Answer, FromShard, KeyHasher, Part, Reply, ToShard};
 use crate::stats::Report;
 use crate::store::NsId;
@@ -85,31 +85,50 @@ pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) 
     }
 }
 
+/// Requests of a batch parsed and prefetched ahead of running them.
+const AHEAD: usize = 16;
+
 /// Runs a forwarded batch: wire-format requests, each answered in order
-/// into `answer`, each part in its own namespace.
+/// into `answer`, each part in its own namespace. They go in groups of
+/// `AHEAD`: parse all and start loading their index buckets, then their
+/// items, then run them, so the group's cache misses overlap.
 fn execute_batch(core: &Core, parts: &[Part], wire: &[u8], answer: &mut Answer) {
     let limits = Limits {
         max_item_size: core.shared.config.max_item_size,
     };
     let Answer { out, ends } = answer;
     let mut shard = core.shard.borrow_mut();
+    let mut group: [Option<(Request, u64)>; AHEAD] = std::array::from_fn(|_| None);
     let mut pos = 0;
     for part in parts {
         let hasher = KeyHasher::new(part.ns);
         let end = part.end as usize;
         while pos < end {
-            match parse(&wire[pos..end], &limits) {
-                Parsed::Request { request, consumed } => {
-                    let key = request.key().expect("forwarded requests are keyed");
-                    shard.execute(part.ns.id, hasher.hash(key), &request, out);
-                    ends.push(out.len() as u32);
-                    pos += consumed;
+            let mut n = 0;
+            while n < AHEAD && pos < end {
+                match parse(&wire[pos..end], &limits) {
+                    Parsed::Request { request, consumed } => {
+                        let key = request.key().expect("forwarded requests are keyed");
+                        let hash = hasher.hash(key);
+                        shard.prefetch_bucket(hash);
+                        group[n] = Some((request, hash));
+                        n += 1;
+                        pos += consumed;
+                    }
+                    other => {
+                        // The sender parsed these bytes already: a bug, not input.
+                        error!(?other, "unparseable forwarded batch");
+                        pos = end;
+                    }
                 }
-                other => {
-                    // The sender parsed these bytes already: a bug, not input.
-                    error!(?other, "unparseable forwarded batch");
-                    pos = end;
-                }
+            }
+            for (_, hash) in group[..n].iter().flatten() {
+                shard.prefetch_items(*hash);
+            }
+            for slot in &mut group[..n] {
+                let (request, hash) = slot.take().expect("parsed above");
+                shard.execute(part.ns.id, hash, &request, out);
+                ends.push(out.len() as u32);
             }
         }
     }
