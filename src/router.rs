@@ -120,17 +120,6 @@ impl Answer {
         let from = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.out[from..self.ends[i] as usize]
     }
-
-    /// Empties it for reuse; `None` once it has grown past `keep` bytes (a
-    /// big multiget), so that one burst does not stay held.
-    pub fn recycle(mut self, keep: usize) -> Option<Answer> {
-        if self.out.capacity() > keep {
-            return None;
-        }
-        self.out.clear();
-        self.ends.clear();
-        Some(self)
-    }
 }
 
 /// An answer on the reply mesh, for waiter `id` of the receiving core (a

@@ -21,9 +21,10 @@ use crate::shard::Shard;
 use crate::stats::ConnCounters;
 use crate::tenancy::{Auth, Namespace};
 
-/// Batch buffers (wire and answers) up to this size are kept for the next
-/// batch; larger ones (a burst of big values) are let go.
-pub const KEEP_BUFFER: usize = 64 * 1024;
+/// Batch buffers (wire and answers) kept for batches to come may hold this
+/// much per core in all; past it, buffers that come home are freed. A busy
+/// core's batches to one owner reach a few hundred KiB at pipeline 16.
+const SPARE_BUDGET: usize = 4 << 20;
 
 /// What every core shares: set once at start, then read-only but for the
 /// connection count (touched on accept and close, never per request).
@@ -95,6 +96,8 @@ pub struct Core {
     /// The flusher's waker, and whether a flush is due.
     pub flusher: RefCell<Option<Waker>>,
     pub flush_due: Cell<bool>,
+    /// Bytes of the spare buffers in the outboxes (up to `SPARE_BUDGET`).
+    spare_bytes: Cell<usize>,
 }
 
 /// One shard's pending batch, and buffers that came home for the next.
@@ -111,6 +114,10 @@ pub struct Outbox {
 /// Buffers of each kind kept per shard for batches to come: enough for
 /// the batches in flight at once.
 const SPARES: usize = 4;
+
+fn answer_bytes(a: &Answer) -> usize {
+    a.out.capacity() + a.ends.capacity() * 4
+}
 
 impl Core {
     pub fn new(
@@ -132,7 +139,23 @@ impl Core {
             outbox: RefCell::new((0..shards).map(|_| Outbox::default()).collect()),
             flusher: RefCell::new(None),
             flush_due: Cell::new(false),
+            spare_bytes: Cell::new(0),
         }
+    }
+
+    /// Takes room for `bytes` of spare buffers from the budget, if it has it.
+    fn keep(&self, bytes: usize) -> bool {
+        let kept = self.spare_bytes.get() + bytes;
+        let fits = kept <= SPARE_BUDGET;
+        if fits {
+            self.spare_bytes.set(kept);
+        }
+        fits
+    }
+
+    /// Gives the room of a spare buffer taken back into use.
+    fn unkeep(&self, bytes: usize) {
+        self.spare_bytes.set(self.spare_bytes.get() - bytes);
     }
 
     /// This core's id on the reply mesh (where its answers must be sent).
@@ -206,11 +229,13 @@ impl Core {
                     o.replies = 0;
                     let wire = o.spare_wires.pop().unwrap_or_default();
                     let parts = o.spare_parts.pop().unwrap_or_default();
+                    let answer = o.spare_answers.pop().unwrap_or_default();
+                    self.unkeep(wire.capacity() + answer_bytes(&answer));
                     ToShard::Batch {
                         reply_to: self.reply_id(),
                         parts: std::mem::replace(&mut o.parts, parts),
                         wire: std::mem::replace(&mut o.wire, wire),
-                        answer: o.spare_answers.pop().unwrap_or_default(),
+                        answer,
                     }
                 };
                 if self.to_shard.send_to(shard, message).await.is_err() {
@@ -230,7 +255,7 @@ impl Core {
         }
         let mut outbox = self.outbox.borrow_mut();
         let o = &mut outbox[shard];
-        if o.spare_wires.len() < SPARES && wire.capacity() <= KEEP_BUFFER {
+        if o.spare_wires.len() < SPARES && self.keep(wire.capacity()) {
             o.spare_wires.push(wire);
         }
         if o.spare_parts.len() < SPARES {
@@ -242,13 +267,13 @@ impl Core {
     /// A connection is done with a batch answer from `shard`: the last one
     /// to let go sends its buffers home with the next batch.
     pub fn release(&self, shard: usize, answer: Rc<Answer>) {
-        if let Ok(answer) = Rc::try_unwrap(answer) {
-            if let Some(answer) = answer.recycle(KEEP_BUFFER) {
-                let mut outbox = self.outbox.borrow_mut();
-                let spares = &mut outbox[shard].spare_answers;
-                if spares.len() < SPARES {
-                    spares.push(answer);
-                }
+        if let Ok(mut answer) = Rc::try_unwrap(answer) {
+            let mut outbox = self.outbox.borrow_mut();
+            let spares = &mut outbox[shard].spare_answers;
+            if spares.len() < SPARES && self.keep(answer_bytes(&answer)) {
+                answer.out.clear();
+                answer.ends.clear();
+                spares.push(answer);
             }
         }
     }
