@@ -121,3 +121,33 @@ fn items_stay_readable_until_they_expire_and_are_then_reclaimed() {
     );
     assert_eq!(stat(&mut conn, "curr_items"), 50);
 }
+
+/// The index grows with the items, a bucket at a time, instead of taking
+/// its share of `--memory-mb` up front: `hash_bytes` starts small, grows to
+/// about 14 bytes per item, and stays within `store_overhead_bytes`.
+#[test]
+fn the_index_grows_with_the_items() {
+    let server = Server::start(&["--memory-mb", "256"]);
+    let mut conn = server.connect();
+    let empty = stat(&mut conn, "hash_bytes");
+    let bound = stat(&mut conn, "store_overhead_bytes");
+    // Two shards of 256 primary buckets of 64 bytes.
+    assert_eq!(empty, 2 * 256 * 64);
+    const ITEMS: u64 = 40_000;
+    for batch in 0..ITEMS / 100 {
+        let (mut sets, mut stored) = (Vec::new(), Vec::new());
+        for i in batch * 100..(batch + 1) * 100 {
+            sets.extend_from_slice(format!("set item:{i} 0 0 10\r\n0123456789\r\n").as_bytes());
+            stored.extend_from_slice(b"STORED\r\n");
+        }
+        conn.roundtrip(&sets, &stored);
+    }
+    assert_eq!(stat(&mut conn, "curr_items"), ITEMS);
+    let grown = stat(&mut conn, "hash_bytes");
+    let per_item = grown as f64 / ITEMS as f64;
+    assert!(
+        (10.0..16.0).contains(&per_item),
+        "index {per_item:.1} bytes per item"
+    );
+    assert!(grown < bound / 10, "{grown} of a {bound}-byte bound");
+}
