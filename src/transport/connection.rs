@@ -31,7 +31,7 @@ use crate::protocol::{
     StoreKind,
 };
 use crate::router::{shard_of, Answer, FromShard, KeyHasher, ToShard};
-use crate::stats::{self, Report, Scope, ServerFacts};
+use crate::stats::{self, Scope, ServerFacts};
 use crate::tenancy::{Credentials, Namespace, Namespaces};
 
 const READ_BUFFER: usize = 16 * 1024;
@@ -621,19 +621,14 @@ impl Connection {
         let core = self.core.clone();
         let ns = self.ns.id;
         core.shard.borrow_mut().count_flush(ns);
-        for shard in 0..core.shards {
-            if shard == core.index {
-                core.shard.borrow_mut().flush(ns, delay);
-            } else {
-                core.ask(shard, |reply_to, id| ToShard::Flush {
-                    reply_to,
-                    id,
-                    ns,
-                    delay,
-                })
-                .await;
-            }
-        }
+        core.shard.borrow_mut().flush(ns, delay);
+        core.ask_others(|reply_to, id| ToShard::Flush {
+            reply_to,
+            id,
+            ns,
+            delay,
+        })
+        .await;
     }
 
     async fn stats(&mut self, group: StatsGroup<'_>) {
@@ -647,20 +642,15 @@ impl Connection {
         };
         match group {
             StatsGroup::General => {
-                let mut total = Report::default();
-                for shard in 0..core.shards {
-                    let report = if shard == core.index {
-                        report_here(&core, ns)
-                    } else {
-                        match core
-                            .ask(shard, |reply_to, id| ToShard::Report { reply_to, id, ns })
-                            .await
-                        {
-                            FromShard::Report(r) => *r,
-                            other => unreachable!("report answered with {other:?}"),
-                        }
-                    };
-                    total.add(&report);
+                let mut total = report_here(&core, ns);
+                let others = core
+                    .ask_others(|reply_to, id| ToShard::Report { reply_to, id, ns })
+                    .await;
+                for answer in others {
+                    match answer {
+                        FromShard::Report(r) => total.add(&r),
+                        other => unreachable!("report answered with {other:?}"),
+                    }
                 }
                 let (user, system) = rusage();
                 let facts = ServerFacts {
@@ -686,14 +676,9 @@ impl Connection {
                 compose(&Response::End, &mut self.out);
             }
             StatsGroup::Reset => {
-                for shard in 0..core.shards {
-                    if shard == core.index {
-                        core.shard.borrow_mut().reset_counters(ns);
-                    } else {
-                        core.ask(shard, |reply_to, id| ToShard::Reset { reply_to, id, ns })
-                            .await;
-                    }
-                }
+                core.shard.borrow_mut().reset_counters(ns);
+                core.ask_others(|reply_to, id| ToShard::Reset { reply_to, id, ns })
+                    .await;
                 compose(&Response::Reset, &mut self.out);
             }
             // No slab classes here: both groups are empty.

@@ -173,13 +173,21 @@ impl Core {
         id
     }
 
-    /// Sends `make(reply_to, id)` to `shard` and waits for the answer.
-    pub async fn ask(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> FromShard {
-        let id = self.send(shard, make).await;
-        match self.waiters.wait(id).await {
-            Delivery::Whole(body) => body,
-            Delivery::Part(..) => unreachable!("a batch answer for a single message"),
+    /// Sends `make(reply_to, id)` to every other shard at once, then waits
+    /// for all their answers (admin commands: flush_all, stats).
+    pub async fn ask_others(&self, make: impl Fn(usize, u32) -> ToShard) -> Vec<FromShard> {
+        let mut ids = Vec::with_capacity(self.shards);
+        for shard in (0..self.shards).filter(|&s| s != self.index) {
+            ids.push(self.send(shard, &make).await);
         }
+        let mut answers = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.waiters.wait(id).await {
+                Delivery::Whole(body) => answers.push(body),
+                Delivery::Part(..) => unreachable!("a batch answer for a single message"),
+            }
+        }
+        answers
     }
 
     /// Queues `count` keyed requests of `ns` (`wire`) for `shard`, to go in
