@@ -408,7 +408,7 @@ impl Connection {
     /// other shards, so one connection's replies stay bounded in memory.
     async fn relieve(&mut self) -> io::Result<()> {
         if self.out.len() >= OUTPUT_HIGH_WATER
-            || (self.remote.gets > 0 && self.remote.gets >= self.remote_get_limit())
+            || self.remote_gets_full()
             || self.remote.inserts.len() >= MAX_QUEUED_REMOTE
         {
             self.settle().await;
@@ -417,11 +417,18 @@ impl Connection {
         Ok(())
     }
 
-    /// How many gets may wait on other shards: the budget over what the
-    /// largest value stored could cost each.
-    fn remote_get_limit(&self) -> usize {
+    /// Whether enough gets wait on other shards: as many as the budget
+    /// over what the largest value stored could cost each (at least one).
+    /// Checked per key, so it multiplies rather than divides: `gets >=
+    /// budget / cost` is `(gets + 1) * cost > budget` in integers. Past
+    /// `MAX_QUEUED_REMOTE` the queue is full anyway.
+    fn remote_gets_full(&self) -> bool {
+        let gets = self.remote.gets;
+        if gets == 0 {
+            return false;
+        }
         let largest = self.core.shared.largest_value.load(Ordering::Relaxed);
-        (REMOTE_REPLY_BUDGET / largest.max(MIN_REPLY_ESTIMATE)).clamp(1, MAX_QUEUED_REMOTE)
+        (gets + 1) * largest.max(MIN_REPLY_ESTIMATE) > REMOTE_REPLY_BUDGET
     }
 
     /// One request; `wire` is its bytes as the client sent them.
