@@ -112,8 +112,12 @@ pub struct Outbox {
 }
 
 /// Buffers of each kind kept per shard for batches to come: enough for
-/// the batches in flight at once.
-const SPARES: usize = 4;
+/// the batches in flight at once. Unpipelined load sends many small
+/// batches, several in flight to each owner.
+const SPARES: usize = 16;
+/// What a batch buffer made afresh starts with, so a small batch does not
+/// grow by doubling from nothing.
+const FRESH_BATCH: usize = 2048;
 
 fn answer_bytes(a: &Answer) -> usize {
     a.out.capacity() + a.ends.capacity() * 4
@@ -235,10 +239,24 @@ impl Core {
                         continue;
                     }
                     o.replies = 0;
-                    let wire = o.spare_wires.pop().unwrap_or_default();
+                    let wire = match o.spare_wires.pop() {
+                        Some(wire) => {
+                            self.unkeep(wire.capacity());
+                            wire
+                        }
+                        None => Vec::with_capacity(FRESH_BATCH),
+                    };
                     let parts = o.spare_parts.pop().unwrap_or_default();
-                    let answer = o.spare_answers.pop().unwrap_or_default();
-                    self.unkeep(wire.capacity() + answer_bytes(&answer));
+                    let answer = match o.spare_answers.pop() {
+                        Some(answer) => {
+                            self.unkeep(answer_bytes(&answer));
+                            answer
+                        }
+                        None => Answer {
+                            out: Vec::with_capacity(FRESH_BATCH),
+                            ends: Vec::with_capacity(FRESH_BATCH / 64),
+                        },
+                    };
                     ToShard::Batch {
                         reply_to: self.reply_id(),
                         parts: std::mem::replace(&mut o.parts, parts),
