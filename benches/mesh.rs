@@ -10,7 +10,6 @@
 //! `cargo bench --bench mesh`
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +38,7 @@ fn config() -> Config {
         idle_timeout: None,
         socket_io: SocketIo::Glommio,
         spin_before_park: Duration::ZERO,
+        balance_connections: false,
     }
 }
 
@@ -71,15 +71,7 @@ fn get_wire(key: &[u8], n: usize) -> Vec<u8> {
 
 /// Runs `iters` forwarded round trips of `per_batch` gets; returns the time.
 fn forwarded(iters: u64, per_batch: usize) -> Duration {
-    let shared = Arc::new(Shared {
-        config: config(),
-        auth: Auth::open(),
-        clock: Clock::new(),
-        open_connections: AtomicUsize::new(0),
-        shutdown: AtomicBool::new(false),
-        largest_value: AtomicUsize::new(0),
-        listeners: Default::default(),
-    });
+    let shared = Arc::new(Shared::new(config(), Auth::open(), Clock::new()));
     let requests = MeshBuilder::<ToShard, _>::full(2, 1024);
     let replies = MeshBuilder::<Reply, _>::full(2, 1024);
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -98,7 +90,7 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                     let (to_shard, mut from_peers) = requests.join().await.unwrap();
                     let (reply_tx, mut reply_rx) = replies.join().await.unwrap();
                     let shard = Shard::new(MEMORY / 2, 1 << 20, shared.clock);
-                    let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx));
+                    let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx, None));
                     let index = core.index;
                     let ns = Namespaces::default_namespace();
                     if index == 1 {

@@ -89,6 +89,19 @@ pub struct Args {
     /// the latency of keys forwarded between cores, for CPU time (0: never spin).
     #[arg(long = "spin-us", default_value_t = 0, value_name = "US")]
     pub spin_us: u64,
+
+    /// Spread client connections evenly over the cores: a core that accepts
+    /// a connection while another core serves fewer hands it over (`on`),
+    /// or every core serves what the kernel's SO_REUSEPORT hash gave it
+    /// (`off`).
+    #[arg(long = "balance", value_enum, default_value_t = Switch::On, value_name = "on|off")]
+    pub balance: Switch,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +122,7 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
+    pub balance_connections: bool,
 }
 
 impl Config {
@@ -151,6 +165,7 @@ impl Config {
             idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
             socket_io: args.socket_io,
             spin_before_park: Duration::from_micros(args.spin_us),
+            balance_connections: args.balance == Switch::On,
         })
     }
 }

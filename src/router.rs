@@ -20,6 +20,8 @@
 //! allocates nothing, and no core frees memory another core's allocator
 //! arena holds (which costs that arena's lock).
 
+use std::os::fd::OwnedFd;
+
 use crate::stats::Report;
 use crate::store::{key_hash, NsId};
 use crate::tenancy::Namespace;
@@ -79,6 +81,9 @@ pub enum ToShard {
         id: u32,
         ns: Option<NsId>,
     },
+    /// A client connection another core accepted, for this core to serve
+    /// (connection balancing). Needs no answer.
+    Adopt(OwnedFd),
 }
 
 #[derive(Debug)]

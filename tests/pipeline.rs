@@ -358,6 +358,40 @@ fn hundred_concurrent_connections() {
     );
 }
 
+/// Connections opened together, with the cores' connections balanced
+/// (some are handed to the other core as they arrive) and without: every
+/// one is served, its pipelined replies in order, and each sees the others'
+/// writes; then half close and new ones take their place.
+#[test]
+fn connections_are_served_with_and_without_balancing() {
+    for balance in ["on", "off"] {
+        let server = Server::start(&["--balance", balance]);
+        let mut conns: Vec<Conn> = (0..24).map(|_| server.connect()).collect();
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let mut request = String::new();
+            let mut expected = String::new();
+            for j in 0..8 {
+                let value = format!("{balance}{i}.{j}");
+                request.push_str(&format!("set b{i}_{j} {i} 0 {}\r\n{value}\r\n", value.len()));
+                request.push_str(&format!("get b{i}_{j}\r\n"));
+                expected.push_str("STORED\r\n");
+                expected.push_str(&value_reply(&format!("b{i}_{j}"), i as u32, &value));
+            }
+            conn.roundtrip(request.as_bytes(), expected.as_bytes());
+        }
+        conns.truncate(12);
+        conns.extend((0..12).map(|_| server.connect()));
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let other = 23 - i;
+            let value = format!("{balance}{other}.7");
+            conn.roundtrip(
+                format!("get b{other}_7\r\n").as_bytes(),
+                value_reply(&format!("b{other}_7"), other as u32, &value).as_bytes(),
+            );
+        }
+    }
+}
+
 /// One get line of 1,000 keys of 250 bytes (about 251 KB).
 #[test]
 fn thousand_key_multi_get_of_long_keys() {

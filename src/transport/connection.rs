@@ -70,6 +70,7 @@ enum Next {
 }
 
 pub async fn serve(core: Rc<Core>, socket: Socket) {
+    let _placed = Placed(core.clone());
     let Some(_guard) = ConnectionGuard::admit(&core) else {
         refuse(socket, &core).await;
         return;
@@ -83,6 +84,15 @@ pub async fn serve(core: Rc<Core>, socket: Socket) {
         Err(e) => debug!(peer = ?conn.peer, error = %e, "connection error"),
     }
     conn.socket.close().await;
+}
+
+/// A connection counted on this core by `Shared::place`, until it closes.
+struct Placed(Rc<Core>);
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.0.shared.unplace(self.0.index);
+    }
 }
 
 /// Past --max-connections: one error line, then close (as memcached does).

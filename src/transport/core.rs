@@ -14,6 +14,7 @@ use std::task::{Poll, Waker};
 
 use glommio::channels::channel_mesh::Senders;
 
+use super::uring::Ring;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::router::{Answer, FromShard, Part, Reply, ToShard};
@@ -41,9 +42,52 @@ pub struct Shared {
     /// Every core's listening socket, so shutdown can wake their accepts.
     /// Locked only at start-up and at shutdown.
     pub listeners: Mutex<Vec<RawFd>>,
+    /// Connections placed on each core and not yet closed (touched on
+    /// accept and close only).
+    pub placed: Box<[AtomicUsize]>,
 }
 
 impl Shared {
+    pub fn new(config: Config, auth: Auth, clock: Clock) -> Shared {
+        Shared {
+            placed: (0..config.cores).map(|_| AtomicUsize::new(0)).collect(),
+            config,
+            auth,
+            clock,
+            open_connections: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            largest_value: AtomicUsize::new(0),
+            listeners: Default::default(),
+        }
+    }
+
+    /// Picks the core that serves a connection `accepting` took in, and
+    /// counts it there: `accepting` itself, unless balancing is on and
+    /// another core has fewer connections, which then adopts it.
+    /// SO_REUSEPORT spreads connections by a hash of their addresses, so
+    /// 128 connections land about 64 ± 6 per core on two cores; the core
+    /// with more carries more of the socket work, and every other core
+    /// waits on its answers.
+    pub fn place(&self, accepting: usize) -> usize {
+        let mut home = accepting;
+        if self.config.balance_connections {
+            let mut fewest = self.placed[accepting].load(Ordering::Relaxed);
+            for (core, placed) in self.placed.iter().enumerate() {
+                let placed = placed.load(Ordering::Relaxed);
+                if placed < fewest {
+                    (home, fewest) = (core, placed);
+                }
+            }
+        }
+        self.placed[home].fetch_add(1, Ordering::Relaxed);
+        home
+    }
+
+    /// A connection placed on `core` closed (or was never served).
+    pub fn unplace(&self, core: usize) {
+        self.placed[core].fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }
@@ -98,6 +142,9 @@ pub struct Core {
     pub flush_due: Cell<bool>,
     /// Bytes of the spare buffers in the outboxes (up to `SPARE_BUDGET`).
     spare_bytes: Cell<usize>,
+    /// This core's socket ring (`None`: glommio's sockets), for connections
+    /// other cores hand over.
+    pub ring: Option<Rc<Ring>>,
 }
 
 /// One shard's pending batch, and buffers that came home for the next.
@@ -129,6 +176,7 @@ impl Core {
         shared: Arc<Shared>,
         to_shard: Senders<ToShard>,
         replies: Senders<Reply>,
+        ring: Option<Rc<Ring>>,
     ) -> Core {
         let shards = to_shard.nr_consumers();
         Core {
@@ -144,6 +192,7 @@ impl Core {
             flusher: RefCell::new(None),
             flush_due: Cell::new(false),
             spare_bytes: Cell::new(0),
+            ring,
         }
     }
 
@@ -394,5 +443,52 @@ impl Drop for ConnectionGuard {
             .open_connections
             .fetch_sub(1, Ordering::Relaxed);
         self.core.conns.borrow_mut().curr_connections -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Args;
+
+    fn shared(cores: usize, balance: &str) -> Shared {
+        let args = Args::parse_from(["ferrocache", "--cores", "1", "--balance", balance]);
+        let mut config = Config::from_args(args).expect("valid arguments");
+        config.cores = cores;
+        Shared::new(config, Auth::open(), Clock::new())
+    }
+
+    fn placed(shared: &Shared) -> Vec<usize> {
+        shared.placed.iter().map(|p| p.load(Ordering::Relaxed)).collect()
+    }
+
+    #[test]
+    fn balancing_evens_out_what_the_kernel_gave_one_core() {
+        let shared = shared(3, "on");
+        // Every connection lands on core 0, as a skewed SO_REUSEPORT hash could.
+        let homes: Vec<usize> = (0..7).map(|_| shared.place(0)).collect();
+        assert_eq!(homes, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(placed(&shared), [3, 2, 2]);
+        // Core 2 loses two; the next two go there, wherever they were accepted.
+        shared.unplace(2);
+        shared.unplace(2);
+        assert_eq!([shared.place(1), shared.place(0)], [2, 2]);
+        // A tie keeps the connection where it was accepted.
+        assert_eq!(placed(&shared), [3, 2, 2]);
+        assert_eq!(shared.place(2), 2);
+        assert_eq!(shared.place(1), 1);
+        assert_eq!(placed(&shared), [3, 3, 3]);
+    }
+
+    #[test]
+    fn without_balancing_each_core_keeps_what_it_accepts() {
+        let shared = shared(3, "off");
+        let homes: Vec<usize> = (0..4).map(|_| shared.place(0)).collect();
+        assert_eq!(homes, [0, 0, 0, 0]);
+        assert_eq!(shared.place(2), 2);
+        shared.unplace(0);
+        assert_eq!(placed(&shared), [3, 0, 1]);
     }
 }

@@ -11,9 +11,11 @@
 use std::rc::Rc;
 
 use glommio::channels::shared_channel::ConnectedReceiver;
-use tracing::error;
+use tracing::{error, warn};
 
+use super::connection::serve;
 use super::core::{Core, Delivery};
+use super::socket::Socket;
 use crate::protocol::{parse, Limits, Parsed, Request};
 use crate::router::{Answer, FromShard, KeyHasher, Part, Reply, ToShard};
 use crate::stats::Report;
@@ -57,6 +59,18 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
             ToShard::Reset { reply_to, id, ns } => {
                 core.shard.borrow_mut().reset_counters(ns);
                 (reply_to, id, FromShard::Done)
+            }
+            ToShard::Adopt(fd) => {
+                match Socket::adopt(fd, core.ring.clone()) {
+                    Ok(socket) => {
+                        glommio::spawn_local(serve(core.clone(), socket)).detach();
+                    }
+                    Err(e) => {
+                        core.shared.unplace(core.index);
+                        warn!(error = %e, "cannot adopt a connection");
+                    }
+                }
+                continue;
             }
         };
         if core

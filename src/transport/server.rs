@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tracing::{error, info, warn};
 use super::connection::serve;
 use super::core::{Core, Shared};
 use super::mesh::{serve_replies, serve_requests};
-use super::socket::Listener;
+use super::socket::{Listener, Socket};
 use super::uring::Ring;
 use crate::clock::Clock;
 use crate::config::{Config, SocketIo};
@@ -74,15 +73,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let cpus =
         core_affinity::get_core_ids().ok_or_else(|| StartError::Cpus("none online".into()))?;
     let cores = config.cores;
-    let shared = Arc::new(Shared {
-        auth,
-        clock: Clock::new(),
-        open_connections: AtomicUsize::new(0),
-        shutdown: AtomicBool::new(false),
-        largest_value: AtomicUsize::new(0),
-        listeners: Default::default(),
-        config,
-    });
+    let shared = Arc::new(Shared::new(config, auth, Clock::new()));
 
     let requests = MeshBuilder::<ToShard, _>::full(cores, MESH_CAPACITY);
     let replies = MeshBuilder::<Reply, _>::full(cores, MESH_CAPACITY);
@@ -228,7 +219,13 @@ async fn executor(
         config.max_item_size,
         shared.clock,
     );
-    let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx));
+    let core = Rc::new(Core::new(
+        shard,
+        shared.clone(),
+        to_shard,
+        reply_tx,
+        ring.clone(),
+    ));
 
     for (_, stream) in from_peers.streams() {
         glommio::spawn_local(serve_requests(core.clone(), stream)).detach();
@@ -256,7 +253,12 @@ async fn executor(
     loop {
         match listener.accept().await {
             Ok(socket) => {
-                glommio::spawn_local(serve(core.clone(), socket)).detach();
+                let home = shared.place(core.index);
+                if home == core.index {
+                    glommio::spawn_local(serve(core.clone(), socket)).detach();
+                } else {
+                    hand_over(&core, home, socket).await;
+                }
             }
             Err(_) if shared.shutting_down() => break,
             Err(e) => {
@@ -269,6 +271,21 @@ async fn executor(
     // Keep serving replies in flight until the process exits.
     futures_lite::future::pending::<()>().await;
     Ok(())
+}
+
+/// Sends a connection this core accepted to core `home`, which serves it.
+async fn hand_over(core: &Core, home: usize, socket: Socket) {
+    match socket.into_fd() {
+        Ok(fd) => {
+            if core.to_shard.send_to(home, ToShard::Adopt(fd)).await.is_err() {
+                panic!("the mesh to shard {home} is closed");
+            }
+        }
+        Err(e) => {
+            core.shared.unplace(home);
+            warn!(error = %e, "cannot hand a connection over");
+        }
+    }
 }
 
 async fn sweep(core: Rc<Core>) {

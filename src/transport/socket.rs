@@ -87,6 +87,33 @@ impl Socket {
         Ok(Socket::Uring { stream, ring })
     }
 
+    /// A connection another core accepted: on this core's ring, or on
+    /// glommio's sockets where the core has none.
+    pub fn adopt(fd: OwnedFd, ring: Option<Rc<Ring>>) -> io::Result<Socket> {
+        match ring {
+            Some(ring) => Socket::uring(fd, ring),
+            // SAFETY: a connected TCP socket whose descriptor we own.
+            None => Socket::glommio(unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }),
+        }
+    }
+
+    /// Gives up the descriptor, for another core to adopt. glommio's stream
+    /// does not let go of its descriptor, so that one is duplicated.
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        match self {
+            Socket::Uring { stream, .. } => Ok(stream.into()),
+            Socket::Glommio(stream) => {
+                // SAFETY: dup(2) of a descriptor the stream keeps open.
+                let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: dup returned a new descriptor, now ours.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+        }
+    }
+
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         match self {
             Socket::Glommio(s) => s.peer_addr().ok(),
