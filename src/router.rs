@@ -5,11 +5,12 @@
 //! by the two channel meshes. It never executes a request and
 //! never touches a socket.
 //!
-//! Forwarded work travels in the protocol's own wire format: a connection
-//! copies each request's bytes (one `get` per key) into its core's outbox
-//! for the target shard, and the owner parses and executes them in order. So
-//! the mesh needs no second encoding, and the owner answers with one buffer
-//! plus the end offset of each reply. A batch carries the requests of every
+//! Forwarded work travels as records: each carries the key's hash, which
+//! the sender computed to choose the owner, so the owner does not hash it
+//! again. A single-key retrieval (every key of a multi-get becomes one) is
+//! sent parsed: its kind and key. Anything else goes as the client's own
+//! bytes, which the owner parses. The owner answers with one buffer plus
+//! the end offset of each reply. A batch carries the requests of every
 //! connection of the core that forwarded to that shard since the last batch
 //! went, each connection's run of them a `Part`: one message and one wake-up
 //! per core and turn, not per connection.
@@ -22,6 +23,7 @@
 
 use std::os::fd::OwnedFd;
 
+use crate::protocol::{GetKind, Keys, Request};
 use crate::stats::Report;
 use crate::store::{key_hash, NsId};
 use crate::tenancy::Namespace;
@@ -127,6 +129,79 @@ impl Answer {
     }
 }
 
+/// Record tags: retrievals sent parsed, then requests sent as wire bytes.
+const GET: u8 = 0;
+const GETS: u8 = 1;
+const GAT: u8 = 2;
+const GATS: u8 = 3;
+const WIRE: u8 = 4;
+
+/// Appends a single-key retrieval of `key` (hashed to `hash`) to a batch.
+/// Keys are at most 250 bytes (the parser refuses longer ones).
+pub fn push_get(batch: &mut Vec<u8>, hash: u64, kind: GetKind, key: &[u8]) {
+    debug_assert!(key.len() <= u8::MAX as usize);
+    batch.extend_from_slice(&hash.to_le_bytes());
+    match kind {
+        GetKind::Get => batch.push(GET),
+        GetKind::Gets => batch.push(GETS),
+        GetKind::Gat(t) | GetKind::Gats(t) => {
+            batch.push(if kind.with_cas() { GATS } else { GAT });
+            batch.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    batch.push(key.len() as u8);
+    batch.extend_from_slice(key);
+}
+
+/// Appends a request as the client's bytes, `wire`, for the owner to parse.
+pub fn push_wire(batch: &mut Vec<u8>, hash: u64, wire: &[u8]) {
+    batch.extend_from_slice(&hash.to_le_bytes());
+    batch.push(WIRE);
+    batch.extend_from_slice(&(wire.len() as u32).to_le_bytes());
+    batch.extend_from_slice(wire);
+}
+
+/// One record of a batch, read back.
+#[derive(Debug, PartialEq)]
+pub enum Record<'a> {
+    /// A retrieval, ready to run.
+    Get(Request<'a>),
+    /// A request's wire bytes, to parse.
+    Wire(&'a [u8]),
+}
+
+/// Reads the record at the start of `batch`: its hash, the record and its
+/// length. The sender wrote it with `push_get` or `push_wire`, so a short
+/// or unknown record is a bug, and panics.
+pub fn read_record(batch: &[u8]) -> (u64, Record<'_>, usize) {
+    let hash = u64::from_le_bytes(batch[..8].try_into().expect("8 bytes"));
+    let tag = batch[8];
+    let mut at = 9;
+    let kind = match tag {
+        GET => GetKind::Get,
+        GETS => GetKind::Gets,
+        GAT | GATS => {
+            let t = i64::from_le_bytes(batch[at..at + 8].try_into().expect("8 bytes"));
+            at += 8;
+            if tag == GAT {
+                GetKind::Gat(t)
+            } else {
+                GetKind::Gats(t)
+            }
+        }
+        WIRE => {
+            let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes")) as usize;
+            at += 4;
+            return (hash, Record::Wire(&batch[at..at + len]), at + len);
+        }
+        other => panic!("unknown forwarded record tag {other}"),
+    };
+    let len = batch[at] as usize;
+    at += 1;
+    let keys = Keys::single(&batch[at..at + len]);
+    (hash, Record::Get(Request::Get { kind, keys }), at + len)
+}
+
 /// An answer on the reply mesh, for waiter `id` of the receiving core (a
 /// batch's answer names its waiters in its parts).
 #[derive(Debug)]
@@ -151,6 +226,50 @@ mod tests {
         for c in counts {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
         }
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        let mut batch = Vec::new();
+        let kinds = [
+            GetKind::Get,
+            GetKind::Gets,
+            GetKind::Gat(-1),
+            GetKind::Gats(1 << 40),
+        ];
+        let long = [b'k'; 250];
+        for (i, &kind) in kinds.iter().enumerate() {
+            push_get(&mut batch, i as u64, kind, &long[..1 + i * 83]);
+        }
+        push_wire(&mut batch, u64::MAX, b"set k 0 0 1\r\nv\r\n");
+        push_get(&mut batch, 7, GetKind::Get, b"last");
+        let mut pos = 0;
+        for (i, &kind) in kinds.iter().enumerate() {
+            let (hash, record, len) = read_record(&batch[pos..]);
+            assert_eq!(hash, i as u64);
+            let keys = Keys::single(&long[..1 + i * 83]);
+            assert_eq!(record, Record::Get(Request::Get { kind, keys }));
+            pos += len;
+        }
+        let (hash, record, len) = read_record(&batch[pos..]);
+        assert_eq!(
+            (hash, record),
+            (u64::MAX, Record::Wire(b"set k 0 0 1\r\nv\r\n"))
+        );
+        pos += len;
+        let (hash, record, len) = read_record(&batch[pos..]);
+        let keys = Keys::single(b"last");
+        assert_eq!(
+            (hash, record),
+            (
+                7,
+                Record::Get(Request::Get {
+                    kind: GetKind::Get,
+                    keys
+                })
+            )
+        );
+        assert_eq!(pos + len, batch.len());
     }
 
     #[test]

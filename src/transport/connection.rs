@@ -30,7 +30,7 @@ use crate::protocol::{
     compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
     StoreKind,
 };
-use crate::router::{shard_of, Answer, FromShard, KeyHasher, ToShard};
+use crate::router::{push_get, push_wire, shard_of, Answer, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
 use crate::tenancy::{Credentials, Namespace, Namespaces};
 
@@ -164,15 +164,26 @@ impl Remote {
         }
     }
 
-    /// Queues `request` (as `wire`, or encoded afresh) for `shard`; its reply
-    /// belongs at `pos` in the output.
-    fn queue(&mut self, shard: usize, pos: usize, request: &Request, wire: Option<&[u8]>) {
-        if matches!(request, Request::Get { .. }) {
-            self.gets += 1;
-        }
-        match wire {
-            Some(wire) => self.batches[shard].extend_from_slice(wire),
-            None => request.encode(&mut self.batches[shard]),
+    /// Queues a request of `key` (hashed to `hash`) for `shard`: a
+    /// retrieval as its kind and key, anything else as its `wire` bytes.
+    /// Its reply belongs at `pos` in the output.
+    fn queue(
+        &mut self,
+        shard: usize,
+        pos: usize,
+        hash: u64,
+        request: &Request,
+        key: &[u8],
+        wire: Option<&[u8]>,
+    ) {
+        let batch = &mut self.batches[shard];
+        match (request, wire) {
+            (Request::Get { kind, .. }, _) => {
+                self.gets += 1;
+                push_get(batch, hash, *kind, key);
+            }
+            (_, Some(wire)) => push_wire(batch, hash, wire),
+            (_, None) => unreachable!("only retrievals are forwarded without their bytes"),
         }
         self.inserts.push(Insert {
             pos,
@@ -520,12 +531,12 @@ impl Connection {
                 .borrow_mut()
                 .execute(self.ns.id, hash, request, &mut self.out);
         } else {
-            self.remote.queue(owner, self.out.len(), request, wire);
+            self.remote
+                .queue(owner, self.out.len(), hash, request, key, wire);
         }
     }
 
-    /// One key of a retrieval, as a single-key get of its own (forwarded
-    /// gets are encoded afresh, one per key).
+    /// One key of a retrieval, as a single-key get of its own.
     fn get(&mut self, kind: GetKind, key: &[u8]) {
         let single = Request::Get {
             kind,

@@ -461,7 +461,11 @@ mod tests {
     }
 
     fn placed(shared: &Shared) -> Vec<usize> {
-        shared.placed.iter().map(|p| p.load(Ordering::Relaxed)).collect()
+        shared
+            .placed
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .collect()
     }
 
     #[test]

@@ -16,8 +16,8 @@ use tracing::{error, warn};
 use super::connection::serve;
 use super::core::{Core, Delivery};
 use super::socket::Socket;
-use crate::protocol::{parse, Limits, Parsed, Request};
-use crate::router::{Answer, FromShard, KeyHasher, Part, Reply, ToShard};
+use crate::protocol::{parse, ErrorReply, Limits, Parsed, Request};
+use crate::router::{read_record, Answer, FromShard, Part, Record, Reply, ToShard};
 use crate::stats::Report;
 use crate::store::NsId;
 
@@ -102,46 +102,49 @@ pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) 
 /// Requests of a batch parsed and prefetched ahead of running them.
 const AHEAD: usize = 16;
 
-/// Runs a forwarded batch: wire-format requests, each answered in order
-/// into `answer`, each part in its own namespace. They go in groups of
-/// `AHEAD`: parse all and start loading their index buckets, then their
-/// items, then run them, so the group's cache misses overlap.
-fn execute_batch(core: &Core, parts: &[Part], wire: &[u8], answer: &mut Answer) {
+/// Runs a forwarded batch: records of requests (see `router`), each
+/// answered in order into `answer`, each part in its own namespace. They go
+/// in groups of `AHEAD`: read all and start loading their index buckets,
+/// then their items, then run them, so the group's cache misses overlap.
+fn execute_batch(core: &Core, parts: &[Part], batch: &[u8], answer: &mut Answer) {
     let limits = Limits {
         max_item_size: core.shared.config.max_item_size,
     };
     let Answer { out, ends } = answer;
     let mut shard = core.shard.borrow_mut();
-    let mut group: [Option<(Request, u64)>; AHEAD] = std::array::from_fn(|_| None);
+    // (None, _): a request that did not parse, answered ERROR in its place.
+    let mut group: [Option<(Option<Request>, u64)>; AHEAD] = std::array::from_fn(|_| None);
     let mut pos = 0;
     for part in parts {
-        let hasher = KeyHasher::new(part.ns);
         let end = part.end as usize;
         while pos < end {
             let mut n = 0;
             while n < AHEAD && pos < end {
-                match parse(&wire[pos..end], &limits) {
-                    Parsed::Request { request, consumed } => {
-                        let key = request.key().expect("forwarded requests are keyed");
-                        let hash = hasher.hash(key);
-                        shard.prefetch_bucket(hash);
-                        group[n] = Some((request, hash));
-                        n += 1;
-                        pos += consumed;
-                    }
-                    other => {
-                        // The sender parsed these bytes already: a bug, not input.
-                        error!(?other, "unparseable forwarded batch");
-                        pos = end;
-                    }
-                }
+                let (hash, record, len) = read_record(&batch[pos..end]);
+                pos += len;
+                let request = match record {
+                    Record::Get(request) => Some(request),
+                    Record::Wire(wire) => match parse(wire, &limits) {
+                        Parsed::Request { request, .. } => Some(request),
+                        other => {
+                            // The sender parsed these bytes already: a bug, not input.
+                            error!(?other, "unparseable forwarded request");
+                            None
+                        }
+                    },
+                };
+                shard.prefetch_bucket(hash);
+                group[n] = Some((request, hash));
+                n += 1;
             }
             for (_, hash) in group[..n].iter().flatten() {
                 shard.prefetch_items(*hash);
             }
             for slot in &mut group[..n] {
-                let (request, hash) = slot.take().expect("parsed above");
-                shard.execute(part.ns.id, hash, &request, out);
+                match slot.take().expect("read above") {
+                    (Some(request), hash) => shard.execute(part.ns.id, hash, &request, out),
+                    (None, _) => out.extend_from_slice(ErrorReply::Error.line()),
+                }
                 ends.push(out.len() as u32);
             }
         }

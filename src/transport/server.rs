@@ -277,7 +277,12 @@ async fn executor(
 async fn hand_over(core: &Core, home: usize, socket: Socket) {
     match socket.into_fd() {
         Ok(fd) => {
-            if core.to_shard.send_to(home, ToShard::Adopt(fd)).await.is_err() {
+            if core
+                .to_shard
+                .send_to(home, ToShard::Adopt(fd))
+                .await
+                .is_err()
+            {
                 panic!("the mesh to shard {home} is closed");
             }
         }
