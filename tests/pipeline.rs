@@ -372,7 +372,10 @@ fn connections_are_served_with_and_without_balancing() {
             let mut expected = String::new();
             for j in 0..8 {
                 let value = format!("{balance}{i}.{j}");
-                request.push_str(&format!("set b{i}_{j} {i} 0 {}\r\n{value}\r\n", value.len()));
+                request.push_str(&format!(
+                    "set b{i}_{j} {i} 0 {}\r\n{value}\r\n",
+                    value.len()
+                ));
                 request.push_str(&format!("get b{i}_{j}\r\n"));
                 expected.push_str("STORED\r\n");
                 expected.push_str(&value_reply(&format!("b{i}_{j}"), i as u32, &value));
