@@ -15,18 +15,23 @@
 //! The path of one request:
 //!
 //! ```text
-//!  client ──TCP──▶ core C: listener (SO_REUSEPORT) ─▶ transport::connection
+//!  client ──TCP──▶ core A: listener (SO_REUSEPORT); Shared::place picks the
+//!                   core C serving the fewest (A itself on a tie); if C ≠ A,
+//!                   ToShard::Adopt(fd) ──request mesh──▶ core C
+//!                  core C: transport::connection
 //!                   │  read into the connection's buffer
 //!                   │  protocol::parse ─▶ Request (borrows the buffer)
 //!                   │  session gate: unauthenticated? only `set oauth`, version, quit
 //!                   │  router: shard = hash(namespace id, key) high bits mod N
 //!                   ├─ shard == C ─▶ shard.execute ─▶ store ─▶ reply appended to `out`
-//!                   └─ shard == S ─▶ request bytes copied into the connection's batch
-//!                          for S; its place in `out` remembered
+//!                   └─ shard == S ─▶ a record into the connection's batch for S: the
+//!                          key's hash, then a get's kind and key, or the request's
+//!                          bytes; its place in `out` remembered
 //!   end of read:  each batch joins core C's outbox for S (one Part per connection)
 //!   core C's flusher, after the connections woken with it ran:
 //!                 one ToShard::Batch per S ──request mesh──▶ core S
-//!                          core S: parse, shard.execute each, one buffer of replies
+//!                          core S: read each record (parse the bytes ones),
+//!                          shard.execute each, one buffer of replies
 //!                 ◀──reply mesh── FromShard::Batch, shared by its parts' connections;
 //!                          each splices its replies into their places
 //!                 one write of `out` ──TCP──▶ client (replies in request order)

@@ -2,7 +2,8 @@
 //!
 //! Each executor binds the listen address itself (SO_REUSEPORT, so the kernel
 //! spreads connections across cores), joins the two channel meshes, owns one
-//! shard and serves the connections it accepts. The main thread only starts
+//! shard and serves the connections it accepts, but for those it hands to a
+//! core serving fewer (`--balance`). The main thread only starts
 //! them, prints the ready line, and handles signals.
 
 use std::io::Write;
