@@ -359,13 +359,14 @@ fn hundred_concurrent_connections() {
 }
 
 /// Connections opened together, with the cores' connections balanced
-/// (some are handed to the other core as they arrive) and without: every
+/// (some are handed to the other core as they arrive, on either socket
+/// path) and without: every
 /// one is served, its pipelined replies in order, and each sees the others'
 /// writes; then half close and new ones take their place.
 #[test]
 fn connections_are_served_with_and_without_balancing() {
-    for balance in ["on", "off"] {
-        let server = Server::start(&["--balance", balance]);
+    for (balance, socket_io) in [("on", "uring"), ("off", "uring"), ("on", "glommio")] {
+        let server = Server::start(&["--balance", balance, "--socket-io", socket_io]);
         let mut conns: Vec<Conn> = (0..24).map(|_| server.connect()).collect();
         for (i, conn) in conns.iter_mut().enumerate() {
             let mut request = String::new();
