@@ -1,8 +1,8 @@
 //! A local operation against a forwarded one.
 //!
 //! `local/*` runs a request on the connection's own shard. `forwarded/*`
-//! sends it to another core the way a connection does (a wire-format batch
-//! over glommio's channel mesh, executed by the owner's real request
+//! sends it to another core the way a connection does (a batch of records,
+//! see `router`, over glommio's channel mesh, executed by the owner's real request
 //! handler, answered over the reply mesh) and waits for the answer: the
 //! price of a key that lives on another core. `forwarded/batch16` amortises
 //! one round trip over 16 requests, as pipelined reads do.
@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SocketIo};
 use ferrocache::protocol::{GetKind, Keys, Request, StoreKind};
-use ferrocache::router::{FromShard, KeyHasher, Part, Reply, ToShard};
+use ferrocache::router::{push_get, push_wire, FromShard, KeyHasher, Part, Reply, ToShard};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
 use ferrocache::transport::core::{Core, Shared};
@@ -42,6 +42,11 @@ fn config() -> Config {
     }
 }
 
+fn key_hash(key: &[u8]) -> u64 {
+    KeyHasher::new(Namespaces::default_namespace()).hash(key)
+}
+
+/// A set as its wire bytes (what `set_batch` sends, and the local bench runs).
 fn set_wire(key: &[u8]) -> Vec<u8> {
     let mut wire = Vec::new();
     Request::Store {
@@ -57,16 +62,20 @@ fn set_wire(key: &[u8]) -> Vec<u8> {
     wire
 }
 
-fn get_wire(key: &[u8], n: usize) -> Vec<u8> {
-    let mut wire = Vec::new();
+/// A forwarded batch of one set of `key`, as a connection queues it.
+fn set_batch(key: &[u8]) -> Vec<u8> {
+    let mut batch = Vec::new();
+    push_wire(&mut batch, key_hash(key), &set_wire(key));
+    batch
+}
+
+/// A forwarded batch of `n` gets of `key`.
+fn get_batch(key: &[u8], n: usize) -> Vec<u8> {
+    let mut batch = Vec::new();
     for _ in 0..n {
-        Request::Get {
-            kind: GetKind::Get,
-            keys: Keys::single(key),
-        }
-        .encode(&mut wire);
+        push_get(&mut batch, key_hash(key), GetKind::Get, key);
     }
-    wire
+    batch
 }
 
 /// Runs `iters` forwarded round trips of `per_batch` gets; returns the time.
@@ -123,8 +132,8 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                         }
                     };
                     let key = b"bench:key";
-                    assert_eq!(ask(set_wire(key)).await, b"STORED\r\n");
-                    let gets = get_wire(key, per_batch);
+                    assert_eq!(ask(set_batch(key)).await, b"STORED\r\n");
+                    let gets = get_batch(key, per_batch);
                     let start = Instant::now();
                     for _ in 0..iters {
                         let out = ask(gets.clone()).await;
