@@ -219,11 +219,16 @@ impl Core {
     /// Sends `make(reply_to, id)` to `shard`; its answer goes to waiter `id`.
     pub async fn send(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> u32 {
         let id = self.waiters.register();
-        let message = make(self.reply_id(), id);
+        self.post(shard, make(self.reply_id(), id)).await;
+        id
+    }
+
+    /// Puts `message` on the request mesh to `shard`, waiting for room. The
+    /// mesh lives as long as the process, so a closed one is a bug.
+    pub async fn post(&self, shard: usize, message: ToShard) {
         if self.to_shard.send_to(shard, message).await.is_err() {
             panic!("the mesh to shard {shard} is closed");
         }
-        id
     }
 
     /// Sends `make(reply_to, id)` to every other shard at once, then waits
@@ -313,9 +318,7 @@ impl Core {
                         answer,
                     }
                 };
-                if self.to_shard.send_to(shard, message).await.is_err() {
-                    panic!("the mesh to shard {shard} is closed");
-                }
+                self.post(shard, message).await;
             }
         }
     }

@@ -277,16 +277,7 @@ async fn executor(
 /// Sends a connection this core accepted to core `home`, which serves it.
 async fn hand_over(core: &Core, home: usize, socket: Socket) {
     match socket.into_fd() {
-        Ok(fd) => {
-            if core
-                .to_shard
-                .send_to(home, ToShard::Adopt(fd))
-                .await
-                .is_err()
-            {
-                panic!("the mesh to shard {home} is closed");
-            }
-        }
+        Ok(fd) => core.post(home, ToShard::Adopt(fd)).await,
         Err(e) => {
             core.shared.unplace(home);
             warn!(error = %e, "cannot hand a connection over");
