@@ -189,6 +189,7 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
         ("gat multi", b"set g1 0 0 1\r\n6\r\nset g2 3 0 1\r\na\r\ngat 100 g1 nope g2\r\n"),
         ("gat negative expires", b"set g3 0 0 1\r\nx\r\ngat -1 g3\r\nget g3\r\n"),
         ("gats cas", b"set g4 0 0 1\r\nx\r\ngats 0 g4\r\n"),
+        ("shutdown forms", b"shutdown\r\nshutdown graceful\r\nshutdown a b c\r\nshutdown noreply\r\nSHUTDOWN\r\nshutdownx\r\n"),
         ("verbosity noreply", b"verbosity noreply\r\n"),
         ("verbosity forms", b"verbosity\r\nverbosity 1\r\nverbosity 1 2\r\nverbosity 1 2 3\r\nverbosity 1 noreply\r\n"),
         ("storage bad numbers", b"set f1 -1 0 1\r\nx\r\nset f2 abc 0 1\r\nx\r\nset f3 0 abc 1\r\nx\r\nset f4 0 0 abc\r\nx\r\n"),

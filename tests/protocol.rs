@@ -606,6 +606,11 @@ fn version_verbosity_quit() {
             (b"verbosity 1 noreply\r\n", b""),
             (b"\r\n", b"ERROR\r\n"),
             (b"bogus\r\n", b"ERROR\r\n"),
+            (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n"),
+            (
+                b"shutdown graceful noreply\r\n",
+                b"ERROR: shutdown not enabled\r\n",
+            ),
             (b"GET a\r\n", b"ERROR\r\n"),
             (b"get\r\n", b"ERROR\r\n"),
         ],

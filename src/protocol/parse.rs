@@ -231,6 +231,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             }
             request(Request::Verbosity { noreply })
         }
+        // Any form, `noreply` or not: memcached answers so before it reads
+        // the arguments.
+        b"shutdown" => invalid(ErrorReply::ShutdownDisabled, false),
         _ => invalid(ErrorReply::Error, false),
     }
 }

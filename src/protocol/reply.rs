@@ -21,6 +21,9 @@ pub enum ErrorReply {
     BadAuthFormat,
     TooManyConnections,
     DetailUsage,
+    /// `shutdown`, which a shared cache never takes from a client: memcached's
+    /// answer without `-A`.
+    ShutdownDisabled,
 }
 
 impl ErrorReply {
@@ -45,6 +48,7 @@ impl ErrorReply {
             ErrorReply::BadAuthFormat => b"CLIENT_ERROR bad authentication token format\r\n",
             ErrorReply::TooManyConnections => b"SERVER_ERROR too many open connections\r\n",
             ErrorReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
+            ErrorReply::ShutdownDisabled => b"ERROR: shutdown not enabled\r\n",
         }
     }
 }
