@@ -104,6 +104,13 @@ pub struct Args {
     /// (`off`).
     #[arg(long = "balance", value_enum, default_value_t = Switch::On, value_name = "on|off")]
     pub balance: Switch,
+
+    /// Seed of the key hash, which picks each key's shard and index chain
+    /// [default: random at every start]. Give one only to reproduce where
+    /// keys land (tests, benchmarks): a client that knows the seed can craft
+    /// keys that all share one chain and slow its shard for every tenant.
+    #[arg(long = "hash-seed", value_name = "N")]
+    pub hash_seed: Option<u64>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +138,8 @@ pub struct Config {
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
     pub balance_connections: bool,
+    /// For `crate::store::seed_key_hash`.
+    pub hash_seed: u64,
 }
 
 impl Config {
@@ -178,8 +187,26 @@ impl Config {
                 0
             })),
             balance_connections: args.balance == Switch::On,
+            hash_seed: match args.hash_seed {
+                Some(seed) => seed,
+                None => random_seed()?,
+            },
         })
     }
+}
+
+/// Eight bytes from the kernel's CSPRNG.
+fn random_seed() -> Result<u64, String> {
+    let mut seed = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most `seed.len()` bytes into `seed`.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n != seed.len() as isize {
+        return Err(format!(
+            "cannot seed the key hash: getrandom: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(u64::from_ne_bytes(seed))
 }
 
 fn resolve_listen(args: &Args) -> Result<SocketAddr, String> {
@@ -253,6 +280,17 @@ mod tests {
         assert_eq!(config.cores, 1);
         assert_eq!(config.memory_bytes, 64 << 20);
         assert_eq!(config.max_item_size, 2 << 20);
+    }
+
+    #[test]
+    fn the_hash_seed_is_random_unless_given() {
+        let config = |args: &[&str]| {
+            let args = Args::parse_from([&["ferrocache", "--cores", "1"], args].concat());
+            Config::from_args(args).unwrap()
+        };
+        assert_eq!(config(&["--hash-seed", "42"]).hash_seed, 42);
+        // Two draws of 64 random bits: equal once in 2^64 runs.
+        assert_ne!(config(&[]).hash_seed, config(&[]).hash_seed);
     }
 
     #[test]

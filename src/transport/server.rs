@@ -74,6 +74,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let cpus =
         core_affinity::get_core_ids().ok_or_else(|| StartError::Cpus("none online".into()))?;
     let cores = config.cores;
+    // Before any core hashes a key.
+    crate::store::seed_key_hash(config.hash_seed);
     let shared = Arc::new(Shared::new(config, auth, Clock::new()));
 
     let requests = MeshBuilder::<ToShard, _>::full(cores, MESH_CAPACITY);
