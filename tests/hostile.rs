@@ -675,14 +675,14 @@ fn connections_past_the_limit_are_refused() {
 }
 
 /// The hash seed of servers whose key placement a test predicts.
-const HASH_SEED: u64 = 7;
+const HASH_SEED: &str = "7";
 /// `SMALL`, with the key hash seeded as `key_per_shard` predicts.
-const SMALL_PLACED: &[&str] = &["--memory-mb", "64", "--hash-seed", "7"];
+const SMALL_PLACED: &[&str] = &["--memory-mb", "64", "--hash-seed", HASH_SEED];
 
 /// Keys of the default namespace owned by shard 0 and by shard 1 of 2, on
 /// a server started with `SMALL_PLACED`.
 fn key_per_shard(prefix: &str) -> [String; 2] {
-    ferrocache::store::seed_key_hash(HASH_SEED);
+    ferrocache::store::seed_key_hash(HASH_SEED.parse().unwrap());
     let hasher = KeyHasher::new(Namespaces::default_namespace());
     let mut found: [Option<String>; 2] = [None, None];
     for i in 0.. {

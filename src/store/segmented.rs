@@ -46,6 +46,7 @@ const SCRATCH_KEEP: usize = 64 << 10;
 /// three lines). Loading only the first left the value's lines to miss one
 /// after another as the reply copied them.
 const PREFETCH_LINES: usize = 3;
+const CACHE_LINE: usize = 64;
 
 /// Why an item leaves the store; decides which counters move.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -488,7 +489,7 @@ impl Store {
                     let data = &self.segs.segs[seg as usize].data;
                     let item = data[off as usize..].as_ptr();
                     for line in 0..PREFETCH_LINES {
-                        index::prefetch(item.wrapping_add(line * 64));
+                        index::prefetch(item.wrapping_add(line * CACHE_LINE));
                     }
                 }
                 false
