@@ -341,7 +341,7 @@ fn cgroup_memory_max() -> Option<u64> {
 /// A size as the flags write it: `1g`, `512m`, `64k` or bytes.
 pub fn show_size(bytes: usize) -> String {
     for (shift, suffix) in [(30, "g"), (20, "m"), (10, "k")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{suffix}", bytes >> shift);
         }
     }

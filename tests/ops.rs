@@ -22,7 +22,11 @@ const EXIT_ADDR_IN_USE: i32 = 71;
 /// Exit status for a bad flag.
 const EXIT_USAGE: i32 = 2;
 /// The reply to `version`.
-const VERSION: &str = concat!("VERSION 1.6.18-ferrocache-", env!("CARGO_PKG_VERSION"), "\r\n");
+const VERSION: &str = concat!(
+    "VERSION 1.6.18-ferrocache-",
+    env!("CARGO_PKG_VERSION"),
+    "\r\n"
+);
 
 fn bin() -> String {
     std::env::var("FERROCACHE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferrocache").into())
@@ -57,8 +61,18 @@ fn run_for(mut cmd: Command, within: Duration) -> Exit {
     };
     let mut stdout = String::new();
     let mut stderr = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     Exit {
         code,
         stdout,
@@ -282,7 +296,9 @@ fn a_low_open_file_limit_lowers_max_connections_and_refuses_the_rest_aloud() {
 fn out_of_descriptors_at_run_time_clients_get_the_error_not_silence() {
     let server = Running::start(ferrocache(&["--listen", "127.0.0.1:0", "--cores", "1"]));
     let pid = server.child.id() as libc::pid_t;
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
     let limit = libc::rlimit {
         rlim_cur: open + 2,
         rlim_max: open + 2,
@@ -344,11 +360,36 @@ fn block_io_uring(cmd: &mut Command, errno: u32) {
     unsafe {
         cmd.pre_exec(move || {
             let filter = [
-                Insn { code: LD_W_ABS, jt: 0, jf: 0, k: 0 }, // seccomp_data.nr
-                Insn { code: JGE_K, jt: 0, jf: 2, k: 425 },
-                Insn { code: JGT_K, jt: 1, jf: 0, k: 427 },
-                Insn { code: RET_K, jt: 0, jf: 0, k: RET_ERRNO | errno },
-                Insn { code: RET_K, jt: 0, jf: 0, k: RET_ALLOW },
+                Insn {
+                    code: LD_W_ABS,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                }, // seccomp_data.nr
+                Insn {
+                    code: JGE_K,
+                    jt: 0,
+                    jf: 2,
+                    k: 425,
+                },
+                Insn {
+                    code: JGT_K,
+                    jt: 1,
+                    jf: 0,
+                    k: 427,
+                },
+                Insn {
+                    code: RET_K,
+                    jt: 0,
+                    jf: 0,
+                    k: RET_ERRNO | errno,
+                },
+                Insn {
+                    code: RET_K,
+                    jt: 0,
+                    jf: 0,
+                    k: RET_ALLOW,
+                },
             ];
             let prog = Prog {
                 len: filter.len() as u16,
@@ -431,7 +472,12 @@ fn a_second_server_on_the_same_port_is_refused() {
             ]),
             Duration::from_secs(10),
         );
-        assert_eq!(exit.code, Some(EXIT_ADDR_IN_USE), "{listen}: {}", exit.stderr);
+        assert_eq!(
+            exit.code,
+            Some(EXIT_ADDR_IN_USE),
+            "{listen}: {}",
+            exit.stderr
+        );
         assert!(exit.stdout.is_empty(), "{listen} announced itself");
         assert_eq!(
             exit.stderr.lines().last().unwrap(),
@@ -486,10 +532,19 @@ fn logs_to_a_pipe_have_no_colour_and_plain_peers_and_count_grants() {
         )),
         "{start}"
     );
-    assert_eq!(fail_auth(server.addr), "CLIENT_ERROR authentication failed\r\n");
+    assert_eq!(
+        fail_auth(server.addr),
+        "CLIENT_ERROR authentication failed\r\n"
+    );
     let log = server.stderr_with("authentication failed");
-    assert!(!log.contains('\x1b'), "escape codes in a piped log: {log:?}");
-    let line = log.lines().find(|l| l.contains("authentication failed")).unwrap();
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in a piped log: {log:?}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("authentication failed"))
+        .unwrap();
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     assert!(!line.contains("Some("), "{line}");
 }
@@ -579,10 +634,16 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     };
     let coloured = on_a_pty(false);
     assert!(coloured.contains("listening"), "{coloured}");
-    assert!(coloured.contains('\x1b'), "no colour on a terminal: {coloured:?}");
+    assert!(
+        coloured.contains('\x1b'),
+        "no colour on a terminal: {coloured:?}"
+    );
     let plain = on_a_pty(true);
     assert!(plain.contains("listening"), "{plain}");
-    assert!(!plain.contains('\x1b'), "colour despite NO_COLOR: {plain:?}");
+    assert!(
+        !plain.contains('\x1b'),
+        "colour despite NO_COLOR: {plain:?}"
+    );
 }
 
 // ---- flags ----
@@ -611,9 +672,8 @@ fn flag_messages_say_what_they_mean() {
     );
     let too_much = flag_error(&["--cores", "1", "-m", "99999999"]);
     assert!(
-        too_much.starts_with(
-            "ferrocache: --memory-mb 99999999m: more than this machine's memory ("
-        ),
+        too_much
+            .starts_with("ferrocache: --memory-mb 99999999m: more than this machine's memory ("),
         "{too_much}"
     );
     let help = run_for(ferrocache(&["--help"]), Duration::from_secs(10)).stdout;
@@ -658,7 +718,17 @@ fn cores_beyond_the_affinity_mask_name_the_mask() {
 fn memcached_style_flags_carry_over() {
     // `-m 1g`, a -l list with the wildcard, -U 0 and -vv.
     let server = Running::start(ferrocache(&[
-        "-p", "0", "-l", "0.0.0.0,127.0.0.1", "-t", "1", "-m", "1g", "-U", "0", "-vv",
+        "-p",
+        "0",
+        "-l",
+        "0.0.0.0,127.0.0.1",
+        "-t",
+        "1",
+        "-m",
+        "1g",
+        "-U",
+        "0",
+        "-vv",
     ]));
     assert!(server.ready.contains("memory_mb=1024"), "{}", server.ready);
     assert!(server.addr.ip().is_unspecified(), "{}", server.ready);
@@ -668,7 +738,10 @@ fn memcached_style_flags_carry_over() {
         "{log}"
     );
     // -vv is debug.
-    assert!(log.contains("DEBUG") || log.contains("ferrocache listening"), "{log}");
+    assert!(
+        log.contains("DEBUG") || log.contains("ferrocache listening"),
+        "{log}"
+    );
     let local = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
     assert_eq!(one_line(local, b"version\r\n").unwrap(), VERSION);
 }
