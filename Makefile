@@ -4,9 +4,16 @@ CORES    ?= $(shell nproc)
 LISTEN   ?= 127.0.0.1:11211
 MEMORY   ?= 1024
 ARGS     ?=
+# `make install`: PREFIX for the paths, DESTDIR to stage them (packagers).
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 .PHONY: all build run test test-unit test-integration test-conformance test-clients \
-        deps bench bench-compare bench-scaling lint fuzz soak tune clean
+        deps bench bench-compare bench-scaling lint fuzz soak tune clean install test-deploy
 
 all: build
 
@@ -28,6 +35,24 @@ test: deps
 	$(CARGO) test --release
 	bash tests/memccapable.sh
 	bash tests/clients/run.sh
+	bash tests/deploy.sh
+
+## `make install` into a scratch DESTDIR, and the unit checked with
+## `systemd-analyze verify`.
+test-deploy: deps
+	bash tests/deploy.sh
+
+## Installs the binary, its man page (generated from the flags), the systemd
+## unit (ExecStart= pointing at BINDIR) and its sysusers.d entry, for a
+## dedicated `ferrocache` user (`systemd-sysusers` creates it). See
+## docs/parts/ops.md, Deploy.
+install: build
+	$(CARGO) run --release --quiet --example mangen > target/ferrocache.1
+	sed 's|/usr/local/bin/ferrocache|$(BINDIR)/ferrocache|' deploy/ferrocache.service > target/ferrocache.service
+	install -D -m 0755 target/release/ferrocache $(DESTDIR)$(BINDIR)/ferrocache
+	install -D -m 0644 target/ferrocache.1 $(DESTDIR)$(MANDIR)/man1/ferrocache.1
+	install -D -m 0644 target/ferrocache.service $(DESTDIR)$(UNITDIR)/ferrocache.service
+	install -D -m 0644 deploy/ferrocache.sysusers $(DESTDIR)$(SYSUSERSDIR)/ferrocache.conf
 
 ## The real-client matrix: Python, Perl, PHP and Ruby programs, and the Rust
 ## memcache crate (also part of `cargo test` in `make test`).

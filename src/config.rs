@@ -27,10 +27,18 @@ const DEFAULT_SPIN_US: u64 = 20;
         port (SO_REUSEPORT) and owns one shard of the keyspace. Clients authenticate the IronCache \
         way, by setting the pseudo-key `oauth` to `TOKEN PROJECT_ID CACHE_NAME`; every key then lives \
         in that (project, cache) namespace.\n\n\
-        Logging goes to stderr and is filtered by RUST_LOG (default: info). Once every core has bound \
-        the port, one line `ferrocache VERSION listening on ADDR ...` is printed on stdout.\n\n\
+        Sizes (--memory-mb, --max-item-size) take a k, m or g suffix (binary units: 1m is 1048576 \
+        bytes); a bare number is megabytes for --memory-mb (as memcached's -m) and bytes for \
+        --max-item-size (as memcached's -I).\n\n\
+        Logging goes to stderr, as text or JSON (--log-format), filtered by RUST_LOG (default: info; \
+        -vv: debug); text is coloured only on a terminal and never when NO_COLOR is set. Once every \
+        core has bound the port, one line `ferrocache VERSION listening on ADDR ...` is printed on \
+        stdout.\n\n\
         Signals: SIGINT/SIGTERM stop accepting, finish replies in flight and exit 0; SIGHUP re-reads \
-        the --tokens file."
+        the --tokens file.\n\n\
+        Exit status: 0 after SIGINT/SIGTERM; 2 for a bad flag; 71 when another process already \
+        listens on the address; 78 when the host cannot run it (io_uring blocked, locked-memory or \
+        open-file limit too low, tokens file unreadable); 70 after a panic."
 )]
 pub struct Args {
     /// Address to listen on, as HOST:PORT (port 0 picks a free port).
@@ -38,7 +46,9 @@ pub struct Args {
     pub listen: String,
 
     /// Interface to listen on; overrides the host part of --listen (memcached's -l).
-    #[arg(short = 'l', value_name = "HOST")]
+    /// memcached's list form is accepted where it names one address, or
+    /// includes the wildcard that covers the others (`-l 0.0.0.0,127.0.0.1`).
+    #[arg(short = 'l', value_name = "HOST[,HOST...]")]
     pub listen_host: Option<String>,
 
     /// TCP port to listen on; overrides the port part of --listen (memcached's -p).
@@ -50,19 +60,23 @@ pub struct Args {
     #[arg(short = 't', long, value_name = "N")]
     pub cores: Option<usize>,
 
-    /// Memory for items, in megabytes, split evenly across the shards (memcached's -m).
+    /// Memory for items, split evenly across the shards: a bare number is
+    /// megabytes (memcached's -m), or give a k, m or g suffix (`64m`, `1g`).
+    /// At most the machine's memory [default: 1g].
     #[arg(
         short = 'm',
         long = "memory-mb",
-        default_value_t = 1024,
-        value_name = "MB"
+        default_value = "1024",
+        hide_default_value = true,
+        value_parser = parse_memory,
+        value_name = "SIZE"
     )]
-    pub memory_mb: usize,
+    pub memory: usize,
 
-    /// Largest value a client may store, in bytes with an optional k or m suffix;
-    /// at most 1g and at most half of --memory-mb (memcached's -I).
-    #[arg(short = 'I', long = "max-item-size", default_value = "1m", value_parser = parse_size, value_name = "SIZE")]
-    pub max_item_size: usize,
+    /// Largest value a client may store: bytes, or with a k, m or g suffix;
+    /// at most 1g and at most half of --memory-mb (memcached's -I) [default: 1m].
+    #[arg(short = 'I', long = "max-item-size", value_parser = parse_size, value_name = "SIZE")]
+    pub max_item_size: Option<usize>,
 
     /// Most client connections open at once; further connections get
     /// `SERVER_ERROR too many open connections` and are closed (memcached's -c).
@@ -90,11 +104,12 @@ pub struct Args {
     #[arg(long = "socket-io", value_enum, default_value_t = SocketIo::Uring)]
     pub socket_io: SocketIo,
 
-    /// Microseconds each core keeps polling before it sleeps when idle
-    /// (0: never spin). Cores forward keys to each other, and a core that
-    /// sleeps must be woken (an eventfd write, and glommio's membarrier as
-    /// it parks); a short spin skips most of that. Default: 20 with two or
-    /// more cores, 0 with one.
+    /// Microseconds an idle core keeps polling before it sleeps: trades idle
+    /// CPU for latency. Spinning answers a request that arrives within the
+    /// spin a few microseconds sooner (and cheaper, when cores forward keys
+    /// to each other), but a lightly loaded server then shows busy cores.
+    /// 0 never spins (least CPU when idle). Default: 20 with two or more
+    /// cores, 0 with one.
     #[arg(long = "spin-us", value_name = "US")]
     pub spin_us: Option<u64>,
 
@@ -111,6 +126,32 @@ pub struct Args {
     /// keys that all share one chain and slow its shard for every tenant.
     #[arg(long = "hash-seed", value_name = "N")]
     pub hash_seed: Option<u64>,
+
+    /// Log format on stderr: `text` (one line per event) or `json` (one
+    /// object per line, for log shippers).
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text, value_name = "text|json")]
+    pub log_format: LogFormat,
+
+    /// More log detail where RUST_LOG is not set: -vv debug, -vvv trace
+    /// (memcached's -v; one -v keeps the default, info).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When started as root, run as this user (memcached's -u); ignored,
+    /// with a note, otherwise. The port is bound after the switch.
+    #[arg(short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+
+    /// memcached's UDP port: only `-U 0` (UDP off) is accepted; ferrocache
+    /// serves TCP only.
+    #[arg(short = 'U', value_name = "0")]
+    pub udp_port: Option<u16>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,35 +181,84 @@ pub struct Config {
     pub balance_connections: bool,
     /// For `crate::store::seed_key_hash`.
     pub hash_seed: u64,
+    /// `-u`: the user to switch to when started as root.
+    pub user: Option<String>,
+    /// One-line notes about flags taken from memcached, logged at start.
+    pub notes: Vec<String>,
 }
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config, String> {
-        let listen = resolve_listen(&args)?;
-        let online = core_affinity::get_core_ids()
+        let mut notes = Vec::new();
+        let listen = resolve_listen(&args, &mut notes)?;
+        // The CPUs this process may run on: its affinity mask (taskset,
+        // cpusets, systemd's CPUAffinity=), which can be fewer than online.
+        let allowed = core_affinity::get_core_ids()
             .map(|c| c.len())
             .unwrap_or(1)
             .max(1);
-        let cores = args.cores.unwrap_or(online);
+        let cores = args.cores.unwrap_or(allowed);
         if cores == 0 {
             return Err("--cores must be at least 1".into());
         }
-        if cores > online {
-            return Err(format!("--cores {cores}: only {online} CPUs are online"));
+        if cores > allowed {
+            let online = online_cpus();
+            return Err(if online > allowed {
+                format!(
+                    "--cores {cores}: this process's CPU affinity mask allows only {allowed} of the \
+                     {online} online CPUs (taskset, cpuset or CPUAffinity=); widen the mask or \
+                     lower --cores"
+                )
+            } else {
+                format!("--cores {cores}: only {online} CPUs are online")
+            });
         }
-        if args.memory_mb == 0 {
-            return Err("--memory-mb must be at least 1".into());
-        }
-        let memory_bytes = args.memory_mb << 20;
-        if args.max_item_size == 0 || args.max_item_size > MAX_ITEM_SIZE_CEILING {
-            return Err("--max-item-size must be between 1 byte and 1g".into());
-        }
-        if args.max_item_size > memory_bytes / 2 {
+        let memory_bytes = args.memory;
+        if memory_bytes < 1 << 20 {
             return Err(format!(
-                "--max-item-size {} is more than half of --memory-mb {}",
-                args.max_item_size, args.memory_mb
+                "--memory-mb {}: at least 1 MB is needed",
+                show_size(memory_bytes)
             ));
         }
+        check_memory_fits(memory_bytes)?;
+        let max_item_size = args.max_item_size.unwrap_or(DEFAULT_MAX_ITEM_SIZE);
+        if max_item_size == 0 || max_item_size > MAX_ITEM_SIZE_CEILING {
+            return Err("--max-item-size must be between 1 byte and 1g".into());
+        }
+        if max_item_size > memory_bytes / 2 {
+            let needed = show_megabytes(max_item_size * 2);
+            return Err(match args.max_item_size {
+                None => format!(
+                    "--memory-mb {}: the default item size limit (-I 1m) needs at least \
+                     {needed} MB; give --memory-mb {needed} or more, or lower the limit, \
+                     e.g. -I {}",
+                    show_size(memory_bytes),
+                    show_size((memory_bytes / 2).max(1)),
+                ),
+                Some(_) => format!(
+                    "--max-item-size {} needs at least {needed} MB (twice the item size), but \
+                     --memory-mb is {}; give more memory or a smaller --max-item-size",
+                    show_size(max_item_size),
+                    show_size(memory_bytes),
+                ),
+            });
+        }
+        match args.udp_port {
+            None | Some(0) => {}
+            Some(port) => {
+                return Err(format!(
+                    "-U {port}: ferrocache serves TCP only; use -U 0 or drop the flag"
+                ))
+            }
+        }
+        let user = match &args.user {
+            // SAFETY: geteuid has no preconditions.
+            Some(user) if unsafe { libc::geteuid() } != 0 => {
+                notes.push(format!("-u {user} ignored: not started as root"));
+                None
+            }
+            other => other.clone(),
+        };
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
@@ -176,7 +266,7 @@ impl Config {
             listen,
             cores,
             memory_bytes,
-            max_item_size: args.max_item_size,
+            max_item_size,
             max_connections: args.max_connections,
             tokens: args.tokens,
             idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
@@ -191,8 +281,89 @@ impl Config {
                 Some(seed) => seed,
                 None => random_seed()?,
             },
+            user,
+            notes,
         })
     }
+}
+
+/// memcached's -I default.
+const DEFAULT_MAX_ITEM_SIZE: usize = 1 << 20;
+
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}
+
+/// Refuses item memory beyond the machine's RAM, or beyond the memory
+/// limit of the cgroup the process runs in (a container's limit): the
+/// store would be killed or swap long before it filled.
+fn check_memory_fits(memory_bytes: usize) -> Result<(), String> {
+    let asked = show_size(memory_bytes);
+    if let Some(total) = mem_total() {
+        if memory_bytes as u64 > total {
+            return Err(format!(
+                "--memory-mb {asked}: more than this machine's memory ({}); give at most that, \
+                 less what the rest of the host needs",
+                show_size(total as usize)
+            ));
+        }
+    }
+    if let Some(limit) = cgroup_memory_max() {
+        if memory_bytes as u64 > limit {
+            return Err(format!(
+                "--memory-mb {asked}: more than this cgroup's memory limit (memory.max {}); \
+                 give less, or raise the container's memory limit",
+                show_size(limit as usize)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+fn mem_total() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The cgroup v2 `memory.max` of this process's cgroup, when it is a number.
+fn cgroup_memory_max() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let max = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()?;
+    max.trim().parse().ok()
+}
+
+/// A size as the flags write it: `1g`, `512m`, `64k` or bytes.
+pub fn show_size(bytes: usize) -> String {
+    for (shift, suffix) in [(30, "g"), (20, "m"), (10, "k")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Whole megabytes, rounded up.
+fn show_megabytes(bytes: usize) -> usize {
+    bytes.div_ceil(1 << 20)
+}
+
+/// `--memory-mb`: the size syntax of [`parse_size`], but a bare number is
+/// megabytes, as memcached's -m.
+pub fn parse_memory(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let mb: usize = t.parse().map_err(|_| format!("{t:?} is too large"))?;
+        return mb
+            .checked_mul(1 << 20)
+            .ok_or_else(|| format!("{t:?} is too large"));
+    }
+    parse_size(t).map_err(|_| format!("{t:?} is not a size (e.g. 1024 for megabytes, 64m, 1g)"))
 }
 
 /// Eight bytes from the kernel's CSPRNG.
@@ -209,24 +380,63 @@ fn random_seed() -> Result<u64, String> {
     Ok(u64::from_ne_bytes(seed))
 }
 
-fn resolve_listen(args: &Args) -> Result<SocketAddr, String> {
+fn resolve_listen(args: &Args, notes: &mut Vec<String>) -> Result<SocketAddr, String> {
     let mut addr = args
         .listen
         .to_socket_addrs()
         .map_err(|e| format!("--listen {}: {e}", args.listen))?
         .next()
         .ok_or_else(|| format!("--listen {}: no address", args.listen))?;
-    if let Some(host) = &args.listen_host {
-        addr = (host.as_str(), addr.port())
-            .to_socket_addrs()
-            .map_err(|e| format!("-l {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("-l {host}: no address"))?;
+    if let Some(list) = &args.listen_host {
+        addr = listen_list(list, addr.port(), notes)?;
     }
     if let Some(port) = args.port {
         addr.set_port(port);
     }
     Ok(addr)
+}
+
+/// memcached's `-l HOST[,HOST...]`. ferrocache listens on one address, so a
+/// list is accepted where it comes down to one: every entry the same, or a
+/// wildcard (`0.0.0.0`, `::`) that already covers the others.
+fn listen_list(list: &str, port: u16, notes: &mut Vec<String>) -> Result<SocketAddr, String> {
+    let mut addrs = Vec::new();
+    for host in list
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+    {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("-l {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("-l {host}: no address"))?;
+        addrs.push(addr);
+    }
+    let first = *addrs.first().ok_or("-l: no address given")?;
+    if addrs.iter().all(|a| *a == first) {
+        return Ok(first);
+    }
+    // `::` also takes IPv4 connections (unless the host sets bindv6only).
+    let covers = |wild: &SocketAddr, other: &SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    match addrs
+        .iter()
+        .find(|w| addrs.iter().all(|a| covers(w, a) || a == *w))
+    {
+        Some(wild) => {
+            notes.push(format!(
+                "-l {list}: listening on {wild}, which covers every address listed"
+            ));
+            Ok(*wild)
+        }
+        None => Err(format!(
+            "-l {list}: ferrocache listens on one address; give one, or 0.0.0.0 for every \
+             interface"
+        )),
+    }
 }
 
 /// `1048576`, `512k`, `1m`, `1g` (binary units, case-insensitive).
@@ -310,6 +520,85 @@ mod tests {
             let off = config(&["--cores", "2", "--spin-us", "0"]);
             assert_eq!(off.spin_before_park, Duration::ZERO);
         }
+    }
+
+    fn error_of(args: &[&str]) -> String {
+        let args = Args::try_parse_from([&["ferrocache"], args].concat()).unwrap();
+        Config::from_args(args).unwrap_err()
+    }
+
+    #[test]
+    fn memory_takes_the_size_syntax_and_a_bare_number_is_megabytes() {
+        assert_eq!(parse_memory("64"), Ok(64 << 20));
+        assert_eq!(parse_memory("1g"), Ok(1 << 30));
+        assert_eq!(parse_memory("1G"), Ok(1 << 30));
+        assert_eq!(parse_memory("512m"), Ok(512 << 20));
+        assert!(parse_memory("1x").is_err());
+        let args = Args::parse_from(["ferrocache", "-t", "1", "--memory-mb", "1g"]);
+        assert_eq!(Config::from_args(args).unwrap().memory_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn too_little_memory_names_the_default_item_size() {
+        assert_eq!(
+            error_of(&["-t", "1", "--memory-mb", "1"]),
+            "--memory-mb 1m: the default item size limit (-I 1m) needs at least 2 MB; give \
+             --memory-mb 2 or more, or lower the limit, e.g. -I 512k"
+        );
+        assert_eq!(
+            error_of(&["-t", "1", "-m", "3", "-I", "2m"]),
+            "--max-item-size 2m needs at least 4 MB (twice the item size), but --memory-mb is \
+             3m; give more memory or a smaller --max-item-size"
+        );
+        let args = Args::parse_from(["ferrocache", "-t", "1", "-m", "1", "-I", "512k"]);
+        assert!(Config::from_args(args).is_ok());
+    }
+
+    #[test]
+    fn memory_beyond_the_machine_is_refused() {
+        let e = error_of(&["-t", "1", "-m", "99999999"]);
+        assert!(
+            e.starts_with("--memory-mb 99999999m: more than this machine's memory ("),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn memcached_listen_lists() {
+        let listen = |l: &str| {
+            let args = Args::parse_from(["ferrocache", "-t", "1", "-p", "11311", "-l", l]);
+            Config::from_args(args).map(|c| c.listen)
+        };
+        assert_eq!(listen("127.0.0.1"), Ok("127.0.0.1:11311".parse().unwrap()));
+        assert_eq!(
+            listen("0.0.0.0,127.0.0.1"),
+            Ok("0.0.0.0:11311".parse().unwrap())
+        );
+        assert_eq!(
+            listen("127.0.0.1,0.0.0.0"),
+            Ok("0.0.0.0:11311".parse().unwrap())
+        );
+        assert_eq!(listen("::,127.0.0.1"), Ok("[::]:11311".parse().unwrap()));
+        assert_eq!(listen("[::1]"), Ok("[::1]:11311".parse().unwrap()));
+        assert_eq!(
+            listen("127.0.0.1,127.0.0.2"),
+            Err(
+                "-l 127.0.0.1,127.0.0.2: ferrocache listens on one address; give one, or \
+                 0.0.0.0 for every interface"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn harmless_memcached_flags() {
+        let args = Args::parse_from(["ferrocache", "-t", "1", "-U", "0", "-vv", "-u", "nobody"]);
+        assert_eq!(args.verbose, 2);
+        assert!(Config::from_args(args).is_ok());
+        assert_eq!(
+            error_of(&["-t", "1", "-U", "11211"]),
+            "-U 11211: ferrocache serves TCP only; use -U 0 or drop the flag"
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod host;
 pub mod protocol;
 pub mod router;
 pub mod shard;

@@ -216,6 +216,14 @@ impl Auth {
         matches!(self, Auth::Secure { .. })
     }
 
+    /// How many grants are loaded (0 in open mode).
+    pub fn grant_count(&self) -> usize {
+        match self {
+            Auth::Open => 0,
+            Auth::Secure { grants, .. } => grants.read().unwrap_or_else(|e| e.into_inner()).len(),
+        }
+    }
+
     pub fn check(&self, credentials: &Credentials) -> Result<(), AuthError> {
         match self {
             Auth::Open => Ok(()),

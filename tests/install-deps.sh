@@ -20,6 +20,8 @@ PACKAGES=(
     php-memcached                # PHP Memcached extension (libmemcached)
     ruby                         # Ruby interpreter (ruby-dalli does not depend on it)
     ruby-dalli                   # Dalli 3.0.6, binary protocol only
+    systemd                      # systemd-analyze verify of deploy/ferrocache.service (tests/deploy.sh)
+    procps                       # /bin/kill, the unit's ExecReload (verify checks it exists)
 )
 
 installed() {

@@ -13,7 +13,6 @@
 //! `out` is written in one go.
 
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -110,7 +109,7 @@ async fn refuse(mut socket: Socket, core: &Core) {
 struct Connection {
     core: Rc<Core>,
     socket: Socket,
-    peer: Option<SocketAddr>,
+    peer: super::socket::Peer,
     session: Session,
     auth_failures: u32,
     ns: Namespace,

@@ -25,6 +25,7 @@ use super::socket::{Listener, Socket};
 use super::uring::Ring;
 use crate::clock::Clock;
 use crate::config::{Config, SocketIo};
+use crate::host::{self, HostError};
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
 use crate::tenancy::{Auth, TokenFileError};
@@ -44,6 +45,20 @@ pub enum StartError {
     Cpus(String),
     Bind(SocketAddr, String),
     Executor(String),
+    Host(HostError),
+}
+
+impl StartError {
+    /// The process's exit status for this error: 78 (EX_CONFIG) where the
+    /// host or its configuration must change, 71 where the port is taken.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Host(e) => e.exit_code(),
+            StartError::Tokens(_) | StartError::Cpus(_) => host::EXIT_CONFIG,
+            StartError::Bind(_, e) if e.contains("in use") => host::EXIT_ADDR_IN_USE,
+            StartError::Bind(..) | StartError::Executor(_) => 1,
+        }
+    }
 }
 
 impl std::fmt::Display for StartError {
@@ -53,6 +68,7 @@ impl std::fmt::Display for StartError {
             StartError::Cpus(e) => write!(f, "cannot list CPUs: {e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Executor(e) => write!(f, "cannot start an executor: {e}"),
+            StartError::Host(e) => write!(f, "{e}"),
         }
     }
 }
@@ -66,9 +82,29 @@ enum Startup {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn run(config: Config) -> Result<(), StartError> {
+pub fn run(mut config: Config) -> Result<(), StartError> {
+    // Host checks first: each ends in one line and a status, never a hang
+    // or a panic inside glommio.
+    host::check_io_uring().map_err(StartError::Host)?;
+    host::check_memlock(config.cores).map_err(StartError::Host)?;
+    let (max_connections, lowered) =
+        host::check_nofile(config.max_connections, config.cores).map_err(StartError::Host)?;
+    config.max_connections = max_connections;
+    if let Some(user) = &config.user {
+        host::switch_user(user).map_err(StartError::Host)?;
+    }
+    for note in &config.notes {
+        info!("{note}");
+    }
+    if let Some(lowered) = lowered {
+        warn!("{lowered}");
+    }
     let auth = match &config.tokens {
-        Some(path) => Auth::secure(path).map_err(StartError::Tokens)?,
+        Some(path) => {
+            let auth = Auth::secure(path).map_err(StartError::Tokens)?;
+            warn_about_tokens_file(path, auth.grant_count());
+            auth
+        }
         None => Auth::open(),
     };
     let cpus =
@@ -85,14 +121,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // Core 0 binds first so that port 0 resolves to one port all cores share.
     let mut addr = shared.config.listen;
     for (i, cpu) in cpus.iter().take(cores).enumerate() {
+        let watcher = tx.clone();
         let (shared, requests, replies, tx) = (
             shared.clone(),
             requests.clone(),
             replies.clone(),
             tx.clone(),
         );
-        LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
             .spin_before_park(shared.config.spin_before_park)
+            .io_memory(host::GLOMMIO_IO_MEMORY)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
                 if let Err(e) = executor(addr, shared, requests, replies, &tx).await {
@@ -100,6 +138,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 }
             })
             .map_err(|e| StartError::Executor(e.to_string()))?;
+        watch(handle, watcher);
         if i == 0 {
             addr = wait_bound(&rx)?;
         }
@@ -108,13 +147,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
         wait_bound(&rx)?;
     }
     for _ in 0..cores {
-        match rx.recv() {
-            Ok(Startup::Ready) => {}
-            Ok(Startup::Failed(e)) => return Err(e),
-            Ok(Startup::Bound(_)) | Err(_) => {
-                return Err(StartError::Executor("startup failed".into()))
-            }
+        match next_startup(&rx)? {
+            Startup::Ready => {}
+            Startup::Failed(e) => return Err(e),
+            Startup::Bound(_) => return Err(StartError::Executor("startup failed".into())),
         }
+    }
+    // Every core holds the port now: a listener of another process on it
+    // would take a share of our connections (SO_REUSEPORT).
+    match host::foreign_listener(addr) {
+        Some(found) => found.map_err(StartError::Host)?,
+        None => warn!("cannot read /proc/net/tcp: not checking for other listeners on {addr}"),
     }
 
     announce(&shared, addr);
@@ -123,10 +166,50 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 fn wait_bound(rx: &Receiver<Startup>) -> Result<SocketAddr, StartError> {
-    match rx.recv() {
-        Ok(Startup::Bound(addr)) => Ok(addr),
-        Ok(Startup::Failed(e)) => Err(e),
-        Ok(Startup::Ready) | Err(_) => Err(StartError::Executor("startup failed".into())),
+    match next_startup(rx)? {
+        Startup::Bound(addr) => Ok(addr),
+        Startup::Failed(e) => Err(e),
+        Startup::Ready => Err(StartError::Executor("startup failed".into())),
+    }
+}
+
+fn next_startup(rx: &Receiver<Startup>) -> Result<Startup, StartError> {
+    rx.recv()
+        .map_err(|_| StartError::Executor("startup failed".into()))
+}
+
+/// Reports an executor thread that ends, so start-up never waits for ever on
+/// a core that glommio could not set up (its closure never runs, and this
+/// thread's own sender keeps the channel open). Once running, executors end
+/// only with the process, and the watcher with them.
+fn watch(executor: glommio::ExecutorJoinHandle<()>, tx: Sender<Startup>) {
+    std::thread::spawn(move || {
+        let why = match executor.join() {
+            Ok(()) => "it stopped".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = tx.send(Startup::Failed(StartError::Executor(why)));
+    });
+}
+
+/// Start-up warnings about the tokens file: no grants (every client will be
+/// refused) or readable by every user (the tokens are secrets).
+fn warn_about_tokens_file(path: &std::path::Path, grants: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    if grants == 0 {
+        warn!(
+            "tokens file {} has no grants: every client will fail to authenticate",
+            path.display()
+        );
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            warn!(
+                "tokens file {} is readable by every user (mode {mode:03o}): chmod o-r it",
+                path.display()
+            );
+        }
     }
 }
 
@@ -138,6 +221,8 @@ fn announce(shared: &Shared, addr: SocketAddr) {
         %addr,
         cores = config.cores,
         memory_mb = config.memory_bytes >> 20,
+        grants = shared.auth.grant_count(),
+        max_connections = config.max_connections,
         "ferrocache listening; authentication is {}",
         if shared.auth.is_secure() {
             "on (secure mode: tokens file)"
@@ -253,6 +338,7 @@ async fn executor(
         .push(listener.raw_fd());
     let _ = startup.send(Startup::Ready);
 
+    let mut out_of_fds = OutOfDescriptors::new();
     loop {
         match listener.accept().await {
             Ok(socket) => {
@@ -264,9 +350,13 @@ async fn executor(
                 }
             }
             Err(_) if shared.shutting_down() => break,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                out_of_fds.refuse_one(&listener).await;
+            }
             Err(e) => {
-                // EMFILE and the like: log, back off briefly, keep serving.
-                warn!(error = %e, "accept failed");
+                // Anything else: log (at most once a second), back off
+                // briefly, keep serving.
+                out_of_fds.note_failure(&e);
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -274,6 +364,79 @@ async fn executor(
     // Keep serving replies in flight until the process exits.
     futures_lite::future::pending::<()>().await;
     Ok(())
+}
+
+/// How often a core logs that accepts fail, at most.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Out of file descriptors, a connection stays queued on the listener and
+/// its client waits in silence. A spare descriptor, held for this, is
+/// closed so that the connection can be accepted, told
+/// `SERVER_ERROR too many open connections` and closed, as memcached does
+/// past its limit; then the spare is taken again. Failures are logged as one
+/// line with a count per interval, so a flood cannot fill the disk.
+struct OutOfDescriptors {
+    spare: Option<std::fs::File>,
+    refused: u64,
+    failed: u64,
+    last_error: String,
+    logged: Option<std::time::Instant>,
+}
+
+impl OutOfDescriptors {
+    fn new() -> OutOfDescriptors {
+        OutOfDescriptors {
+            spare: std::fs::File::open("/dev/null").ok(),
+            refused: 0,
+            failed: 0,
+            last_error: String::new(),
+            logged: None,
+        }
+    }
+
+    async fn refuse_one(&mut self, listener: &Listener) {
+        self.spare = None;
+        match listener.accept().await {
+            Ok(mut socket) => {
+                let line = crate::protocol::ErrorReply::TooManyConnections.line();
+                let _ = socket.write_all(line.to_vec()).await;
+                socket.close().await;
+                self.refused += 1;
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.last_error = e.to_string();
+                // No spare to free: wait for descriptors to come back.
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.spare = std::fs::File::open("/dev/null").ok();
+        self.log();
+    }
+
+    fn note_failure(&mut self, e: &std::io::Error) {
+        self.failed += 1;
+        self.last_error = e.to_string();
+        self.log();
+    }
+
+    fn log(&mut self) {
+        let now = std::time::Instant::now();
+        if self.logged.is_some_and(|at| now - at < ACCEPT_LOG_EVERY) {
+            return;
+        }
+        if self.refused > 0 {
+            warn!(
+                refused = self.refused,
+                "out of file descriptors: refused connections with `SERVER_ERROR too many open \
+                 connections`; raise the open-file limit (LimitNOFILE=) or lower --max-connections"
+            );
+        }
+        if self.failed > 0 {
+            warn!(failed = self.failed, error = %self.last_error, "accept failed");
+        }
+        (self.refused, self.failed, self.logged) = (0, 0, Some(now));
+    }
 }
 
 /// Sends a connection this core accepted to core `home`, which serves it.

@@ -66,6 +66,26 @@ impl Listener {
     }
 }
 
+/// A client's address as logs write it: `127.0.0.1:55578`, or `unknown`
+/// where the socket no longer has one (`?peer` and `%peer` read the same).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 pub enum Socket {
     Glommio(TcpStream),
     Uring {
@@ -114,11 +134,11 @@ impl Socket {
         }
     }
 
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        match self {
+    pub fn peer_addr(&self) -> Peer {
+        Peer(match self {
             Socket::Glommio(s) => s.peer_addr().ok(),
             Socket::Uring { stream, .. } => stream.peer_addr().ok(),
-        }
+        })
     }
 
     /// Reads what is available into `buf[at..]`; 0 means the peer closed. A
