@@ -191,7 +191,7 @@ impl Shard {
                     &Response::Value {
                         key: key.key,
                         flags: item.flags,
-                        cas: kind.with_cas().then_some(item.cas),
+                        cas: kind.with_cas().then(|| item.cas()),
                         data: item.value,
                     },
                     out,

@@ -58,6 +58,7 @@ fn add_items(total: &mut StoreStats, o: &StoreStats) {
     total.evicted_unfetched += o.evicted_unfetched;
     total.overhead_bytes += o.overhead_bytes;
     total.hash_bytes += o.hash_bytes;
+    total.invariant_skips += o.invariant_skips;
 }
 
 /// A namespace's figures in the store's shape (the rest stay zero: they
@@ -147,6 +148,7 @@ pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'sta
         out.push(("evicted_unfetched", items.evicted_unfetched.to_string()));
         out.push(("reclaimed", items.reclaimed.to_string()));
         out.push(("store_overhead_bytes", items.overhead_bytes.to_string()));
+        out.push(("store_invariant_skips", items.invariant_skips.to_string()));
     }
     out
 }
@@ -198,5 +200,7 @@ mod tests {
             .collect();
         assert!(server.contains(&"curr_connections"));
         assert!(server.contains(&"auth_cmds"));
+        assert!(server.contains(&"store_invariant_skips"));
+        assert!(!tenant.contains(&"store_invariant_skips"));
     }
 }

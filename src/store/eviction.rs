@@ -193,10 +193,12 @@ impl Store {
             let it = self.large.get(slot);
             (it.home, it.exptime)
         };
-        let pos = self
-            .index
-            .find_loc(home, index::large_loc(slot))
-            .expect("live large item is indexed");
+        let Some(pos) = self.index.find_loc(home, index::large_loc(slot)) else {
+            // Unindexed, so nobody can read it: it only holds memory.
+            self.skip_broken("eviction met a large item the index does not hold");
+            self.retire_unindexed(index::large_loc(slot));
+            return;
+        };
         let e = self.index.get(pos);
         if self.flushed(e) {
             self.unlink(home, pos, Why::Dropped);
@@ -303,6 +305,40 @@ impl Store {
         Some(id)
     }
 
+    /// Drop every index entry into segment `seg` (about to be freed) when
+    /// its items can no longer be walked: a broken invariant. Items still
+    /// readable at their entry's offset are counted as evicted.
+    fn purge_segment(&mut self, seg: u32) {
+        let s = &self.segs.segs[seg as usize];
+        let (ns_floors, stats) = (&self.ns, &mut self.stats);
+        let mut gone = Vec::new();
+        self.index.purge(|e| {
+            if e & index::LARGE != 0 {
+                return false;
+            }
+            let (at, off) = index::split_seg_loc(e & index::LOC_MASK);
+            if at != seg {
+                return false;
+            }
+            if let Some(h) = layout::read_within(&s.data, off as usize, s.write as usize) {
+                let cas = h.own_cas.unwrap_or(s.cas_base + u64::from(off));
+                if cas >= ns_floors.floor(h.ns).segment {
+                    gone.push((h.ns, h.stats_size() as u64));
+                    stats.curr_items = stats.curr_items.saturating_sub(1);
+                    stats.bytes = stats.bytes.saturating_sub(h.stats_size() as u64);
+                    stats.evictions += 1;
+                }
+            }
+            true
+        });
+        for (ns, size) in gone {
+            let n = self.ns.get_mut(ns);
+            n.curr_items = n.curr_items.saturating_sub(1);
+            n.bytes = n.bytes.saturating_sub(size);
+            n.evictions += 1;
+        }
+    }
+
     /// Merge the oldest segments of `queue`, moving the items to keep to
     /// the main head and evicting the rest.
     fn merge_evict(&mut self, queue: usize) {
@@ -329,15 +365,16 @@ impl Store {
         for &v in &victims {
             let s = &self.segs.segs[v as usize];
             let mut off = 0usize;
-            while off < s.write as usize {
-                let h = layout::read(&s.data, off);
+            // Broken items are counted (and skipped) by pass 2.
+            while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
                 if !h.dead && is_live(h.exptime, now) {
-                    let pos = self
+                    let found = self
                         .index
-                        .find_loc(item_home(&s.data, off, &h), index::seg_loc(v, off as u32))
-                        .expect("live item is indexed");
-                    let e = self.index.get(pos);
-                    if !self.flushed(e) {
+                        .find_loc(item_home(&s.data, off, &h), index::seg_loc(v, off as u32));
+                    if let Some(e) = found
+                        .map(|pos| self.index.get(pos))
+                        .filter(|&e| !self.flushed(e))
+                    {
                         let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
                         by_freq[index::freq(e) as usize] += len;
                     }
@@ -359,19 +396,36 @@ impl Store {
         for round in 0..3 {
             for &v in &victims {
                 let mut off = 0usize;
-                while off < self.segs.segs[v as usize].write as usize {
-                    let h = layout::read(&self.segs.segs[v as usize].data, off);
+                loop {
+                    let s = &self.segs.segs[v as usize];
+                    if off >= s.write as usize {
+                        break;
+                    }
+                    let Some(h) = layout::read_within(&s.data, off, s.write as usize) else {
+                        // The rest of the segment cannot be walked. Items
+                        // the index still holds there are lost with it
+                        // once the segment is freed: purge them now.
+                        self.skip_broken("merge met an item running past its segment");
+                        self.purge_segment(v);
+                        // Later rounds stop here too (the victim is freed
+                        // after the merge, which resets this).
+                        self.segs.segs[v as usize].write = off as u32;
+                        break;
+                    };
                     let here = off;
                     off += h.total_len();
                     if h.dead {
                         continue;
                     }
-                    let home = item_home(&self.segs.segs[v as usize].data, here, &h);
+                    let home = item_home(&s.data, here, &h);
                     let loc = index::seg_loc(v, here as u32);
-                    let pos = self
-                        .index
-                        .find_loc(home, loc)
-                        .expect("live item is indexed");
+                    let Some(pos) = self.index.find_loc(home, loc) else {
+                        // The victim is ours until freed: marking it dead
+                        // keeps the next round from counting it again.
+                        self.skip_broken("merge met a live item the index does not hold");
+                        layout::mark_dead(&mut self.segs.segs[v as usize].data, here);
+                        continue;
+                    };
                     let e = self.index.get(pos);
                     let f = index::freq(e) as usize;
                     let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;

@@ -331,7 +331,12 @@ impl Index {
     /// the end of the table by one more bit of their home, which
     /// `home_of_entry` reads from the item. Moves entries, so positions
     /// found before it are stale.
-    pub fn split(&mut self, mut home_of_entry: impl FnMut(u64) -> u32) {
+    ///
+    /// An entry whose item cannot be read (`None`) or whose home is neither
+    /// bucket (broken invariants both) stays in the old bucket; one that
+    /// finds no room is dropped. Returns how many met either, for the
+    /// caller to count: a split never panics.
+    pub fn split(&mut self, mut home_of_entry: impl FnMut(u64) -> Option<u32>) -> usize {
         let (from, to) = (self.split, self.base + self.split);
         let mut moving = std::mem::take(&mut self.moving);
         moving.clear();
@@ -359,15 +364,24 @@ impl Index {
             self.base *= 2;
             self.split = 0;
         }
+        let mut lost = 0;
         for &e in &moving {
-            let b = self.bucket(home_of_entry(e));
-            debug_assert!(b == from || b == to, "{b} is neither {from} nor {to}");
+            let b = match home_of_entry(e).map(|home| self.bucket(home)) {
+                Some(b) if b == from || b == to => b,
+                _ => {
+                    lost += 1;
+                    from
+                }
+            };
             // The two chains need at most one bucket more than the one
             // chain had, and the new primary bucket is that one.
-            self.insert_at(b, e)
-                .expect("a split has room for what it moves");
+            if self.insert_at(b, e).is_none() {
+                lost += 1;
+                self.items -= 1;
+            }
         }
         self.moving = moving;
+        lost
     }
 
     /// The entry of `home`'s chain eviction should drop to make a slot:
@@ -389,13 +403,45 @@ impl Index {
         }
     }
 
+    /// Remove every entry `doomed` picks, wherever it is filed; returns how
+    /// many. It walks the whole table: only for recovering from a broken
+    /// invariant, when entries cannot be found from their items.
+    pub fn purge(&mut self, mut doomed: impl FnMut(u64) -> bool) -> usize {
+        let mut removed = 0;
+        for first in 0..self.primary() {
+            'chain: loop {
+                let mut b = first;
+                loop {
+                    let hit = self.table[b][..ITEM_SLOTS]
+                        .iter()
+                        .position(|&e| e != 0 && doomed(e));
+                    if let Some(i) = hit {
+                        // Removing repacks the chain: walk it again.
+                        self.remove_in(first, b * SLOTS + i);
+                        removed += 1;
+                        continue 'chain;
+                    }
+                    match self.table[b][ITEM_SLOTS] {
+                        0 => break 'chain,
+                        next => b = next as usize,
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     /// Clear the slot at `pos` (in `home`'s chain), keeping the chain
     /// packed: its last entry moves into the hole, and an overflow bucket
     /// left empty goes back to the pool. Packed chains use the fewest
     /// overflow buckets and let lookups stop at the first empty slot.
     /// Positions of other entries in the chain may change.
     pub fn remove(&mut self, home: u32, pos: Pos) {
-        let bucket = self.bucket(home);
+        self.remove_in(self.bucket(home), pos);
+    }
+
+    /// `remove`, for the chain that starts at primary bucket `bucket`.
+    fn remove_in(&mut self, bucket: usize, pos: Pos) {
         let (mut prev, mut last) = (usize::MAX, bucket);
         while self.table[last][ITEM_SLOTS] != 0 {
             prev = last;
@@ -516,14 +562,49 @@ mod tests {
             let e = make_entry(u64::from(i) & 0xffff, seg_loc(home >> 4, home & 0xf));
             ix.insert(home, e).expect("room");
             while ix.wants_split() {
-                ix.split(|e| {
+                let lost = ix.split(|e| {
                     let (seg, off) = split_seg_loc(e & LOC_MASK);
-                    (seg << 4) | off
+                    Some((seg << 4) | off)
                 });
+                assert_eq!(lost, 0);
             }
             all.push((home, e & LOC_MASK));
         }
         all
+    }
+
+    #[test]
+    fn a_split_that_cannot_place_an_entry_keeps_it_and_says_so() {
+        let mut ix = Index::for_limit(1 << 30);
+        let mut entries = Vec::new();
+        let mut i = 0u32;
+        while !ix.wants_split() {
+            // All in bucket 0's chain (the first to split).
+            let e = make_entry(u64::from(i % 0xffff) + 1, seg_loc(i, 0));
+            ix.insert(0, e).expect("room");
+            entries.push(e);
+            i += 1;
+        }
+        // Unreadable items, and a home in some other bucket: none panics,
+        // each is counted, and each stays findable where it was.
+        let lost = ix.split(|e| {
+            let (seg, _) = split_seg_loc(e & LOC_MASK);
+            match seg % 3 {
+                0 => None,
+                1 => Some(0x00ab_cdef),
+                _ => Some(0),
+            }
+        });
+        assert_eq!(
+            lost,
+            entries
+                .iter()
+                .filter(|&&e| split_seg_loc(e & LOC_MASK).0 % 3 != 2)
+                .count()
+        );
+        for e in entries {
+            assert!(ix.find_loc(0, e & LOC_MASK).is_some());
+        }
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl LargeItems {
         self.slots[slot as usize].as_ref().expect("live large slot")
     }
 
+    /// The item in `slot`, if there is one (for callers that cannot be
+    /// sure: a broken invariant must not panic).
+    pub fn try_get(&self, slot: u32) -> Option<&LargeItem> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
     pub fn get_mut(&mut self, slot: u32) -> &mut LargeItem {
         self.slots[slot as usize].as_mut().expect("live large slot")
     }

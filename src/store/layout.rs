@@ -137,6 +137,27 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
     }
 }
 
+/// Decode the header at `at` if the whole item lies before `end`; `None`
+/// when it would not. For walks that cannot be sure an item starts at
+/// `at` (a broken invariant): a bad header then costs a skipped item, never
+/// a read past the segment.
+pub(crate) fn read_within(b: &[u8], at: usize, end: usize) -> Option<Header> {
+    let end = end.min(b.len());
+    if at.checked_add(FIXED_HEADER)? > end {
+        return None;
+    }
+    let w0 = rd32(b, at);
+    let hlen = FIXED_HEADER
+        + if w0 & HAS_FLAGS != 0 { 4 } else { 0 }
+        + if w0 & WIDE_NS != 0 { 4 } else { 0 }
+        + if w0 & OWN_CAS != 0 { 8 } else { 0 };
+    if at + hlen > end {
+        return None;
+    }
+    let h = read(b, at);
+    (at + h.total_len() <= end).then_some(h)
+}
+
 /// The fields of an item to write.
 pub(crate) struct NewItem<'a> {
     pub ns: NsId,
@@ -260,6 +281,31 @@ mod tests {
             assert_eq!(h.exptime, 99);
             assert_eq!(h.vlen, 5);
         }
+    }
+
+    #[test]
+    fn read_within_refuses_items_past_the_end() {
+        let mut buf = vec![0u8; 64];
+        let item = NewItem {
+            ns: 300,
+            exptime: 1,
+            flags: 9,
+            own_cas: Some(7),
+            key: b"k",
+            value: [b"vv", b""],
+        };
+        let n = write(&mut buf, 3, &item);
+        assert_eq!(read_within(&buf, 3, 3 + n).map(|h| h.total_len()), Some(n));
+        for end in 0..3 + n {
+            assert!(read_within(&buf, 3, end).is_none(), "end {end}");
+        }
+        // A header claiming the largest value and every optional field.
+        buf[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(read_within(&buf, 40, 64).is_none());
+        assert!(read_within(&buf, 40, usize::MAX).is_none());
+        // Too close to the end for even the fixed part.
+        assert!(read_within(&buf, 60, 64).is_none());
+        assert!(read_within(&buf, usize::MAX - 2, usize::MAX).is_none());
     }
 
     #[test]

@@ -104,8 +104,19 @@ pub enum ArithOutcome {
 #[derive(Clone, Copy, Debug)]
 pub struct ItemView<'a> {
     pub flags: u32,
-    pub cas: u64,
     pub value: &'a [u8],
+    /// The item's write stamp; `cas()` shows it sealed.
+    stamp: u64,
+    seal: &'a cas::CasSeal,
+}
+
+impl ItemView<'_> {
+    /// The item's cas unique, as `gets` shows it: unique per mutation, and
+    /// telling nothing about other tenants' writes (see `cas`). Computed
+    /// here, so a plain `get` does not pay for it.
+    pub fn cas(&self) -> u64 {
+        self.seal.unique(self.stamp)
+    }
 }
 
 #[derive(Debug)]
@@ -134,6 +145,10 @@ pub struct StoreStats {
     /// Bytes of the index in use now (memcached's `hash_bytes`): it grows
     /// with the items, up to its share of `overhead_bytes`.
     pub hash_bytes: u64,
+    /// Items (or rests of segments) that background work skipped because
+    /// an internal invariant did not hold, instead of stopping the server.
+    /// Zero unless there is a bug.
+    pub invariant_skips: u64,
 }
 
 /// Per-namespace figures, so a tenant's `stats` never reveals another's.
@@ -164,6 +179,7 @@ pub struct NsStats {
 //   fn limit_bytes(&self) -> usize
 
 mod arith;
+mod cas;
 mod eviction;
 mod index;
 mod large;

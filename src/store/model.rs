@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::arith;
+use super::cas::CasSeal;
 use super::layout::item_size;
 use super::{ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats};
 
@@ -41,6 +42,8 @@ pub struct Store {
     stats: StoreStats,
     ns: HashMap<NsId, NsStats>,
     scratch: Vec<u8>,
+    /// Uniques are sealed stamps here too (the model counts stamps plainly).
+    seal: CasSeal,
 }
 
 fn size_of(ns: NsId, key: &[u8], it: &Item) -> usize {
@@ -60,6 +63,7 @@ impl Store {
             stats: StoreStats::default(),
             ns: HashMap::new(),
             scratch: Vec::new(),
+            seal: CasSeal::new(),
         }
     }
 
@@ -157,8 +161,9 @@ impl Store {
         let it = &self.items[mk];
         ItemView {
             flags: it.flags,
-            cas: it.cas,
             value: &it.value,
+            stamp: it.cas,
+            seal: &self.seal,
         }
     }
 
@@ -236,7 +241,9 @@ impl Store {
                 (it.flags, it.exptime, joined)
             }
             SetMode::Cas(_) if !present => return SetOutcome::NotFound,
-            SetMode::Cas(cas) if self.items[&mk].cas != cas => return SetOutcome::Exists,
+            SetMode::Cas(cas) if self.seal.unique(self.items[&mk].cas) != cas => {
+                return SetOutcome::Exists
+            }
             SetMode::Cas(_) => (flags, exptime, value.to_vec()),
         };
         if present {

@@ -1,15 +1,22 @@
 //! Property tests: the segment store against the reference model.
 //!
-//! Owns the random command streams and the comparison. Memory is big
-//! enough that neither store evicts, so every reply and every counter must
-//! agree. cas values differ between the two (the model counts, the store
-//! derives them from positions), so the test keeps a one-to-one map between
-//! them and translates the cas a `cas` command sends.
+//! Owns the random command streams and the comparison. In `run`, memory is
+//! big enough that neither store evicts, so every reply and every counter
+//! must agree. In `run_evicting` (the stateful fuzz of issue 12) the store
+//! is small, with segments of a few hundred bytes, so eviction merges,
+//! segment reuse and partial sweeps happen every few commands, while values
+//! are crafted to look like item headers: a key the store lost to eviction
+//! is dropped from the model too, and every other reply must agree, and no
+//! background step may meet a broken invariant. cas values differ between
+//! the two (the model counts, the store derives them from positions), so
+//! the test keeps a one-to-one map between them and translates the cas a
+//! `cas` command sends.
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 
+use super::layout;
 use super::model;
 use super::semantics::key;
 use super::{ArithOutcome, Lookup, NsId, SetMode, SetOutcome, Store};
@@ -25,6 +32,8 @@ enum Op {
     FlushNs(NsId),
     FlushAll,
     Sweep,
+    /// A sweep that stops after this many items (a cursor left mid-segment).
+    SweepSome(usize),
     Tick(u32),
 }
 
@@ -52,6 +61,14 @@ enum Val {
     Number(u64),
     /// A run of one byte, to reach segment and large sizes cheaply.
     Fill(u8, usize),
+    /// Copies of a valid, already expired item of key `k` (see `key_of`),
+    /// after `phase` bytes, `n` bytes in all: what a sweep or merge that
+    /// lost its place would take for items.
+    Items {
+        k: u8,
+        phase: usize,
+        n: usize,
+    },
 }
 
 impl Val {
@@ -60,6 +77,25 @@ impl Val {
             Val::Bytes(b) => b.clone(),
             Val::Number(n) => n.to_string().into_bytes(),
             Val::Fill(b, n) => vec![*b; *n],
+            Val::Items { k, phase, n } => {
+                let (ns, key) = key_of(*k);
+                let item = layout::NewItem {
+                    ns,
+                    exptime: 1,
+                    flags: 0,
+                    own_cas: None,
+                    key: &key,
+                    value: [b"zzzz", b""],
+                };
+                let mut one = vec![0u8; item.total_len()];
+                layout::write(&mut one, 0, &item);
+                let mut out = vec![0x7a; *phase];
+                while out.len() < *n {
+                    out.extend_from_slice(&one);
+                }
+                out.truncate(*n);
+                out
+            }
         }
     }
 }
@@ -102,19 +138,43 @@ fn arb_val(big: usize) -> impl Strategy<Value = Val> {
 }
 
 fn arb_op(big: usize) -> impl Strategy<Value = Op> {
+    arb_op_in(arb_val(big), Just(Op::Sweep).boxed())
+}
+
+/// Values for the evicting run: mostly crafted items, some large.
+fn arb_hostile_val(big: usize) -> impl Strategy<Value = Val> {
+    prop_oneof![
+        2 => arb_val(big),
+        3 => (0u8..12, 0usize..20, 1usize..(big / 2)).prop_map(|(k, phase, n)| Val::Items { k, phase, n }),
+        1 => (0u8..12, 0usize..20, big..big * 2).prop_map(|(k, phase, n)| Val::Items { k, phase, n }),
+    ]
+}
+
+fn arb_hostile_op(big: usize) -> impl Strategy<Value = Op> {
+    let sweeps = prop_oneof![
+        1 => Just(Op::Sweep),
+        3 => (1usize..40).prop_map(Op::SweepSome),
+    ];
+    arb_op_in(arb_hostile_val(big), sweeps.boxed())
+}
+
+fn arb_op_in(
+    val: impl Strategy<Value = Val> + 'static,
+    sweep: BoxedStrategy<Op>,
+) -> impl Strategy<Value = Op> {
     let k = 0u8..12;
     prop_oneof![
         6 => k.clone().prop_map(Op::Get),
         1 => (k.clone(), arb_exp()).prop_map(|(k, e)| Op::Gat(k, e)),
         1 => (k.clone(), arb_exp()).prop_map(|(k, e)| Op::Touch(k, e)),
-        8 => (k.clone(), arb_mode(), prop_oneof![Just(0u32), any::<u32>()], arb_exp(), arb_val(big))
+        8 => (k.clone(), arb_mode(), prop_oneof![Just(0u32), any::<u32>()], arb_exp(), val)
             .prop_map(|(k, m, f, e, v)| Op::Set(k, m, f, e, v)),
         2 => k.clone().prop_map(Op::Delete),
         2 => (k, any::<bool>(), prop_oneof![0u64..10, any::<u64>()])
             .prop_map(|(k, i, d)| Op::Arith(k, i, d)),
         1 => (1u32..4).prop_map(Op::FlushNs),
         1 => Just(Op::FlushAll).prop_filter("rare", |_| true),
-        1 => Just(Op::Sweep),
+        2 => sweep,
         3 => (0u32..3).prop_map(Op::Tick),
     ]
 }
@@ -172,7 +232,7 @@ fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
                 match (r, m) {
                     (Lookup::Hit(r), Lookup::Hit(m)) => {
                         assert_eq!((r.value, r.flags), (m.value, m.flags), "{op:?}");
-                        cas.check(r.cas, m.cas);
+                        cas.check(r.cas(), m.cas());
                     }
                     (Lookup::Expired, Lookup::Expired) | (Lookup::Missing, Lookup::Missing) => {}
                     (r, m) => panic!("{op:?}: store {r:?} model {m:?}"),
@@ -230,6 +290,7 @@ fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
             Op::Sweep => {
                 assert_eq!(real.sweep(now, usize::MAX), model.sweep(now, usize::MAX));
             }
+            Op::SweepSome(_) => unreachable!("only run_evicting sweeps partly"),
             Op::Tick(d) => now += d,
         }
         let (rs, ms) = (real.stats(), model.stats());
@@ -243,6 +304,212 @@ fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
         }
         assert!(real.memory_bytes() <= limit);
     }
+}
+
+/// The key an op works on, if any.
+fn key_of_op(op: &Op) -> Option<u8> {
+    match *op {
+        Op::Get(k) | Op::Gat(k, _) | Op::Touch(k, _) | Op::Delete(k) => Some(k),
+        Op::Set(k, ..) | Op::Arith(k, ..) => Some(k),
+        _ => None,
+    }
+}
+
+/// The store, small enough to evict all the time, against a model that
+/// never evicts. Before each command, a key the store no longer holds is
+/// dropped from the model (evicted); then every reply must agree, except
+/// that the store may run out of room where the model does not (the key
+/// is then deleted in both). Counters differ (the model evicts nothing);
+/// the store's own must show no broken invariant and memory in bounds.
+fn run_evicting(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
+    let mut real = Store::with_segment_size(limit, max_item, seg_size);
+    let mut model = model::Store::new(1 << 40, max_item);
+    let mut cas = CasMap::default();
+    let mut now = 1000u32;
+    for op in ops {
+        if let Some(k) = key_of_op(&op) {
+            let (ns, kb) = key_of(k);
+            if !real.holds(key(ns, &kb), now) {
+                model.delete(key(ns, &kb), now);
+            }
+        }
+        match &op {
+            Op::Get(k) | Op::Gat(k, _) => {
+                let (ns, kb) = key_of(*k);
+                let (r, m) = match op {
+                    Op::Gat(_, e) => (
+                        real.get_and_touch(key(ns, &kb), exp_at(e, now), now),
+                        model.get_and_touch(key(ns, &kb), exp_at(e, now), now),
+                    ),
+                    _ => (real.get(key(ns, &kb), now), model.get(key(ns, &kb), now)),
+                };
+                match (r, m) {
+                    (Lookup::Hit(r), Lookup::Hit(m)) => {
+                        assert_eq!((r.value, r.flags), (m.value, m.flags), "{op:?}");
+                        cas.check(r.cas(), m.cas());
+                    }
+                    (Lookup::Hit(_), _) => panic!("{op:?}: the store has what the model lost"),
+                    (_, Lookup::Hit(_)) => panic!("{op:?}: holds() said yes, get said no"),
+                    _ => {}
+                }
+            }
+            Op::Touch(k, e) => {
+                let (ns, kb) = key_of(*k);
+                let t = exp_at(*e, now);
+                assert_eq!(
+                    real.touch(key(ns, &kb), t, now),
+                    model.touch(key(ns, &kb), t, now),
+                    "{op:?}"
+                );
+            }
+            Op::Set(k, mode, flags, e, v) => {
+                let (ns, kb) = key_of(*k);
+                let (rm, mm) = match *mode {
+                    Mode::Set => (SetMode::Set, SetMode::Set),
+                    Mode::Add => (SetMode::Add, SetMode::Add),
+                    Mode::Replace => (SetMode::Replace, SetMode::Replace),
+                    Mode::Append => (SetMode::Append, SetMode::Append),
+                    Mode::Prepend => (SetMode::Prepend, SetMode::Prepend),
+                    Mode::Cas(i) => match cas.seen.get(i) {
+                        Some(&(r, m)) => (SetMode::Cas(r), SetMode::Cas(m)),
+                        None => (SetMode::Cas(u64::MAX), SetMode::Cas(u64::MAX)),
+                    },
+                };
+                let bytes = v.bytes();
+                let t = exp_at(*e, now);
+                let r = real.set(key(ns, &kb), rm, *flags, t, &bytes, now);
+                let m = model.set(key(ns, &kb), mm, *flags, t, &bytes, now);
+                if r == SetOutcome::OutOfMemory && m != r {
+                    real.delete(key(ns, &kb), now);
+                    model.delete(key(ns, &kb), now);
+                } else {
+                    assert_eq!(r, m, "{op:?}");
+                }
+            }
+            Op::Delete(k) => {
+                let (ns, kb) = key_of(*k);
+                assert_eq!(
+                    real.delete(key(ns, &kb), now),
+                    model.delete(key(ns, &kb), now),
+                    "{op:?}"
+                );
+            }
+            Op::Arith(k, incr, d) => {
+                let (ns, kb) = key_of(*k);
+                let r = real.arith(key(ns, &kb), *incr, *d, now);
+                let m = model.arith(key(ns, &kb), *incr, *d, now);
+                if r == ArithOutcome::NotFound && m != r {
+                    // No room for the new digits.
+                    real.delete(key(ns, &kb), now);
+                    model.delete(key(ns, &kb), now);
+                } else {
+                    assert_eq!(r, m, "{op:?}");
+                }
+            }
+            Op::FlushNs(ns) => {
+                real.flush_ns(*ns);
+                model.flush_ns(*ns);
+            }
+            Op::FlushAll => {
+                real.flush_all();
+                model.flush_all();
+            }
+            Op::Sweep => {
+                real.sweep(now, usize::MAX);
+                model.sweep(now, usize::MAX);
+            }
+            Op::SweepSome(budget) => {
+                real.sweep(now, *budget);
+            }
+            Op::Tick(d) => now += d,
+        }
+        let st = real.stats();
+        assert_eq!(st.invariant_skips, 0, "after {op:?}");
+        assert!(real.memory_bytes() <= limit, "after {op:?}");
+        let per_ns: u64 = [1, 2, 3, 300]
+            .iter()
+            .map(|&ns| real.ns_stats(ns).curr_items)
+            .sum();
+        assert_eq!(per_ns, st.curr_items, "after {op:?}");
+    }
+    // Whatever the store still holds, the model agrees with.
+    for k in 0..12 {
+        let (ns, kb) = key_of(k);
+        if let Lookup::Hit(r) = real.get(key(ns, &kb), now) {
+            let (v, f) = (r.value.to_vec(), r.flags);
+            match model.get(key(ns, &kb), now) {
+                Lookup::Hit(m) => assert_eq!((&v[..], f), (m.value, m.flags), "key {k}"),
+                other => panic!("key {k}: store hit, model {other:?}"),
+            }
+        }
+    }
+}
+
+/// What the evicting run found on the code before issue 12's fix, shrunk:
+/// a sweep left its cursor in the head, the head was freed and reopened
+/// for a value made of item headers, and the next sweep read them.
+#[test]
+fn regression_sweep_cursor_in_a_reopened_segment() {
+    use Exp::*;
+    use Op::*;
+    let ops = vec![
+        Set(0, Mode::Set, 0, Past, Val::Bytes(vec![])),
+        Sweep,
+        Sweep,
+        SweepSome(1),
+        Set(
+            0,
+            Mode::Set,
+            0,
+            Past,
+            Val::Items {
+                k: 0,
+                phase: 0,
+                n: 235,
+            },
+        ),
+        Sweep,
+    ];
+    run_evicting(ops, 64 * 256, 4 << 10, 256);
+    let ops = vec![
+        Set(0, Mode::Set, 0, Past, Val::Bytes(vec![])),
+        SweepSome(1),
+        Set(
+            3,
+            Mode::Set,
+            0,
+            Never,
+            Val::Items {
+                k: 0,
+                phase: 0,
+                n: 244,
+            },
+        ),
+        Set(
+            3,
+            Mode::Set,
+            0,
+            Never,
+            Val::Items {
+                k: 0,
+                phase: 1,
+                n: 2539,
+            },
+        ),
+        Set(
+            10,
+            Mode::Add,
+            0,
+            Past,
+            Val::Items {
+                k: 0,
+                phase: 19,
+                n: 744,
+            },
+        ),
+        SweepSome(27),
+    ];
+    run_evicting(ops, 64 << 10, 8 << 10, 1 << 10);
 }
 
 #[derive(Debug)]
@@ -277,5 +544,31 @@ proptest! {
     #[test]
     fn store_matches_model_tiny_segments(ops in proptest::collection::vec(arb_op(9000), 1..300)) {
         run(ops, 64 << 20, 16 << 10, 4 << 10);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("STORE_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(128),
+        ..ProptestConfig::default()
+    })]
+
+    /// Issue 12's stateful fuzz: 256-byte segments, 64 of them, so most
+    /// commands evict, merge or reuse a segment; values that look like
+    /// items; sweeps that stop anywhere. `STORE_FUZZ_CASES=N` runs longer.
+    #[test]
+    fn evicting_store_agrees_with_model_under_hostile_values(
+        ops in proptest::collection::vec(arb_hostile_op(600), 1..400)
+    ) {
+        run_evicting(ops, 64 * 256, 4 << 10, 256);
+    }
+
+    /// The same with 1 KiB segments: more items per segment, so merges
+    /// keep some and sweeps stop mid-segment more often.
+    #[test]
+    fn evicting_store_agrees_with_model_kilobyte_segments(
+        ops in proptest::collection::vec(arb_hostile_op(2500), 1..400)
+    ) {
+        run_evicting(ops, 64 << 10, 8 << 10, 1 << 10);
     }
 }

@@ -53,6 +53,10 @@ pub(crate) struct Segment {
     pub max_exp: u32,
     /// cas of an item written here = cas_base + offset.
     pub cas_base: u64,
+    /// Bumped each time the segment is opened or freed, so a position kept
+    /// across calls (the sweep's cursor) can tell that the bytes it pointed
+    /// into are gone: a reused segment holds other items, at other offsets.
+    pub gen: u32,
     pub prev: u32,
     pub next: u32,
     /// Which FIFO it is (or will be) sealed into.
@@ -70,6 +74,7 @@ impl Segment {
             min_exp: u32::MAX,
             max_exp: 0,
             cas_base: 0,
+            gen: 0,
             prev: NONE,
             next: NONE,
             queue: SMALL,
@@ -163,6 +168,7 @@ impl Segments {
         s.min_exp = u32::MAX;
         s.max_exp = 0;
         s.cas_base = cas_base;
+        s.gen = s.gen.wrapping_add(1);
         s.prev = NONE;
         s.next = NONE;
     }
@@ -217,6 +223,7 @@ impl Segments {
         }
         let s = &mut self.segs[id as usize];
         s.state = State::Free;
+        s.gen = s.gen.wrapping_add(1);
         s.write = 0;
         s.live_items = 0;
         s.live_bytes = 0;

@@ -29,7 +29,7 @@ macro_rules! semantics_suite {
 
             fn value(s: &mut Store, k: &[u8], now: u32) -> Option<(Vec<u8>, u32, u64)> {
                 match s.get(key(1, k), now) {
-                    Lookup::Hit(v) => Some((v.value.to_vec(), v.flags, v.cas)),
+                    Lookup::Hit(v) => Some((v.value.to_vec(), v.flags, v.cas())),
                     _ => None,
                 }
             }
@@ -74,7 +74,7 @@ macro_rules! semantics_suite {
                 let c = value(&mut s, b"a", 100).unwrap().2;
                 assert!(seen.insert(c));
                 assert!(s.touch(key(1, b"a"), 500, 100));
-                assert!(matches!(s.get_and_touch(key(1, b"a"), 600, 100), Lookup::Hit(v) if v.cas == c));
+                assert!(matches!(s.get_and_touch(key(1, b"a"), 600, 100), Lookup::Hit(v) if v.cas() == c));
                 assert_eq!(value(&mut s, b"a", 100).unwrap().2, c);
             }
 

@@ -162,7 +162,7 @@ fn merge_eviction_keeps_items_that_were_hit() {
     let cas_before: Vec<u64> = hot
         .iter()
         .map(|k| match s.get(key(1, k.as_bytes()), 10) {
-            Lookup::Hit(v) => v.cas,
+            Lookup::Hit(v) => v.cas(),
             _ => unreachable!(),
         })
         .collect();
@@ -189,7 +189,7 @@ fn merge_eviction_keeps_items_that_were_hit() {
     for (k, c) in hot.iter().zip(&cas_before) {
         match s.get(key(1, k.as_bytes()), 10) {
             // Moved by merges, but its cas is what `gets` said before.
-            Lookup::Hit(v) => assert_eq!(v.cas, *c, "{k}"),
+            Lookup::Hit(v) => assert_eq!(v.cas(), *c, "{k}"),
             other => panic!("{k} lost: {other:?}"),
         }
     }
@@ -547,4 +547,135 @@ fn flush_floor_splits_one_head_and_the_large_items() {
     assert!(is_hit(s.get(key(2, b"other"), 10)));
     assert_eq!(s.ns_stats(1).curr_items, 2);
     assert_eq!(s.stats().curr_items, 3);
+}
+
+/// Copies of a valid, already expired item of key `k000` in namespace 1,
+/// the first starting at `at`: what a walk that lost its place would take
+/// for items (issue 12's crafted value).
+fn fake_items(len: usize, at: usize) -> Vec<u8> {
+    let item = super::layout::NewItem {
+        ns: 1,
+        exptime: 1,
+        flags: 0,
+        own_cas: None,
+        key: b"k000",
+        value: [b"zzzz", b""],
+    };
+    let mut one = vec![0u8; item.total_len()];
+    super::layout::write(&mut one, 0, &item);
+    let mut v = vec![0x7a; len];
+    let mut p = at;
+    while p + one.len() <= len {
+        v[p..p + one.len()].copy_from_slice(&one);
+        p += one.len();
+    }
+    v
+}
+
+/// Issue 12, section 1: the sweep stopped partway into the head, all of
+/// whose items were dead; the head was freed and reopened for a value that
+/// did not fit, and the next sweep read that value's bytes as items (and
+/// panicked). The cursor now knows the segment was reused.
+#[test]
+fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
+    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB);
+    let now = 100;
+    for i in 0..40 {
+        let k = format!("k{i:03}");
+        assert_eq!(
+            s.set(key(1, k.as_bytes()), SetMode::Set, 0, now - 1, b"x", now),
+            SetOutcome::Stored
+        );
+    }
+    // One pass reclaims all 40, then it goes round again and stops on a
+    // dead item in the middle.
+    assert_eq!(s.sweep(now, 40 + 10), 40);
+    let (seg, _, off) = s.sweep_at;
+    let head = s.head;
+    assert_eq!((seg, off), (head, 10 * 14));
+    // 9 + 5 + 4000 bytes: not enough room left, so the empty head is freed
+    // and taken again. The fake items line up with the cursor.
+    let big = fake_items(4000, off as usize - 14);
+    assert_eq!(
+        s.set(key(1, b"bigkk"), SetMode::Set, 0, 0, &big, now),
+        SetOutcome::Stored
+    );
+    assert_eq!(s.head, head, "the scenario needs the head reused");
+    for budget in [1, 5, 100, usize::MAX] {
+        s.sweep(now, budget);
+    }
+    assert_eq!(s.stats().invariant_skips, 0);
+    match s.get(key(1, b"bigkk"), now) {
+        Lookup::Hit(v) => assert!(v.value == &big[..]),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Degrade, don't die: a sweep whose position is wrong (as if a cursor
+/// survived a reuse unnoticed) skips the rest of the segment, counts it,
+/// and the store goes on serving.
+#[test]
+fn a_sweep_at_a_wrong_offset_skips_and_counts_instead_of_panicking() {
+    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB);
+    s.expect_broken = true;
+    let now = 100;
+    let big = fake_items(3000, 200);
+    assert_eq!(
+        s.set(key(1, b"big"), SetMode::Set, 0, 0, &big, now),
+        SetOutcome::Stored
+    );
+    assert_eq!(
+        s.set(key(1, b"k000"), SetMode::Set, 0, 0, b"real", now),
+        SetOutcome::Stored
+    );
+    // Something expired, so the sweep reads the head at all.
+    assert_eq!(
+        s.set(key(1, b"old"), SetMode::Set, 0, now - 1, b"x", now),
+        SetOutcome::Stored
+    );
+    let head = s.head;
+    let gen = s.segs.segs[head as usize].gen;
+    // Point the cursor at a fake item inside the value (9 + 3 bytes of
+    // header and key come first), then at one running past the end.
+    s.sweep_at = (head, gen, 12 + 200);
+    s.sweep(now, usize::MAX);
+    assert_eq!(s.stats().invariant_skips, 1);
+    s.sweep_at = (head, gen, 12 + 2990);
+    s.sweep(now, usize::MAX);
+    assert_eq!(s.stats().invariant_skips, 2);
+    assert!(matches!(s.get(key(1, b"big"), now), Lookup::Hit(v) if v.value == &big[..]));
+    assert!(matches!(s.get(key(1, b"k000"), now), Lookup::Hit(v) if v.value == b"real"));
+    // The sweep went round again from the start and reclaimed "old".
+    assert_eq!(s.stats().curr_items, 2);
+    assert_eq!(s.stats().reclaimed, 1);
+}
+
+/// A cas unique names one mutation: an item written later at the same
+/// place (its segment freed and reused) never takes the same one.
+#[test]
+fn a_unique_from_a_reused_location_never_matches_a_later_item() {
+    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB);
+    let now = 100;
+    s.set(key(1, b"a"), SetMode::Set, 0, 0, b"one", now);
+    let cas_a = match s.get(key(1, b"a"), now) {
+        Lookup::Hit(v) => v.cas(),
+        other => panic!("{other:?}"),
+    };
+    let first = s.head;
+    s.flush_all();
+    s.set(key(1, b"a"), SetMode::Set, 0, 0, b"two", now);
+    assert_eq!(s.head, first, "the same segment, reused");
+    let cas_b = match s.get(key(1, b"a"), now) {
+        Lookup::Hit(v) => v.cas(),
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(cas_a, cas_b);
+    assert_eq!(
+        s.set(key(1, b"a"), SetMode::Cas(cas_a), 0, 0, b"x", now),
+        SetOutcome::Exists
+    );
+    assert_eq!(
+        s.set(key(1, b"a"), SetMode::Cas(cas_b), 0, 0, b"x", now),
+        SetOutcome::Stored
+    );
 }

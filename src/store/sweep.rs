@@ -20,23 +20,25 @@ impl Store {
     /// were reclaimed.
     pub fn sweep(&mut self, now: u32, budget: usize) -> usize {
         self.now = now;
-        let (mut seg, mut off) = self.sweep_at;
+        let (mut seg, mut gen, mut off) = self.sweep_at;
         let mut examined = 0;
         let mut reclaimed = 0;
         let mut skips = 0;
         while examined < budget && skips <= self.segs.segs.len() {
-            let state = if seg == NONE {
-                State::Free
-            } else {
-                self.segs.segs[seg as usize].state
+            let (state, now_gen) = match self.segs.segs.get(seg as usize) {
+                Some(s) => (s.state, s.gen),
+                None => (State::Free, 0),
             };
-            if !matches!(state, State::Sealed | State::Head | State::MainHead) {
-                // The cursor's segment went away: start over, oldest first.
+            // The cursor's segment went away, or was freed and reopened
+            // since (its bytes are other items now, at other offsets):
+            // start over, oldest first.
+            if !matches!(state, State::Sealed | State::Head | State::MainHead) || now_gen != gen {
                 seg = self.next_to_sweep(NONE);
                 off = 0;
                 if seg == NONE {
                     break;
                 }
+                gen = self.segs.segs[seg as usize].gen;
                 skips += 1;
                 continue;
             }
@@ -44,20 +46,28 @@ impl Store {
             if s.min_exp > now || off >= s.write {
                 seg = self.next_to_sweep(seg);
                 off = 0;
+                gen = self.segs.segs.get(seg as usize).map_or(0, |s| s.gen);
                 skips += 1;
                 continue;
             }
-            let h = layout::read(&s.data, off as usize);
             examined += 1;
+            let Some(h) = layout::read_within(&s.data, off as usize, s.write as usize) else {
+                self.skip_broken("sweep met an item running past its segment");
+                off = u32::MAX;
+                continue;
+            };
             let here = off;
             off += h.total_len() as u32;
             if !h.dead && !is_live(h.exptime, now) {
                 let home = item_home(&s.data, here as usize, &h);
                 let loc = super::index::seg_loc(seg, here);
-                let pos = self
-                    .index
-                    .find_loc(home, loc)
-                    .expect("live item is indexed");
+                let Some(pos) = self.index.find_loc(home, loc) else {
+                    // Not an item the index knows: nothing after it in this
+                    // segment can be trusted either.
+                    self.skip_broken("sweep met an expired item the index does not hold");
+                    off = u32::MAX;
+                    continue;
+                };
                 // An item flush_ns left behind goes too, but it was
                 // counted gone at the flush.
                 if self.flushed(self.index.get(pos)) {
@@ -68,7 +78,7 @@ impl Store {
                 }
             }
         }
-        self.sweep_at = (seg, off);
+        self.sweep_at = (seg, gen, off);
 
         // Large items are few (each is bigger than a segment): one cursor
         // over their table, from the same budget.
@@ -81,10 +91,11 @@ impl Store {
             examined += 1;
             if let Some((home, exptime)) = self.large.expiry_of(slot) {
                 if !is_live(exptime, now) {
-                    let pos = self
-                        .index
-                        .find_loc(home, super::index::large_loc(slot))
-                        .expect("live item is indexed");
+                    let Some(pos) = self.index.find_loc(home, super::index::large_loc(slot)) else {
+                        self.skip_broken("sweep met a large item the index does not hold");
+                        self.retire_unindexed(super::index::large_loc(slot));
+                        continue;
+                    };
                     if self.flushed(self.index.get(pos)) {
                         self.unlink(home, pos, Why::Dropped);
                     } else {

@@ -1,0 +1,89 @@
+//! cas uniques as clients see them.
+//!
+//! Owns turning an item's write stamp into the unique `gets` shows. It never
+//! decides when a stamp changes (every mutation writes a new copy, which
+//! takes a new stamp; see `layout`) and never stores anything per item.
+//!
+//! Stamps are positions in the shard's write stream (a segment's base plus
+//! the item's offset, or the next value of a counter for large items), shared
+//! by every tenant on the shard. Shown as they are, the difference between
+//! two of one tenant's uniques would tell it how many bytes other tenants
+//! wrote in between. So the unique is a keyed permutation of the stamp: a
+//! Feistel network over the stamp's two 32-bit halves, whose round function
+//! is SipHash-1-3 (std's `RandomState`) under a key drawn at random when the
+//! store is made. A permutation of a value never reused is never reused
+//! either, so uniques stay unique per mutation; without the key, a unique
+//! says nothing about the stamp. It costs nothing per item and runs only
+//! when a reply shows a unique.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+/// Feistel rounds: four make a strong pseudorandom permutation out of a
+/// pseudorandom round function (Luby-Rackoff).
+const ROUNDS: u32 = 4;
+
+/// The secret that turns stamps into uniques.
+#[derive(Clone, Debug)]
+pub(crate) struct CasSeal {
+    key: RandomState,
+}
+
+impl CasSeal {
+    /// A seal under a fresh random key.
+    pub fn new() -> CasSeal {
+        CasSeal {
+            key: RandomState::new(),
+        }
+    }
+
+    /// The unique clients see for `stamp`.
+    pub fn unique(&self, stamp: u64) -> u64 {
+        let (mut left, mut right) = ((stamp >> 32) as u32, stamp as u32);
+        for round in 0..ROUNDS {
+            let f = self.key.hash_one((round, right)) as u32;
+            (left, right) = (right, left ^ f);
+        }
+        (u64::from(left) << 32) | u64::from(right)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn a_permutation_of_stamps() {
+        let seal = CasSeal::new();
+        // Distinct stamps (neighbours, and ones that differ in one half
+        // only) give distinct uniques.
+        let stamps: HashSet<u64> = (0..20_000u64)
+            .chain((0..20_000).map(|i| i << 32))
+            .chain((0..20_000).map(|i| (i << 32) | 0xffff_ffff))
+            .collect();
+        let uniques: HashSet<u64> = stamps.iter().map(|&s| seal.unique(s)).collect();
+        assert!(stamps.len() > 59_000);
+        assert_eq!(uniques.len(), stamps.len());
+        assert_eq!(seal.unique(12345), seal.unique(12345));
+    }
+
+    #[test]
+    fn neighbouring_stamps_give_unrelated_uniques() {
+        let seal = CasSeal::new();
+        // The write stream moving on by n bytes must not move the unique
+        // by anything small or constant: about half the bits flip.
+        let mut deltas = HashSet::new();
+        for base in [1u64, 1 << 20, 77 << 20, (1 << 40) + 3] {
+            for n in [1u64, 14, 1021, 4096] {
+                let (a, b) = (seal.unique(base), seal.unique(base + n));
+                let flipped = (a ^ b).count_ones();
+                assert!((12..=52).contains(&flipped), "{base}+{n}: {flipped} bits");
+                assert!(deltas.insert(b.wrapping_sub(a)), "repeated delta");
+            }
+        }
+        // Another store's key gives other uniques.
+        let other = CasSeal::new();
+        assert_ne!(seal.unique(5), other.unique(5));
+    }
+}
