@@ -151,6 +151,9 @@ pub(crate) fn parse_meta<'a>(
             base64,
             ..MetaFlags::empty(b"")
         };
+        if base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+            return Some(invalid(ErrorReply::BadCommandLine));
+        }
         return Some(finish_key(command, key, flags, &[], line_len, invalid));
     }
     if command != MetaCommand::Set {
@@ -171,6 +174,16 @@ pub(crate) fn parse_meta<'a>(
             decr: arith_mode(rest).unwrap_or(false),
             ..flags
         };
+        if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+            // memcached's md and ma fold a key that fails to decode into
+            // their one flag error.
+            let error = if command == MetaCommand::Get {
+                ErrorReply::MetaDecodingKey
+            } else {
+                ErrorReply::MetaInvalidOrDuplicateFlag
+            };
+            return Some(invalid(error));
+        }
         return Some(finish_key(command, key, flags, &[], line_len, invalid));
     }
 
@@ -371,8 +384,8 @@ fn set_mode(tokens: &[u8]) -> Result<MetaSetMode, ErrorReply> {
 /// The `M` token of `ma`: whether it decrements.
 fn arith_mode(tokens: &[u8]) -> Result<bool, ErrorReply> {
     match mode_char(tokens) {
-        None | Some(b'I' | b'i' | b'+') => Ok(false),
-        Some(b'D' | b'd' | b'-') => Ok(true),
+        None | Some(b'I' | b'+') => Ok(false),
+        Some(b'D' | b'-') => Ok(true),
         Some(_) => Err(ErrorReply::MetaArithMode),
     }
 }

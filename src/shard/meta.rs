@@ -98,7 +98,13 @@ impl Shard {
             MetaLookup::Missing => (false, false),
         };
         if !hit && !f.quiet {
+            // A miss still echoes `O` and `k`, as memcached does.
             line_start(MetaCode::En, out);
+            let fields = ReturnFields {
+                key: Some((k.key, f.base64)),
+                ..ReturnFields::default()
+            };
+            push_return_flags(f.tokens, &fields, out);
             line_end(out);
         }
         let touch = f.ttl.is_some();

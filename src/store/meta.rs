@@ -214,10 +214,11 @@ impl Store {
                         | META_STALE
                         | if old.token_sent { META_TOKEN_SENT } else { 0 }
                         | if binary_key { META_BINARY_KEY } else { 0 };
+                    // memcached keeps the item's exptime (a `T` is ignored).
                     let r = self.store_item(
                         &k,
                         flags,
-                        exptime,
+                        old.exptime,
                         [value, &[]],
                         Some((pos, e & LOC_MASK)),
                         e & FREQ_MASK,
