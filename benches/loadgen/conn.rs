@@ -65,8 +65,11 @@ impl Conn {
         if let Some(auth) = oauth {
             // IronCache authentication: the token set as the value of key
             // "oauth"; the server answers STORED and scopes later keys.
-            c.wbuf
-                .extend_from_slice(if meta { b"ms oauth " } else { b"set oauth 0 0 " });
+            c.wbuf.extend_from_slice(if meta {
+                b"ms oauth "
+            } else {
+                b"set oauth 0 0 "
+            });
             push_decimal(&mut c.wbuf, auth.len() as u64);
             c.wbuf.extend_from_slice(b"\r\n");
             c.wbuf.extend_from_slice(auth.as_bytes());
@@ -371,7 +374,10 @@ fn parse_value_line(rest: &[u8]) -> Option<(&[u8], usize)> {
 fn parse_va_line(rest: &[u8]) -> Option<(&[u8], usize)> {
     let mut fields = rest.split(|&b| b == b' ');
     let bytes = fields.next()?;
-    let key = fields.next()?.strip_prefix(b"k").filter(|k| !k.is_empty())?;
+    let key = fields
+        .next()?
+        .strip_prefix(b"k")
+        .filter(|k| !k.is_empty())?;
     if fields.next().is_some() || !all_digits(bytes) || bytes.len() > 10 {
         return None;
     }

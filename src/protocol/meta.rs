@@ -545,7 +545,7 @@ fn sextet(c: u8) -> Option<u32> {
 /// Decodes padded base64 into `out`; `None` if `s` is not valid base64, is
 /// empty when decoded, or does not fit.
 pub fn base64_decode(s: &[u8], out: &mut [u8]) -> Option<usize> {
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let mut n = 0;
