@@ -12,7 +12,9 @@
 # SERVER_CPU (0), LOADGEN_CPU (1), SCALE (auto: on with >= 4 CPUs; 1 forces
 # it), SCALE_SERVER_CPUS (0,1), SCALE_LOADGEN_CPUS (2,3), ROUNDS (1: on a noisy machine use 3; each
 # figure is then from the median-throughput round), FERROCACHE_BIN (skip the
-# build, use this binary), STRICT=1 (exit 1 when a target is missed).
+# build, use this binary), STRICT=1 (exit 1 when a target is missed),
+# PROTOCOLS ("classic meta": meta runs mg/ms through the load generator's
+# --protocol meta, labelled meta-1 and meta-16).
 set -euo pipefail
 # shellcheck source=loadgen/servers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/loadgen/servers.sh"
@@ -32,6 +34,14 @@ if [[ -z ${LOADGEN_CPU+set} ]]; then
 fi
 STRICT="${STRICT:-0}"
 ROUNDS="${ROUNDS:-1}"
+PROTOCOLS="${PROTOCOLS:-classic meta}"
+# One label per (protocol, pipeline): "16" for classic, "meta-16" for meta.
+LABELS=""
+for proto in $PROTOCOLS; do
+  for p in $PIPELINES; do
+    if [[ $proto == meta ]]; then LABELS+=" meta-$p"; else LABELS+=" $p"; fi
+  done
+done
 
 build_binaries
 ensure_memcached
@@ -53,13 +63,16 @@ CLIENT_CPU_MAX=0
 # measure NAME PIPELINE ROUND: one timed load; records ops/s, p99 and CPU
 # µs/op under [NAME,PIPELINE,ROUND].
 measure() {
-  local s="$1" p="$2" r="$3" out="$BENCH_TMP/load-$1-$2-$3"
-  echo "load: $s pipeline $p for ${DURATION}s (round $r of $ROUNDS)" >&2
+  local s="$1" label="$2" r="$3" out="$BENCH_TMP/load-$1-$2-$3" p proto=classic
+  p="${label#meta-}"
+  [[ $label == meta-* ]] && proto=meta
+  echo "load: $s $proto pipeline $p for ${DURATION}s (round $r of $ROUNDS)" >&2
   local t0 t1
   t0="$(cpu_ticks "${SRV_PID[$s]}")"
   run_loadgen "$out" "$LOADGEN_CPU" --server "${SRV_ADDR[$s]}" "${LOAD[@]}" \
-    --pipeline "$p" --duration "$DURATION"
+    --pipeline "$p" --protocol "$proto" --duration "$DURATION"
   t1="$(cpu_ticks "${SRV_PID[$s]}")"
+  p="$label"
   OPS[$s,$p,$r]="$(result "$out" ops_per_sec)"
   P99[$s,$p,$r]="$(result "$out" p99_us)"
   # The server's CPU over the run includes the drain after the deadline,
@@ -72,13 +85,13 @@ calc() { awk "function max(a, b) { return a > b ? a : b } BEGIN { printf \"%.${2
 
 # Rounds alternate the servers so slow drift on a shared machine hits both.
 for ((r = 1; r <= ROUNDS; r++)); do
-  for p in $PIPELINES; do
+  for p in $LABELS; do
     measure fc "$p" "$r"
     measure mc "$p" "$r"
   done
 done
 # Keep, per server and pipeline, the round with the median throughput.
-for p in $PIPELINES; do
+for p in $LABELS; do
   for s in fc mc; do
     median="$(for ((r = 1; r <= ROUNDS; r++)); do echo "${OPS[$s,$p,$r]} $r"; done |
       sort -n | sed -n "$(((ROUNDS + 1) / 2))p" | cut -d' ' -f2)"
@@ -119,7 +132,7 @@ echo "ferrocache --cores 1 vs memcached -t 1: $CONNS conns, ${VALUE_SIZE}-byte v
   "$RATIO set:get, $KEYS keys, ${MEMORY_MB} MB, ${DURATION}s per load x $ROUNDS rounds, $NCPU CPUs;" \
   "loadgen peak $CLIENT_CPU_MAX CPUs"
 printf '%-18s %8s %12s %10s %12s\n' server pipeline ops/s p99_us cpu_us/op
-for p in $PIPELINES; do
+for p in $LABELS; do
   for s in fc mc; do
     name=ferrocache
     [[ $s == mc ]] && name=memcached
@@ -150,6 +163,14 @@ if [[ " $PIPELINES " == *" 1 "* ]]; then
     "${CPU[fc,1]} <= 0.9 * ${CPU[mc,1]}"
   verdict "pipeline 1: p99 <= memcached ($(calc "${P99[fc,1]} / ${P99[mc,1]}")x)" \
     "${P99[fc,1]} <= ${P99[mc,1]}"
+fi
+if [[ " $LABELS " == *" meta-16 "* ]]; then
+  verdict "meta pipeline 16: ops/s >= 4x memcached ($(calc "${OPS[fc,meta-16]} / ${OPS[mc,meta-16]}")x)" \
+    "${OPS[fc,meta-16]} >= 4 * ${OPS[mc,meta-16]}"
+fi
+if [[ " $LABELS " == *" meta-1 "* ]]; then
+  verdict "meta pipeline 1: ops/s >= memcached ($(calc "${OPS[fc,meta-1]} / ${OPS[mc,meta-1]}")x)" \
+    "${OPS[fc,meta-1]} >= ${OPS[mc,meta-1]}"
 fi
 if [[ -n "$SCALING" ]]; then
   s1="$(result "$BENCH_TMP/scale-1" ops_per_sec)"

@@ -104,6 +104,10 @@ struct Args {
     /// value read is checked and any mismatch is an error.
     #[arg(long)]
     verify: bool,
+    /// Protocol: classic (get/set) or meta (mg <key> v k / ms <key> <len>;
+    /// the handshake as ms oauth).
+    #[arg(long, value_enum, default_value = "classic")]
+    protocol: Protocol,
     /// PRNG seed; the same seed gives the same operation sequence per thread.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -116,6 +120,12 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Classic,
+    Meta,
 }
 
 fn parse_ratio(s: &str) -> Result<(u64, u64), String> {
@@ -221,6 +231,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         verify: args.verify,
         pipeline: args.pipeline,
         threads: args.threads,
+        meta: args.protocol == Protocol::Meta,
     };
     // Fail on a bad --zipf-alpha before connecting anything.
     Workload::new(&cfg, 0, args.seed)?;
@@ -234,7 +245,12 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             .set_nodelay(true)
             .and_then(|()| stream.set_nonblocking(true))
             .map_err(|e| format!("socket options: {e}"))?;
-        groups[id % args.threads].push(Conn::new(stream, id as u64, args.oauth.as_deref()));
+        groups[id % args.threads].push(Conn::new(
+            stream,
+            id as u64,
+            args.oauth.as_deref(),
+            cfg.meta,
+        ));
     }
 
     let duration = match (args.duration, args.requests) {

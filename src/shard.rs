@@ -13,6 +13,8 @@ use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response
 use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
 
+mod meta;
+
 pub struct Shard {
     store: Store,
     clock: Clock,
@@ -170,7 +172,17 @@ impl Shard {
                     Response::NotFound
                 }
             }
+            Request::Meta(meta) => return self.execute_meta(ns, hash, &meta, out),
+            Request::MetaTooLarge { key, .. } => {
+                let c = self.counters(ns);
+                c.cmd_set += 1;
+                c.store_too_large += 1;
+                // As memcached: a failed ms must not leave the old value readable.
+                self.store.delete(Key { ns, hash, key }, now);
+                Response::Error(ErrorReply::TooLarge)
+            }
             Request::FlushAll { .. }
+            | Request::MetaNoOp
             | Request::Stats(_)
             | Request::Version
             | Request::Verbosity { .. }

@@ -22,7 +22,23 @@ PACKAGES=(
     ruby-dalli                   # Dalli 3.0.6, binary protocol only
     systemd                      # systemd-analyze verify of deploy/ferrocache.service (tests/deploy.sh)
     procps                       # /bin/kill, the unit's ExecReload (verify checks it exists)
+    python3-pip                  # installs meta-memcache (below)
 )
+
+# PyPI packages (not in Debian) -> why. Installed into Debian's python3.
+PIP_PACKAGES=(
+    meta-memcache==4.3.0         # a meta-protocol client (tests/clients/meta_memcache_client.py)
+)
+
+install_pip() {
+    local pkg missing_pip=()
+    for pkg in "${PIP_PACKAGES[@]}"; do
+        /usr/bin/python3 -m pip show -q "${pkg%%==*}" >/dev/null 2>&1 || missing_pip+=("$pkg")
+    done
+    [ "${#missing_pip[@]}" -eq 0 ] && return 0
+    echo "install-deps: pip installing ${missing_pip[*]}"
+    /usr/bin/python3 -m pip install -q --break-system-packages "${missing_pip[@]}"
+}
 
 installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
@@ -35,6 +51,7 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} test packages present"
+    install_pip
     exit 0
 fi
 
@@ -59,3 +76,4 @@ if [ "${#still[@]}" -ne 0 ]; then
     exit 1
 fi
 echo "install-deps: installed ${missing[*]}"
+install_pip

@@ -36,13 +36,16 @@ pub struct Conn {
     pub dead: bool,
     /// Scratch for formatting an expected key while parsing.
     name: Vec<u8>,
+    /// Meta protocol: `mg <key> v k` and `ms <key> <len>`, answered
+    /// `VA <len> k<key>` / `EN` and `HD`.
+    meta: bool,
 }
 
 /// Reads this much at a time; big enough to swallow many pipelined replies.
 const READ_CHUNK: usize = 64 * 1024;
 
 impl Conn {
-    pub fn new(stream: TcpStream, id: u64, oauth: Option<&str>) -> Conn {
+    pub fn new(stream: TcpStream, id: u64, oauth: Option<&str>, meta: bool) -> Conn {
         let mut c = Conn {
             stream,
             id,
@@ -57,11 +60,16 @@ impl Conn {
             want_write: false,
             dead: false,
             name: Vec::with_capacity(64),
+            meta,
         };
         if let Some(auth) = oauth {
             // IronCache authentication: the token set as the value of key
             // "oauth"; the server answers STORED and scopes later keys.
-            c.wbuf.extend_from_slice(b"set oauth 0 0 ");
+            c.wbuf.extend_from_slice(if meta {
+                b"ms oauth "
+            } else {
+                b"set oauth 0 0 "
+            });
             push_decimal(&mut c.wbuf, auth.len() as u64);
             c.wbuf.extend_from_slice(b"\r\n");
             c.wbuf.extend_from_slice(auth.as_bytes());
@@ -105,9 +113,11 @@ impl Conn {
         match op {
             Op::Auth => unreachable!("auth is queued by Conn::new"),
             Op::Get(key) => {
-                self.wbuf.extend_from_slice(b"get ");
+                self.wbuf
+                    .extend_from_slice(if self.meta { b"mg " } else { b"get " });
                 kf.push(&mut self.wbuf, key);
-                self.wbuf.extend_from_slice(b"\r\n");
+                self.wbuf
+                    .extend_from_slice(if self.meta { b" v k\r\n" } else { b"\r\n" });
             }
             Op::Set(key, len) => {
                 self.name.clear();
@@ -121,9 +131,11 @@ impl Conn {
                 } else {
                     len
                 };
-                self.wbuf.extend_from_slice(b"set ");
+                self.wbuf
+                    .extend_from_slice(if self.meta { b"ms " } else { b"set " });
                 self.wbuf.extend_from_slice(&self.name);
-                self.wbuf.extend_from_slice(b" 0 0 ");
+                self.wbuf
+                    .extend_from_slice(if self.meta { b" " } else { b" 0 0 " });
                 push_decimal(&mut self.wbuf, len as u64);
                 self.wbuf.extend_from_slice(b"\r\n");
                 push_value(&mut self.wbuf, &self.name, version, len, w.cfg.verify);
@@ -221,7 +233,7 @@ impl Conn {
             match op {
                 Op::Auth | Op::Set(..) => {
                     consumed = eol + 2;
-                    if line == b"STORED" {
+                    if line == if self.meta { &b"HD"[..] } else { b"STORED" } {
                         if let Op::Set(..) = op {
                             w.stats.counts.sets += 1;
                         }
@@ -238,7 +250,12 @@ impl Conn {
                     }
                 }
                 Op::Get(key) => {
-                    if line == b"END" {
+                    let (miss, hit_prefix, tail): (&[u8], &[u8], &[u8]) = if self.meta {
+                        (b"EN", b"VA ", b"\r\n")
+                    } else {
+                        (b"END", b"VALUE ", b"\r\nEND\r\n")
+                    };
+                    if line == miss {
                         consumed = eol + 2;
                         w.stats.counts.gets += 1;
                         w.stats.counts.misses += 1;
@@ -248,16 +265,21 @@ impl Conn {
                         if w.cfg.cache_aside {
                             self.refill.push_back(key);
                         }
-                    } else if let Some(rest) = line.strip_prefix(b"VALUE ") {
-                        let Some((got_key, bytes)) = parse_value_line(rest) else {
+                    } else if let Some(rest) = line.strip_prefix(hit_prefix) {
+                        let parsed = if self.meta {
+                            parse_va_line(rest)
+                        } else {
+                            parse_value_line(rest)
+                        };
+                        let Some((got_key, bytes)) = parsed else {
                             return self.malformed(w, eol);
                         };
                         let data_at = eol + 2;
-                        let need = data_at + bytes + 2 + 5;
+                        let need = data_at + bytes + tail.len();
                         if buf.len() < need {
                             return Ok(()); // the rest of the value is in flight
                         }
-                        if &buf[data_at + bytes..need] != b"\r\nEND\r\n" {
+                        if &buf[data_at + bytes..need] != tail {
                             return self.malformed(w, eol);
                         }
                         consumed = need;
@@ -340,6 +362,23 @@ fn parse_value_line(rest: &[u8]) -> Option<(&[u8], usize)> {
         return None;
     }
     if !all_digits(flags) || !all_digits(bytes) || bytes.len() > 10 {
+        return None;
+    }
+    let n = bytes
+        .iter()
+        .fold(0usize, |acc, &d| acc * 10 + (d - b'0') as usize);
+    Some((key, n))
+}
+
+/// `BYTES k<KEY>` (the reply to `mg <key> v k`) → (key, bytes).
+fn parse_va_line(rest: &[u8]) -> Option<(&[u8], usize)> {
+    let mut fields = rest.split(|&b| b == b' ');
+    let bytes = fields.next()?;
+    let key = fields
+        .next()?
+        .strip_prefix(b"k")
+        .filter(|k| !k.is_empty())?;
+    if fields.next().is_some() || !all_digits(bytes) || bytes.len() > 10 {
         return None;
     }
     let n = bytes

@@ -29,6 +29,8 @@ pub struct Config {
     pub verify: bool,
     pub pipeline: usize,
     pub threads: usize,
+    /// Speak the meta protocol (mg/ms) instead of get/set.
+    pub meta: bool,
 }
 
 /// An operation in flight.

@@ -6,10 +6,12 @@
 //! reply and error string lives here, in [`reply`], and nowhere else.
 
 pub mod binary;
+pub mod meta;
 pub mod parse;
 pub mod reply;
 pub mod request;
 
+pub use meta::{Meta, MetaCommand, MetaFlags, MetaSetMode};
 pub use parse::{parse, Limits, Parsed};
 pub use reply::{compose, ErrorReply, Response};
 pub use request::{ArithKind, GetKind, Keys, Request, StatsGroup, StoreKind};

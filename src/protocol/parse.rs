@@ -234,7 +234,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         // Any form, `noreply` or not: memcached answers so before it reads
         // the arguments.
         b"shutdown" => invalid(ErrorReply::ShutdownDisabled, false),
-        _ => invalid(ErrorReply::Error, false),
+        _ => super::meta::parse_meta(command, rest, buf, line_len, limits)
+            .unwrap_or(invalid(ErrorReply::Error, false)),
     }
 }
 

@@ -24,6 +24,18 @@ pub enum ErrorReply {
     /// `shutdown`, which a shared cache never takes from a client: memcached's
     /// answer without `-A`.
     ShutdownDisabled,
+    // Meta commands' own error lines (memcached 1.6.18).
+    MetaInvalidFlag,
+    MetaDuplicateFlag,
+    MetaBadToken,
+    MetaOpaqueTooLong,
+    MetaModeLength,
+    MetaSetMode,
+    MetaArithMode,
+    MetaInvalidOrDuplicateFlag,
+    MetaDecodingKey,
+    MetaBadDelta,
+    MetaBadInitial,
 }
 
 impl ErrorReply {
@@ -49,6 +61,17 @@ impl ErrorReply {
             ErrorReply::TooManyConnections => b"SERVER_ERROR too many open connections\r\n",
             ErrorReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
             ErrorReply::ShutdownDisabled => b"ERROR: shutdown not enabled\r\n",
+            ErrorReply::MetaInvalidFlag => b"CLIENT_ERROR invalid flag\r\n",
+            ErrorReply::MetaDuplicateFlag => b"CLIENT_ERROR duplicate flag\r\n",
+            ErrorReply::MetaBadToken => b"CLIENT_ERROR bad token in command line format\r\n",
+            ErrorReply::MetaOpaqueTooLong => b"CLIENT_ERROR opaque token too long\r\n",
+            ErrorReply::MetaModeLength => b"CLIENT_ERROR incorrect length for M token\r\n",
+            ErrorReply::MetaSetMode => b"CLIENT_ERROR invalid mode for ms M token\r\n",
+            ErrorReply::MetaArithMode => b"CLIENT_ERROR invalid mode for ma M token\r\n",
+            ErrorReply::MetaInvalidOrDuplicateFlag => b"CLIENT_ERROR invalid or duplicate flag\r\n",
+            ErrorReply::MetaDecodingKey => b"CLIENT_ERROR error decoding key\r\n",
+            ErrorReply::MetaBadDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
+            ErrorReply::MetaBadInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
         }
     }
 }
@@ -78,6 +101,44 @@ pub enum Response<'a> {
     Version(&'a str),
     Stat(&'a str, &'a str),
     Error(ErrorReply),
+    /// A bare meta status line (`MN`, or `HD` to a meta handshake).
+    Meta(MetaCode),
+}
+
+/// The two-letter status of a meta reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaCode {
+    /// Success without a value (STORED, DELETED, a hit without `v`).
+    Hd,
+    /// A hit with its value: `VA <size>`.
+    Va,
+    /// A miss (mg, me).
+    En,
+    /// NOT_FOUND.
+    Nf,
+    /// NOT_STORED.
+    Ns,
+    /// EXISTS.
+    Ex,
+    /// `mn`'s answer.
+    Mn,
+    /// `me`'s answer line.
+    Me,
+}
+
+impl MetaCode {
+    pub fn word(self) -> &'static [u8] {
+        match self {
+            MetaCode::Hd => b"HD",
+            MetaCode::Va => b"VA",
+            MetaCode::En => b"EN",
+            MetaCode::Nf => b"NF",
+            MetaCode::Ns => b"NS",
+            MetaCode::Ex => b"EX",
+            MetaCode::Mn => b"MN",
+            MetaCode::Me => b"ME",
+        }
+    }
 }
 
 /// Appends the wire form of `response` to `out`.
@@ -93,6 +154,11 @@ pub fn compose(response: &Response<'_>, out: &mut Vec<u8>) {
         Response::Reset => b"RESET\r\n",
         Response::End => b"END\r\n",
         Response::Error(e) => e.line(),
+        Response::Meta(code) => {
+            out.extend_from_slice(code.word());
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
         Response::Number(n) => {
             push_u64(out, n);
             out.extend_from_slice(b"\r\n");

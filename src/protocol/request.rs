@@ -1,5 +1,7 @@
 //! A parsed request: what the client asked for, borrowed from the read buffer.
 
+use super::meta::{Meta, MetaCommand};
+
 /// Which retrieval command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GetKind {
@@ -93,6 +95,17 @@ impl<'a> Keys<'a> {
     }
 }
 
+/// The IronCache handshake, as either form carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handshake<'a> {
+    /// `TOKEN PROJECT_ID CACHE_NAME`
+    pub value: &'a [u8],
+    /// Whether success goes unanswered.
+    pub noreply: bool,
+    /// Whether it came as `ms`, to be answered `HD`.
+    pub meta: bool,
+}
+
 /// One request. Keys and data borrow the connection's read buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -143,6 +156,16 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Quit,
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `me`).
+    Meta(Meta<'a>),
+    /// `mn`: answers `MN` in its place.
+    MetaNoOp,
+    /// An `ms` whose value exceeds the item size limit; `key` is the token
+    /// as sent. Its data block (`swallow` bytes) is discarded.
+    MetaTooLarge {
+        key: &'a [u8],
+        swallow: usize,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -154,7 +177,9 @@ impl<'a> Request<'a> {
             | Request::StoreTooLarge { key, .. }
             | Request::Delete { key, .. }
             | Request::Arith { key, .. }
-            | Request::Touch { key, .. } => Some(key),
+            | Request::Touch { key, .. }
+            | Request::MetaTooLarge { key, .. } => Some(key),
+            Request::Meta(meta) => Some(meta.key),
             _ => None,
         }
     }
@@ -170,6 +195,31 @@ impl<'a> Request<'a> {
             | Request::FlushAll { noreply, .. }
             | Request::Verbosity { noreply } => noreply,
             _ => false,
+        }
+    }
+
+    /// The IronCache handshake's value and whether its answer is silenced:
+    /// `set oauth` (classic) or `ms oauth` (meta; `q` silences `HD` only).
+    /// The grammar decides this, so transport never matches a key.
+    pub fn handshake(&self) -> Option<Handshake<'a>> {
+        match *self {
+            Request::Store {
+                kind: StoreKind::Set,
+                key: b"oauth",
+                data,
+                noreply,
+                ..
+            } => Some(Handshake {
+                value: data,
+                noreply,
+                meta: false,
+            }),
+            Request::Meta(meta) if meta.is_handshake() => Some(Handshake {
+                value: meta.data,
+                noreply: meta.flags.quiet,
+                meta: true,
+            }),
+            _ => None,
         }
     }
 
@@ -279,6 +329,35 @@ impl<'a> Request<'a> {
                 nr(out, noreply);
             }
             Request::Quit => out.extend_from_slice(b"quit\r\n"),
+            Request::Meta(meta) => {
+                out.extend_from_slice(match meta.command {
+                    MetaCommand::Get => b"mg ",
+                    MetaCommand::Set => b"ms ",
+                    MetaCommand::Delete => b"md ",
+                    MetaCommand::Arith => b"ma ",
+                    MetaCommand::Debug => b"me ",
+                });
+                out.extend_from_slice(meta.key);
+                if meta.command == MetaCommand::Set {
+                    out.extend_from_slice(format!(" {}", meta.data.len()).as_bytes());
+                }
+                if meta.command == MetaCommand::Debug {
+                    if meta.flags.base64 {
+                        out.extend_from_slice(b" b");
+                    }
+                } else {
+                    out.extend_from_slice(meta.flags.tokens);
+                }
+                out.extend_from_slice(b"\r\n");
+                if meta.command == MetaCommand::Set {
+                    out.extend_from_slice(meta.data);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            Request::MetaNoOp => out.extend_from_slice(b"mn\r\n"),
+            Request::MetaTooLarge { .. } => {
+                unreachable!("a too-large store is never constructed by a client")
+            }
         }
     }
 }

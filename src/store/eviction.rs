@@ -257,6 +257,7 @@ impl Store {
             &NewItem {
                 ns: h.ns,
                 exptime: h.exptime,
+                meta: h.meta,
                 flags: h.flags,
                 // The offset changes, so the cas it implied is kept explicitly.
                 own_cas: Some(h.own_cas.unwrap_or(s.cas_base + off as u64)),

@@ -14,6 +14,8 @@ pub(crate) struct LargeItem {
     pub home: u32,
     pub flags: u32,
     pub exptime: u32,
+    /// The meta field, as a segment item's (see `layout`).
+    pub meta: u32,
     pub cas: u64,
     /// When it entered (or re-entered) the FIFO, on the store's cas clock,
     /// so it can be compared with segment ages.

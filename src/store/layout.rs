@@ -10,13 +10,17 @@
 //! word0 u32  klen:8 | vlen:20 | has_flags:1 | wide_ns:1 | own_cas:1 | dead:1
 //! u8         ns, when ns < 256 (else 0)
 //! u32        exptime (0 = never)
+//! u24        meta: last access:21 | stale:1 | token sent:1 | binary key:1
 //! [u32 flags]     only when the client flags are nonzero
 //! [u32 ns]        only when ns >= 256
 //! [u64 cas]       only for items moved by eviction (see below)
 //! key, value
 //! ```
 //!
-//! So the common case costs 9 bytes, 13 with client flags. The cas of an
+//! So the common case costs 12 bytes, 16 with client flags. The meta field
+//! serves the meta protocol: the last access is the server second modulo
+//! 2^21 (24 days), the three bits are memcached's ITEM_STALE,
+//! ITEM_TOKEN_SENT and ITEM_KEY_BINARY. The cas of an
 //! item written fresh is not stored at all: it is the segment's cas base
 //! plus the item's offset, unique because each segment opened for writing
 //! takes a fresh block of `segment size` cas values and every mutation
@@ -30,10 +34,17 @@
 use super::NsId;
 
 /// Bytes of the fixed part of the header.
-pub(crate) const FIXED_HEADER: usize = 9;
+pub(crate) const FIXED_HEADER: usize = 12;
 /// Where the fixed fields sit, from the item's start.
 const NS_AT: usize = 4;
 const EXPTIME_AT: usize = 5;
+const META_AT: usize = 9;
+
+/// The meta field's parts.
+pub(crate) const ACCESS_MASK: u32 = (1 << 21) - 1;
+pub(crate) const META_STALE: u32 = 1 << 21;
+pub(crate) const META_TOKEN_SENT: u32 = 1 << 22;
+pub(crate) const META_BINARY_KEY: u32 = 1 << 23;
 
 const VLEN_SHIFT: u32 = 8;
 const VLEN_MASK: u32 = (1 << 20) - 1;
@@ -67,6 +78,8 @@ pub(crate) fn item_size(ns: NsId, flags: u32, klen: usize, vlen: usize) -> usize
 pub(crate) struct Header {
     pub ns: NsId,
     pub exptime: u32,
+    /// The meta field (see the module header).
+    pub meta: u32,
     pub flags: u32,
     /// The stored cas, for items that carry one.
     pub own_cas: Option<u64>,
@@ -94,6 +107,16 @@ impl Header {
 #[inline]
 fn rd32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[inline]
+fn rd24(b: &[u8], at: usize) -> u32 {
+    u32::from(b[at]) | u32::from(b[at + 1]) << 8 | u32::from(b[at + 2]) << 16
+}
+
+#[inline]
+fn wr24(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 3].copy_from_slice(&v.to_le_bytes()[..3]);
 }
 
 #[inline]
@@ -128,6 +151,7 @@ pub(crate) fn read(b: &[u8], at: usize) -> Header {
     Header {
         ns,
         exptime,
+        meta: rd24(b, at + META_AT),
         flags,
         own_cas,
         klen: (w0 & 0xff) as usize,
@@ -162,6 +186,7 @@ pub(crate) fn read_within(b: &[u8], at: usize, end: usize) -> Option<Header> {
 pub(crate) struct NewItem<'a> {
     pub ns: NsId,
     pub exptime: u32,
+    pub meta: u32,
     pub flags: u32,
     pub own_cas: Option<u64>,
     pub key: &'a [u8],
@@ -202,6 +227,7 @@ pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
     wr32(b, at, w0);
     b[at + NS_AT] = if wide { 0 } else { item.ns as u8 };
     wr32(b, at + EXPTIME_AT, item.exptime);
+    wr24(b, at + META_AT, item.meta & 0xff_ffff);
     let mut p = at + FIXED_HEADER;
     if item.flags != 0 {
         wr32(b, p, item.flags);
@@ -228,6 +254,18 @@ pub(crate) fn write(b: &mut [u8], at: usize, item: &NewItem<'_>) -> usize {
 #[inline]
 pub(crate) fn exptime(b: &[u8], at: usize) -> u32 {
     rd32(b, at + EXPTIME_AT)
+}
+
+/// The meta field of the item at `at`.
+#[inline]
+pub(crate) fn meta(b: &[u8], at: usize) -> u32 {
+    rd24(b, at + META_AT)
+}
+
+/// Overwrite the item's meta field (an access, a win token handed out).
+#[inline]
+pub(crate) fn set_meta(b: &mut [u8], at: usize, meta: u32) {
+    wr24(b, at + META_AT, meta & 0xff_ffff);
 }
 
 /// Mark the item at `at` dead (its index entry is gone).
@@ -259,6 +297,7 @@ mod tests {
             let item = NewItem {
                 ns,
                 exptime: 1234,
+                meta: 0xab_cdef,
                 flags,
                 own_cas: cas,
                 key: b"key",
@@ -271,6 +310,7 @@ mod tests {
                 (h.ns, h.exptime, h.flags, h.own_cas, h.dead),
                 (ns, 1234, flags, cas, false)
             );
+            assert_eq!(h.meta, 0xab_cdef);
             assert_eq!(h.total_len(), n);
             assert_eq!(&buf[10 + h.hlen..10 + h.hlen + 3], b"key");
             assert_eq!(&buf[10 + h.hlen + 3..10 + n], b"value");
@@ -289,6 +329,7 @@ mod tests {
         let item = NewItem {
             ns: 300,
             exptime: 1,
+            meta: 0,
             flags: 9,
             own_cas: Some(7),
             key: b"k",
@@ -309,10 +350,10 @@ mod tests {
     }
 
     #[test]
-    fn common_case_header_is_nine_bytes() {
-        assert_eq!(header_len(3, 0, false), 9);
-        assert_eq!(header_len(3, 1, false), 13);
-        assert_eq!(header_len(256, 0, false), 13);
-        assert_eq!(item_size(3, 0, 10, 100), 119);
+    fn common_case_header_is_twelve_bytes() {
+        assert_eq!(header_len(3, 0, false), 12);
+        assert_eq!(header_len(3, 1, false), 16);
+        assert_eq!(header_len(256, 0, false), 16);
+        assert_eq!(item_size(3, 0, 10, 100), 122);
     }
 }

@@ -184,6 +184,7 @@ mod eviction;
 mod index;
 mod large;
 mod layout;
+mod meta;
 #[cfg(test)]
 mod model;
 mod ns_table;
@@ -200,4 +201,5 @@ mod semantics;
 
 // Beyond the list above, `Store` also offers `memory_bytes()`: the bytes of
 // segments and large items it holds now, never above `limit_bytes()`.
+pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaState};
 pub use segmented::Store;

@@ -97,7 +97,7 @@ pub struct Store {
     /// Segment kept empty for when the main head fills up, or NONE.
     pub(super) spare: u32,
     pub(super) limit: usize,
-    max_item_size: usize,
+    pub(super) max_item_size: usize,
     /// Next cas value not yet handed out (segments take blocks of them).
     pub(super) next_cas: u64,
     /// The latest `now` a command passed in; eviction uses it to tell
@@ -253,7 +253,7 @@ impl Store {
     }
 
     #[inline]
-    fn find(&self, k: &Key<'_>) -> Option<Pos> {
+    pub(super) fn find(&self, k: &Key<'_>) -> Option<Pos> {
         // Eviction and splits rehash stored keys: a caller's hash that
         // disagreed would file the key where they cannot find it.
         debug_assert_eq!(
@@ -269,7 +269,7 @@ impl Store {
     /// The live item under `k`; an expired one is reclaimed on the way
     /// (`Err(())` tells the caller it was there but expired).
     #[inline]
-    fn find_live(&mut self, k: &Key<'_>, now: u32) -> Result<Option<Pos>, ()> {
+    pub(super) fn find_live(&mut self, k: &Key<'_>, now: u32) -> Result<Option<Pos>, ()> {
         let Some(pos) = self.find(k) else {
             return Ok(None);
         };
@@ -371,12 +371,32 @@ impl Store {
         keep: u64,
         count: bool,
     ) -> SetOutcome {
+        let meta = self.now & layout::ACCESS_MASK;
+        self.store_item(k, flags, exptime, value, old, keep, count, meta, None)
+    }
+
+    /// `store_new` with the item's meta field (see `layout`) and, where
+    /// the item must keep a cas it had, that cas.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_item(
+        &mut self,
+        k: &Key<'_>,
+        flags: u32,
+        exptime: u32,
+        value: [&[u8]; 2],
+        old: Option<(Pos, u64)>,
+        keep: u64,
+        count: bool,
+        meta: u32,
+        own_cas: Option<u64>,
+    ) -> SetOutcome {
         let home = index::home_of(k.hash);
         let item = NewItem {
             ns: k.ns,
             exptime,
+            meta,
             flags,
-            own_cas: None,
+            own_cas,
             key: k.key,
             value,
         };
@@ -403,15 +423,17 @@ impl Store {
             data.extend_from_slice(k.key);
             data.extend_from_slice(value[0]);
             data.extend_from_slice(value[1]);
-            let cas = self.next_cas;
+            let stamp = self.next_cas;
+            let cas = own_cas.unwrap_or(stamp);
             self.next_cas += 1;
             let slot = self.large.insert(LargeItem {
                 ns: k.ns,
                 home,
                 flags,
                 exptime,
+                meta,
                 cas,
-                stamp: cas,
+                stamp,
                 klen: k.key.len(),
                 data: data.into_boxed_slice(),
             });
@@ -595,7 +617,7 @@ impl Store {
     }
 
     /// Set the exptime of the item at `pos` in place and count a hit.
-    fn touch_at(&mut self, pos: Pos, exptime: u32) -> u64 {
+    pub(super) fn touch_at(&mut self, pos: Pos, exptime: u32) -> u64 {
         let e = index::hit(self.index.get(pos));
         self.index.put(pos, e);
         if e & LARGE != 0 {

@@ -25,9 +25,11 @@ use super::socket::Socket;
 use crate::clock::coarse_now;
 use crate::protocol::binary;
 use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
+use crate::protocol::reply::MetaCode;
+use crate::protocol::request::Handshake;
 use crate::protocol::{
-    compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
-    StoreKind,
+    compose, parse, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, Response,
+    StatsGroup, StoreKind, MAX_KEY_LEN,
 };
 use crate::router::{push_get, push_wire, shard_of, Answer, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
@@ -411,7 +413,9 @@ impl Connection {
                 }
                 Parsed::Request { request, consumed } => {
                     self.start += consumed;
-                    if let Request::StoreTooLarge { swallow, .. } = request {
+                    if let Request::StoreTooLarge { swallow, .. }
+                    | Request::MetaTooLarge { swallow, .. } = request
+                    {
                         self.swallow = swallow;
                     }
                     let wire = &buffered[..consumed];
@@ -454,15 +458,8 @@ impl Connection {
     /// One request; `wire` is its bytes as the client sent them.
     async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> io::Result<Next> {
         if self.session != Session::Bound {
-            if let Request::Store {
-                kind: StoreKind::Set,
-                key: b"oauth",
-                data,
-                noreply,
-                ..
-            } = request
-            {
-                return Ok(self.authenticate(data, noreply));
+            if let Some(handshake) = request.handshake() {
+                return Ok(self.authenticate(handshake));
             }
             match request {
                 Request::Version | Request::Verbosity { .. } | Request::Quit => {}
@@ -496,7 +493,17 @@ impl Connection {
             Request::StoreTooLarge { key, .. }
             | Request::Delete { key, .. }
             | Request::Arith { key, .. }
-            | Request::Touch { key, .. } => self.keyed(&request, key, Some(wire)),
+            | Request::Touch { key, .. }
+            | Request::MetaTooLarge { key, .. } => self.keyed(&request, key, Some(wire)),
+            Request::Meta(meta) => {
+                if meta.command == MetaCommand::Set {
+                    self.core.shared.note_store(meta.data.len(), true);
+                }
+                let mut buf = [0u8; MAX_KEY_LEN];
+                let key = meta.key(&mut buf);
+                self.keyed(&request, key, Some(wire));
+            }
+            Request::MetaNoOp => compose(&Response::Meta(MetaCode::Mn), &mut self.out),
             Request::FlushAll { delay, noreply } => {
                 self.settle().await;
                 self.flush_all(delay).await;
@@ -544,8 +551,14 @@ impl Connection {
         self.keyed(&single, key, None);
     }
 
-    /// The IronCache handshake: `set oauth` with `TOKEN PROJECT CACHE`.
-    fn authenticate(&mut self, value: &[u8], noreply: bool) -> Next {
+    /// The IronCache handshake: `set oauth` (or `ms oauth`) with
+    /// `TOKEN PROJECT CACHE`.
+    fn authenticate(&mut self, handshake: Handshake) -> Next {
+        let Handshake {
+            value,
+            noreply,
+            meta,
+        } = handshake;
         self.core.conns.borrow_mut().auth_cmds += 1;
         let error = match Credentials::parse(value) {
             Err(_) => ErrorReply::BadAuthFormat,
@@ -556,7 +569,12 @@ impl Connection {
                     self.session = Session::Bound;
                     info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
                     if !noreply {
-                        compose(&Response::Stored, &mut self.out);
+                        let ok = if meta {
+                            Response::Meta(MetaCode::Hd)
+                        } else {
+                            Response::Stored
+                        };
+                        compose(&ok, &mut self.out);
                     }
                     return Next::Continue;
                 }
@@ -569,7 +587,7 @@ impl Connection {
         };
         self.core.conns.borrow_mut().auth_errors += 1;
         self.auth_failures += 1;
-        if !noreply {
+        if !noreply || meta {
             self.out.extend_from_slice(error.line());
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {

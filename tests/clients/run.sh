@@ -19,6 +19,9 @@ trap server_stop_all EXIT
 
 : "${CLIENT_TIMEOUT:=60}"   # seconds per program run
 
+# Dalli 5 is not packaged: it comes from the shared checkout beside the repo.
+DALLI5_LIB=../shared/clients/dalli-5.0.6/lib
+
 # name | command
 PROGRAMS=(
     "python-memcached|$PY tests/clients/python_memcached.py"
@@ -28,6 +31,8 @@ PROGRAMS=(
     "perl Cache::Memcached::Fast|perl tests/clients/perl_fast.pl"
     "php-memcached|php tests/clients/php_memcached.php"
     "ruby dalli (binary)|ruby tests/clients/ruby_dalli.rb"
+    "ruby dalli 5 (meta)|ruby -I $DALLI5_LIB tests/clients/ruby_dalli5_meta.rb"
+    "meta-memcache (python, meta)|$PY tests/clients/meta_memcache_client.py"
     "raw replies vs memcached|$PY tests/clients/differential.py"
     # Last: it edits the grants file under the secure server.
     "tokens reload (SIGHUP)|$PY tests/clients/tokens_reload.py"
@@ -151,6 +156,14 @@ EOF
                 # Unauthenticated use is open mode's (default, default) namespace.
                 if [ "$mode" = secure ]; then skip "$mode" "$name"; continue; fi
                 MC_AUTH="" MC_AUTH_OTHER="" run_program "$mode" "$name" "$cmd" || break
+                ;;
+            "ruby dalli 5 (meta)")
+                if [ ! -d "$DALLI5_LIB" ]; then
+                    echo "SKIP ruby dalli 5 (meta) [$mode]: $DALLI5_LIB is missing (Dalli 5.0.6 comes from the shared checkout beside the repo)"
+                    skip "$mode" "$name"
+                    continue
+                fi
+                run_program "$mode" "$name" "$cmd" || break
                 ;;
             "raw replies vs memcached")
                 if [ "$mode" = secure ] || ! server_is_ferrocache; then skip "$mode" "$name"; continue; fi

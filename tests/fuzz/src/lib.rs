@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use ferrocache::clock::Clock;
 use ferrocache::protocol::parse::{valid_key, MAX_LINE, MAX_RETRIEVAL_LINE};
 use ferrocache::protocol::{
-    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, Parsed, Request, StoreKind,
+    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, StoreKind,
 };
 use ferrocache::router::KeyHasher;
 use ferrocache::shard::Shard;
@@ -28,7 +28,7 @@ const LIMITS: Limits = Limits {
 };
 
 /// The errors a parser may answer with (the rest belong to auth and transport).
-const PARSE_ERRORS: [ErrorReply; 7] = [
+const PARSE_ERRORS: [ErrorReply; 18] = [
     ErrorReply::Error,
     ErrorReply::BadCommandLine,
     ErrorReply::BadDataChunk,
@@ -36,6 +36,18 @@ const PARSE_ERRORS: [ErrorReply; 7] = [
     ErrorReply::InvalidDelta,
     ErrorReply::DeleteUsage,
     ErrorReply::LineTooLong,
+    ErrorReply::ShutdownDisabled,
+    // The meta commands' own.
+    ErrorReply::MetaInvalidFlag,
+    ErrorReply::MetaDuplicateFlag,
+    ErrorReply::MetaBadToken,
+    ErrorReply::MetaOpaqueTooLong,
+    ErrorReply::MetaModeLength,
+    ErrorReply::MetaSetMode,
+    ErrorReply::MetaArithMode,
+    ErrorReply::MetaInvalidOrDuplicateFlag,
+    ErrorReply::MetaDecodingKey,
+    ErrorReply::MetaBadDelta,
 ];
 
 const STORAGE_VERBS: [&[u8]; 6] = [b"set", b"add", b"replace", b"append", b"prepend", b"cas"];
@@ -65,7 +77,10 @@ pub fn check_parse(data: &[u8]) {
                 check_consumed(rest, consumed);
                 assert!(PARSE_ERRORS.contains(&error), "parser answered {error:?}");
                 assert_ne!(error, ErrorReply::LineTooLong, "LineTooLong must close");
-                if error != ErrorReply::BadDataChunk {
+                if words(rest).first() == Some(&&b"ms"[..]) && consumed != line_len(rest) {
+                    // A meta set refused after its length swallows its data.
+                    assert_eq!(consumed, line_len(rest) + declared_len(rest) + 2);
+                } else if error != ErrorReply::BadDataChunk {
                     assert_eq!(consumed, line_len(rest), "an invalid line skips itself");
                 }
                 check_prefixes(rest, consumed);
@@ -76,7 +91,8 @@ pub fn check_parse(data: &[u8]) {
                 check_request(rest, &request, consumed);
                 check_prefixes(rest, consumed);
                 let swallow = match request {
-                    Request::StoreTooLarge { swallow, .. } => swallow,
+                    Request::StoreTooLarge { swallow, .. }
+                    | Request::MetaTooLarge { swallow, .. } => swallow,
                     _ => 0,
                 };
                 let next = (consumed + swallow).min(rest.len());
@@ -108,12 +124,14 @@ fn words(buf: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-/// The `<bytes>` word of a storage command line ("+5" is 5, "-0" is 0).
+/// The `<bytes>` word of a storage command line ("+5" is 5, "-0" is 0):
+/// the fifth word, or the third of a meta set.
 fn declared_len(buf: &[u8]) -> usize {
     let w = words(buf);
-    let (negative, digits) = match w[4].strip_prefix(b"-") {
+    let at = if w[0] == b"ms" { 2 } else { 4 };
+    let (negative, digits) = match w[at].strip_prefix(b"-") {
         Some(d) => (true, d),
-        None => (false, w[4].strip_prefix(b"+").unwrap_or(w[4])),
+        None => (false, w[at].strip_prefix(b"+").unwrap_or(w[at])),
     };
     let n: usize = std::str::from_utf8(digits).unwrap().parse().unwrap();
     assert!(!negative || n == 0, "negative length {n} accepted");
@@ -131,7 +149,7 @@ fn check_incomplete(rest: &[u8]) {
             // Only a storage command waits for more after a whole line: its data.
             let w = words(rest);
             assert!(
-                STORAGE_VERBS.contains(&w[0]),
+                STORAGE_VERBS.contains(&w[0]) || w[0] == b"ms",
                 "a whole {:?} line is Incomplete",
                 String::from_utf8_lossy(w[0])
             );
@@ -178,6 +196,29 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             assert!(valid_key(key), "invalid key {key:?}");
             assert_eq!(consumed, line);
         }
+        Request::Meta(meta) => {
+            // The key as sent is 1 to 250 bytes with no space or control
+            // byte; a base64 key decodes to 1 to 250 bytes (any bytes).
+            assert!(valid_key(meta.key), "invalid meta key {:?}", meta.key);
+            let mut buf = [0u8; ferrocache::protocol::MAX_KEY_LEN];
+            let key = meta.key(&mut buf);
+            assert!(!key.is_empty() && key.len() <= ferrocache::protocol::MAX_KEY_LEN);
+            if meta.command == MetaCommand::Set {
+                let declared = declared_len(rest);
+                assert_eq!(meta.data.len(), declared, "meta value length");
+                assert!(declared <= MAX_ITEM_SIZE);
+                assert_eq!(consumed, line + declared + 2);
+                assert_eq!(&rest[consumed - 2..consumed], b"\r\n");
+            } else {
+                assert!(meta.data.is_empty());
+                assert_eq!(consumed, line);
+            }
+        }
+        Request::MetaTooLarge { swallow, .. } => {
+            assert!(declared_len(rest) > MAX_ITEM_SIZE);
+            assert_eq!(swallow, declared_len(rest) + 2);
+            assert_eq!(consumed, line);
+        }
         _ => assert_eq!(consumed, line),
     }
     // Transport forwards a request to its owning shard as these very bytes,
@@ -191,7 +232,10 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
         } if c == consumed && again == *request => {}
         other => panic!("{request:?} forwarded as its own bytes parsed as {other:?}"),
     }
-    if !matches!(request, Request::StoreTooLarge { .. }) {
+    if !matches!(
+        request,
+        Request::StoreTooLarge { .. } | Request::MetaTooLarge { .. }
+    ) {
         let mut wire = Vec::new();
         request.encode(&mut wire);
         match parse(&wire, &LIMITS) {
@@ -269,11 +313,27 @@ pub fn check_connection(data: &[u8]) {
             Parsed::Request { request, consumed } => (request, consumed),
         };
         let swallow = match request {
-            Request::StoreTooLarge { swallow, .. } => swallow,
+            Request::StoreTooLarge { swallow, .. } | Request::MetaTooLarge { swallow, .. } => {
+                swallow
+            }
             _ => 0,
         };
         let next = (consumed + swallow).min(rest.len());
         match request {
+            Request::MetaNoOp => {}
+            Request::Meta(_) | Request::MetaTooLarge { .. } => {
+                let mut buf = [0u8; ferrocache::protocol::MAX_KEY_LEN];
+                let key = match request {
+                    Request::Meta(ref meta) => meta.key(&mut buf).to_vec(),
+                    _ => request.key().unwrap().to_vec(),
+                };
+                out.clear();
+                shard.execute(ns, hasher.hash(&key), &request, &mut out);
+                check_meta_reply(&request, &out);
+                // Meta commands can change the item in ways the model does
+                // not follow (stale copies, vivified items, touched TTLs).
+                model.insert(key, Known::Unknown);
+            }
             Request::Get { kind, keys } => {
                 for key in keys.iter() {
                     out.clear();
@@ -304,6 +364,41 @@ pub fn check_connection(data: &[u8]) {
             }
         }
         rest = &rest[next..];
+    }
+}
+
+/// A meta reply is empty (quiet), or status lines: a meta code or an
+/// error, each ending in "\r\n", with a value block after `VA <n>`.
+fn check_meta_reply(request: &Request, out: &[u8]) {
+    let mut rest = out;
+    while !rest.is_empty() {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("{request:?}: unterminated reply {}", show(out)));
+        let line = &rest[..eol];
+        let ok = [&b"HD"[..], b"EN", b"NF", b"NS", b"EX", b"ME "]
+            .iter()
+            .any(|p| line.starts_with(p))
+            || line.starts_with(b"CLIENT_ERROR ")
+            || line.starts_with(b"SERVER_ERROR ");
+        if let Some(va) = line.strip_prefix(b"VA ") {
+            let n: usize = std::str::from_utf8(va.split(|&b| b == b' ').next().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let end = eol + 2 + n + 2;
+            assert!(
+                rest.len() >= end,
+                "{request:?}: short value in {}",
+                show(out)
+            );
+            assert_eq!(&rest[end - 2..end], b"\r\n");
+            rest = &rest[end..];
+            continue;
+        }
+        assert!(ok, "{request:?} answered {}", show(out));
+        rest = &rest[eol + 2..];
     }
 }
 

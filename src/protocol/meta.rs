@@ -1,0 +1,624 @@
+//! Grammar of memcached 1.6.18's meta commands: `mg`, `ms`, `md`, `ma`,
+//! `mn`, `me`.
+//!
+//! Owns turning a meta command line (and `ms`'s data block) into a
+//! [`Meta`] request, the flag rules (which flags exist, duplicates, token
+//! syntax, each command's error line) and the return-flag part of meta
+//! replies ([`push_return_flags`]). Every rule here was checked against the
+//! memcached 1.6.18 binary, which wins where it differs from its document.
+//! It never touches a store: what a flag *does* is the shard's business.
+
+use super::parse::Limits;
+use super::parse::Parsed;
+use super::reply::ErrorReply;
+use super::request::Request;
+use super::MAX_KEY_LEN;
+
+/// Opaque tokens (`O...`, flag letter included) may be this long.
+const MAX_OPAQUE: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaCommand {
+    /// `mg`
+    Get,
+    /// `ms`
+    Set,
+    /// `md`
+    Delete,
+    /// `ma`
+    Arith,
+    /// `me`
+    Debug,
+}
+
+/// `ms` modes (`M` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaSetMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+}
+
+/// The flags of one meta request, checked. `tokens` keeps them as sent, so
+/// return flags come back in the order asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaFlags<'a> {
+    pub tokens: &'a [u8],
+    /// `b`: the key is base64.
+    pub base64: bool,
+    /// `v`
+    pub value: bool,
+    /// `q`
+    pub quiet: bool,
+    /// `u`: no LRU bump, no hit or access-time update.
+    pub no_update: bool,
+    /// `I`
+    pub invalidate: bool,
+    /// `N<ttl>`: vivify on miss (mg) or create on miss (ma).
+    pub vivify: Option<i64>,
+    /// `R<ttl>`
+    pub recache: Option<i64>,
+    /// `T<ttl>`
+    pub ttl: Option<i64>,
+    /// `F<flags>`
+    pub client_flags: u32,
+    /// `C<cas>`
+    pub compare_cas: Option<u64>,
+    /// `ms` mode.
+    pub set_mode: MetaSetMode,
+    /// `ma` mode: true for decrement.
+    pub decr: bool,
+    /// `J<initial>` (ma)
+    pub initial: u64,
+    /// `D<delta>` (ma)
+    pub delta: u64,
+}
+
+/// One meta request. `key` is the key token as sent (base64 when
+/// `flags.base64`): [`Meta::key`] gives the key's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta<'a> {
+    pub command: MetaCommand,
+    pub key: &'a [u8],
+    pub flags: MetaFlags<'a>,
+    /// `ms`'s data block.
+    pub data: &'a [u8],
+}
+
+impl<'a> Meta<'a> {
+    /// The key's bytes: the token, or its base64 decoding (into `buf`).
+    /// The parser checked that a base64 key decodes.
+    pub fn key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> &'b [u8] {
+        if self.flags.base64 {
+            let n = base64_decode(self.key, buf).unwrap_or(0);
+            &buf[..n]
+        } else {
+            self.key
+        }
+    }
+
+    /// Whether this is the IronCache handshake in meta form: `ms oauth`.
+    pub fn is_handshake(&self) -> bool {
+        self.command == MetaCommand::Set && !self.flags.base64 && self.key == b"oauth"
+    }
+}
+
+/// Parses a line that starts with a meta command word; `None` if `command`
+/// is not one. `line` excludes its terminator; `line_len` includes it.
+pub(crate) fn parse_meta<'a>(
+    command: &[u8],
+    rest: &'a [u8],
+    buf: &'a [u8],
+    line_len: usize,
+    limits: &Limits,
+) -> Option<Parsed<'a>> {
+    let command = match command {
+        b"mg" => MetaCommand::Get,
+        b"ms" => MetaCommand::Set,
+        b"md" => MetaCommand::Delete,
+        b"ma" => MetaCommand::Arith,
+        b"me" => MetaCommand::Debug,
+        b"mn" => {
+            return Some(Parsed::Request {
+                request: Request::MetaNoOp,
+                consumed: line_len,
+            })
+        }
+        _ => return None,
+    };
+    let invalid = |error| Parsed::Invalid {
+        error,
+        noreply: false,
+        consumed: line_len,
+    };
+    let (key, rest) = next(rest);
+    let Some(key) = key else {
+        return Some(invalid(if command == MetaCommand::Debug {
+            ErrorReply::BadCommandLine
+        } else {
+            ErrorReply::Error
+        }));
+    };
+    if key.len() > MAX_KEY_LEN {
+        return Some(invalid(ErrorReply::BadCommandLine));
+    }
+    if command == MetaCommand::Debug {
+        // `me <key> [b]`: memcached reads only the word after the key.
+        let base64 = next(rest).0 == Some(b"b");
+        let flags = MetaFlags {
+            base64,
+            ..MetaFlags::empty(b"")
+        };
+        if base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+            return Some(invalid(ErrorReply::BadCommandLine));
+        }
+        return Some(finish_key(command, key, flags, &[], line_len, invalid));
+    }
+    if command != MetaCommand::Set {
+        let flags = match check_flags(rest) {
+            Ok(flags) => flags,
+            // ma and md answer one line for every flag error.
+            Err(_) if matches!(command, MetaCommand::Arith | MetaCommand::Delete) => {
+                return Some(invalid(ErrorReply::MetaInvalidOrDuplicateFlag))
+            }
+            Err(e) => return Some(invalid(e)),
+        };
+        if command == MetaCommand::Arith {
+            if let Err(e) = arith_mode(rest) {
+                return Some(invalid(e));
+            }
+        }
+        let flags = MetaFlags {
+            decr: arith_mode(rest).unwrap_or(false),
+            ..flags
+        };
+        if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+            // memcached's md and ma fold a key that fails to decode into
+            // their one flag error.
+            let error = if command == MetaCommand::Get {
+                ErrorReply::MetaDecodingKey
+            } else {
+                ErrorReply::MetaInvalidOrDuplicateFlag
+            };
+            return Some(invalid(error));
+        }
+        return Some(finish_key(command, key, flags, &[], line_len, invalid));
+    }
+
+    // ms <key> <datalen> <flags>*
+    let (len, rest) = next(rest);
+    let Some(len) = len
+        .and_then(parse_u64)
+        .filter(|&n| n <= (i32::MAX - 2) as u64)
+    else {
+        return Some(invalid(ErrorReply::BadCommandLine));
+    };
+    let len = len as usize;
+    if len > limits.max_item_size {
+        return Some(Parsed::Request {
+            request: Request::MetaTooLarge {
+                key,
+                swallow: len + 2,
+            },
+            consumed: line_len,
+        });
+    }
+    let end = line_len + len + 2;
+    if buf.len() < end {
+        return Some(Parsed::Incomplete);
+    }
+    // Past here a bad line still swallows its data block, as memcached does.
+    let swallowed = |error| Parsed::Invalid {
+        error,
+        noreply: false,
+        consumed: end,
+    };
+    let flags = match check_flags(rest) {
+        Ok(flags) => flags,
+        Err(e) => return Some(swallowed(e)),
+    };
+    let set_mode = match set_mode(rest) {
+        Ok(mode) => mode,
+        Err(e) => return Some(swallowed(e)),
+    };
+    let flags = MetaFlags { set_mode, ..flags };
+    if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+        return Some(swallowed(ErrorReply::MetaDecodingKey));
+    }
+    if !key_ok(key) {
+        return Some(swallowed(ErrorReply::BadCommandLine));
+    }
+    if &buf[end - 2..end] != b"\r\n" {
+        return Some(swallowed(ErrorReply::BadDataChunk));
+    }
+    Some(Parsed::Request {
+        request: Request::Meta(Meta {
+            command,
+            key,
+            flags,
+            data: &buf[line_len..end - 2],
+        }),
+        consumed: end,
+    })
+}
+
+fn finish_key<'a>(
+    command: MetaCommand,
+    key: &'a [u8],
+    flags: MetaFlags<'a>,
+    data: &'a [u8],
+    line_len: usize,
+    invalid: impl Fn(ErrorReply) -> Parsed<'a>,
+) -> Parsed<'a> {
+    if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+        return invalid(ErrorReply::MetaDecodingKey);
+    }
+    if !key_ok(key) {
+        return invalid(ErrorReply::BadCommandLine);
+    }
+    Parsed::Request {
+        request: Request::Meta(Meta {
+            command,
+            key,
+            flags,
+            data,
+        }),
+        consumed: line_len,
+    }
+}
+
+/// Keys have no control bytes (memcached's tokenizer would let them
+/// through; ferrocache refuses them on every command).
+fn key_ok(key: &[u8]) -> bool {
+    key.iter().all(|&b| b > b' ' && b != 0x7f)
+}
+
+impl MetaFlags<'_> {
+    fn empty(tokens: &[u8]) -> MetaFlags<'_> {
+        MetaFlags {
+            tokens,
+            base64: false,
+            value: false,
+            quiet: false,
+            no_update: false,
+            invalidate: false,
+            vivify: None,
+            recache: None,
+            ttl: None,
+            client_flags: 0,
+            compare_cas: None,
+            set_mode: MetaSetMode::Set,
+            decr: false,
+            initial: 0,
+            delta: 1,
+        }
+    }
+}
+
+/// memcached's `_meta_flag_preparse`: every flag known, none twice, tokens
+/// well formed. An unknown or repeated flag stops at once; other errors
+/// let the scan go on, and the last one is reported.
+fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
+    let mut flags = MetaFlags::empty(tokens);
+    let mut seen = [false; 128];
+    let mut error = None;
+    let mut rest = tokens;
+    while let (Some(tok), after) = next(rest) {
+        rest = after;
+        let o = tok[0];
+        if o >= 127 || seen[o as usize] {
+            return Err(ErrorReply::MetaDuplicateFlag);
+        }
+        seen[o as usize] = true;
+        let arg = &tok[1..];
+        let ttl = || parse_i64(arg).map(|t| t as i32 as i64);
+        match o {
+            b'b' => flags.base64 = true,
+            b'N' => match ttl() {
+                Some(t) => flags.vivify = Some(t),
+                None => error = Some(ErrorReply::MetaBadToken),
+            },
+            b'T' => match ttl() {
+                Some(t) => flags.ttl = Some(t),
+                None => error = Some(ErrorReply::MetaBadToken),
+            },
+            b'R' => match ttl() {
+                Some(t) => flags.recache = Some(t),
+                None => error = Some(ErrorReply::MetaBadToken),
+            },
+            b'O' => {
+                if tok.len() > MAX_OPAQUE {
+                    error = Some(ErrorReply::MetaOpaqueTooLong);
+                }
+            }
+            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'l' | b'h' => {}
+            b'v' => flags.value = true,
+            b'u' => flags.no_update = true,
+            b'q' => flags.quiet = true,
+            // memcached reads flags as an unsigned long and keeps 32 bits.
+            b'F' => match parse_u64(arg) {
+                Some(f) => flags.client_flags = f as u32,
+                None => error = Some(ErrorReply::BadCommandLine),
+            },
+            b'C' => match parse_u64(arg) {
+                Some(c) => flags.compare_cas = Some(c),
+                None => error = Some(ErrorReply::MetaBadToken),
+            },
+            b'M' => {
+                if tok.len() != 2 {
+                    error = Some(ErrorReply::MetaModeLength);
+                }
+            }
+            b'J' => match parse_u64(arg) {
+                Some(j) => flags.initial = j,
+                None => error = Some(ErrorReply::MetaBadInitial),
+            },
+            b'D' => match parse_u64(arg) {
+                Some(d) => flags.delta = d,
+                None => error = Some(ErrorReply::MetaBadDelta),
+            },
+            b'I' => flags.invalidate = true,
+            _ => return Err(ErrorReply::MetaInvalidFlag),
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(flags),
+    }
+}
+
+/// The `M` token of `ms`.
+fn set_mode(tokens: &[u8]) -> Result<MetaSetMode, ErrorReply> {
+    match mode_char(tokens) {
+        None | Some(b'S') => Ok(MetaSetMode::Set),
+        Some(b'E') => Ok(MetaSetMode::Add),
+        Some(b'R') => Ok(MetaSetMode::Replace),
+        Some(b'A') => Ok(MetaSetMode::Append),
+        Some(b'P') => Ok(MetaSetMode::Prepend),
+        Some(_) => Err(ErrorReply::MetaSetMode),
+    }
+}
+
+/// The `M` token of `ma`: whether it decrements.
+fn arith_mode(tokens: &[u8]) -> Result<bool, ErrorReply> {
+    match mode_char(tokens) {
+        None | Some(b'I' | b'+') => Ok(false),
+        Some(b'D' | b'-') => Ok(true),
+        Some(_) => Err(ErrorReply::MetaArithMode),
+    }
+}
+
+fn mode_char(mut tokens: &[u8]) -> Option<u8> {
+    while let (Some(tok), rest) = next(tokens) {
+        tokens = rest;
+        if tok[0] == b'M' && tok.len() == 2 {
+            return Some(tok[1]);
+        }
+    }
+    None
+}
+
+/// What an item looks like to the return flags.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReturnFields<'a> {
+    pub cas: Option<u64>,
+    pub flags: Option<u32>,
+    /// Value size.
+    pub size: Option<usize>,
+    /// TTL remaining (-1: none), before a `T` in this request, and after.
+    pub ttl: Option<(i64, i64)>,
+    /// Seconds since last access.
+    pub last_access: Option<u32>,
+    pub hit_before: Option<bool>,
+    /// The key, and whether it is binary (shown base64, with ` b`).
+    pub key: Option<(&'a [u8], bool)>,
+}
+
+/// Appends ` <flag><value>` for each return flag of `tokens` the fields
+/// allow, in the order the client asked: `c f h k l O s t` (`b` comes with
+/// `k`). A `t` after a `T` shows the new TTL, as in memcached.
+pub fn push_return_flags(tokens: &[u8], fields: &ReturnFields, out: &mut Vec<u8>) {
+    let mut rest = tokens;
+    let mut touched = false;
+    while let (Some(tok), after) = next(rest) {
+        rest = after;
+        match tok[0] {
+            b'T' => touched = true,
+            b'c' => {
+                if let Some(cas) = fields.cas {
+                    out.extend_from_slice(b" c");
+                    push_u64(out, cas);
+                }
+            }
+            b'f' => {
+                if let Some(f) = fields.flags {
+                    out.extend_from_slice(b" f");
+                    push_u64(out, u64::from(f));
+                }
+            }
+            b'h' => {
+                if let Some(h) = fields.hit_before {
+                    out.extend_from_slice(if h { b" h1" } else { b" h0" });
+                }
+            }
+            b'k' => {
+                if let Some((key, binary)) = fields.key {
+                    out.extend_from_slice(b" k");
+                    if binary {
+                        base64_encode(key, out);
+                        out.extend_from_slice(b" b");
+                    } else {
+                        out.extend_from_slice(key);
+                    }
+                }
+            }
+            b'l' => {
+                if let Some(l) = fields.last_access {
+                    out.extend_from_slice(b" l");
+                    push_u64(out, u64::from(l));
+                }
+            }
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(tok);
+            }
+            b's' => {
+                if let Some(s) = fields.size {
+                    out.extend_from_slice(b" s");
+                    push_u64(out, s as u64);
+                }
+            }
+            b't' => {
+                if let Some((before, after)) = fields.ttl {
+                    out.extend_from_slice(b" t");
+                    push_i64(out, if touched { after } else { before });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
+
+fn next(s: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let start = match s.iter().position(|&b| b != b' ') {
+        Some(i) => i,
+        None => return (None, &[]),
+    };
+    let s = &s[start..];
+    match s.iter().position(|&b| b == b' ') {
+        Some(end) => (Some(&s[..end]), &s[end..]),
+        None => (Some(s), &[]),
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    let s = s.strip_prefix(b"+").unwrap_or(s);
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if negative && digits.first() == Some(&b'+') {
+        return None;
+    }
+    let magnitude = i64::try_from(parse_u64(digits)?).ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn sextet(c: u8) -> Option<u32> {
+    ALPHABET.iter().position(|&a| a == c).map(|p| p as u32)
+}
+
+/// Decodes padded base64 into `out`; `None` if `s` is not valid base64, is
+/// empty when decoded, or does not fit.
+pub fn base64_decode(s: &[u8], out: &mut [u8]) -> Option<usize> {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut n = 0;
+    let chunks = s.len() / 4;
+    for (i, chunk) in s.chunks(4).enumerate() {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut v = 0u32;
+        for &c in &chunk[..4 - pad] {
+            v = (v << 6) | sextet(c)?;
+        }
+        v <<= 6 * pad as u32;
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        for &b in &bytes[..3 - pad] {
+            *out.get_mut(n)? = b;
+            n += 1;
+        }
+    }
+    (n > 0).then_some(n)
+}
+
+/// Appends the padded base64 of `data`.
+pub fn base64_encode(data: &[u8], out: &mut Vec<u8>) {
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for data in [&b"f"[..], b"fo", b"foo", b"foob", b"\x00\xff\x10 \r\n"] {
+            let mut enc = Vec::new();
+            base64_encode(data, &mut enc);
+            let mut buf = [0u8; MAX_KEY_LEN];
+            let n = base64_decode(&enc, &mut buf).unwrap();
+            assert_eq!(&buf[..n], data);
+        }
+        let mut buf = [0u8; MAX_KEY_LEN];
+        assert_eq!(base64_decode(b"foo", &mut buf), None);
+        assert_eq!(base64_decode(b"Zm9v", &mut buf), Some(3));
+        assert_eq!(base64_decode(b"Zg==Zg==", &mut buf), None);
+    }
+
+    #[test]
+    fn flag_errors() {
+        assert_eq!(check_flags(b" v v"), Err(ErrorReply::MetaDuplicateFlag));
+        assert_eq!(check_flags(b" !"), Err(ErrorReply::MetaInvalidFlag));
+        assert_eq!(check_flags(b" Tx"), Err(ErrorReply::MetaBadToken));
+        assert_eq!(check_flags(b" Fx"), Err(ErrorReply::BadCommandLine));
+        assert_eq!(check_flags(b" M"), Err(ErrorReply::MetaModeLength));
+        let f = check_flags(b" v q T10 F4294967297 C5 D3 J4").unwrap();
+        assert!(f.value && f.quiet);
+        assert_eq!(
+            (f.ttl, f.client_flags, f.compare_cas, f.delta, f.initial),
+            (Some(10), 1, Some(5), 3, 4)
+        );
+    }
+}

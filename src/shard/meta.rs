@@ -1,0 +1,336 @@
+//! The meaning of meta commands on a shard: `mg`, `ms`, `md`, `ma`, `me`
+//! run against the store, and their replies composed, as memcached 1.6.18
+//! answers them.
+//!
+//! Owns which store calls a meta request makes and which counters move. It
+//! never touches a socket; `mn` never reaches it (transport answers it in
+//! place, since it has no key).
+
+use super::Shard;
+use crate::protocol::meta::{push_return_flags, push_u64, ReturnFields};
+use crate::protocol::reply::MetaCode;
+use crate::protocol::{compose, ErrorReply, Meta, MetaCommand, MetaSetMode, Response, MAX_KEY_LEN};
+use crate::store::{
+    ArithOutcome, Key, MetaDeleteOutcome, MetaGetOptions, MetaLookup, NsId, SetMode, SetOutcome,
+};
+
+/// Seconds left before `exptime` (-1: never), as `t` and `me` show them.
+fn ttl(exptime: u32, now: u32) -> i64 {
+    if exptime == 0 {
+        -1
+    } else {
+        i64::from(exptime) - i64::from(now)
+    }
+}
+
+fn line_start(code: MetaCode, out: &mut Vec<u8>) {
+    out.extend_from_slice(code.word());
+}
+
+fn line_end(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\r\n");
+}
+
+impl Shard {
+    /// Runs one meta request whose key hashes to `hash` and appends its
+    /// reply (nothing, where `q` hides it).
+    pub(crate) fn execute_meta(&mut self, ns: NsId, hash: u64, meta: &Meta, out: &mut Vec<u8>) {
+        let mut buf = [0u8; MAX_KEY_LEN];
+        let key = meta.key(&mut buf);
+        let k = Key { ns, hash, key };
+        let now = self.clock.now();
+        match meta.command {
+            MetaCommand::Get => self.meta_get(k, meta, now, out),
+            MetaCommand::Set => self.meta_set(k, meta, now, out),
+            MetaCommand::Delete => self.meta_delete(k, meta, now, out),
+            MetaCommand::Arith => self.meta_arith(k, meta, now, out),
+            MetaCommand::Debug => self.meta_debug(k, meta, now, out),
+        }
+    }
+
+    fn meta_get(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
+        let f = &meta.flags;
+        let opts = MetaGetOptions {
+            touch: f.ttl.map(|t| self.clock.expiry(t, now)),
+            bump: !f.no_update,
+            vivify: f.vivify.map(|t| self.clock.expiry(t, now)),
+            recache: f.recache.map(|t| self.clock.expiry(t, now)),
+            binary_key: f.base64,
+        };
+        let lookup = self.store.meta_get(k, opts, now);
+        let (hit, expired) = match lookup {
+            MetaLookup::Hit(hit) => {
+                let b = hit.before;
+                if f.value {
+                    line_start(MetaCode::Va, out);
+                    out.push(b' ');
+                    push_u64(out, hit.value.len() as u64);
+                } else {
+                    line_start(MetaCode::Hd, out);
+                }
+                let fields = ReturnFields {
+                    cas: Some(b.cas),
+                    flags: Some(b.flags),
+                    size: Some(b.size),
+                    ttl: Some((ttl(b.exptime, now), ttl(hit.exptime, now))),
+                    last_access: Some(b.idle),
+                    hit_before: Some(b.hit_before),
+                    key: Some((k.key, b.binary_key || f.base64)),
+                };
+                push_return_flags(f.tokens, &fields, out);
+                if b.token_sent {
+                    out.extend_from_slice(b" Z");
+                }
+                if b.stale {
+                    out.extend_from_slice(b" X");
+                }
+                if hit.won {
+                    out.extend_from_slice(b" W");
+                }
+                line_end(out);
+                if f.value {
+                    out.extend_from_slice(hit.value);
+                    line_end(out);
+                }
+                (true, false)
+            }
+            MetaLookup::Expired => (false, true),
+            MetaLookup::Missing => (false, false),
+        };
+        if !hit && !f.quiet {
+            // A miss still echoes `O` and `k`, as memcached does.
+            line_start(MetaCode::En, out);
+            let fields = ReturnFields {
+                key: Some((k.key, f.base64)),
+                ..ReturnFields::default()
+            };
+            push_return_flags(f.tokens, &fields, out);
+            line_end(out);
+        }
+        let touch = f.ttl.is_some();
+        let c = self.counters(k.ns);
+        c.cmd_get += 1;
+        c.get_expired += u64::from(expired);
+        match (touch, hit) {
+            (true, true) => {
+                c.cmd_touch += 1;
+                c.touch_hits += 1;
+            }
+            (true, false) => {
+                c.cmd_touch += 1;
+                c.touch_misses += 1;
+            }
+            (false, true) => c.get_hits += 1,
+            (false, false) => c.get_misses += 1,
+        }
+    }
+
+    fn meta_set(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
+        let f = &meta.flags;
+        let exptime = self.clock.expiry(f.ttl.unwrap_or(0), now);
+        let mode = match (f.set_mode, f.compare_cas) {
+            (MetaSetMode::Set | MetaSetMode::Replace, Some(cas)) => SetMode::Cas(cas),
+            (MetaSetMode::Set, None) => SetMode::Set,
+            (MetaSetMode::Replace, None) => SetMode::Replace,
+            (MetaSetMode::Add, _) => SetMode::Add,
+            (MetaSetMode::Append, _) => SetMode::Append,
+            (MetaSetMode::Prepend, _) => SetMode::Prepend,
+        };
+        // Append and prepend take a plain cas check first.
+        let cas_mismatch = matches!(mode, SetMode::Append | SetMode::Prepend)
+            && f.compare_cas.is_some_and(|cas| {
+                self.store
+                    .meta_peek(k, now)
+                    .is_some_and(|item| item.cas != cas)
+            });
+        let (outcome, cas) = if cas_mismatch {
+            (SetOutcome::Exists, 0)
+        } else {
+            self.store.meta_set(
+                k,
+                mode,
+                f.client_flags,
+                exptime,
+                meta.data,
+                f.invalidate,
+                f.base64,
+                now,
+            )
+        };
+        let c = self.counters(k.ns);
+        c.cmd_set += 1;
+        if let SetMode::Cas(_) = mode {
+            match outcome {
+                SetOutcome::Stored => c.cas_hits += 1,
+                SetOutcome::Exists => c.cas_badval += 1,
+                SetOutcome::NotFound => c.cas_misses += 1,
+                _ => {}
+            }
+        }
+        let code = match outcome {
+            SetOutcome::Stored => MetaCode::Hd,
+            SetOutcome::NotStored => MetaCode::Ns,
+            SetOutcome::Exists => MetaCode::Ex,
+            SetOutcome::NotFound => MetaCode::Nf,
+            SetOutcome::TooLarge if matches!(mode, SetMode::Append | SetMode::Prepend) => {
+                MetaCode::Ns
+            }
+            SetOutcome::TooLarge => {
+                c.store_too_large += 1;
+                return compose(&Response::Error(ErrorReply::TooLarge), out);
+            }
+            SetOutcome::OutOfMemory => {
+                c.store_no_memory += 1;
+                return compose(&Response::Error(ErrorReply::OutOfMemoryStoring), out);
+            }
+        };
+        if code == MetaCode::Hd && f.quiet {
+            return;
+        }
+        line_start(code, out);
+        let fields = ReturnFields {
+            cas: Some(cas),
+            key: Some((k.key, f.base64)),
+            ..ReturnFields::default()
+        };
+        push_return_flags(f.tokens, &fields, out);
+        line_end(out);
+    }
+
+    fn meta_delete(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
+        let f = &meta.flags;
+        let ttl = match (f.invalidate, f.ttl) {
+            (true, Some(t)) => Some(self.clock.expiry(t, now)),
+            _ => None,
+        };
+        let outcome = self
+            .store
+            .meta_delete(k, f.compare_cas, f.invalidate, ttl, now);
+        let c = self.counters(k.ns);
+        let code = match outcome {
+            MetaDeleteOutcome::Deleted => {
+                c.delete_hits += 1;
+                MetaCode::Hd
+            }
+            MetaDeleteOutcome::NotFound => {
+                c.delete_misses += 1;
+                MetaCode::Nf
+            }
+            MetaDeleteOutcome::Exists => MetaCode::Ex,
+        };
+        if code == MetaCode::Hd && f.quiet {
+            return;
+        }
+        line_start(code, out);
+        let fields = ReturnFields {
+            key: Some((k.key, f.base64)),
+            ..ReturnFields::default()
+        };
+        push_return_flags(f.tokens, &fields, out);
+        line_end(out);
+    }
+
+    fn meta_arith(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
+        let f = &meta.flags;
+        let incr = !f.decr;
+        let found = self.store.meta_peek(k, now);
+        let result: Result<u64, MetaCode> = match found {
+            None => match f.vivify {
+                None => Err(MetaCode::Nf),
+                Some(t) => {
+                    let exptime = self.clock.expiry(t, now);
+                    let mut digits = Vec::with_capacity(20);
+                    push_u64(&mut digits, f.initial);
+                    match self.store.set(k, SetMode::Add, 0, exptime, &digits, now) {
+                        SetOutcome::Stored => Ok(f.initial),
+                        _ => Err(MetaCode::Ns),
+                    }
+                }
+            },
+            Some(item) if f.compare_cas.is_some_and(|cas| cas != item.cas) => Err(MetaCode::Ex),
+            Some(_) => match self.store.arith(k, incr, f.delta, now) {
+                ArithOutcome::Value(v) => {
+                    if let Some(t) = f.ttl {
+                        let exptime = self.clock.expiry(t, now);
+                        self.store.touch(k, exptime, now);
+                    }
+                    Ok(v)
+                }
+                ArithOutcome::NotFound => Err(MetaCode::Nf),
+                ArithOutcome::NonNumeric => {
+                    return compose(&Response::Error(ErrorReply::NonNumeric), out);
+                }
+            },
+        };
+        let c = self.counters(k.ns);
+        match (&result, incr) {
+            (Ok(_), true) => c.incr_hits += 1,
+            (Ok(_), false) => c.decr_hits += 1,
+            (Err(_), true) => c.incr_misses += 1,
+            (Err(_), false) => c.decr_misses += 1,
+        }
+        let value = match result {
+            Ok(v) => v,
+            Err(code) => {
+                line_start(code, out);
+                let fields = ReturnFields {
+                    key: Some((k.key, f.base64)),
+                    ..ReturnFields::default()
+                };
+                push_return_flags(f.tokens, &fields, out);
+                line_end(out);
+                return;
+            }
+        };
+        if !f.value && f.quiet {
+            return;
+        }
+        let mut digits = Vec::with_capacity(20);
+        push_u64(&mut digits, value);
+        if f.value {
+            line_start(MetaCode::Va, out);
+            out.push(b' ');
+            push_u64(out, digits.len() as u64);
+        } else {
+            line_start(MetaCode::Hd, out);
+        }
+        let item = self.store.meta_peek(k, now);
+        let fields = ReturnFields {
+            cas: item.map(|i| i.cas),
+            ttl: item.map(|i| (ttl(i.exptime, now), ttl(i.exptime, now))),
+            key: Some((k.key, f.base64)),
+            ..ReturnFields::default()
+        };
+        push_return_flags(f.tokens, &fields, out);
+        line_end(out);
+        if f.value {
+            out.extend_from_slice(&digits);
+            line_end(out);
+        }
+    }
+
+    fn meta_debug(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
+        let Some(item) = self.store.meta_peek(k, now) else {
+            line_start(MetaCode::En, out);
+            return line_end(out);
+        };
+        line_start(MetaCode::Me, out);
+        out.push(b' ');
+        out.extend_from_slice(meta.key);
+        out.extend_from_slice(b" exp=");
+        crate::protocol::meta::push_i64(out, ttl(item.exptime, now));
+        out.extend_from_slice(b" la=");
+        push_u64(out, u64::from(item.idle));
+        out.extend_from_slice(b" cas=");
+        push_u64(out, item.cas);
+        out.extend_from_slice(if item.hit_before {
+            b" fetch=yes"
+        } else {
+            b" fetch=no"
+        });
+        // No slab classes here: every item reports class 1.
+        out.extend_from_slice(b" cls=1 size=");
+        push_u64(out, item.total as u64);
+        line_end(out);
+    }
+}

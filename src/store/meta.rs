@@ -1,0 +1,296 @@
+//! The store's side of the meta protocol: per-item metadata (hit before,
+//! last access, stale, win token sent, binary key) and the operations that
+//! read or set it.
+//!
+//! Owns memcached 1.6.18's item-flag rules for `mg` (`N` vivify, `R`
+//! recache, `W`/`X`/`Z`), `ms` with `I` and `md` with `I`. The bits live in
+//! the item header's meta field (`layout`) and the index entry's fetched
+//! bit. It never parses protocol text; the shard turns the results into
+//! replies.
+
+use super::index::{self, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
+use super::layout::{self, ACCESS_MASK, META_BINARY_KEY, META_STALE, META_TOKEN_SENT};
+use super::segmented::{is_live, Store};
+use super::{Key, SetMode, SetOutcome};
+
+/// How `mg` treats the item.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MetaGetOptions {
+    /// `T`: the new exptime (server seconds, 0 never).
+    pub touch: Option<u32>,
+    /// Mark the item hit and accessed now (not with `u`).
+    pub bump: bool,
+    /// `N`: on a miss, create an empty item with this exptime.
+    pub vivify: Option<u32>,
+    /// `R`: win when the exptime is below this (server seconds).
+    pub recache: Option<u32>,
+    /// `b`: a created item's key is binary.
+    pub binary_key: bool,
+}
+
+/// An item's metadata, as it was before the command.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaState {
+    pub flags: u32,
+    pub cas: u64,
+    pub exptime: u32,
+    pub size: usize,
+    /// Header, key and value bytes (`me`'s size).
+    pub total: usize,
+    pub hit_before: bool,
+    /// Seconds since its last access.
+    pub idle: u32,
+    pub stale: bool,
+    pub token_sent: bool,
+    pub binary_key: bool,
+}
+
+/// An `mg` hit: the item after the command, and what the flags report.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaHit<'a> {
+    pub before: MetaState,
+    /// The exptime after a `T`.
+    pub exptime: u32,
+    pub value: &'a [u8],
+    /// `W`: this client won the right to recache.
+    pub won: bool,
+}
+
+#[derive(Debug)]
+pub enum MetaLookup<'a> {
+    Hit(MetaHit<'a>),
+    Expired,
+    Missing,
+}
+
+/// `md`'s outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaDeleteOutcome {
+    Deleted,
+    NotFound,
+    Exists,
+}
+
+impl Store {
+    fn meta_of(&self, e: u64) -> u32 {
+        if e & LARGE != 0 {
+            self.large.get((e & (LARGE - 1)) as u32).meta
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            layout::meta(&self.segs.segs[seg as usize].data, off as usize)
+        }
+    }
+
+    fn set_meta_of(&mut self, e: u64, meta: u32) {
+        if e & LARGE != 0 {
+            self.large.get_mut((e & (LARGE - 1)) as u32).meta = meta;
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            layout::set_meta(&mut self.segs.segs[seg as usize].data, off as usize, meta);
+        }
+    }
+
+    fn set_exptime_of(&mut self, e: u64, exptime: u32) {
+        if e & LARGE != 0 {
+            self.large.get_mut((e & (LARGE - 1)) as u32).exptime = exptime;
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            let s = &mut self.segs.segs[seg as usize];
+            layout::set_exptime(&mut s.data, off as usize, exptime);
+            s.note_exptime(exptime);
+        }
+    }
+
+    fn state_of(&self, e: u64, now: u32) -> MetaState {
+        let meta = self.meta_of(e);
+        let it = self.item(e);
+        let klen = if e & LARGE != 0 {
+            self.large.get((e & (LARGE - 1)) as u32).klen
+        } else {
+            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
+            layout::read(&self.segs.segs[seg as usize].data, off as usize).klen
+        };
+        MetaState {
+            flags: it.flags,
+            cas: it.cas,
+            exptime: it.exptime,
+            size: it.value.len(),
+            total: layout::item_size(it.ns, it.flags, klen, it.value.len()),
+            hit_before: e & FETCHED != 0,
+            idle: now.wrapping_sub(meta) & ACCESS_MASK,
+            stale: meta & META_STALE != 0,
+            token_sent: meta & META_TOKEN_SENT != 0,
+            binary_key: meta & META_BINARY_KEY != 0,
+        }
+    }
+
+    /// The live item under `k`, read without changing it (`me`, and the
+    /// checks of `ma` and `ms`).
+    pub fn meta_peek(&mut self, k: Key<'_>, now: u32) -> Option<MetaState> {
+        self.now = now;
+        let pos = self.find_live(&k, now).ok()??;
+        Some(self.state_of(self.index.get(pos), now))
+    }
+
+    /// `mg`: a lookup that may touch, vivify and hand out the win token.
+    pub fn meta_get(&mut self, k: Key<'_>, opts: MetaGetOptions, now: u32) -> MetaLookup<'_> {
+        self.now = now;
+        let (pos, created) = match self.find_live(&k, now) {
+            Ok(Some(pos)) => (pos, false),
+            missed => {
+                let Some(exptime) = opts.vivify else {
+                    return if missed.is_err() {
+                        MetaLookup::Expired
+                    } else {
+                        MetaLookup::Missing
+                    };
+                };
+                let meta = (now & ACCESS_MASK) | if opts.binary_key { META_BINARY_KEY } else { 0 };
+                let stored = self.store_item(&k, 0, exptime, [&[], &[]], None, 0, true, meta, None);
+                match (stored, self.find(&k)) {
+                    (SetOutcome::Stored, Some(pos)) => (pos, true),
+                    _ => return MetaLookup::Missing,
+                }
+            }
+        };
+        let mut e = self.index.get(pos);
+        let before = self.state_of(e, now);
+        let mut exptime = before.exptime;
+        if let Some(t) = opts.touch {
+            self.set_exptime_of(e, t);
+            exptime = t;
+        }
+        let mut won = created;
+        if let Some(r) = opts.recache {
+            if !before.token_sent && !created && exptime != 0 && exptime < r {
+                won = true;
+            }
+        }
+        if before.stale && !before.token_sent {
+            won = true;
+        }
+        let mut meta = self.meta_of(e);
+        if won {
+            meta |= META_TOKEN_SENT;
+        }
+        if opts.bump {
+            e = index::hit(e);
+            self.index.put(pos, e);
+            meta = (meta & !ACCESS_MASK) | (now & ACCESS_MASK);
+        }
+        self.set_meta_of(e, meta);
+        let value = self.item(e).value;
+        MetaLookup::Hit(MetaHit {
+            before,
+            exptime,
+            value,
+            won,
+        })
+    }
+
+    /// `ms`: a store with memcached's meta rules. A `Cas` mode with
+    /// `invalidate` stores a value whose cas is older than the item's,
+    /// keeping that cas and marking the item stale. Answers the outcome
+    /// and, when stored, the new item's cas.
+    #[allow(clippy::too_many_arguments)]
+    pub fn meta_set(
+        &mut self,
+        k: Key<'_>,
+        mode: SetMode,
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        invalidate: bool,
+        binary_key: bool,
+        now: u32,
+    ) -> (SetOutcome, u64) {
+        self.now = now;
+        if let (SetMode::Cas(cas), true) = (mode, invalidate) {
+            if let Ok(Some(pos)) = self.find_live(&k, now) {
+                let e = self.index.get(pos);
+                let old = self.state_of(e, now);
+                if cas < old.cas && value.len() <= self.max_item_size {
+                    let meta = (now & ACCESS_MASK)
+                        | META_STALE
+                        | if old.token_sent { META_TOKEN_SENT } else { 0 }
+                        | if binary_key { META_BINARY_KEY } else { 0 };
+                    // memcached keeps the item's exptime (a `T` is ignored).
+                    let r = self.store_item(
+                        &k,
+                        flags,
+                        old.exptime,
+                        [value, &[]],
+                        Some((pos, e & LOC_MASK)),
+                        e & FREQ_MASK,
+                        true,
+                        meta,
+                        Some(old.cas),
+                    );
+                    return (r, if r == SetOutcome::Stored { old.cas } else { 0 });
+                }
+            }
+        }
+        let r = self.set(k, mode, flags, exptime, value, now);
+        if r != SetOutcome::Stored {
+            return (r, 0);
+        }
+        let Some(pos) = self.find(&k) else {
+            return (r, 0);
+        };
+        let e = self.index.get(pos);
+        if binary_key {
+            let meta = self.meta_of(e) | META_BINARY_KEY;
+            self.set_meta_of(e, meta);
+        }
+        (r, self.item(e).cas)
+    }
+
+    /// `md`: delete, or with `invalidate` mark stale under a new cas (and
+    /// the exptime `ttl`, if given), clearing the win token.
+    pub fn meta_delete(
+        &mut self,
+        k: Key<'_>,
+        compare_cas: Option<u64>,
+        invalidate: bool,
+        ttl: Option<u32>,
+        now: u32,
+    ) -> MetaDeleteOutcome {
+        self.now = now;
+        let Ok(Some(pos)) = self.find_live(&k, now) else {
+            return MetaDeleteOutcome::NotFound;
+        };
+        let e = self.index.get(pos);
+        let it = self.item(e);
+        if compare_cas.is_some_and(|c| c != it.cas) {
+            return MetaDeleteOutcome::Exists;
+        }
+        if !invalidate {
+            let home = index::home_of(k.hash);
+            self.unlink(home, pos, super::segmented::Why::Dropped);
+            return MetaDeleteOutcome::Deleted;
+        }
+        let (flags, exptime) = (it.flags, ttl.unwrap_or(it.exptime));
+        let value = it.value.to_vec();
+        let meta = (self.meta_of(e) | META_STALE) & !META_TOKEN_SENT;
+        let keep = e & (FETCHED | FREQ_MASK);
+        match self.store_item(
+            &k,
+            flags,
+            exptime,
+            [&value, &[]],
+            Some((pos, e & LOC_MASK)),
+            keep,
+            false,
+            meta,
+            None,
+        ) {
+            SetOutcome::Stored => MetaDeleteOutcome::Deleted,
+            _ => MetaDeleteOutcome::NotFound,
+        }
+    }
+
+    /// Whether an exptime is still in the future (for the shard's `t`).
+    pub fn meta_is_live(exptime: u32, now: u32) -> bool {
+        is_live(exptime, now)
+    }
+}

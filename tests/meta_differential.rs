@@ -1,0 +1,419 @@
+//! Differential test of the meta protocol: the same meta requests go to the
+//! real memcached 1.6.18 and to ferrocache (two cores, so keys and quiet
+//! runs span shards), and the replies must be identical byte for byte, once
+//! cas uniques (per-server counters) are masked, except for the documented
+//! differences pinned below. Each case is also sent to ferrocache one byte
+//! per write, and must give the same reply; and the parser is fed each
+//! case cut at every byte.
+//!
+//! Each case runs on a fresh connection: write, half-close, read to EOF.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use ferrocache::protocol::{parse, Limits, Parsed};
+
+const MEMCACHED: &str = "/usr/bin/memcached";
+
+/// A memcached child process on a free port, killed on drop (as in
+/// tests/differential.rs).
+struct Memcached {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Memcached {
+    fn start() -> Option<Memcached> {
+        if !std::path::Path::new(MEMCACHED).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{MEMCACHED} is not installed, and CI is set: the meta differential test must run in CI"
+            );
+            eprintln!(
+                "SKIP meta_differential: {MEMCACHED} is not installed (set CI to make this fail)"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(MEMCACHED)
+            .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn memcached");
+        let mut server = Memcached {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(server.addr).is_ok() {
+                return Some(server);
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("memcached exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "memcached never accepted");
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `request` (in `chunk`-byte writes), half-closes, reads to EOF.
+fn exchange(addr: SocketAddr, request: &[u8], chunk: usize) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for part in request.chunks(chunk) {
+        stream.write_all(part).expect("write");
+    }
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading reply to {:?}: {e}", show(request)),
+        }
+    }
+    out
+}
+
+/// Masks what differs by design: cas uniques (` c123` return flags and
+/// `me`'s `cas=123`) and `me`'s `size=` (item sizes are ferrocache's own,
+/// see the documented differences). Data blocks are left alone.
+fn normalize(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(reply);
+    let mut out = String::new();
+    for line in text.split_inclusive("\r\n") {
+        let meta_line = ["HD", "VA ", "NS", "EX", "NF", "ME "]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if !meta_line {
+            out.push_str(line);
+            continue;
+        }
+        let words: Vec<String> = line
+            .trim_end_matches("\r\n")
+            .split(' ')
+            .map(|w| {
+                let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                if w.len() > 1 && w.starts_with('c') && digits(&w[1..]) {
+                    "c<cas>".to_string()
+                } else if let Some(v) = w.strip_prefix("cas=").filter(|v| digits(v)) {
+                    let _ = v;
+                    "cas=<cas>".to_string()
+                } else if w.starts_with("size=") && line.starts_with("ME ") {
+                    "size=<size>".to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn show(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.len() > 300 {
+        format!("{}...({} bytes)", &s[..300], bytes.len())
+    } else {
+        s.into_owned()
+    }
+}
+
+/// (name, request). Keys are unique per case, as both servers keep state.
+fn cases() -> Vec<(&'static str, Vec<u8>)> {
+    let mut cases: Vec<(&'static str, Vec<u8>)> = vec![
+        ("mn", b"mn\r\n".to_vec()),
+        ("mn with words", b"mn foo bar\r\n".to_vec()),
+        ("mg no key", b"mg\r\n".to_vec()),
+        ("md no key", b"md \r\n".to_vec()),
+        ("me no key", b"me\r\n".to_vec()),
+        ("ma no key", b"ma\r\n".to_vec()),
+        ("ms no length", b"ms a1\r\n".to_vec()),
+        ("ms bad length", b"ms a2 abc\r\n".to_vec()),
+        ("ms negative length", b"ms a3 -1\r\nmn\r\n".to_vec()),
+        ("mg miss", b"mg b1 v\r\nmg b1\r\nmg b1 q v\r\nmn\r\n".to_vec()),
+        (
+            "mg every return flag",
+            b"ms c1 3 T0 F5 k O123\r\nbar\r\nmg c1 v f k s t h l O99 c q\r\nmg c1 k v h\r\nmg c1 s t f c k O1 l h\r\n"
+                .to_vec(),
+        ),
+        ("mg hit without flags", b"ms c2 1\r\nx\r\nmg c2\r\nmg c2 q\r\nmg c2 q k\r\n".to_vec()),
+        ("mg unknown flag", b"mg d1 zz\r\nmg d1 !\r\nmg d1 E5\r\nmg d1 S5\r\n".to_vec()),
+        ("mg duplicate flag", b"mg d2 v v\r\nmg d2 t T30 t\r\n".to_vec()),
+        ("mg ignored flags", b"mg d3 P L\r\nmg d3 D5 J1 I C1 F1 Mx\r\n".to_vec()),
+        (
+            "opaque length",
+            b"mg d4 O1234567890123456789012345678901\r\nmg d4 O12345678901234567890123456789012\r\nmg d4 k O12345678901234567890123456789012345\r\nmn\r\n"
+                .to_vec(),
+        ),
+        ("bad data chunk", b"ms e1 3\r\nabcde\r\nmg e1 v\r\n".to_vec()),
+        ("ms bad mode swallows data", b"ms e2 3 MX\r\nabc\r\nmn\r\n".to_vec()),
+        (
+            "ms token errors",
+            b"ms e3 1 T\r\n1\r\nms e3 1 Tx\r\n1\r\nms e3 1 Fx\r\n1\r\nms e3 1 C\r\n1\r\nms e3 1 F-1\r\n1\r\nms e3 1 Ms\r\n1\r\nms e3 1 M\r\n1\r\nms e3 1 MSS\r\n1\r\nms e3 1 S5\r\n1\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
+            "ms flags wrap at 32 bits",
+            b"ms e4 1 F4294967297\r\n1\r\nmg e4 f\r\nms e4 1 F4294967296 F5\r\n1\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
+            "ms modes",
+            b"ms f1 1 MS q\r\n1\r\nms f1 1 ME\r\n1\r\nms f1 1 ME q\r\n1\r\nms f2 1 MR\r\n1\r\nms f1 1 MA\r\n2\r\nms f1 1 MP\r\n0\r\nmg f1 v\r\nms f3 2 MA\r\nab\r\nms f3 2 MP\r\nab\r\nms f1 1 MR k O7 c\r\n9\r\nmg f1 v\r\n"
+                .to_vec(),
+        ),
+        (
+            "ms returns",
+            b"ms f4 1 ME k O5 c\r\n1\r\nms f4 1 ME k O5 c\r\n1\r\nms f4 1 c k\r\n2\r\n".to_vec(),
+        ),
+        (
+            "ms cas",
+            b"ms g1 1 c\r\n1\r\nmg g1 c v\r\nms g1 1 C999 c\r\n2\r\nms g2 1 C1\r\n1\r\nms g1 2 MA C1\r\ncd\r\nmg g1 v\r\n"
+                .to_vec(),
+        ),
+        ("ms negative ttl", b"ms g3 3 T-1\r\nabc\r\nmg g3 v\r\n".to_vec()),
+        (
+            "ms ttl",
+            b"ms g4 1 T100\r\n1\r\nmg g4 t v\r\nmg g4 T30 t\r\nmg g4 t T60\r\nmg g4 t\r\n".to_vec(),
+        ),
+        (
+            "md",
+            b"ms h1 1\r\n1\r\nmd h1 q\r\nmd h1\r\nmd h1 q\r\nmd h1 k O9\r\nms h1 1\r\n1\r\nmd h1 C1\r\nmd h1 x\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
+            "md invalidate then recache",
+            b"ms h2 1 T100\r\n1\r\nmd h2 I T5\r\nmg h2 v t\r\nmg h2 t\r\nms h2 1 I C1\r\n2\r\nmg h2 v t\r\nms h2 1\r\n3\r\nmg h2 v\r\n"
+                .to_vec(),
+        ),
+        (
+            "md invalidate keeps ttl",
+            b"ms h3 1 T100\r\n1\r\nmd h3 I\r\nms h3 1 I C1 T50 F7\r\n2\r\nmg h3 t v f\r\n".to_vec(),
+        ),
+        (
+            "vivify",
+            b"mg i1 N30 v t s\r\nmg i1 N30 v\r\nmg i1 v\r\nms i1 2\r\nhi\r\nmg i1 v\r\nmg i2 N-1 v\r\nmg i2 v\r\n"
+                .to_vec(),
+        ),
+        (
+            "recache",
+            b"mg i3 N30 R30 t\r\nmg i3 t R30\r\nms i4 1 T20\r\n1\r\nmg i4 R30\r\nmg i4 R30\r\nms i5 1 T100\r\n1\r\nmg i5 R30\r\n"
+                .to_vec(),
+        ),
+        (
+            "ma",
+            b"ma j1\r\nma j1 N0 J10 v\r\nma j1 v D5 MD\r\nma j1 q\r\nma j1 v t\r\nma j1 M+ v\r\nma j1 M- v\r\nma j1 MI v\r\nma j1 Md v\r\n"
+                .to_vec(),
+        ),
+        (
+            "ma errors",
+            b"ms j2 1\r\nx\r\nma j2\r\nma j3 Mx v\r\nma j3 D-1\r\nma j3 Dx\r\nma j3 Jx\r\nma j3 M\r\nma j3 v v\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
+            "ma flags",
+            b"ma j4 N0 J5 D10 v\r\nma j4 D10 v\r\nma j4 MD D100 v\r\nma j4 C1 q\r\nma j4 q k O3\r\nma j5 q k O3\r\nma j4 T10 t v\r\nma j4 v D18446744073709551615\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
+            "ma wraps and floors",
+            b"ms j6 20\r\n18446744073709551615\r\nma j6 v\r\nma j6 v MD D5\r\n".to_vec(),
+        ),
+        (
+            "me",
+            b"me k1\r\nms k1 2\r\nhi\r\nme k1\r\nmg k1\r\nme k1\r\nme k1 b\r\nme k1 x y\r\n".to_vec(),
+        ),
+        (
+            "base64 keys",
+            b"ms Zm9vMQ== 3 b k\r\nbar\r\nmg Zm9vMQ== b k v\r\nmg foo1 k v\r\nmg foo1 q k\r\nme Zm9vMQ== b\r\nmd Zm9vMQ== b k q\r\nmg foo1\r\n"
+                .to_vec(),
+        ),
+        (
+            "bad base64 keys",
+            b"mg k2 b\r\nmg ==== b\r\nmg Zg== b v\r\nmd Zm9v= b\r\nma Zm9v= b\r\nms foo 3 b\r\nbar\r\nmn\r\n"
+                .to_vec(),
+        ),
+        ("extra spaces", b"mg  l1  v\r\nms  l1  1  T0\r\n1\r\nmg l1 v \r\n".to_vec()),
+        (
+            "classic and meta mixed",
+            b"set l2 0 0 1\r\n1\r\nmg l2 s v f\r\nincr l2 1\r\nmg l2 v\r\nms l2 2 F3\r\nab\r\nget l2\r\n".to_vec(),
+        ),
+        ("key too long", {
+            let mut v = b"mg ".to_vec();
+            v.extend(std::iter::repeat_n(b'k', 251));
+            v.extend_from_slice(b" v\r\nmn\r\n");
+            v
+        }),
+        ("ms too large", {
+            let mut v = b"ms big1 2000000\r\n".to_vec();
+            v.extend(std::iter::repeat_n(b'x', 2_000_000));
+            v.extend_from_slice(b"\r\nmg big1 v\r\nmn\r\n");
+            v
+        }),
+    ];
+    // A quiet run over many keys (two shards on ferrocache), ending in mn.
+    let mut quiet = Vec::new();
+    for i in 0..40 {
+        if i % 3 == 0 {
+            quiet.extend_from_slice(format!("ms q{i} 2 q T0\r\nv{}\r\n", i % 10).as_bytes());
+        }
+    }
+    for i in 0..40 {
+        quiet.extend_from_slice(format!("mg q{i} v k q O{i}\r\n").as_bytes());
+    }
+    quiet.extend_from_slice(b"mn\r\n");
+    for i in 0..40 {
+        quiet.extend_from_slice(format!("md q{i} q\r\n").as_bytes());
+    }
+    quiet.extend_from_slice(b"mn\r\n");
+    cases.push(("quiet run across shards", quiet));
+    cases
+}
+
+#[test]
+fn meta_same_bytes_as_memcached() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    let mut failures = Vec::new();
+    for (name, request) in cases() {
+        let want = normalize(&exchange(memcached.addr, &request, usize::MAX));
+        let got = normalize(&exchange(ferrocache.addr, &request, usize::MAX));
+        if want != got {
+            failures.push(format!(
+                "{name}: request {:?}\n  memcached:  {want:?}\n  ferrocache: {got:?}",
+                show(&request)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every case again, one byte per write (each case's own keys: the first
+/// pass's items would change the replies, so keys get a prefix).
+#[test]
+fn meta_split_writes_same_bytes() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    for (name, request) in cases() {
+        if request.len() > 10_000 {
+            continue; // the 2 MB case a byte at a time would take minutes
+        }
+        let want = normalize(&exchange(memcached.addr, &request, usize::MAX));
+        let got = normalize(&exchange(ferrocache.addr, &request, 1));
+        assert_eq!(got, want, "{name}, one byte per write");
+        // Both servers hold the case's items now: clear them for the next.
+        exchange(memcached.addr, b"flush_all\r\n", usize::MAX);
+        exchange(ferrocache.addr, b"flush_all\r\n", usize::MAX);
+    }
+}
+
+/// The parser, fed each case cut at every byte, says Incomplete or gives
+/// exactly the requests the whole buffer gives, never an error a whole
+/// buffer would not give.
+#[test]
+fn meta_parse_at_every_split() {
+    let limits = Limits {
+        max_item_size: 1024 * 1024,
+    };
+    fn run(buf: &[u8], limits: &Limits) -> (Vec<String>, usize) {
+        let mut pos = 0;
+        let mut seen = Vec::new();
+        loop {
+            match parse(&buf[pos..], limits) {
+                Parsed::Incomplete => return (seen, pos),
+                Parsed::Request { request, consumed } => {
+                    seen.push(format!("{request:?}"));
+                    pos += consumed;
+                }
+                Parsed::Invalid {
+                    error, consumed, ..
+                } => {
+                    seen.push(format!("{error:?}"));
+                    pos += consumed;
+                }
+                Parsed::Close(e) => {
+                    seen.push(format!("close {e:?}"));
+                    return (seen, buf.len());
+                }
+            }
+        }
+    }
+    for (name, request) in cases() {
+        if request.len() > 10_000 {
+            continue;
+        }
+        let (whole, _) = run(&request, &limits);
+        for cut in 0..request.len() {
+            let (first, pos) = run(&request[..cut], &limits);
+            assert_eq!(first[..], whole[..first.len()], "{name} cut at {cut}");
+            let (rest, _) = run(&request[pos..], &limits);
+            let joined: Vec<String> = first.into_iter().chain(rest).collect();
+            assert_eq!(joined, whole, "{name} cut at {cut}");
+        }
+    }
+}
+
+/// Differences kept on purpose (listed in docs/parts/meta.md); both sides pinned.
+#[test]
+fn meta_documented_differences_hold() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    let request = b"ms z1 2\r\nhi\r\nme z1\r\n";
+    let want = exchange(memcached.addr, request, usize::MAX);
+    let got = exchange(ferrocache.addr, request, usize::MAX);
+    // memcached's item size counts its 48-byte item header and slab
+    // rounding; ferrocache's counts its own header (12 bytes), key and value.
+    assert!(
+        show(&want).ends_with("cls=1 size=63\r\n"),
+        "{}",
+        show(&want)
+    );
+    assert!(show(&got).ends_with("cls=1 size=16\r\n"), "{}", show(&got));
+    // A control byte in a key: memcached stores it, ferrocache refuses it,
+    // as for the classic commands.
+    let request = b"mg k\x01 v\r\n";
+    assert_eq!(exchange(memcached.addr, request, usize::MAX), b"EN\r\n");
+    assert_eq!(
+        exchange(ferrocache.addr, request, usize::MAX),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
+}
