@@ -41,6 +41,7 @@ fn config() -> Config {
         balance_connections: false,
         // The bench runs no server, so nothing seeds the hash: fixed seeds.
         hash_seed: 0,
+        tls: None,
     }
 }
 
