@@ -20,6 +20,7 @@ PACKAGES=(
     php-memcached                # PHP Memcached extension (libmemcached)
     ruby                         # Ruby interpreter (ruby-dalli does not depend on it)
     ruby-dalli                   # Dalli 3.0.6, binary protocol only
+    openssl                      # test CA and s_client for the TLS clients (tests/clients/tls.sh)
 )
 
 installed() {
