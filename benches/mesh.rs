@@ -43,6 +43,7 @@ fn config() -> Config {
         hash_seed: 0,
         user: None,
         notes: Vec::new(),
+        tls: None,
     }
 }
 

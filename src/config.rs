@@ -146,12 +146,47 @@ pub struct Args {
     /// serves TCP only.
     #[arg(short = 'U', value_name = "0")]
     pub udp_port: Option<u16>,
+
+    /// Also serve TLS (1.2 and 1.3) on this address, beside the plain
+    /// --listen port; needs --tls-cert and --tls-key and the `uring` socket
+    /// path. For TLS only, bind --listen to loopback.
+    #[arg(long = "tls-listen", value_name = "HOST:PORT")]
+    pub tls_listen: Option<String>,
+
+    /// The server's certificate chain, PEM (leaf first). Re-read on SIGHUP.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1). Re-read on SIGHUP.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Ask TLS clients for a certificate and verify it against this CA (PEM).
+    /// A verified certificate may be granted a project in the --tokens file
+    /// (`cert:SHA256:<fingerprint> PROJECT_ID`) and then authenticates with
+    /// `set oauth` and the token `-`.
+    #[arg(long = "tls-client-ca", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Refuse TLS clients that present no certificate (needs --tls-client-ca).
+    #[arg(long = "tls-require-client-cert")]
+    pub tls_require_client_cert: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// TLS settings (`--tls-*`).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub require_client_cert: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +220,8 @@ pub struct Config {
     pub user: Option<String>,
     /// One-line notes about flags taken from memcached, logged at start.
     pub notes: Vec<String>,
+    /// `None`: no TLS port.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -262,7 +299,9 @@ impl Config {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
+        let tls = tls_config(&args)?;
         Ok(Config {
+            tls,
             listen,
             cores,
             memory_bytes,
@@ -378,6 +417,41 @@ fn random_seed() -> Result<u64, String> {
         ));
     }
     Ok(u64::from_ne_bytes(seed))
+}
+
+fn tls_config(args: &Args) -> Result<Option<TlsConfig>, String> {
+    let Some(listen) = &args.tls_listen else {
+        if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_client_ca.is_some() {
+            return Err("--tls-cert, --tls-key and --tls-client-ca need --tls-listen".into());
+        }
+        if args.tls_require_client_cert {
+            return Err("--tls-require-client-cert needs --tls-listen".into());
+        }
+        return Ok(None);
+    };
+    let listen = listen
+        .to_socket_addrs()
+        .map_err(|e| format!("--tls-listen {listen}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--tls-listen {listen}: no address"))?;
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Err("--tls-listen needs --tls-cert and --tls-key".into());
+    };
+    if args.tls_require_client_cert && args.tls_client_ca.is_none() {
+        return Err("--tls-require-client-cert needs --tls-client-ca".into());
+    }
+    if args.socket_io == SocketIo::Glommio {
+        return Err("--tls-listen is served on the io_uring socket path only; \
+             --socket-io glommio is plaintext only"
+            .into());
+    }
+    Ok(Some(TlsConfig {
+        listen,
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+        require_client_cert: args.tls_require_client_cert,
+    }))
 }
 
 fn resolve_listen(args: &Args, notes: &mut Vec<String>) -> Result<SocketAddr, String> {
@@ -599,6 +673,36 @@ mod tests {
             error_of(&["-t", "1", "-U", "11211"]),
             "-U 11211: ferrocache serves TCP only; use -U 0 or drop the flag"
         );
+    }
+
+    #[test]
+    fn tls_flags_come_together() {
+        let parse = |args: &[&str]| {
+            let args = Args::parse_from([&["ferrocache", "--cores", "1"], args].concat());
+            Config::from_args(args)
+        };
+        assert!(parse(&[]).unwrap().tls.is_none());
+        let full = [
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ];
+        let tls = parse(&full).unwrap().tls.unwrap();
+        assert_eq!(tls.listen, "127.0.0.1:0".parse().unwrap());
+        assert!(!tls.require_client_cert);
+        assert!(parse(&full[..4]).is_err(), "no key");
+        assert!(parse(&full[2..]).is_err(), "cert and key without a port");
+        assert!(parse(&[&full[..], &["--tls-require-client-cert"]].concat()).is_err());
+        assert!(parse(&[&full[..], &["--socket-io", "glommio"]].concat()).is_err());
+        let mutual = [
+            &full[..],
+            &["--tls-client-ca", "ca", "--tls-require-client-cert"],
+        ]
+        .concat();
+        assert!(parse(&mutual).unwrap().tls.unwrap().require_client_cert);
     }
 
     #[test]

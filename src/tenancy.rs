@@ -85,7 +85,30 @@ fn valid_name(name: &[u8]) -> Result<&str, AuthError> {
 pub struct Grants {
     /// project -> tokens granted to it.
     by_project: HashMap<String, Vec<Vec<u8>>>,
+    /// project -> SHA-256 fingerprints of the TLS client certificates
+    /// granted it (`cert:SHA256:<hex> PROJECT` lines).
+    certs_by_project: HashMap<String, Vec<[u8; 32]>>,
     lines: usize,
+}
+
+/// The token field of `set oauth` that asks for the connection's verified
+/// TLS client certificate to be checked instead of a token.
+pub const CERT_TOKEN: &[u8] = b"-";
+/// How a grants line names a client certificate instead of a token.
+const CERT_GRANT_PREFIX: &str = "cert:SHA256:";
+
+/// `AB:CD:...` or `abcd...`: 32 bytes in hex, colons allowed between bytes.
+fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
+    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[derive(Debug)]
@@ -142,6 +165,31 @@ impl Grants {
                     format!("project id longer than {MAX_NAME_LEN} bytes"),
                 ));
             }
+            if token.as_bytes() == CERT_TOKEN {
+                return Err((
+                    i + 1,
+                    "`-` is not a token: it asks for a client certificate's grant".into(),
+                ));
+            }
+            // A certificate grant is kept apart from the tokens, so a
+            // fingerprint (which is public) never works as a token.
+            if let Some(hex) = token.strip_prefix(CERT_GRANT_PREFIX) {
+                let Some(fp) = parse_fingerprint(hex) else {
+                    return Err((
+                        i + 1,
+                        format!("expected {CERT_GRANT_PREFIX}<64 hex digits> PROJECT_ID"),
+                    ));
+                };
+                let certs = grants
+                    .certs_by_project
+                    .entry(project.to_owned())
+                    .or_default();
+                if !certs.contains(&fp) {
+                    certs.push(fp);
+                }
+                grants.lines += 1;
+                continue;
+            }
             let tokens = grants.by_project.entry(project.to_owned()).or_default();
             if !tokens.iter().any(|t| t == token.as_bytes()) {
                 tokens.push(token.as_bytes().to_vec());
@@ -161,6 +209,13 @@ impl Grants {
 
     pub fn projects(&self) -> HashSet<&str> {
         self.by_project.keys().map(String::as_str).collect()
+    }
+
+    /// Whether the client certificate of SHA-256 `fingerprint` is granted `project`.
+    pub fn allows_cert(&self, fingerprint: &[u8; 32], project: &str) -> bool {
+        self.certs_by_project
+            .get(project)
+            .is_some_and(|certs| certs.contains(fingerprint))
     }
 
     /// Whether `token` is granted `project`, comparing tokens in constant time.
@@ -235,6 +290,27 @@ impl Auth {
                     Err(AuthError::Denied)
                 }
             }
+        }
+    }
+
+    /// As [`Auth::check`], but a token of `-` ([`CERT_TOKEN`]) asks whether
+    /// the connection's verified TLS client certificate (its SHA-256, if
+    /// any) is granted the project. Without a granted certificate it fails
+    /// as a wrong token does.
+    pub fn check_peer(
+        &self,
+        credentials: &Credentials,
+        client_cert: Option<&[u8; 32]>,
+    ) -> Result<(), AuthError> {
+        match self {
+            Auth::Secure { grants, .. } if credentials.token == CERT_TOKEN => {
+                let grants = grants.read().unwrap_or_else(|e| e.into_inner()).clone();
+                match client_cert {
+                    Some(fp) if grants.allows_cert(fp, credentials.project) => Ok(()),
+                    _ => Err(AuthError::Denied),
+                }
+            }
+            _ => self.check(credentials),
         }
     }
 
@@ -331,6 +407,58 @@ mod tests {
         assert!(!g.allows(b"secret", "proj1"));
         assert!(!g.allows(b"secret1", "nope"));
         assert_eq!(Grants::parse("a b\nonlyone\n").err().unwrap().0, 2);
+    }
+
+    #[test]
+    fn certificate_grants() {
+        let hex = "AB".repeat(32);
+        let colons = vec!["cd"; 32].join(":");
+        let g = Grants::parse(&format!(
+            "tok p1\ncert:SHA256:{hex} p1\ncert:SHA256:{colons} p2\n"
+        ))
+        .unwrap();
+        assert_eq!(g.len(), 3);
+        assert!(g.allows_cert(&[0xab; 32], "p1"));
+        assert!(!g.allows_cert(&[0xab; 32], "p2"));
+        assert!(g.allows_cert(&[0xcd; 32], "p2"));
+        assert!(!g.allows_cert(&[0xcd; 32], "p1"));
+        // The grant line is not a token: the fingerprint is public.
+        let line = format!("cert:SHA256:{hex}");
+        assert!(!g.allows(line.as_bytes(), "p1"));
+        assert!(g.allows(b"tok", "p1"));
+        for bad in ["cert:SHA256:abcd p", "cert:SHA256:{zz} p", "- p"] {
+            let bad = bad.replace("{zz}", &"zz".repeat(32));
+            assert_eq!(Grants::parse(&bad).err().map(|e| e.0), Some(1), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dash_authenticates_only_a_granted_certificate() {
+        let dir =
+            std::env::temp_dir().join(format!("ferrocache-cert-grants-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            format!("tok p1\ncert:SHA256:{} p1\n", "01".repeat(32)),
+        )
+        .unwrap();
+        let auth = Auth::secure(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        let dash = Credentials::parse(b"- p1 c").unwrap();
+        let other = Credentials::parse(b"- p2 c").unwrap();
+        assert_eq!(auth.check_peer(&dash, Some(&[1; 32])), Ok(()));
+        assert_eq!(
+            auth.check_peer(&dash, Some(&[2; 32])),
+            Err(AuthError::Denied)
+        );
+        assert_eq!(auth.check_peer(&dash, None), Err(AuthError::Denied));
+        assert_eq!(
+            auth.check_peer(&other, Some(&[1; 32])),
+            Err(AuthError::Denied)
+        );
+        // Tokens keep working, with or without a certificate.
+        let tok = Credentials::parse(b"tok p1 c").unwrap();
+        assert_eq!(auth.check_peer(&tok, Some(&[2; 32])), Ok(()));
+        assert_eq!(auth.check_peer(&tok, None), Ok(()));
     }
 
     #[test]

@@ -23,6 +23,7 @@ PACKAGES=(
     systemd                      # systemd-analyze verify of deploy/ferrocache.service (tests/deploy.sh)
     procps                       # /bin/kill, the unit's ExecReload (verify checks it exists)
     python3-pip                  # installs meta-memcache (below)
+    openssl                      # test CA and s_client for the TLS clients (tests/clients/tls.sh)
 )
 
 # PyPI packages (not in Debian) -> why. Installed into Debian's python3.

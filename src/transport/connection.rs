@@ -562,7 +562,9 @@ impl Connection {
         self.core.conns.borrow_mut().auth_cmds += 1;
         let error = match Credentials::parse(value) {
             Err(_) => ErrorReply::BadAuthFormat,
-            Ok(credentials) => match self.core.shared.auth.check(&credentials) {
+            Ok(credentials) => match (self.core.shared.auth)
+                .check_peer(&credentials, self.socket.client_cert().as_ref())
+            {
                 Ok(()) => {
                     self.ns = Namespaces::global().intern(credentials.project, credentials.cache);
                     self.hasher = KeyHasher::new(self.ns);

@@ -2,7 +2,7 @@
 //!
 //! Owns everything between the network and a shard: the executors and their
 //! listeners ([`server`]), each connection's read/route/write loop
-//! ([`connection`]), the socket layer ([`socket`]), the per-core state
+//! ([`connection`]), the socket layer ([`socket`]), TLS sessions ([`tls`]), the per-core state
 //! ([`core`]) and the mesh handlers ([`mesh`]). It has no grammar (that is
 //! `protocol`) and no command meaning (that is `shard`).
 
@@ -11,4 +11,5 @@ pub mod core;
 pub mod mesh;
 pub mod server;
 pub mod socket;
+pub mod tls;
 pub mod uring;

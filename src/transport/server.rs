@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use super::connection::serve;
 use super::core::{Core, Shared};
 use super::mesh::{serve_replies, serve_requests};
 use super::socket::{Listener, Socket};
+use super::tls::{Tls, TlsFiles, HANDSHAKE_TIMEOUT};
 use super::uring::Ring;
 use crate::clock::Clock;
 use crate::config::{Config, SocketIo};
@@ -46,6 +48,7 @@ pub enum StartError {
     Bind(SocketAddr, String),
     Executor(String),
     Host(HostError),
+    Tls(String),
 }
 
 impl StartError {
@@ -54,7 +57,7 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::Host(e) => e.exit_code(),
-            StartError::Tokens(_) | StartError::Cpus(_) => host::EXIT_CONFIG,
+            StartError::Tokens(_) | StartError::Cpus(_) | StartError::Tls(_) => host::EXIT_CONFIG,
             StartError::Bind(_, e) if e.contains("in use") => host::EXIT_ADDR_IN_USE,
             StartError::Bind(..) | StartError::Executor(_) => 1,
         }
@@ -69,6 +72,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Executor(e) => write!(f, "cannot start an executor: {e}"),
             StartError::Host(e) => write!(f, "{e}"),
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -76,7 +80,8 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 enum Startup {
-    Bound(SocketAddr),
+    /// The plain port, and the TLS port if any.
+    Bound(SocketAddr, Option<SocketAddr>),
     Ready,
     Failed(StartError),
 }
@@ -110,6 +115,18 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     let cpus =
         core_affinity::get_core_ids().ok_or_else(|| StartError::Cpus("none online".into()))?;
     let cores = config.cores;
+    let tls = match &config.tls {
+        Some(t) => Some(Arc::new(
+            Tls::load(TlsFiles {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                client_ca: t.client_ca.clone(),
+                require_client_cert: t.require_client_cert,
+            })
+            .map_err(|e| StartError::Tls(e.to_string()))?,
+        )),
+        None => None,
+    };
     // Before any core hashes a key.
     crate::store::seed_key_hash(config.hash_seed);
     let shared = Arc::new(Shared::new(config, auth, Clock::new()));
@@ -120,6 +137,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
 
     // Core 0 binds first so that port 0 resolves to one port all cores share.
     let mut addr = shared.config.listen;
+    let mut tls_addr = shared.config.tls.as_ref().map(|t| t.listen);
     for (i, cpu) in cpus.iter().take(cores).enumerate() {
         let watcher = tx.clone();
         let (shared, requests, replies, tx) = (
@@ -128,19 +146,20 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             replies.clone(),
             tx.clone(),
         );
+        let tls = tls.clone().zip(tls_addr);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
             .spin_before_park(shared.config.spin_before_park)
             .io_memory(host::GLOMMIO_IO_MEMORY)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
-                if let Err(e) = executor(addr, shared, requests, replies, &tx).await {
+                if let Err(e) = executor(addr, tls, shared, requests, replies, &tx).await {
                     let _ = tx.send(Startup::Failed(e));
                 }
             })
             .map_err(|e| StartError::Executor(e.to_string()))?;
         watch(handle, watcher);
         if i == 0 {
-            addr = wait_bound(&rx)?;
+            (addr, tls_addr) = wait_bound(&rx)?;
         }
     }
     for _ in 1..cores {
@@ -150,7 +169,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         match next_startup(&rx)? {
             Startup::Ready => {}
             Startup::Failed(e) => return Err(e),
-            Startup::Bound(_) => return Err(StartError::Executor("startup failed".into())),
+            Startup::Bound(..) => return Err(StartError::Executor("startup failed".into())),
         }
     }
     // Every core holds the port now: a listener of another process on it
@@ -160,14 +179,14 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         None => warn!("cannot read /proc/net/tcp: not checking for other listeners on {addr}"),
     }
 
-    announce(&shared, addr);
-    wait_for_signals(&shared);
+    announce(&shared, addr, tls_addr);
+    wait_for_signals(&shared, tls.as_deref());
     Ok(())
 }
 
-fn wait_bound(rx: &Receiver<Startup>) -> Result<SocketAddr, StartError> {
+fn wait_bound(rx: &Receiver<Startup>) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
     match next_startup(rx)? {
-        Startup::Bound(addr) => Ok(addr),
+        Startup::Bound(addr, tls) => Ok((addr, tls)),
         Startup::Failed(e) => Err(e),
         Startup::Ready => Err(StartError::Executor("startup failed".into())),
     }
@@ -213,7 +232,7 @@ fn warn_about_tokens_file(path: &std::path::Path, grants: usize) {
     }
 }
 
-fn announce(shared: &Shared, addr: SocketAddr) {
+fn announce(shared: &Shared, addr: SocketAddr, tls: Option<SocketAddr>) {
     let config = &shared.config;
     let auth = if shared.auth.is_secure() { "on" } else { "off" };
     info!(
@@ -233,18 +252,23 @@ fn announce(shared: &Shared, addr: SocketAddr) {
     // The ready line, on stdout, for scripts and tests: printed only once
     // every core has bound the port and joined the meshes.
     let mut stdout = std::io::stdout().lock();
+    // With --tls-listen the line ends ` tls=ADDR`.
+    let tls_field = tls.map(|a| format!(" tls={a}")).unwrap_or_default();
     let _ = writeln!(
         stdout,
-        "ferrocache {} listening on {addr} cores={} memory_mb={} auth={auth}",
+        "ferrocache {} listening on {addr} cores={} memory_mb={} auth={auth}{tls_field}",
         env!("CARGO_PKG_VERSION"),
         config.cores,
         config.memory_bytes >> 20,
     );
+    if let Some(tls) = tls {
+        info!(%tls, "TLS listening");
+    }
     let _ = stdout.flush();
 }
 
 /// SIGHUP reloads the tokens; SIGINT/SIGTERM stop the server.
-fn wait_for_signals(shared: &Shared) {
+fn wait_for_signals(shared: &Shared, tls: Option<&Tls>) {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -253,6 +277,9 @@ fn wait_for_signals(shared: &Shared) {
         }
     };
     for signal in signals.forever() {
+        if signal == SIGHUP {
+            reload_tls(tls);
+        }
         match signal {
             SIGHUP => match shared.auth.reload() {
                 Ok(grants) if shared.auth.is_secure() => info!(grants, "tokens file reloaded"),
@@ -269,8 +296,19 @@ fn wait_for_signals(shared: &Shared) {
     }
 }
 
+/// SIGHUP also re-reads the TLS certificate, key and client CA, for the
+/// connections accepted from now on.
+fn reload_tls(tls: Option<&Tls>) {
+    let Some(tls) = tls else { return };
+    match tls.reload() {
+        Ok(()) => info!(cert = %tls.files().cert.display(), "TLS certificate and key reloaded"),
+        Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
+    }
+}
+
 async fn executor(
     addr: SocketAddr,
+    tls: Option<(Arc<Tls>, SocketAddr)>,
     shared: Arc<Shared>,
     requests: MeshBuilder<ToShard, glommio::channels::channel_mesh::Full>,
     replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
@@ -292,7 +330,24 @@ async fn executor(
     let bound = listener
         .local_addr()
         .map_err(|e| StartError::Bind(addr, e.to_string()))?;
-    let _ = startup.send(Startup::Bound(bound));
+    let tls = match tls {
+        None => None,
+        Some((_, tls_addr)) if ring.is_none() => {
+            return Err(StartError::Tls(format!(
+                "cannot serve {tls_addr}: TLS runs on the io_uring socket path only, \
+                 and this core has none (glommio's sockets are plaintext only)"
+            )))
+        }
+        Some((tls, tls_addr)) => {
+            let listener = Listener::bind(tls_addr, ring.clone())
+                .map_err(|e| StartError::Bind(tls_addr, e.to_string()))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| StartError::Bind(tls_addr, e.to_string()))?;
+            Some((tls, listener, bound))
+        }
+    };
+    let _ = startup.send(Startup::Bound(bound, tls.as_ref().map(|t| t.2)));
 
     let (to_shard, mut from_peers) = requests
         .join()
@@ -326,7 +381,8 @@ async fn executor(
     if let Some(ring) = ring {
         glommio::spawn_local(ring.clone().drive()).detach();
         glommio::spawn_local(ring.clone().submit_parked()).detach();
-        if shared.config.idle_timeout.is_some() {
+        // Deadlines also bound TLS handshakes.
+        if shared.config.idle_timeout.is_some() || tls.is_some() {
             glommio::spawn_local(ring.watch_deadlines()).detach();
         }
     }
@@ -336,6 +392,14 @@ async fn executor(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(listener.raw_fd());
+    if let Some((tls, tls_listener, _)) = tls {
+        shared
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tls_listener.raw_fd());
+        glommio::spawn_local(accept_tls(core.clone(), tls_listener, tls)).detach();
+    }
     let _ = startup.send(Startup::Ready);
 
     let mut out_of_fds = OutOfDescriptors::new();
@@ -364,6 +428,34 @@ async fn executor(
     // Keep serving replies in flight until the process exits.
     futures_lite::future::pending::<()>().await;
     Ok(())
+}
+
+/// Accepts on this core's TLS listener. A TLS connection is served by the
+/// core that accepted it (its session cannot be handed over; SO_REUSEPORT
+/// spreads them).
+async fn accept_tls(core: Rc<Core>, listener: Listener, tls: Arc<Tls>) {
+    let handshake = match core.shared.config.idle_timeout {
+        Some(idle) => idle.min(HANDSHAKE_TIMEOUT),
+        None => HANDSHAKE_TIMEOUT,
+    };
+    loop {
+        match listener.accept().await {
+            Ok(socket) => match socket.into_tls(tls.config(), handshake) {
+                Ok(socket) => {
+                    // Counted here, as `Shared::place` counts plain ones;
+                    // `serve` uncounts it when it closes.
+                    core.shared.placed[core.index].fetch_add(1, Ordering::Relaxed);
+                    glommio::spawn_local(serve(core.clone(), socket)).detach();
+                }
+                Err(e) => warn!(error = %e, "cannot start a TLS session"),
+            },
+            Err(_) if core.shared.shutting_down() => break,
+            Err(e) => {
+                warn!(error = %e, "TLS accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// How often a core logs that accepts fail, at most.

@@ -21,6 +21,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, Socket as Socket2, Type};
 
+use super::tls::TlsStream;
 use super::uring::Ring;
 
 /// Pending connections the kernel queues per core (net.core.somaxconn caps it).
@@ -93,6 +94,8 @@ pub enum Socket {
         stream: std::net::TcpStream,
         ring: Rc<Ring>,
     },
+    /// TLS on the ring (`--tls-listen`): plaintext in and out, as above.
+    Tls(Box<TlsStream>),
 }
 
 impl Socket {
@@ -105,6 +108,35 @@ impl Socket {
         let stream = std::net::TcpStream::from(fd);
         stream.set_nodelay(true)?;
         Ok(Socket::Uring { stream, ring })
+    }
+
+    /// Wraps a connection accepted on the TLS port in a TLS session; only
+    /// the ring's sockets can carry one.
+    pub fn into_tls(
+        self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> io::Result<Socket> {
+        match self {
+            Socket::Uring { stream, ring } => Ok(Socket::Tls(Box::new(TlsStream::new(
+                stream,
+                ring,
+                config,
+                handshake_timeout,
+            )?))),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS needs the io_uring socket path",
+            )),
+        }
+    }
+
+    /// SHA-256 of the client's verified TLS certificate, if it sent one.
+    pub fn client_cert(&self) -> Option<[u8; 32]> {
+        match self {
+            Socket::Tls(tls) => tls.session().client_cert(),
+            _ => None,
+        }
     }
 
     /// A connection another core accepted: on this core's ring, or on
@@ -122,6 +154,10 @@ impl Socket {
     pub fn into_fd(self) -> io::Result<OwnedFd> {
         match self {
             Socket::Uring { stream, .. } => Ok(stream.into()),
+            Socket::Tls(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TLS session cannot be handed over",
+            )),
             Socket::Glommio(stream) => {
                 // SAFETY: dup(2) of a descriptor the stream keeps open.
                 let fd = unsafe { libc::dup(stream.as_raw_fd()) };
@@ -138,6 +174,7 @@ impl Socket {
         Peer(match self {
             Socket::Glommio(s) => s.peer_addr().ok(),
             Socket::Uring { stream, .. } => stream.peer_addr().ok(),
+            Socket::Tls(tls) => tls.stream().peer_addr().ok(),
         })
     }
 
@@ -158,6 +195,7 @@ impl Socket {
                 (result, buf)
             }
             Socket::Uring { stream, ring } => ring.recv(stream.as_raw_fd(), buf, at, timeout).await,
+            Socket::Tls(tls) => tls.read(buf, at, timeout).await,
         }
     }
 
@@ -168,6 +206,7 @@ impl Socket {
                 (result, buf)
             }
             Socket::Uring { stream, ring } => ring.send_all(stream.as_raw_fd(), buf).await,
+            Socket::Tls(tls) => tls.write_all(buf).await,
         }
     }
 
@@ -177,6 +216,7 @@ impl Socket {
                 let _ = s.close().await;
             }
             Socket::Uring { stream, .. } => drop(stream),
+            Socket::Tls(tls) => tls.close().await,
         }
     }
 }

@@ -189,6 +189,19 @@ for mode in "${MODES[@]}"; do
     run_mode "$mode"
 done
 
+# TLS clients (pymemcache, Dalli 5, openssl s_client) with their own servers
+# and test CA: one row here, their own table above.
+if [ -z "${SERVER_CMD:-}" ]; then
+    echo "=== TLS clients (tests/clients/tls.sh) ==="
+    if bash tests/clients/tls.sh; then
+        TLS_RESULT=PASS
+        passed=$((passed + 1))
+    else
+        TLS_RESULT=FAIL
+        failed=$((failed + 1))
+    fi
+fi
+
 echo
 echo "Real-client matrix against ${SERVER_CMD:-$FERROCACHE} (${SERVER_VERSION:-did not start}):"
 printf '  %-30s %-12s %-12s\n' client "${MODES[@]}"
@@ -202,6 +215,7 @@ for entry in "${PROGRAMS[@]}"; do
     done
     printf '  %-30s %-12s %-12s\n' "$name" "${row[@]}"
 done
+[ -n "${TLS_RESULT:-}" ] && printf '  %-30s %-12s\n' "TLS clients (tls.sh)" "$TLS_RESULT"
 [ "$skipped" -gt 0 ] && echo "  ($skipped skipped)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,572 @@
+//! TLS on the memcache port: the server's certificate and settings, and one
+//! connection's TLS session on the per-core socket ring.
+//!
+//! Owns loading (and, on SIGHUP, reloading) the certificate, key and client
+//! CA into a rustls `ServerConfig`, and turning a connection's ciphertext
+//! into plaintext and back. It has no grammar and no command meaning: what
+//! comes out of [`TlsStream::read`] is exactly what a plain socket would have
+//! given the connection, so the parser, router and shards see no difference.
+//!
+//! One read of the socket is fed to rustls whole; the plaintext goes into the
+//! connection's own read buffer. One batch of replies is sealed into one
+//! buffer of records and sent with one send. The ciphertext buffers are
+//! bounded: one receive buffer of `CIPHER_IN` bytes, rustls's own deframer
+//! (one record) and received-plaintext buffer (drained before each feed), and
+//! the sealed output of one batch of replies (bounded by the connection's
+//! output high-water mark).
+//!
+//! A handshake must finish within `HANDSHAKE_TIMEOUT` (or the idle timeout,
+//! if shorter), so a client cannot hold a connection open by trickling a
+//! handshake. Garbage, or plaintext sent to the TLS port, fails the
+//! handshake: an alert is sent and the connection closed.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ProducesTickets, StoresServerSessions, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+
+use super::uring::Ring;
+use crate::clock::coarse_now;
+
+/// A handshake not finished this long after accept closes the connection.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The receive buffer for ciphertext: one full TLS record (16 KiB of
+/// plaintext plus the largest overhead rustls accepts).
+const CIPHER_IN: usize = 16 * 1024 + 2048 + 5;
+/// Past this, a sealed-output buffer is freed after its send rather than kept.
+const CIPHER_OUT_KEEP: usize = 2 << 20;
+/// TLS 1.2 sessions remembered by id, for clients that resume without tickets.
+const SESSION_CACHE: usize = 1024;
+
+/// The files TLS is served with (from the command line).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Verify client certificates against this CA (and ask for them).
+    pub client_ca: Option<PathBuf>,
+    /// Refuse a client that presents no certificate.
+    pub require_client_cert: bool,
+}
+
+#[derive(Debug)]
+pub struct TlsError(String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The server's TLS settings, shared by every core. Read once per accepted
+/// connection (a lock and an `Arc` clone), never on the request path.
+pub struct Tls {
+    files: TlsFiles,
+    current: Mutex<Arc<ServerConfig>>,
+    /// Kept across reloads, so sessions issued before a SIGHUP still resume.
+    ticketer: Arc<dyn ProducesTickets>,
+    sessions: Arc<dyn StoresServerSessions>,
+}
+
+impl Tls {
+    pub fn load(files: TlsFiles) -> Result<Tls, TlsError> {
+        let ticketer = provider::Ticketer::new()
+            .map_err(|e| TlsError(format!("cannot make a session ticket key: {e}")))?;
+        let sessions = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
+        let config = build(&files, ticketer.clone(), sessions.clone())?;
+        Ok(Tls {
+            files,
+            current: Mutex::new(Arc::new(config)),
+            ticketer,
+            sessions,
+        })
+    }
+
+    /// Re-reads the certificate, key and client CA. On an error the old
+    /// settings stay; connections already open keep theirs either way.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = build(&self.files, self.ticketer.clone(), self.sessions.clone())?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// The settings a connection accepted now handshakes with.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+}
+
+fn build(
+    files: &TlsFiles,
+    ticketer: Arc<dyn ProducesTickets>,
+    sessions: Arc<dyn StoresServerSessions>,
+) -> Result<ServerConfig, TlsError> {
+    let certs = read_certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| TlsError(format!("{}: no private key: {e}", files.key.display())))?;
+    let provider = Arc::new(provider::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError(e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+            let verifier = if files.require_client_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        TlsError(format!(
+            "{} and {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })?;
+    config.ticketer = ticketer;
+    config.session_storage = sessions;
+    Ok(config)
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!("{}: no certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// SHA-256 of a certificate's DER bytes: how a grant names a client
+/// certificate (`openssl x509 -noout -fingerprint -sha256` prints it).
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// One connection's TLS state, without I/O: ciphertext in, plaintext out,
+/// plaintext in, ciphertext out. [`TlsStream`] moves its bytes.
+pub struct Session {
+    conn: ServerConnection,
+}
+
+impl Session {
+    pub fn new(config: Arc<ServerConfig>) -> io::Result<Session> {
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(Session { conn })
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Moves decrypted bytes into `buf`: `Ok(Some(n))` with n > 0, or
+    /// `Ok(Some(0))` once the peer sent close_notify, or `Ok(None)` if there
+    /// is none now.
+    pub fn plaintext(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.conn.reader().read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Feeds ciphertext; returns how much of it was taken (rustls takes at
+    /// most a record's worth while its plaintext is undrained). An error is
+    /// fatal: the alert it queued is in [`Session::output`].
+    pub fn feed(&mut self, mut cipher: &[u8]) -> io::Result<usize> {
+        let before = cipher.len();
+        self.conn.read_tls(&mut cipher)?;
+        if let Err(e) = self.conn.process_new_packets() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        Ok(before - cipher.len())
+    }
+
+    /// Appends to `out` the ciphertext rustls has ready (handshake
+    /// messages, tickets, alerts).
+    pub fn output(&mut self, out: &mut Vec<u8>) {
+        while self.conn.wants_write() {
+            // Writing into a Vec cannot fail.
+            if self.conn.write_tls(out).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Seals all of `plain` into records appended to `out`.
+    pub fn seal(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        if self.conn.is_handshaking() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "TLS handshake not finished",
+            ));
+        }
+        while !plain.is_empty() {
+            // Takes what fits in rustls's output buffer; drained below.
+            let n = self.conn.writer().write(plain)?;
+            plain = &plain[n..];
+            self.output(out);
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the verified client certificate, if the client sent one.
+    pub fn client_cert(&self) -> Option<[u8; 32]> {
+        let certs = self.conn.peer_certificates()?;
+        certs.first().map(|der| fingerprint(der))
+    }
+
+    /// Whether this session was resumed (no full handshake).
+    pub fn resumed(&self) -> bool {
+        matches!(
+            self.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        )
+    }
+}
+
+/// A TLS connection on the per-core ring.
+pub struct TlsStream {
+    /// Owns the descriptor.
+    stream: std::net::TcpStream,
+    ring: Rc<Ring>,
+    session: Session,
+    /// Ciphertext received and not yet fed: `cipher_in[fed..filled]`.
+    cipher_in: Vec<u8>,
+    fed: usize,
+    filled: usize,
+    cipher_out: Vec<u8>,
+    /// When the handshake must be done by (`coarse_now` time).
+    handshake_deadline: Duration,
+}
+
+impl TlsStream {
+    pub fn new(
+        stream: std::net::TcpStream,
+        ring: Rc<Ring>,
+        config: Arc<ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> io::Result<TlsStream> {
+        Ok(TlsStream {
+            stream,
+            ring,
+            session: Session::new(config)?,
+            cipher_in: vec![0; CIPHER_IN],
+            fed: 0,
+            filled: 0,
+            cipher_out: Vec::new(),
+            handshake_deadline: coarse_now() + handshake_timeout,
+        })
+    }
+
+    pub fn stream(&self) -> &std::net::TcpStream {
+        &self.stream
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Reads plaintext into `buf[at..]`, as a plain socket read does: 0
+    /// means the peer closed. Handshake messages are answered on the way.
+    pub async fn read(
+        &mut self,
+        mut buf: Vec<u8>,
+        at: usize,
+        timeout: Option<Duration>,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        loop {
+            match self.decrypt(&mut buf[at..]) {
+                Ok(Some(n)) => return (Ok(n), buf),
+                Ok(None) => {}
+                Err(e) => {
+                    // Best effort: tell the peer why (the alert rustls queued).
+                    let _ = self.flush().await;
+                    return (Err(e), buf);
+                }
+            }
+            // Handshake messages or tickets to send before waiting.
+            if let Err(e) = self.flush().await {
+                return (Err(e), buf);
+            }
+            let timeout = match self.read_timeout(timeout) {
+                Ok(t) => t,
+                Err(e) => return (Err(e), buf),
+            };
+            let cipher = std::mem::take(&mut self.cipher_in);
+            let (result, cipher) = self
+                .ring
+                .recv(self.stream.as_raw_fd(), cipher, 0, timeout)
+                .await;
+            self.cipher_in = cipher;
+            match result {
+                Ok(0) => return (Ok(0), buf),
+                Ok(n) => (self.fed, self.filled) = (0, n),
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    /// Plaintext from what was received: as much as fits in `buf`, feeding
+    /// buffered ciphertext while there is room. `None`: more is needed.
+    fn decrypt(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut n = 0;
+        loop {
+            match self.session.plaintext(&mut buf[n..])? {
+                Some(0) if n == 0 => return Ok(Some(0)),
+                Some(got) => n += got,
+                None => {}
+            }
+            if n == buf.len() || self.fed == self.filled {
+                return Ok((n > 0).then_some(n));
+            }
+            self.fed += self.session.feed(&self.cipher_in[self.fed..self.filled])?;
+        }
+    }
+
+    /// The idle timeout, or what is left of the handshake's deadline.
+    fn read_timeout(&self, idle: Option<Duration>) -> io::Result<Option<Duration>> {
+        if !self.session.is_handshaking() {
+            return Ok(idle);
+        }
+        let left = self.handshake_deadline.saturating_sub(coarse_now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake not finished in time",
+            ));
+        }
+        Ok(Some(idle.map_or(left, |idle| idle.min(left))))
+    }
+
+    /// Sends what rustls has ready, in one send.
+    async fn flush(&mut self) -> io::Result<()> {
+        self.session.output(&mut self.cipher_out);
+        self.send_out().await
+    }
+
+    async fn send_out(&mut self) -> io::Result<()> {
+        if self.cipher_out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.cipher_out);
+        let (result, mut out) = self.ring.send_all(self.stream.as_raw_fd(), out).await;
+        if out.capacity() <= CIPHER_OUT_KEEP {
+            out.clear();
+            self.cipher_out = out;
+        }
+        result
+    }
+
+    /// Seals all of `buf` and sends the records in one send.
+    pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        if let Err(e) = self.session.seal(&buf, &mut self.cipher_out) {
+            return (Err(e), buf);
+        }
+        (self.send_out().await, buf)
+    }
+
+    /// Sends close_notify (best effort) before the socket is dropped.
+    pub async fn close(mut self) {
+        if !self.session.is_handshaking() {
+            self.session.conn.send_close_notify();
+            let _ = self.flush().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair};
+    use rustls::pki_types::ServerName;
+    use rustls::ClientConnection;
+
+    struct Pki {
+        ca_pem: String,
+        server_cert: CertificateDer<'static>,
+        server_key: PrivateKeyDer<'static>,
+    }
+
+    fn pki() -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            server_cert: cert.der().clone(),
+            server_key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        }
+    }
+
+    fn server_config(pki: &Pki) -> Arc<ServerConfig> {
+        Arc::new(
+            ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![pki.server_cert.clone()], pki.server_key.clone_key())
+                .unwrap(),
+        )
+    }
+
+    fn client(pki: &Pki) -> ClientConnection {
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
+    }
+
+    /// Runs the handshake in memory: client bytes fed to the session whole.
+    fn handshake(server: &mut Session, client: &mut ClientConnection) {
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            let mut at = 0;
+            while at < wire.len() {
+                at += server.feed(&wire[at..]).unwrap();
+            }
+            let mut back = Vec::new();
+            server.output(&mut back);
+            client.read_tls(&mut &back[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !server.is_handshaking() && !client.is_handshaking() {
+                return;
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn plaintext_round_trips_through_the_session() {
+        let pki = pki();
+        let mut server = Session::new(server_config(&pki)).unwrap();
+        let mut client = client(&pki);
+        handshake(&mut server, &mut client);
+        assert_eq!(server.client_cert(), None);
+
+        // A pipelined batch bigger than one record, in one feed.
+        let request: Vec<u8> = (0..3000)
+            .flat_map(|i| format!("get key{i}\r\n").into_bytes())
+            .collect();
+        client.writer().write_all(&request).unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(n) = server.plaintext(&mut buf).unwrap() {
+                got.extend_from_slice(&buf[..n]);
+            }
+            if at == wire.len() {
+                break;
+            }
+            at += server.feed(&wire[at..]).unwrap();
+        }
+        assert_eq!(got, request);
+
+        // One reply batch is sealed whole, however large.
+        let reply = vec![b'x'; 200_000];
+        let mut sealed = Vec::new();
+        server.seal(&reply, &mut sealed).unwrap();
+        // The client's deframer takes a record at a time.
+        let (mut opened, mut at) = (Vec::new(), 0);
+        let mut chunk = vec![0; 1 << 16];
+        while at < sealed.len() {
+            at += client.read_tls(&mut &sealed[at..]).unwrap();
+            client.process_new_packets().unwrap();
+            while let Ok(n) = client.reader().read(&mut chunk) {
+                opened.extend_from_slice(&chunk[..n]);
+            }
+        }
+        assert_eq!(opened, reply);
+    }
+
+    #[test]
+    fn garbage_fails_the_handshake() {
+        let pki = pki();
+        for garbage in [
+            &b"get foo\r\n"[..],
+            b"\x16\x03\x01\x00\x05hello",
+            &[0xff; 64],
+        ] {
+            let mut server = Session::new(server_config(&pki)).unwrap();
+            let err = server.feed(garbage).expect_err("garbage accepted");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{garbage:?}");
+            let mut alert = Vec::new();
+            server.output(&mut alert);
+            // An alert record (0x15) where rustls sends one, nothing else.
+            assert!(alert.is_empty() || alert[0] == 0x15, "{err}: {alert:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_sealed_before_the_handshake() {
+        let pki = pki();
+        let mut server = Session::new(server_config(&pki)).unwrap();
+        let mut out = Vec::new();
+        assert!(server.seal(b"STORED\r\n", &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn fingerprints_are_sha256_of_the_der() {
+        // SHA-256("abc"), FIPS 180-2's example.
+        let fp = fingerprint(b"abc");
+        assert_eq!(fp[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(fp[28..], [0xf2, 0x00, 0x15, 0xad]);
+    }
+}

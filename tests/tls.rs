@@ -1,0 +1,503 @@
+//! TLS on the memcache port, black-box: the real binary on port 0, a test CA
+//! made here with rcgen, and rustls as the client. Exact reply bytes, client
+//! certificates granted a project, resumption, reload, and hostile input.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::client::Resumption;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+
+const FAILED: &[u8] = b"CLIENT_ERROR authentication failed\r\n";
+
+/// A CA and certificates signed by it, as PEM files in a fresh directory.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let dir =
+            std::env::temp_dir().join(format!("ferrocache-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("ferrocache test CA {name}"),
+        );
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let pki = Pki { dir, ca, ca_key };
+        pki.issue("server", &["localhost", "127.0.0.1"]);
+        pki
+    }
+
+    /// Writes NAME.pem and NAME.key; returns the certificate's DER.
+    fn issue(&self, name: &str, sans: &[&str]) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.path(&format!("{name}.key")), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn arg(&self, file: &str) -> String {
+        self.path(file).to_str().unwrap().to_owned()
+    }
+
+    fn client_config(&self, client_cert: Option<&str>) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(self.path("ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots);
+        let mut config = match client_cert {
+            None => builder.with_no_client_auth(),
+            Some(name) => {
+                let certs = CertificateDer::pem_file_iter(self.path(&format!("{name}.pem")))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = PrivateKeyDer::from_pem_file(self.path(&format!("{name}.key"))).unwrap();
+                builder.with_client_auth_cert(certs, key).unwrap()
+            }
+        };
+        config.resumption = Resumption::in_memory_sessions(16);
+        Arc::new(config)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn hex(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+struct Server {
+    child: Child,
+    plain: SocketAddr,
+    tls: SocketAddr,
+}
+
+impl Server {
+    fn start(pki: &Pki, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+            .args(["--cores", "2", "--listen", "127.0.0.1:0"])
+            .args(["--tls-listen", "127.0.0.1:0"])
+            .args(["--tls-cert", &pki.arg("server.pem")])
+            .args(["--tls-key", &pki.arg("server.key")])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ferrocache");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("no ready line").unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        let plain: SocketAddr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("ready line {line}"))
+            .parse()
+            .unwrap();
+        let tls: SocketAddr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("tls="))
+            .unwrap_or_else(|| panic!("no tls= in the ready line {line}"))
+            .parse()
+            .unwrap();
+        assert_ne!(plain, tls, "{line}");
+        Server { child, plain, tls }
+    }
+
+    fn connect(&self, config: &Arc<ClientConfig>) -> Tls {
+        Tls::connect(self.tls, config)
+    }
+
+    fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Tls {
+    stream: StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl Tls {
+    fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Tls {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let conn =
+            ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let mut tls = Tls {
+            stream: StreamOwned::new(conn, tcp),
+        };
+        tls.stream.flush().unwrap();
+        tls
+    }
+
+    /// Completes the handshake (or fails it).
+    fn handshake(&mut self) -> std::io::Result<()> {
+        while self.stream.conn.is_handshaking() {
+            self.stream.conn.complete_io(&mut self.stream.sock)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    fn read_n(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf).expect("read reply");
+        buf
+    }
+
+    fn roundtrip(&mut self, req: &[u8], expected: &[u8]) {
+        self.send(req);
+        let got = self.read_n(expected.len());
+        if got != expected {
+            let at = got.iter().zip(expected).take_while(|(a, b)| a == b).count();
+            let show =
+                |b: &[u8]| String::from_utf8_lossy(&b[at..(at + 80).min(b.len())]).into_owned();
+            panic!(
+                "request {:?}: reply differs at byte {at}: got {:?}, expected {:?}",
+                String::from_utf8_lossy(&req[..req.len().min(80)]),
+                show(&got),
+                show(expected)
+            );
+        }
+    }
+
+    /// The server's leaf certificate, DER.
+    fn server_cert(&self) -> Vec<u8> {
+        self.stream.conn.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    /// True once the server has closed the connection (or failed the session).
+    fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+fn oauth(value: &str) -> Vec<u8> {
+    format!("set oauth 0 0 {}\r\n{value}\r\n", value.len()).into_bytes()
+}
+
+#[test]
+fn tls_and_plain_ports_serve_the_same_bytes() {
+    let pki = Pki::new("bytes");
+    let server = Server::start(&pki, &[]);
+    let config = pki.client_config(None);
+    let mut tls = server.connect(&config);
+    tls.roundtrip(b"set k 5 0 3\r\nabc\r\n", b"STORED\r\n");
+    tls.roundtrip(b"get k\r\n", b"VALUE k 5 3\r\nabc\r\nEND\r\n");
+    // The plain port, at the same time, sees the same cache.
+    let mut plain = common::Conn::new(TcpStream::connect(server.plain).unwrap());
+    plain.roundtrip(b"get k\r\n", b"VALUE k 5 3\r\nabc\r\nEND\r\n");
+
+    // A value larger than a TLS record, and a pipelined batch of gets
+    // that spans many records, both ways.
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut set = format!("set big 0 0 {}\r\n", big.len()).into_bytes();
+    set.extend_from_slice(&big);
+    set.extend_from_slice(b"\r\n");
+    tls.roundtrip(&set, b"STORED\r\n");
+    let mut expected = format!("VALUE big 0 {}\r\n", big.len()).into_bytes();
+    expected.extend_from_slice(&big);
+    expected.extend_from_slice(b"\r\nEND\r\n");
+    tls.roundtrip(b"get big\r\n", &expected);
+    let mut batch = Vec::new();
+    let mut replies = Vec::new();
+    for i in 0..2000 {
+        batch.extend_from_slice(format!("set key{i} 0 0 5\r\nv{i:04}\r\n").as_bytes());
+        replies.extend_from_slice(b"STORED\r\n");
+    }
+    for i in 0..2000 {
+        batch.extend_from_slice(format!("get key{i}\r\n").as_bytes());
+        replies.extend_from_slice(format!("VALUE key{i} 0 5\r\nv{i:04}\r\nEND\r\n").as_bytes());
+    }
+    tls.roundtrip(&batch, &replies);
+}
+
+#[test]
+fn sessions_resume_on_reconnect() {
+    let pki = Pki::new("resume");
+    let server = Server::start(&pki, &[]);
+    let config = pki.client_config(None);
+    let mut first = server.connect(&config);
+    first.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    assert_eq!(
+        first.stream.conn.handshake_kind(),
+        Some(HandshakeKind::Full)
+    );
+    // Read the tickets the server sent after its handshake.
+    first.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    drop(first);
+    let mut second = server.connect(&config);
+    second.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    assert_eq!(
+        second.stream.conn.handshake_kind(),
+        Some(HandshakeKind::Resumed),
+        "a reconnect with the ticket resumes"
+    );
+}
+
+#[test]
+fn garbage_and_plaintext_on_the_tls_port_close_the_connection() {
+    let pki = Pki::new("garbage");
+    let server = Server::start(&pki, &[]);
+    for garbage in [&b"get k\r\n"[..], b"\x16\x03\x01\x00\x05hello", &[0u8; 300]] {
+        let mut raw = common::Conn::new(TcpStream::connect(server.tls).unwrap());
+        raw.send(garbage);
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let _ = raw.stream.read_to_end(&mut got);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed promptly"
+        );
+        // Nothing but (at most) one TLS alert record: never a memcached reply.
+        assert!(
+            got.is_empty() || (got[0] == 0x15 && got.len() <= 7),
+            "{garbage:?} got {got:?}"
+        );
+    }
+    // The server still serves.
+    let mut tls = server.connect(&pki.client_config(None));
+    tls.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+}
+
+#[test]
+fn a_slow_handshake_is_cut_off() {
+    let pki = Pki::new("slow");
+    let server = Server::start(&pki, &["--idle-timeout", "1"]);
+    // A client that connects and says nothing, and one that sends half a
+    // ClientHello and then trickles a byte at a time.
+    let mut silent = common::Conn::new(TcpStream::connect(server.tls).unwrap());
+    let mut hello = Vec::new();
+    let mut client = ClientConnection::new(
+        pki.client_config(None),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    client.write_tls(&mut hello).unwrap();
+    let mut trickle = common::Conn::new(TcpStream::connect(server.tls).unwrap());
+    trickle.send(&hello[..hello.len() / 2]);
+    let started = Instant::now();
+    for byte in &hello[hello.len() / 2..hello.len() - 1] {
+        if started.elapsed() > Duration::from_millis(2500) {
+            break;
+        }
+        if trickle.stream.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(trickle.is_closed());
+    assert!(silent.is_closed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "handshake deadline: {:?}",
+        started.elapsed()
+    );
+    let mut tls = server.connect(&pki.client_config(None));
+    tls.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+}
+
+/// A grants file with a token and certificate grants.
+fn grants(pki: &Pki, contents: &str) -> String {
+    let path = pki.path("grants");
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_granted_client_certificate_authenticates_without_a_secret() {
+    let pki = Pki::new("certs");
+    let alice = pki.issue("alice", &["alice"]);
+    let _bob = pki.issue("bob", &["bob"]);
+    let tokens = grants(
+        &pki,
+        &format!(
+            "tok projT\ncert:SHA256:{} projA  # alice's certificate\n",
+            hex(&alice)
+        ),
+    );
+    let server = Server::start(
+        &pki,
+        &["--tokens", &tokens, "--tls-client-ca", &pki.arg("ca.pem")],
+    );
+    // Alice: her project with `-`; another project fails as a wrong token.
+    let mut a = server.connect(&pki.client_config(Some("alice")));
+    a.roundtrip(b"get k\r\n", b"CLIENT_ERROR authentication required\r\n");
+    a.roundtrip(&oauth("- projT c"), FAILED);
+    a.roundtrip(&oauth("- projA c"), b"STORED\r\n");
+    a.roundtrip(b"set k 0 0 1\r\na\r\n", b"STORED\r\n");
+    a.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\na\r\nEND\r\n");
+    // The grant line itself is no token.
+    let mut a2 = server.connect(&pki.client_config(Some("alice")));
+    a2.roundtrip(
+        &oauth(&format!("cert:SHA256:{} projA c", hex(&alice))),
+        FAILED,
+    );
+    // Bob's certificate is verified but granted nothing.
+    let mut b = server.connect(&pki.client_config(Some("bob")));
+    b.roundtrip(&oauth("- projA c"), FAILED);
+    // No certificate: `-` fails, a token still works over TLS.
+    let mut anon = server.connect(&pki.client_config(None));
+    anon.roundtrip(&oauth("- projA c"), FAILED);
+    anon.roundtrip(&oauth("tok projT c"), b"STORED\r\n");
+    anon.roundtrip(b"get k\r\n", b"END\r\n");
+    // And on the plain port `-` never authenticates.
+    let mut plain = common::Conn::new(TcpStream::connect(server.plain).unwrap());
+    plain.roundtrip(&oauth("- projA c"), FAILED);
+}
+
+#[test]
+fn required_client_certificates_refuse_others() {
+    let pki = Pki::new("require");
+    pki.issue("alice", &["alice"]);
+    // A certificate from another CA is refused too.
+    let stranger = Pki::new("stranger");
+    stranger.issue("mallory", &["mallory"]);
+    std::fs::copy(stranger.path("mallory.pem"), pki.path("mallory.pem")).unwrap();
+    std::fs::copy(stranger.path("mallory.key"), pki.path("mallory.key")).unwrap();
+    let server = Server::start(
+        &pki,
+        &[
+            "--tls-client-ca",
+            &pki.arg("ca.pem"),
+            "--tls-require-client-cert",
+        ],
+    );
+    let mut alice = server.connect(&pki.client_config(Some("alice")));
+    alice.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    for client in [None, Some("mallory")] {
+        let mut refused = server.connect(&pki.client_config(client));
+        // TLS 1.3 clients finish their side first; the refusal arrives as
+        // an alert on the first read.
+        let result = refused.handshake();
+        if result.is_ok() {
+            refused.stream.write_all(b"verbosity 1\r\n").ok();
+            assert!(refused.is_closed(), "{client:?} was served");
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_for_new_connections() {
+    let pki = Pki::new("reload");
+    let server = Server::start(&pki, &[]);
+    let config = pki.client_config(None);
+    let mut old = server.connect(&config);
+    old.roundtrip(b"set k 0 0 1\r\no\r\n", b"STORED\r\n");
+    let before = old.server_cert();
+    // A new certificate and key in place, then SIGHUP.
+    let fresh = pki.issue("server", &["localhost"]);
+    assert_ne!(before, fresh);
+    server.hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // A config without resumption, so each connection sees the cert.
+        let mut config = (*pki.client_config(None)).clone();
+        config.resumption = Resumption::disabled();
+        let mut new = server.connect(&Arc::new(config));
+        new.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+        if new.server_cert() == fresh {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The connection opened before keeps its session.
+    old.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\no\r\nEND\r\n");
+    // A broken key file is refused; the server keeps serving the last good one.
+    std::fs::write(pki.path("server.key"), "not a key").unwrap();
+    server.hup();
+    let mut after = server.connect(&config);
+    after.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+}
+
+#[test]
+fn start_fails_clearly_on_bad_tls_files() {
+    let pki = Pki::new("bad");
+    let missing = Path::new("/nonexistent/cert.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        .args(["--cores", "1", "--listen", "127.0.0.1:0"])
+        .args(["--tls-listen", "127.0.0.1:0"])
+        .args(["--tls-cert", missing.to_str().unwrap()])
+        .args(["--tls-key", &pki.arg("server.key")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        .args(["--cores", "1", "--listen", "127.0.0.1:0"])
+        .args(["--tls-listen", "127.0.0.1:0"])
+        .args(["--tls-cert", &pki.arg("server.pem")])
+        .args(["--tls-key", &pki.arg("server.key")])
+        .args(["--socket-io", "glommio"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plaintext only"), "{err}");
+}
