@@ -41,6 +41,8 @@ fn config() -> Config {
         balance_connections: false,
         // The bench runs no server, so nothing seeds the hash: fixed seeds.
         hash_seed: 0,
+        max_namespaces: 16,
+        auth_failures: 0,
     }
 }
 

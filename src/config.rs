@@ -111,7 +111,27 @@ pub struct Args {
     /// keys that all share one chain and slow its shard for every tenant.
     #[arg(long = "hash-seed", value_name = "N")]
     pub hash_seed: Option<u64>,
+
+    /// Most (project, cache) namespaces in use at once; a handshake that
+    /// would open one more gets `SERVER_ERROR too many caches`. A namespace
+    /// with no connection and no items is reclaimed within seconds.
+    #[arg(long = "max-namespaces", default_value_t = DEFAULT_MAX_NAMESPACES, value_name = "N")]
+    pub max_namespaces: usize,
+
+    /// Secure mode: failed authentications from one source address (an IPv6
+    /// /64) within a minute, after which its further attempts fail unchecked
+    /// until the minute is over (0: no limit).
+    #[arg(long = "auth-failures", default_value_t = DEFAULT_AUTH_FAILURES, value_name = "N")]
+    pub auth_failures: u32,
 }
+
+/// Namespaces in use at once: each costs about 250 bytes per core and its
+/// names, so 16 Ki of them stay within a few MiB.
+pub const DEFAULT_MAX_NAMESPACES: usize = 16_384;
+/// Failed logins per address per minute before it is refused unchecked.
+pub const DEFAULT_AUTH_FAILURES: u32 = 30;
+/// Ids are 32-bit; far below that, the per-core tables stay small.
+const MAX_NAMESPACES_CEILING: usize = 1 << 20;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Switch {
@@ -140,6 +160,8 @@ pub struct Config {
     pub balance_connections: bool,
     /// For `crate::store::seed_key_hash`.
     pub hash_seed: u64,
+    pub max_namespaces: usize,
+    pub auth_failures: u32,
 }
 
 impl Config {
@@ -172,6 +194,11 @@ impl Config {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
+        if args.max_namespaces == 0 || args.max_namespaces > MAX_NAMESPACES_CEILING {
+            return Err(format!(
+                "--max-namespaces must be between 1 and {MAX_NAMESPACES_CEILING}"
+            ));
+        }
         Ok(Config {
             listen,
             cores,
@@ -191,6 +218,8 @@ impl Config {
                 Some(seed) => seed,
                 None => random_seed()?,
             },
+            max_namespaces: args.max_namespaces,
+            auth_failures: args.auth_failures,
         })
     }
 }

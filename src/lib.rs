@@ -42,8 +42,10 @@
 //! the others waiting on it. We log the panic and exit non-zero, so a
 //! supervisor restarts a whole, healthy server instead of a half-alive one.
 
+pub mod auth_throttle;
 pub mod clock;
 pub mod config;
+pub mod logthrottle;
 pub mod protocol;
 pub mod router;
 pub mod shard;

@@ -24,6 +24,8 @@ pub enum ErrorReply {
     /// `shutdown`, which a shared cache never takes from a client: memcached's
     /// answer without `-A`.
     ShutdownDisabled,
+    /// The handshake would open a namespace past --max-namespaces.
+    TooManyCaches,
 }
 
 impl ErrorReply {
@@ -49,6 +51,7 @@ impl ErrorReply {
             ErrorReply::TooManyConnections => b"SERVER_ERROR too many open connections\r\n",
             ErrorReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
             ErrorReply::ShutdownDisabled => b"ERROR: shutdown not enabled\r\n",
+            ErrorReply::TooManyCaches => b"SERVER_ERROR too many caches\r\n",
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::protocol::{
 };
 use crate::router::{push_get, push_wire, shard_of, Answer, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
-use crate::tenancy::{Credentials, Namespace, Namespaces};
+use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease};
 
 const READ_BUFFER: usize = 16 * 1024;
 /// Past this much buffered output, replies are written before parsing more,
@@ -97,7 +97,7 @@ impl Drop for Placed {
 
 /// Past --max-connections: one error line, then close (as memcached does).
 async fn refuse(mut socket: Socket, core: &Core) {
-    warn!(
+    crate::throttled_warn!(
         max = core.shared.config.max_connections,
         "refusing connection: too many open connections"
     );
@@ -113,6 +113,9 @@ struct Connection {
     peer: Option<SocketAddr>,
     session: Session,
     auth_failures: u32,
+    /// What a bound session holds: its namespace, and (secure mode) its
+    /// grant, re-checked after each reload.
+    binding: Option<(NsLease, Option<GrantLease>)>,
     ns: Namespace,
     hasher: KeyHasher,
     limits: Limits,
@@ -213,6 +216,7 @@ impl Connection {
             socket,
             session,
             auth_failures: 0,
+            binding: None,
             ns,
             hasher: KeyHasher::new(ns),
             limits,
@@ -454,6 +458,12 @@ impl Connection {
 
     /// One request; `wire` is its bytes as the client sent them.
     async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> io::Result<Next> {
+        if let Some((_, Some(grant))) = &mut self.binding {
+            if !self.core.shared.auth.still_granted(grant) {
+                info!(peer = ?self.peer, "closing session: its grant was revoked");
+                return Ok(Next::Close);
+            }
+        }
         if self.session != Session::Bound {
             if let Request::Store {
                 kind: StoreKind::Set,
@@ -548,22 +558,42 @@ impl Connection {
     /// The IronCache handshake: `set oauth` with `TOKEN PROJECT CACHE`.
     fn authenticate(&mut self, value: &[u8], noreply: bool) -> Next {
         self.core.conns.borrow_mut().auth_cmds += 1;
+        let shared = self.core.shared.clone();
         let error = match Credentials::parse(value) {
             Err(_) => ErrorReply::BadAuthFormat,
-            Ok(credentials) => match self.core.shared.auth.check(&credentials) {
-                Ok(()) => {
-                    self.ns = Namespaces::global().intern(credentials.project, credentials.cache);
+            Ok(credentials) => match shared.auth.login(&credentials, self.peer.map(|p| p.ip())) {
+                Ok(login) => {
+                    let limit = shared.config.max_namespaces;
+                    let Ok(lease) =
+                        Namespaces::global().acquire(credentials.project, credentials.cache, limit)
+                    else {
+                        crate::throttled_warn!(
+                            limit,
+                            "refusing a new cache: --max-namespaces reached"
+                        );
+                        if !noreply {
+                            self.out.extend_from_slice(ErrorReply::TooManyCaches.line());
+                        }
+                        return Next::Continue;
+                    };
+                    self.ns = lease.ns;
                     self.hasher = KeyHasher::new(self.ns);
                     self.session = Session::Bound;
-                    info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
+                    self.binding = Some((lease, login.lease));
+                    // The grant's line in the tokens file, never the token.
+                    info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, grant_line = login.line, "authenticated");
                     if !noreply {
                         compose(&Response::Stored, &mut self.out);
                     }
                     return Next::Continue;
                 }
+                Err(AuthError::Throttled) => {
+                    crate::throttled_warn!(peer = ?self.peer, "authentication refused unchecked: too many failures from this address");
+                    ErrorReply::AuthFailed
+                }
                 Err(_) => {
                     // Log who asked for what, never the token.
-                    warn!(peer = ?self.peer, project = credentials.project, "authentication failed");
+                    crate::throttled_warn!(peer = ?self.peer, project = credentials.project, "authentication failed");
                     ErrorReply::AuthFailed
                 }
             },
@@ -574,7 +604,7 @@ impl Connection {
             self.out.extend_from_slice(error.line());
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
-            warn!(peer = ?self.peer, "closing connection after {MAX_AUTH_FAILURES} failed authentications");
+            crate::throttled_warn!(peer = ?self.peer, "closing connection after {MAX_AUTH_FAILURES} failed authentications");
             return Next::Close;
         }
         Next::Continue
@@ -691,6 +721,8 @@ impl Connection {
                     limit_maxbytes: shared.config.memory_bytes as u64,
                     rusage_user: user,
                     rusage_system: system,
+                    namespaces: Namespaces::global().in_use(),
+                    namespaces_reclaimed: Namespaces::global().reclaimed(),
                 };
                 for (name, value) in stats::general(&facts, &total, scope) {
                     compose(&Response::Stat(name, &value), &mut self.out);
@@ -733,10 +765,13 @@ pub fn version() -> &'static str {
     concat!("1.6.18-ferrocache-", env!("CARGO_PKG_VERSION"))
 }
 
+/// `stats settings`. In secure mode, as plain `stats`, nothing of the
+/// server's configuration (memory, connection limit, port, address, cores,
+/// limits): only what every client may know or learn by trying.
 fn settings(core: &Core) -> Vec<(&'static str, String)> {
     let config = &core.shared.config;
     let secure = core.shared.auth.is_secure();
-    vec![
+    let mut lines = vec![
         ("maxbytes", config.memory_bytes.to_string()),
         ("maxconns", config.max_connections.to_string()),
         ("tcpport", config.listen.port().to_string()),
@@ -755,7 +790,11 @@ fn settings(core: &Core) -> Vec<(&'static str, String)> {
             "idle_timeout",
             config.idle_timeout.map_or(0, |d| d.as_secs()).to_string(),
         ),
-    ]
+    ];
+    if secure {
+        lines.retain(|(name, _)| stats::TENANT_SETTINGS.contains(name));
+    }
+    lines
 }
 
 /// (user, system) CPU seconds of the process.

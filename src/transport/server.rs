@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::config::{Config, SocketIo};
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
-use crate::tenancy::{Auth, TokenFileError};
+use crate::tenancy::{Auth, Namespaces, TokenFileError};
 
 /// Messages per channel of each mesh.
 const MESH_CAPACITY: usize = 1024;
@@ -68,7 +68,7 @@ enum Startup {
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
     let auth = match &config.tokens {
-        Some(path) => Auth::secure(path).map_err(StartError::Tokens)?,
+        Some(path) => Auth::secure(path, config.auth_failures).map_err(StartError::Tokens)?,
         None => Auth::open(),
     };
     let cpus =
@@ -159,7 +159,11 @@ fn announce(shared: &Shared, addr: SocketAddr) {
 }
 
 /// SIGHUP reloads the tokens; SIGINT/SIGTERM stop the server.
-fn wait_for_signals(shared: &Shared) {
+///
+/// The reload runs on a thread of its own, so that nothing it reads can
+/// keep this one from handling SIGTERM; SIGHUPs that arrive while one runs
+/// fold into one more reload.
+fn wait_for_signals(shared: &Arc<Shared>) {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -167,13 +171,24 @@ fn wait_for_signals(shared: &Shared) {
             std::process::exit(1);
         }
     };
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<()>(1);
+    let reloader = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ferrocache-reload".into())
+        .spawn(move || {
+            for () in reload_rx {
+                reload(&reloader);
+            }
+        });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start the reload thread; SIGHUP will be ignored");
+    }
     for signal in signals.forever() {
         match signal {
-            SIGHUP => match shared.auth.reload() {
-                Ok(grants) if shared.auth.is_secure() => info!(grants, "tokens file reloaded"),
-                Ok(_) => info!("SIGHUP ignored: no tokens file (open mode)"),
-                Err(e) => warn!("tokens file not reloaded, keeping the old grants: {e}"),
-            },
+            SIGHUP => {
+                // Full: a reload is already due, and will read the file anew.
+                let _ = reload_tx.try_send(());
+            }
             _ => {
                 info!("shutting down: no new connections, finishing replies in flight");
                 shared.stop_accepting();
@@ -181,6 +196,19 @@ fn wait_for_signals(shared: &Shared) {
                 return;
             }
         }
+    }
+}
+
+/// Re-reads the tokens file (on the reload thread), and says what changed.
+fn reload(shared: &Shared) {
+    match shared.auth.reload() {
+        Ok(r) if shared.auth.is_secure() => info!(
+            grants = r.grants,
+            revoked_sessions = r.revoked,
+            "tokens file reloaded; sessions whose grant is gone are closed at their next command"
+        ),
+        Ok(_) => info!("SIGHUP ignored: no tokens file (open mode)"),
+        Err(e) => error!("tokens file not reloaded, keeping the old grants: {e}"),
     }
 }
 
@@ -265,8 +293,9 @@ async fn executor(
             }
             Err(_) if shared.shutting_down() => break,
             Err(e) => {
-                // EMFILE and the like: log, back off briefly, keep serving.
-                warn!(error = %e, "accept failed");
+                // EMFILE and the like: log (rate-limited), back off briefly,
+                // keep serving.
+                crate::throttled_warn!(error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -291,5 +320,6 @@ async fn sweep(core: Rc<Core>) {
     loop {
         glommio::timer::sleep(SWEEP_EVERY).await;
         core.shard.borrow_mut().tick(SWEEP_BUDGET);
+        Namespaces::global().maintain(core.index, core.shards, &mut *core.shard.borrow_mut());
     }
 }
