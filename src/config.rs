@@ -125,9 +125,9 @@ pub struct Args {
     pub auth_failures: u32,
 }
 
-/// Namespaces in use at once: each costs about 250 bytes per core and its
-/// names, so 16 Ki of them stay within a few MiB.
-pub const DEFAULT_MAX_NAMESPACES: usize = 16_384;
+/// Namespaces in use at once: each costs about 212 bytes per core and up to
+/// about 600 bytes of names, so 4 Ki of them stay within a few MiB.
+pub const DEFAULT_MAX_NAMESPACES: usize = 4096;
 /// Failed logins per address per minute before it is refused unchecked.
 pub const DEFAULT_AUTH_FAILURES: u32 = 30;
 /// Ids are 32-bit; far below that, the per-core tables stay small.

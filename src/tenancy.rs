@@ -496,6 +496,8 @@ struct Interner {
     free: Vec<NsId>,
     /// Slots not `Free`, but id 0.
     in_use: usize,
+    /// Slots `Idle` or `Retiring`: what maintenance has to look at.
+    pending: usize,
     reclaimed: u64,
 }
 
@@ -551,6 +553,7 @@ impl Namespaces {
                 names: vec![None],
                 free: Vec::new(),
                 in_use: 0,
+                pending: 0,
                 reclaimed: 0,
             }),
         }
@@ -603,12 +606,15 @@ impl Namespaces {
         };
         if id != 0 {
             let slot = &mut inner.slots[id as usize];
+            // An idle namespace is live again; what shards found is void.
+            let was_idle = matches!(slot, Slot::Idle { .. });
             *slot = match slot {
                 Slot::Live { leases } => Slot::Live {
                     leases: *leases + 1,
                 },
                 _ => Slot::Live { leases: 1 },
             };
+            inner.pending -= usize::from(was_idle);
         }
         Ok(NsLease {
             ns: Namespace { id },
@@ -624,7 +630,10 @@ impl Namespaces {
         let slot = &mut inner.slots[id as usize];
         match slot {
             Slot::Live { leases } if *leases > 1 => *leases -= 1,
-            Slot::Live { .. } => *slot = Slot::Idle { empty: Vec::new() },
+            Slot::Live { .. } => {
+                *slot = Slot::Idle { empty: Vec::new() };
+                inner.pending += 1;
+            }
             other => debug_assert!(false, "released namespace {id} in state {other:?}"),
         }
     }
@@ -640,6 +649,9 @@ impl Namespaces {
     pub fn maintain(&self, shard: usize, shards: usize, host: &mut dyn NamespaceHost) {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        if inner.pending == 0 {
+            return;
+        }
         for id in 1..inner.slots.len() {
             let ns = id as NsId;
             if let Slot::Idle { empty } = &mut inner.slots[id] {
@@ -662,6 +674,7 @@ impl Namespaces {
                     inner.slots[id] = Slot::Free;
                     inner.free.push(ns);
                     inner.in_use -= 1;
+                    inner.pending -= 1;
                     inner.reclaimed += 1;
                 }
             }

@@ -129,7 +129,10 @@ fn connect_from(from: [u8; 4], to: SocketAddr) -> Conn {
         };
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         let local = sockaddr(from, 0);
-        assert_eq!(libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len), 0);
+        assert_eq!(
+            libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+            0
+        );
         let SocketAddr::V4(to) = to else {
             panic!("IPv4 only")
         };
@@ -164,7 +167,10 @@ fn namespace_churn_is_bounded_and_reclaimed() {
         assert_eq!(num(&stats(&mut admin, ""), "curr_namespaces"), CAP as u64);
         // One more cache is refused while all are held; a held one is not.
         let (mut extra, reply) = login(&server, &format!("t p r{round}extra"));
-        assert_eq!(String::from_utf8_lossy(&reply), "SERVER_ERROR too many caches\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "SERVER_ERROR too many caches\r\n"
+        );
         // The refused connection is still usable for a later handshake.
         extra.send(&oauth(&format!("t p r{round}c0")));
         assert_eq!(extra.read_until(b"\r\n"), b"STORED\r\n");
@@ -198,7 +204,10 @@ fn a_reclaimed_namespace_id_reveals_nothing_to_its_next_owner() {
     for i in 0..CAP {
         let mut c = bound(&server, &format!("{TOKEN_A} projA old{i}"));
         for k in &keys {
-            c.roundtrip(format!("set {k} 0 0 6\r\nsecret\r\n").as_bytes(), b"STORED\r\n");
+            c.roundtrip(
+                format!("set {k} 0 0 6\r\nsecret\r\n").as_bytes(),
+                b"STORED\r\n",
+            );
         }
         c.roundtrip(b"flush_all\r\n", b"OK\r\n");
     }
@@ -355,12 +364,23 @@ fn stats_settings_hide_the_configuration_from_tenants() {
     let mut tenant = bound(&server, &format!("{TOKEN_A} projA c"));
     let settings = stats(&mut tenant, " settings");
     for hidden in CONFIG {
-        assert!(!settings.contains_key(*hidden), "tenant sees {hidden}: {settings:?}");
+        assert!(
+            !settings.contains_key(*hidden),
+            "tenant sees {hidden}: {settings:?}"
+        );
     }
     assert_eq!(settings["auth_enabled_ascii"], "yes");
     let general = stats(&mut tenant, "");
-    for hidden in ["limit_maxbytes", "max_connections", "threads", "curr_namespaces"] {
-        assert!(!general.contains_key(hidden), "tenant sees {hidden}: {general:?}");
+    for hidden in [
+        "limit_maxbytes",
+        "max_connections",
+        "threads",
+        "curr_namespaces",
+    ] {
+        assert!(
+            !general.contains_key(hidden),
+            "tenant sees {hidden}: {general:?}"
+        );
     }
 
     let open = Server::start(&[]);
@@ -391,7 +411,10 @@ fn failed_logins_are_throttled_per_address() {
         }
     }
     let (_, reply) = login(&server, &good);
-    assert_eq!(String::from_utf8_lossy(&reply), "CLIENT_ERROR authentication failed\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "CLIENT_ERROR authentication failed\r\n"
+    );
     log.wait_for("too many failures from this address");
     let mut other = connect_from([127, 0, 0, 2], server.addr);
     other.send(&oauth(&good));
@@ -421,7 +444,10 @@ fn a_reload_revokes_sessions_of_removed_grants() {
         c.send(b"get k\r\n");
         assert!(c.is_closed(), "a revoked session still answers");
     }
-    keep.roundtrip(b"set k 0 0 1\r\nv\r\nget k\r\n", b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n");
+    keep.roundtrip(
+        b"set k 0 0 1\r\nv\r\nget k\r\n",
+        b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n",
+    );
     let (_, reply) = login(&server, &format!("{TOKEN_B} projB c0"));
     assert_eq!(reply, FAILED);
 }
@@ -441,6 +467,9 @@ fn logins_log_their_grant_line_and_short_tokens_are_warned_about() {
     assert!(line.contains("grant_line=3"), "{line}");
     assert!(line.contains("projB"), "{line}");
     for l in log.lines() {
-        assert!(!l.contains(TOKEN_B) && !l.contains(TOKEN_A), "token logged: {l}");
+        assert!(
+            !l.contains(TOKEN_B) && !l.contains(TOKEN_A),
+            "token logged: {l}"
+        );
     }
 }
