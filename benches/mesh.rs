@@ -44,6 +44,8 @@ fn config() -> Config {
         user: None,
         notes: Vec::new(),
         tls: None,
+        max_namespaces: 16,
+        auth_failures: 0,
     }
 }
 

@@ -171,6 +171,18 @@ pub struct Args {
     /// Refuse TLS clients that present no certificate (needs --tls-client-ca).
     #[arg(long = "tls-require-client-cert")]
     pub tls_require_client_cert: bool,
+
+    /// Most (project, cache) namespaces in use at once; a handshake that
+    /// would open one more gets `SERVER_ERROR too many caches`. A namespace
+    /// with no connection and no items is reclaimed within seconds.
+    #[arg(long = "max-namespaces", default_value_t = DEFAULT_MAX_NAMESPACES, value_name = "N")]
+    pub max_namespaces: usize,
+
+    /// Secure mode: failed authentications from one source address (an IPv6
+    /// /64) within a minute, after which its further attempts fail unchecked
+    /// until the minute is over (0: no limit).
+    #[arg(long = "auth-failures", default_value_t = DEFAULT_AUTH_FAILURES, value_name = "N")]
+    pub auth_failures: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +200,14 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
     pub require_client_cert: bool,
 }
+
+/// Namespaces in use at once: each costs about 212 bytes per core and up to
+/// about 600 bytes of names, so 4 Ki of them stay within a few MiB.
+pub const DEFAULT_MAX_NAMESPACES: usize = 4096;
+/// Failed logins per address per minute before it is refused unchecked.
+pub const DEFAULT_AUTH_FAILURES: u32 = 30;
+/// Ids are 32-bit; far below that, the per-core tables stay small.
+const MAX_NAMESPACES_CEILING: usize = 1 << 20;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Switch {
@@ -222,6 +242,8 @@ pub struct Config {
     pub notes: Vec<String>,
     /// `None`: no TLS port.
     pub tls: Option<TlsConfig>,
+    pub max_namespaces: usize,
+    pub auth_failures: u32,
 }
 
 impl Config {
@@ -300,6 +322,11 @@ impl Config {
             return Err("--max-connections must be at least 1".into());
         }
         let tls = tls_config(&args)?;
+        if args.max_namespaces == 0 || args.max_namespaces > MAX_NAMESPACES_CEILING {
+            return Err(format!(
+                "--max-namespaces must be between 1 and {MAX_NAMESPACES_CEILING}"
+            ));
+        }
         Ok(Config {
             tls,
             listen,
@@ -322,6 +349,8 @@ impl Config {
             },
             user,
             notes,
+            max_namespaces: args.max_namespaces,
+            auth_failures: args.auth_failures,
         })
     }
 }

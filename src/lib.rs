@@ -42,9 +42,11 @@
 //! the others waiting on it. We log the panic and exit non-zero, so a
 //! supervisor restarts a whole, healthy server instead of a half-alive one.
 
+pub mod auth_throttle;
 pub mod clock;
 pub mod config;
 pub mod host;
+pub mod logthrottle;
 pub mod protocol;
 pub mod router;
 pub mod shard;

@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
 use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::tenancy::NamespaceHost;
 
 mod meta;
 
@@ -352,5 +353,22 @@ impl Shard {
 
     pub fn limit_bytes(&self) -> usize {
         self.store.limit_bytes()
+    }
+}
+
+/// Namespace reclaiming (`tenancy::Namespaces::maintain`) asks each shard.
+impl NamespaceHost for Shard {
+    fn holds_items(&self, ns: NsId) -> bool {
+        self.store.ns_stats(ns).curr_items > 0
+    }
+
+    fn retire(&mut self, ns: NsId) {
+        self.store.retire_ns(ns);
+        if let Some(c) = self.counters.get_mut(ns as usize) {
+            *c = Counters::default();
+        }
+        if let Some(deadline) = self.pending_flush.get_mut(ns as usize) {
+            *deadline = 0;
+        }
     }
 }

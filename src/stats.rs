@@ -109,7 +109,20 @@ pub struct ServerFacts {
     pub limit_maxbytes: u64,
     pub rusage_user: f64,
     pub rusage_system: f64,
+    /// Namespaces in use (`tenancy::Namespaces::in_use`), and reclaimed.
+    pub namespaces: usize,
+    pub namespaces_reclaimed: u64,
 }
+
+/// The `stats settings` lines a tenant sees in secure mode: none of the
+/// server's configuration, as in plain `stats`.
+pub const TENANT_SETTINGS: &[&str] = &[
+    "evictions",
+    "cas_enabled",
+    "binding_protocol",
+    "auth_enabled_ascii",
+    "flush_enabled",
+];
 
 /// `stats` lines, memcached's names and order (those we keep).
 pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'static str, String)> {
@@ -134,7 +147,9 @@ pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'sta
     if scope == Scope::Server {
         out.push(("limit_maxbytes", facts.limit_maxbytes.to_string()));
     }
-    out.push(("threads", facts.threads.to_string()));
+    if scope == Scope::Server {
+        out.push(("threads", facts.threads.to_string()));
+    }
     let items = &report.items;
     if scope == Scope::Server {
         out.push(("hash_bytes", items.hash_bytes.to_string()));
@@ -149,6 +164,11 @@ pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'sta
         out.push(("reclaimed", items.reclaimed.to_string()));
         out.push(("store_overhead_bytes", items.overhead_bytes.to_string()));
         out.push(("store_invariant_skips", items.invariant_skips.to_string()));
+        out.push(("curr_namespaces", facts.namespaces.to_string()));
+        out.push((
+            "namespaces_reclaimed",
+            facts.namespaces_reclaimed.to_string(),
+        ));
     }
     out
 }
@@ -169,6 +189,8 @@ mod tests {
             limit_maxbytes: 100,
             rusage_user: 0.0,
             rusage_system: 0.0,
+            namespaces: 3,
+            namespaces_reclaimed: 4,
         };
         let report = Report::default();
         let tenant: Vec<_> = general(&facts, &report, Scope::Tenant)
@@ -180,6 +202,8 @@ mod tests {
             "limit_maxbytes",
             "reclaimed",
             "auth_errors",
+            "threads",
+            "curr_namespaces",
         ] {
             assert!(!tenant.contains(&hidden), "{hidden}");
         }
@@ -187,7 +211,6 @@ mod tests {
             "pid",
             "uptime",
             "version",
-            "threads",
             "curr_items",
             "cmd_get",
             "get_hits",
@@ -202,5 +225,7 @@ mod tests {
         assert!(server.contains(&"auth_cmds"));
         assert!(server.contains(&"store_invariant_skips"));
         assert!(!tenant.contains(&"store_invariant_skips"));
+        assert!(server.contains(&"threads"));
+        assert!(server.contains(&"curr_namespaces"));
     }
 }

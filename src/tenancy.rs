@@ -5,13 +5,25 @@
 //! and it never logs a token.
 //!
 //! The interner and the grants sit behind locks, but only the handshake
-//! touches them (once per connection); the request path never does.
+//! (once per connection), a connection's close, a reload and each core's
+//! once-a-second maintenance touch them; the request path reads one atomic
+//! (the grants' generation) and nothing else.
+//!
+//! Namespaces are reclaimed: once no connection is bound to one and no
+//! shard holds an item of it, every shard retires its id (a flush floor at
+//! the present, so nothing written under the id before is visible again, and
+//! zeroed counters), and only then may the id name another namespace.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::auth_throttle::AuthThrottle;
+use crate::clock::coarse_now;
 use crate::store::NsId;
 
 /// Longest project id or cache name accepted.
@@ -52,6 +64,8 @@ pub enum AuthError {
     BadFormat,
     /// Unknown token, or a project the token is not granted.
     Denied,
+    /// Too many failures from this address lately: not checked.
+    Throttled,
 }
 
 impl<'a> Credentials<'a> {
@@ -80,15 +94,22 @@ fn valid_name(name: &[u8]) -> Result<&str, AuthError> {
     std::str::from_utf8(name).map_err(|_| AuthError::BadFormat)
 }
 
+/// Largest tokens file read; a larger one is refused (keeping the old grants).
+pub const MAX_TOKENS_FILE: u64 = 4 << 20;
+/// Tokens shorter than this draw a warning when the file is loaded.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// The grants of secure mode: which tokens may act for which projects.
 #[derive(Default)]
 pub struct Grants {
-    /// project -> tokens granted to it.
-    by_project: HashMap<String, Vec<Vec<u8>>>,
-    /// project -> SHA-256 fingerprints of the TLS client certificates
+    /// project -> (token, line of the tokens file) granted to it.
+    by_project: HashMap<String, Vec<(Vec<u8>, usize)>>,
+    /// project -> (SHA-256 fingerprint, line) of the TLS client certificates
     /// granted it (`cert:SHA256:<hex> PROJECT` lines).
-    certs_by_project: HashMap<String, Vec<[u8; 32]>>,
+    certs_by_project: HashMap<String, Vec<([u8; 32], usize)>>,
     lines: usize,
+    /// Lines whose token is shorter than [`MIN_TOKEN_LEN`].
+    short: Vec<usize>,
 }
 
 /// The token field of `set oauth` that asks for the connection's verified
@@ -96,6 +117,13 @@ pub struct Grants {
 pub const CERT_TOKEN: &[u8] = b"-";
 /// How a grants line names a client certificate instead of a token.
 const CERT_GRANT_PREFIX: &str = "cert:SHA256:";
+
+/// How a session bound by a client certificate names its grant: the
+/// grants file's own form, which the parser never takes as a token.
+fn cert_grant_key(fingerprint: &[u8; 32]) -> Vec<u8> {
+    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{CERT_GRANT_PREFIX}{hex}").into_bytes()
+}
 
 /// `AB:CD:...` or `abcd...`: 32 bytes in hex, colons allowed between bytes.
 fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
@@ -130,18 +158,43 @@ impl fmt::Display for TokenFileError {
 
 impl std::error::Error for TokenFileError {}
 
+/// Reads a tokens file: a regular file only (a FIFO, a device or a
+/// directory is refused without reading, so nothing blocks or reads
+/// without end), at most [`MAX_TOKENS_FILE`] bytes.
+fn read_tokens_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Opening a FIFO for reading would wait for a writer.
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read: not a regular file".into());
+    }
+    if meta.len() > MAX_TOKENS_FILE {
+        return Err(format!("larger than {MAX_TOKENS_FILE} bytes"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_TOKENS_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_TOKENS_FILE {
+        return Err(format!("larger than {MAX_TOKENS_FILE} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8".into())
+}
+
 impl Grants {
     pub fn load(path: &Path) -> Result<Grants, TokenFileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TokenFileError {
-            path: path.to_owned(),
-            line: 0,
-            reason: format!("cannot read: {e}"),
-        })?;
-        Grants::parse(&text).map_err(|(line, reason)| TokenFileError {
+        let error = |line, reason| TokenFileError {
             path: path.to_owned(),
             line,
             reason,
-        })
+        };
+        let text = read_tokens_file(path).map_err(|reason| error(0, reason))?;
+        Grants::parse(&text).map_err(|(line, reason)| error(line, reason))
     }
 
     /// One grant a line, `TOKEN PROJECT_ID`; `#` starts a comment.
@@ -184,15 +237,18 @@ impl Grants {
                     .certs_by_project
                     .entry(project.to_owned())
                     .or_default();
-                if !certs.contains(&fp) {
-                    certs.push(fp);
+                if !certs.iter().any(|(f, _)| *f == fp) {
+                    certs.push((fp, i + 1));
                 }
                 grants.lines += 1;
                 continue;
             }
             let tokens = grants.by_project.entry(project.to_owned()).or_default();
-            if !tokens.iter().any(|t| t == token.as_bytes()) {
-                tokens.push(token.as_bytes().to_vec());
+            if !tokens.iter().any(|(t, _)| t == token.as_bytes()) {
+                tokens.push((token.as_bytes().to_vec(), i + 1));
+            }
+            if token.len() < MIN_TOKEN_LEN {
+                grants.short.push(i + 1);
             }
             grants.lines += 1;
         }
@@ -211,24 +267,59 @@ impl Grants {
         self.by_project.keys().map(String::as_str).collect()
     }
 
-    /// Whether the client certificate of SHA-256 `fingerprint` is granted `project`.
-    pub fn allows_cert(&self, fingerprint: &[u8; 32], project: &str) -> bool {
+    /// The line of the grant of `project` to the client certificate of
+    /// SHA-256 `fingerprint`, if any.
+    pub fn cert_grant_line(&self, fingerprint: &[u8; 32], project: &str) -> Option<usize> {
         self.certs_by_project
-            .get(project)
-            .is_some_and(|certs| certs.contains(fingerprint))
+            .get(project)?
+            .iter()
+            .find(|(fp, _)| fp == fingerprint)
+            .map(|(_, line)| *line)
+    }
+
+    /// Lines of the file whose token is shorter than [`MIN_TOKEN_LEN`].
+    pub fn short_token_lines(&self) -> &[usize] {
+        &self.short
     }
 
     /// Whether `token` is granted `project`, comparing tokens in constant time.
     pub fn allows(&self, token: &[u8], project: &str) -> bool {
+        match std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| t.strip_prefix(CERT_GRANT_PREFIX))
+            .and_then(parse_fingerprint)
+        {
+            Some(fp) => self.cert_grant_line(&fp, project).is_some(),
+            None => self.grant_line(token, project).is_some(),
+        }
+    }
+
+    /// The line of the grant of `project` to `token` (a label safe to log),
+    /// comparing tokens in constant time.
+    pub fn grant_line(&self, token: &[u8], project: &str) -> Option<usize> {
         let Some(tokens) = self.by_project.get(project) else {
             // Still compare against something so an unknown project costs the
             // same as a wrong token.
             let _ = std::hint::black_box(constant_time_eq(token, b"\0no-such-project\0"));
-            return false;
+            return None;
         };
-        tokens.iter().fold(false, |found, granted| {
-            constant_time_eq(token, granted) | found
+        tokens.iter().fold(None, |found, (granted, line)| {
+            if constant_time_eq(token, granted) {
+                Some(*line)
+            } else {
+                found
+            }
         })
+    }
+
+    fn warn_short_tokens(&self, path: &Path) {
+        if !self.short.is_empty() {
+            tracing::warn!(
+                file = %path.display(),
+                lines = ?self.short,
+                "tokens shorter than {MIN_TOKEN_LEN} characters are easy to guess; use long random tokens"
+            );
+        }
     }
 }
 
@@ -243,6 +334,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// Sessions bound under each (token, project), so a reload can say how
+/// many it revokes.
+type SessionCounts = Arc<Mutex<HashMap<(Vec<u8>, String), usize>>>;
+
 /// How a server checks credentials.
 pub enum Auth {
     /// No `--tokens`: any token is accepted.
@@ -251,7 +346,57 @@ pub enum Auth {
     Secure {
         path: PathBuf,
         grants: RwLock<Arc<Grants>>,
+        /// Bumped by every reload that swaps the grants: a bound session
+        /// re-checks its grant before its next command once it changed.
+        generation: AtomicU64,
+        sessions: SessionCounts,
+        throttle: AuthThrottle,
     },
+}
+
+/// What a successful login holds: in secure mode, the grant it used, which
+/// is re-checked after each reload and counted while the session lives.
+pub struct GrantLease {
+    token: Vec<u8>,
+    project: String,
+    generation: u64,
+    sessions: SessionCounts,
+}
+
+impl GrantLease {
+    fn key(&self) -> (Vec<u8>, String) {
+        (self.token.clone(), self.project.clone())
+    }
+}
+
+impl Drop for GrantLease {
+    fn drop(&mut self) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let key = self.key();
+        if let Some(n) = sessions.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                sessions.remove(&key);
+            }
+        }
+    }
+}
+
+/// A successful login.
+pub struct Login {
+    /// The tokens file's line of the grant used (secure mode): a label
+    /// that is safe to log.
+    pub line: Option<usize>,
+    pub lease: Option<GrantLease>,
+}
+
+/// What a reload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    pub grants: usize,
+    /// Sessions bound under grants the new file no longer has: each is
+    /// closed before its next command.
+    pub revoked: usize,
 }
 
 impl Auth {
@@ -259,11 +404,17 @@ impl Auth {
         Auth::Open
     }
 
-    pub fn secure(path: &Path) -> Result<Auth, TokenFileError> {
+    /// Secure mode with the grants of `path`; `failures_per_window` failed
+    /// logins from one address block it (see [`AuthThrottle`]; 0: never).
+    pub fn secure(path: &Path, failures_per_window: u32) -> Result<Auth, TokenFileError> {
         let grants = Grants::load(path)?;
+        grants.warn_short_tokens(path);
         Ok(Auth::Secure {
             path: path.to_owned(),
             grants: RwLock::new(Arc::new(grants)),
+            generation: AtomicU64::new(0),
+            sessions: Default::default(),
+            throttle: AuthThrottle::new(failures_per_window),
         })
     }
 
@@ -279,83 +430,358 @@ impl Auth {
         }
     }
 
-    pub fn check(&self, credentials: &Credentials) -> Result<(), AuthError> {
-        match self {
-            Auth::Open => Ok(()),
-            Auth::Secure { grants, .. } => {
-                let grants = grants.read().unwrap_or_else(|e| e.into_inner()).clone();
-                if grants.allows(credentials.token, credentials.project) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Denied)
-                }
-            }
-        }
-    }
-
-    /// As [`Auth::check`], but a token of `-` ([`CERT_TOKEN`]) asks whether
-    /// the connection's verified TLS client certificate (its SHA-256, if
-    /// any) is granted the project. Without a granted certificate it fails
-    /// as a wrong token does.
-    pub fn check_peer(
+    /// Checks `credentials` from `peer`. In secure mode an address that
+    /// failed too often lately is refused without a check, and a failure
+    /// counts against its address.
+    pub fn login(
         &self,
         credentials: &Credentials,
+        peer: Option<IpAddr>,
         client_cert: Option<&[u8; 32]>,
-    ) -> Result<(), AuthError> {
-        match self {
-            Auth::Secure { grants, .. } if credentials.token == CERT_TOKEN => {
-                let grants = grants.read().unwrap_or_else(|e| e.into_inner()).clone();
-                match client_cert {
-                    Some(fp) if grants.allows_cert(fp, credentials.project) => Ok(()),
-                    _ => Err(AuthError::Denied),
-                }
-            }
-            _ => self.check(credentials),
+    ) -> Result<Login, AuthError> {
+        let Auth::Secure {
+            grants,
+            generation,
+            sessions,
+            throttle,
+            ..
+        } = self
+        else {
+            return Ok(Login {
+                line: None,
+                lease: None,
+            });
+        };
+        let now_ms = coarse_now().as_millis() as u64;
+        if peer.is_some_and(|ip| throttle.blocked(ip, now_ms)) {
+            return Err(AuthError::Throttled);
         }
+        // The generation before the grants: a reload in between makes the
+        // session re-check at once, never miss a revocation.
+        let seen = generation.load(Ordering::Acquire);
+        let grants = grants.read().unwrap_or_else(|e| e.into_inner()).clone();
+        // A token of `-` asks for the connection's verified client
+        // certificate instead; the lease then names the certificate in the
+        // form no token can take (the parser reads such lines as cert grants).
+        let (line, token) = if credentials.token == CERT_TOKEN {
+            let line = client_cert.and_then(|fp| grants.cert_grant_line(fp, credentials.project));
+            (line, client_cert.map(cert_grant_key).unwrap_or_default())
+        } else {
+            (
+                grants.grant_line(credentials.token, credentials.project),
+                credentials.token.to_vec(),
+            )
+        };
+        let Some(line) = line else {
+            if let Some(ip) = peer {
+                throttle.fail(ip, now_ms);
+            }
+            return Err(AuthError::Denied);
+        };
+        let lease = GrantLease {
+            token,
+            project: credentials.project.to_owned(),
+            generation: seen,
+            sessions: sessions.clone(),
+        };
+        *sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(lease.key())
+            .or_default() += 1;
+        Ok(Login {
+            line: Some(line),
+            lease: Some(lease),
+        })
     }
 
-    /// Re-reads the tokens file. A bad file keeps the old grants.
-    pub fn reload(&self) -> Result<usize, TokenFileError> {
+    /// Whether a session bound under `lease` may go on: true at the cost of
+    /// one atomic load unless the grants were reloaded since it last looked.
+    #[inline]
+    pub fn still_granted(&self, lease: &mut GrantLease) -> bool {
+        let Auth::Secure {
+            grants, generation, ..
+        } = self
+        else {
+            return true;
+        };
+        let now = generation.load(Ordering::Acquire);
+        if now == lease.generation {
+            return true;
+        }
+        let grants = grants.read().unwrap_or_else(|e| e.into_inner()).clone();
+        lease.generation = now;
+        grants.allows(&lease.token, &lease.project)
+    }
+
+    /// Re-reads the tokens file. A file that cannot be read or parsed, or
+    /// that grants nothing (empty, or truncated while being rewritten),
+    /// keeps the old grants.
+    pub fn reload(&self) -> Result<Reloaded, TokenFileError> {
         match self {
-            Auth::Open => Ok(0),
-            Auth::Secure { path, grants } => {
+            Auth::Open => Ok(Reloaded {
+                grants: 0,
+                revoked: 0,
+            }),
+            Auth::Secure {
+                path,
+                grants,
+                generation,
+                sessions,
+                ..
+            } => {
                 let fresh = Grants::load(path)?;
+                if fresh.is_empty() {
+                    return Err(TokenFileError {
+                        path: path.to_owned(),
+                        line: 0,
+                        reason: "grants nothing (empty or truncated?); replace it atomically: write a new file, rename it over, then SIGHUP".into(),
+                    });
+                }
+                fresh.warn_short_tokens(path);
                 let n = fresh.len();
+                let revoked = sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .filter(|((token, project), _)| !fresh.allows(token, project))
+                    .map(|(_, n)| n)
+                    .sum();
                 *grants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-                Ok(n)
+                generation.fetch_add(1, Ordering::AcqRel);
+                Ok(Reloaded { grants: n, revoked })
             }
         }
     }
 }
 
-/// Interns (project, cache) into dense ids shared by every core.
+/// The namespace limit was reached: no new (project, cache) now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyNamespaces;
+
+/// What a shard offers the interner's maintenance (see
+/// [`Namespaces::maintain`]). Implemented by the shard.
+pub trait NamespaceHost {
+    /// Whether this shard holds any item of `ns`.
+    fn holds_items(&self, ns: NsId) -> bool;
+    /// Forgets `ns` on this shard: every item written under it so far is
+    /// invisible from now on, and its counters are zero.
+    fn retire(&mut self, ns: NsId);
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Not in use: on the free list.
+    Free,
+    /// Bound by `leases` connections (or, for id 0, always in use).
+    Live { leases: u32 },
+    /// No connection; shards in `empty` found it holding no items since.
+    Idle { empty: Vec<u64> },
+    /// Its name is gone; shards in `done` have retired the id.
+    Retiring { done: Vec<u64> },
+}
+
+struct Interner {
+    ids: HashMap<(String, String), NsId>,
+    slots: Vec<Slot>,
+    /// Each id's name while it has one (indexed like `slots`).
+    names: Vec<Option<(String, String)>>,
+    free: Vec<NsId>,
+    /// Slots not `Free`, but id 0.
+    in_use: usize,
+    /// Slots `Idle` or `Retiring`: what maintenance has to look at.
+    pending: usize,
+    reclaimed: u64,
+}
+
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set_bit(bits: &mut Vec<u64>, i: usize) {
+    if bits.len() <= i / 64 {
+        bits.resize(i / 64 + 1, 0);
+    }
+    bits[i / 64] |= 1 << (i % 64);
+}
+
+fn all_bits(bits: &[u64], n: usize) -> bool {
+    (0..n).all(|i| bit(bits, i))
+}
+
+/// Interns (project, cache) into small ids shared by every core, and
+/// reclaims those no connection and no item uses any more.
 pub struct Namespaces {
-    ids: Mutex<HashMap<(String, String), Namespace>>,
+    inner: Mutex<Interner>,
+}
+
+/// A connection's hold on its namespace: while one exists the namespace is
+/// never reclaimed.
+pub struct NsLease {
+    pub ns: Namespace,
+    owner: &'static Namespaces,
+}
+
+impl Drop for NsLease {
+    fn drop(&mut self) {
+        self.owner.release(self.ns.id);
+    }
+}
+
+impl Default for Namespaces {
+    fn default() -> Namespaces {
+        Namespaces::new()
+    }
 }
 
 impl Namespaces {
-    /// The process-wide interner; (default, default) is always id 0.
+    /// An interner holding (default, default) as id 0, for good.
+    pub fn new() -> Namespaces {
+        let mut ids = HashMap::new();
+        ids.insert((DEFAULT_NAME.to_owned(), DEFAULT_NAME.to_owned()), 0);
+        Namespaces {
+            inner: Mutex::new(Interner {
+                ids,
+                slots: vec![Slot::Live { leases: 0 }],
+                names: vec![None],
+                free: Vec::new(),
+                in_use: 0,
+                pending: 0,
+                reclaimed: 0,
+            }),
+        }
+    }
+
+    /// The process-wide interner.
     pub fn global() -> &'static Namespaces {
         static GLOBAL: OnceLock<Namespaces> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            let ns = Namespaces {
-                ids: Mutex::new(HashMap::new()),
-            };
-            let default = ns.intern(DEFAULT_NAME, DEFAULT_NAME);
-            debug_assert_eq!(default.id, 0);
-            ns
-        })
+        GLOBAL.get_or_init(Namespaces::new)
     }
 
     pub fn default_namespace() -> Namespace {
         Namespace { id: 0 }
     }
 
-    pub fn intern(&self, project: &str, cache: &str) -> Namespace {
-        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        let next = ids.len() as NsId;
-        *ids.entry((project.to_owned(), cache.to_owned()))
-            .or_insert_with(|| Namespace { id: next })
+    fn lock(&self) -> std::sync::MutexGuard<'_, Interner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Binds a connection to (project, cache): its id, held until the lease
+    /// drops. A new namespace needs a free place under `limit` namespaces
+    /// (besides the default one).
+    pub fn acquire(
+        &'static self,
+        project: &str,
+        cache: &str,
+        limit: usize,
+    ) -> Result<NsLease, TooManyNamespaces> {
+        let mut inner = self.lock();
+        let key = (project.to_owned(), cache.to_owned());
+        let id = match inner.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                if inner.in_use >= limit {
+                    return Err(TooManyNamespaces);
+                }
+                let id = match inner.free.pop() {
+                    Some(id) => id,
+                    None => {
+                        inner.slots.push(Slot::Free);
+                        inner.names.push(None);
+                        (inner.slots.len() - 1) as NsId
+                    }
+                };
+                inner.in_use += 1;
+                inner.names[id as usize] = Some(key.clone());
+                inner.ids.insert(key, id);
+                id
+            }
+        };
+        if id != 0 {
+            let slot = &mut inner.slots[id as usize];
+            // An idle namespace is live again; what shards found is void.
+            let was_idle = matches!(slot, Slot::Idle { .. });
+            *slot = match slot {
+                Slot::Live { leases } => Slot::Live {
+                    leases: *leases + 1,
+                },
+                _ => Slot::Live { leases: 1 },
+            };
+            inner.pending -= usize::from(was_idle);
+        }
+        Ok(NsLease {
+            ns: Namespace { id },
+            owner: self,
+        })
+    }
+
+    fn release(&self, id: NsId) {
+        if id == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        let slot = &mut inner.slots[id as usize];
+        match slot {
+            Slot::Live { leases } if *leases > 1 => *leases -= 1,
+            Slot::Live { .. } => {
+                *slot = Slot::Idle { empty: Vec::new() };
+                inner.pending += 1;
+            }
+            other => debug_assert!(false, "released namespace {id} in state {other:?}"),
+        }
+    }
+
+    /// One shard's part in reclaiming, run on its own core now and then:
+    /// it notes which idle namespaces it holds no items of, and retires
+    /// the ids of namespaces every shard found empty. An id is free again
+    /// once all `shards` retired it.
+    ///
+    /// Sound because an idle namespace gains no items: its last connection
+    /// waited for every reply before it closed, and a new one makes it live
+    /// again (clearing what the shards found).
+    pub fn maintain(&self, shard: usize, shards: usize, host: &mut dyn NamespaceHost) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.pending == 0 {
+            return;
+        }
+        for id in 1..inner.slots.len() {
+            let ns = id as NsId;
+            if let Slot::Idle { empty } = &mut inner.slots[id] {
+                if !bit(empty, shard) && !host.holds_items(ns) {
+                    set_bit(empty, shard);
+                }
+                if all_bits(empty, shards) {
+                    if let Some(name) = inner.names[id].take() {
+                        inner.ids.remove(&name);
+                    }
+                    inner.slots[id] = Slot::Retiring { done: Vec::new() };
+                }
+            }
+            if let Slot::Retiring { done } = &mut inner.slots[id] {
+                if !bit(done, shard) {
+                    host.retire(ns);
+                    set_bit(done, shard);
+                }
+                if all_bits(done, shards) {
+                    inner.slots[id] = Slot::Free;
+                    inner.free.push(ns);
+                    inner.in_use -= 1;
+                    inner.pending -= 1;
+                    inner.reclaimed += 1;
+                }
+            }
+        }
+    }
+
+    /// Namespaces in use now (bound, idle or being retired), but the default.
+    pub fn in_use(&self) -> usize {
+        self.lock().in_use
+    }
+
+    /// Namespaces reclaimed since start.
+    pub fn reclaimed(&self) -> u64 {
+        self.lock().reclaimed
     }
 }
 
@@ -418,10 +844,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(g.len(), 3);
-        assert!(g.allows_cert(&[0xab; 32], "p1"));
-        assert!(!g.allows_cert(&[0xab; 32], "p2"));
-        assert!(g.allows_cert(&[0xcd; 32], "p2"));
-        assert!(!g.allows_cert(&[0xcd; 32], "p1"));
+        assert!(g.cert_grant_line(&[0xab; 32], "p1").is_some());
+        assert!(!g.cert_grant_line(&[0xab; 32], "p2").is_some());
+        assert!(g.cert_grant_line(&[0xcd; 32], "p2").is_some());
+        assert!(!g.cert_grant_line(&[0xcd; 32], "p1").is_some());
         // The grant line is not a token: the fingerprint is public.
         let line = format!("cert:SHA256:{hex}");
         assert!(!g.allows(line.as_bytes(), "p1"));
@@ -445,20 +871,18 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
         let dash = Credentials::parse(b"- p1 c").unwrap();
         let other = Credentials::parse(b"- p2 c").unwrap();
-        assert_eq!(auth.check_peer(&dash, Some(&[1; 32])), Ok(()));
-        assert_eq!(
-            auth.check_peer(&dash, Some(&[2; 32])),
-            Err(AuthError::Denied)
-        );
-        assert_eq!(auth.check_peer(&dash, None), Err(AuthError::Denied));
-        assert_eq!(
-            auth.check_peer(&other, Some(&[1; 32])),
-            Err(AuthError::Denied)
-        );
+        let login = |c: &Credentials, fp: Option<&[u8; 32]>| auth.login(c, None, fp).map(|l| l.line);
+        assert_eq!(login(&dash, Some(&[1; 32])), Ok(Some(2)));
+        assert_eq!(login(&dash, Some(&[2; 32])).err(), Some(AuthError::Denied));
+        assert_eq!(login(&dash, None).err(), Some(AuthError::Denied));
+        assert_eq!(login(&other, Some(&[1; 32])).err(), Some(AuthError::Denied));
         // Tokens keep working, with or without a certificate.
         let tok = Credentials::parse(b"tok p1 c").unwrap();
-        assert_eq!(auth.check_peer(&tok, Some(&[2; 32])), Ok(()));
-        assert_eq!(auth.check_peer(&tok, None), Ok(()));
+        assert_eq!(login(&tok, Some(&[2; 32])), Ok(Some(1)));
+        assert_eq!(login(&tok, None), Ok(Some(1)));
+        // A session bound by its certificate stays granted across a reload.
+        let mut lease = auth.login(&dash, None, Some(&[1; 32])).unwrap().lease.unwrap();
+        assert!(auth.still_granted(&mut lease));
     }
 
     #[test]
@@ -470,15 +894,199 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_are_interned_once() {
-        let ns = Namespaces::global();
-        let a = ns.intern("p", "c1");
-        let b = ns.intern("p", "c2");
-        assert_ne!(a.id, b.id);
-        assert_eq!(ns.intern("p", "c1"), a);
+    fn grant_lines_and_short_tokens() {
+        let g = Grants::parse("# c\nshort p1\n\na-token-of-32-characters-long-xx p2\n").unwrap();
+        assert_eq!(g.grant_line(b"short", "p1"), Some(2));
         assert_eq!(
-            ns.intern(DEFAULT_NAME, DEFAULT_NAME),
+            g.grant_line(b"a-token-of-32-characters-long-xx", "p2"),
+            Some(4)
+        );
+        assert_eq!(g.grant_line(b"short", "p2"), None);
+        assert_eq!(g.short_token_lines(), &[2]);
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "ferrocache-tenancy-unit-{}-{name}",
+            std::process::id()
+        ))
+    }
+
+    #[test]
+    fn reload_keeps_grants_on_an_empty_file_and_counts_revoked_sessions() {
+        let path = temp_path("reload");
+        std::fs::write(&path, "tokA projA\ntokB projB\n").unwrap();
+        let auth = Auth::secure(&path, 0).unwrap();
+        let creds = |t: &'static str, p: &'static str| Credentials {
+            token: t.as_bytes(),
+            project: p,
+            cache: "c",
+        };
+        let mut a = auth.login(&creds("tokA", "projA"), None, None).unwrap();
+        let mut b1 = auth.login(&creds("tokB", "projB"), None, None).unwrap();
+        let b2 = auth.login(&creds("tokB", "projB"), None, None).unwrap();
+        assert_eq!((a.line, b1.line), (Some(1), Some(2)));
+        assert!(auth.login(&creds("tokB", "projA"), None, None).is_err());
+
+        for empty in ["", "# only a comment\n\n"] {
+            std::fs::write(&path, empty).unwrap();
+            assert!(auth.reload().is_err());
+            assert!(auth.login(&creds("tokA", "projA"), None, None).is_ok());
+        }
+        std::fs::write(&path, "tokA projA\n").unwrap();
+        assert_eq!(
+            auth.reload().unwrap(),
+            Reloaded {
+                grants: 1,
+                revoked: 2
+            }
+        );
+        assert!(auth.still_granted(a.lease.as_mut().unwrap()));
+        assert!(!auth.still_granted(b1.lease.as_mut().unwrap()));
+        drop((b1, b2));
+        // Gone sessions are no longer counted.
+        std::fs::write(&path, "tokZ projZ\n").unwrap();
+        assert_eq!(auth.reload().unwrap().revoked, 1);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let fifo = temp_path("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path we pass.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = Grants::load(&fifo).err().expect("a FIFO is refused");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&fifo).unwrap();
+        let e = Grants::load(Path::new("/dev/zero"))
+            .err()
+            .expect("a device is refused");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let big = temp_path("big");
+        std::fs::write(&big, "x p\n".repeat(MAX_TOKENS_FILE as usize / 4 + 1)).unwrap();
+        let e = Grants::load(&big).err().expect("a huge file is refused");
+        assert!(e.reason.contains("larger than"), "{e}");
+        std::fs::remove_file(&big).unwrap();
+    }
+
+    #[test]
+    fn failures_from_one_address_are_throttled_across_logins() {
+        let path = temp_path("throttle");
+        std::fs::write(&path, "good-token-good-token p\n").unwrap();
+        let auth = Auth::secure(&path, 3).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ip: IpAddr = "10.9.8.7".parse().unwrap();
+        let wrong = Credentials {
+            token: b"guess",
+            project: "p",
+            cache: "c",
+        };
+        let right = Credentials {
+            token: b"good-token-good-token",
+            ..wrong
+        };
+        for _ in 0..3 {
+            assert_eq!(auth.login(&wrong, Some(ip), None).err(), Some(AuthError::Denied));
+        }
+        assert_eq!(
+            auth.login(&right, Some(ip), None).err(),
+            Some(AuthError::Throttled)
+        );
+        assert!(auth
+            .login(&right, Some("10.9.8.6".parse().unwrap()), None)
+            .is_ok());
+    }
+
+    /// A real shard to reclaim on: `n` items of `ns` stored in it.
+    fn shard_with(ns: NsId, n: usize) -> crate::shard::Shard {
+        use crate::protocol::{Request, StoreKind};
+        let mut shard = crate::shard::Shard::new(16 << 20, 1 << 20, crate::clock::Clock::new());
+        for i in 0..n {
+            let key = format!("k{i}");
+            let request = Request::Store {
+                kind: StoreKind::Set,
+                key: key.as_bytes(),
+                flags: 0,
+                exptime: 0,
+                cas: 0,
+                data: b"v",
+                noreply: false,
+            };
+            let mut out = Vec::new();
+            let hash = crate::store::key_hash(ns, key.as_bytes());
+            shard.execute(ns, hash, &request, &mut out);
+            assert_eq!(out, b"STORED\r\n");
+        }
+        shard
+    }
+
+    #[test]
+    fn namespaces_are_interned_once_and_reclaimed_when_unused() {
+        let ns: &'static Namespaces = Box::leak(Box::new(Namespaces::new()));
+        let a = ns.acquire("p", "c1", 10).unwrap();
+        let a2 = ns.acquire("p", "c1", 10).unwrap();
+        let b = ns.acquire("p", "c2", 10).unwrap();
+        assert_ne!(a.ns, b.ns);
+        assert_eq!(a.ns, a2.ns);
+        assert_eq!(
+            ns.acquire(DEFAULT_NAME, DEFAULT_NAME, 10).unwrap().ns,
             Namespaces::default_namespace()
+        );
+        assert_eq!(ns.in_use(), 2);
+        assert_eq!(ns.acquire("p", "c3", 2).err(), Some(TooManyNamespaces));
+
+        // Two shards; shard 1 holds an item of c1.
+        let id = a.ns.id;
+        let mut shards = [shard_with(id, 0), shard_with(id, 1)];
+        drop((a, a2, b));
+        let round = |shards: &mut [crate::shard::Shard; 2]| {
+            for (i, s) in shards.iter_mut().enumerate() {
+                ns.maintain(i, 2, s);
+            }
+        };
+        round(&mut shards);
+        round(&mut shards);
+        // c2 is gone; c1 stays while shard 1 holds its item.
+        assert_eq!((ns.in_use(), ns.reclaimed()), (1, 1));
+        let again = ns.acquire("p", "c1", 10).unwrap();
+        assert_eq!(again.ns.id, id, "a namespace with items keeps its id");
+        drop(again);
+        shards[1].flush(id, 0);
+        round(&mut shards);
+        assert_eq!(ns.in_use(), 1, "retired on one shard, not yet the other");
+        round(&mut shards);
+        assert_eq!((ns.in_use(), ns.reclaimed()), (0, 2));
+
+        // The freed id names a new namespace, which sees none of the old
+        // items (flushed, still in memory) and none of the old counters.
+        let c = ns.acquire("q", "new", 10).unwrap();
+        assert!(c.ns.id == id || c.ns.id != 0);
+        let report = shards[1].report(Some(c.ns.id));
+        assert_eq!(
+            (
+                report.items.curr_items,
+                report.items.total_items,
+                report.counters.cmd_set
+            ),
+            (0, 0, 0)
+        );
+        let mut out = Vec::new();
+        let request = crate::protocol::Request::Get {
+            kind: crate::protocol::GetKind::Get,
+            keys: crate::protocol::Keys::single(b"k0"),
+        };
+        shards[1].execute(
+            c.ns.id,
+            crate::store::key_hash(c.ns.id, b"k0"),
+            &request,
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "old item visible: {:?}",
+            String::from_utf8_lossy(&out)
         );
     }
 }

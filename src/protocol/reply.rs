@@ -36,6 +36,8 @@ pub enum ErrorReply {
     MetaDecodingKey,
     MetaBadDelta,
     MetaBadInitial,
+    /// The handshake would open a namespace past --max-namespaces.
+    TooManyCaches,
 }
 
 impl ErrorReply {
@@ -72,6 +74,7 @@ impl ErrorReply {
             ErrorReply::MetaDecodingKey => b"CLIENT_ERROR error decoding key\r\n",
             ErrorReply::MetaBadDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
             ErrorReply::MetaBadInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
+            ErrorReply::TooManyCaches => b"SERVER_ERROR too many caches\r\n",
         }
     }
 }

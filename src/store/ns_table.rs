@@ -79,6 +79,12 @@ impl NsTable {
         self.entry_mut(ns).floor = floor;
     }
 
+    /// Zeroes `ns`'s counters, keeping its flush floor (items below it
+    /// may still be in memory): the id is about to name another namespace.
+    pub fn reset_stats(&mut self, ns: NsId) {
+        self.entry_mut(ns).stats = NsStats::default();
+    }
+
     /// Every namespace's counters (for flush_all).
     pub fn for_each(&mut self, mut f: impl FnMut(&mut NsStats)) {
         self.dense.iter_mut().for_each(|e| f(&mut e.stats));
@@ -118,5 +124,7 @@ mod tests {
         assert_eq!((t.floor(3), t.floor(1 << 20)), (f, f));
         assert_eq!(t.floor(4), Floor::default());
         assert_eq!(t.get(3).curr_items, 5);
+        t.reset_stats(3);
+        assert_eq!((t.get(3), t.floor(3)), (NsStats::default(), f));
     }
 }

@@ -787,6 +787,14 @@ impl Store {
         self.stats.bytes -= bytes;
     }
 
+    /// Forget `ns` before its id names another namespace: its items are
+    /// flushed (invisible from now on, however long they stay in memory)
+    /// and its counters are zero.
+    pub fn retire_ns(&mut self, ns: NsId) {
+        self.flush_ns(ns);
+        self.ns.reset_stats(ns);
+    }
+
     /// Drop everything now; segment memory stays allocated for reuse.
     pub fn flush_all(&mut self) {
         self.index.clear();

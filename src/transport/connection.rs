@@ -33,7 +33,7 @@ use crate::protocol::{
 };
 use crate::router::{push_get, push_wire, shard_of, Answer, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
-use crate::tenancy::{Credentials, Namespace, Namespaces};
+use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease};
 
 const READ_BUFFER: usize = 16 * 1024;
 /// Past this much buffered output, replies are written before parsing more,
@@ -98,7 +98,7 @@ impl Drop for Placed {
 
 /// Past --max-connections: one error line, then close (as memcached does).
 async fn refuse(mut socket: Socket, core: &Core) {
-    warn!(
+    crate::throttled_warn!(
         max = core.shared.config.max_connections,
         "refusing connection: too many open connections"
     );
@@ -114,6 +114,9 @@ struct Connection {
     peer: super::socket::Peer,
     session: Session,
     auth_failures: u32,
+    /// What a bound session holds: its namespace, and (secure mode) its
+    /// grant, re-checked after each reload.
+    binding: Option<(NsLease, Option<GrantLease>)>,
     ns: Namespace,
     hasher: KeyHasher,
     limits: Limits,
@@ -214,6 +217,7 @@ impl Connection {
             socket,
             session,
             auth_failures: 0,
+            binding: None,
             ns,
             hasher: KeyHasher::new(ns),
             limits,
@@ -457,6 +461,12 @@ impl Connection {
 
     /// One request; `wire` is its bytes as the client sent them.
     async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> io::Result<Next> {
+        if let Some((_, Some(grant))) = &mut self.binding {
+            if !self.core.shared.auth.still_granted(grant) {
+                info!(peer = ?self.peer, "closing session: its grant was revoked");
+                return Ok(Next::Close);
+            }
+        }
         if self.session != Session::Bound {
             if let Some(handshake) = request.handshake() {
                 return Ok(self.authenticate(handshake));
@@ -560,16 +570,34 @@ impl Connection {
             meta,
         } = handshake;
         self.core.conns.borrow_mut().auth_cmds += 1;
+        let shared = self.core.shared.clone();
         let error = match Credentials::parse(value) {
             Err(_) => ErrorReply::BadAuthFormat,
-            Ok(credentials) => match (self.core.shared.auth)
-                .check_peer(&credentials, self.socket.client_cert().as_ref())
-            {
-                Ok(()) => {
-                    self.ns = Namespaces::global().intern(credentials.project, credentials.cache);
+            Ok(credentials) => match shared.auth.login(
+                &credentials,
+                self.peer.0.map(|p| p.ip()),
+                self.socket.client_cert().as_ref(),
+            ) {
+                Ok(login) => {
+                    let limit = shared.config.max_namespaces;
+                    let Ok(lease) =
+                        Namespaces::global().acquire(credentials.project, credentials.cache, limit)
+                    else {
+                        crate::throttled_warn!(
+                            limit,
+                            "refusing a new cache: --max-namespaces reached"
+                        );
+                        if !noreply {
+                            self.out.extend_from_slice(ErrorReply::TooManyCaches.line());
+                        }
+                        return Next::Continue;
+                    };
+                    self.ns = lease.ns;
                     self.hasher = KeyHasher::new(self.ns);
                     self.session = Session::Bound;
-                    info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
+                    self.binding = Some((lease, login.lease));
+                    // The grant's line in the tokens file, never the token.
+                    info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, grant_line = login.line, "authenticated");
                     if !noreply {
                         let ok = if meta {
                             Response::Meta(MetaCode::Hd)
@@ -580,9 +608,13 @@ impl Connection {
                     }
                     return Next::Continue;
                 }
+                Err(AuthError::Throttled) => {
+                    crate::throttled_warn!(peer = ?self.peer, "authentication refused unchecked: too many failures from this address");
+                    ErrorReply::AuthFailed
+                }
                 Err(_) => {
                     // Log who asked for what, never the token.
-                    warn!(peer = ?self.peer, project = credentials.project, "authentication failed");
+                    crate::throttled_warn!(peer = ?self.peer, project = credentials.project, "authentication failed");
                     ErrorReply::AuthFailed
                 }
             },
@@ -593,7 +625,7 @@ impl Connection {
             self.out.extend_from_slice(error.line());
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
-            warn!(peer = ?self.peer, "closing connection after {MAX_AUTH_FAILURES} failed authentications");
+            crate::throttled_warn!(peer = ?self.peer, "closing connection after {MAX_AUTH_FAILURES} failed authentications");
             return Next::Close;
         }
         Next::Continue
@@ -710,6 +742,8 @@ impl Connection {
                     limit_maxbytes: shared.config.memory_bytes as u64,
                     rusage_user: user,
                     rusage_system: system,
+                    namespaces: Namespaces::global().in_use(),
+                    namespaces_reclaimed: Namespaces::global().reclaimed(),
                 };
                 for (name, value) in stats::general(&facts, &total, scope) {
                     compose(&Response::Stat(name, &value), &mut self.out);
@@ -752,10 +786,13 @@ pub fn version() -> &'static str {
     concat!("1.6.18-ferrocache-", env!("CARGO_PKG_VERSION"))
 }
 
+/// `stats settings`. In secure mode, as plain `stats`, nothing of the
+/// server's configuration (memory, connection limit, port, address, cores,
+/// limits): only what every client may know or learn by trying.
 fn settings(core: &Core) -> Vec<(&'static str, String)> {
     let config = &core.shared.config;
     let secure = core.shared.auth.is_secure();
-    vec![
+    let mut lines = vec![
         ("maxbytes", config.memory_bytes.to_string()),
         ("maxconns", config.max_connections.to_string()),
         ("tcpport", config.listen.port().to_string()),
@@ -774,7 +811,11 @@ fn settings(core: &Core) -> Vec<(&'static str, String)> {
             "idle_timeout",
             config.idle_timeout.map_or(0, |d| d.as_secs()).to_string(),
         ),
-    ]
+    ];
+    if secure {
+        lines.retain(|(name, _)| stats::TENANT_SETTINGS.contains(name));
+    }
+    lines
 }
 
 /// (user, system) CPU seconds of the process.

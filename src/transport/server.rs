@@ -30,7 +30,7 @@ use crate::config::{Config, SocketIo};
 use crate::host::{self, HostError};
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
-use crate::tenancy::{Auth, TokenFileError};
+use crate::tenancy::{Auth, Namespaces, TokenFileError};
 
 /// Messages per channel of each mesh.
 const MESH_CAPACITY: usize = 1024;
@@ -106,7 +106,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     }
     let auth = match &config.tokens {
         Some(path) => {
-            let auth = Auth::secure(path).map_err(StartError::Tokens)?;
+            let auth = Auth::secure(path, config.auth_failures).map_err(StartError::Tokens)?;
             warn_about_tokens_file(path, auth.grant_count());
             auth
         }
@@ -180,7 +180,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     }
 
     announce(&shared, addr, tls_addr);
-    wait_for_signals(&shared, tls.as_deref());
+    wait_for_signals(&shared, tls);
     Ok(())
 }
 
@@ -268,7 +268,11 @@ fn announce(shared: &Shared, addr: SocketAddr, tls: Option<SocketAddr>) {
 }
 
 /// SIGHUP reloads the tokens; SIGINT/SIGTERM stop the server.
-fn wait_for_signals(shared: &Shared, tls: Option<&Tls>) {
+///
+/// The reload runs on a thread of its own, so that nothing it reads can
+/// keep this one from handling SIGTERM; SIGHUPs that arrive while one runs
+/// fold into one more reload.
+fn wait_for_signals(shared: &Arc<Shared>, tls: Option<Arc<Tls>>) {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -276,16 +280,25 @@ fn wait_for_signals(shared: &Shared, tls: Option<&Tls>) {
             std::process::exit(1);
         }
     };
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<()>(1);
+    let reloader = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ferrocache-reload".into())
+        .spawn(move || {
+            for () in reload_rx {
+                reload(&reloader);
+                reload_tls(tls.as_deref());
+            }
+        });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start the reload thread; SIGHUP will be ignored");
+    }
     for signal in signals.forever() {
-        if signal == SIGHUP {
-            reload_tls(tls);
-        }
         match signal {
-            SIGHUP => match shared.auth.reload() {
-                Ok(grants) if shared.auth.is_secure() => info!(grants, "tokens file reloaded"),
-                Ok(_) => info!("SIGHUP ignored: no tokens file (open mode)"),
-                Err(e) => warn!("tokens file not reloaded, keeping the old grants: {e}"),
-            },
+            SIGHUP => {
+                // Full: a reload is already due, and will read the file anew.
+                let _ = reload_tx.try_send(());
+            }
             _ => {
                 info!("shutting down: no new connections, finishing replies in flight");
                 shared.stop_accepting();
@@ -296,13 +309,26 @@ fn wait_for_signals(shared: &Shared, tls: Option<&Tls>) {
     }
 }
 
-/// SIGHUP also re-reads the TLS certificate, key and client CA, for the
-/// connections accepted from now on.
+/// SIGHUP also re-reads the TLS certificate, key and client CA (on the
+/// reload thread), for the connections accepted from now on.
 fn reload_tls(tls: Option<&Tls>) {
     let Some(tls) = tls else { return };
     match tls.reload() {
         Ok(()) => info!(cert = %tls.files().cert.display(), "TLS certificate and key reloaded"),
         Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
+    }
+}
+
+/// Re-reads the tokens file (on the reload thread), and says what changed.
+fn reload(shared: &Shared) {
+    match shared.auth.reload() {
+        Ok(r) if shared.auth.is_secure() => info!(
+            grants = r.grants,
+            revoked_sessions = r.revoked,
+            "tokens file reloaded; sessions whose grant is gone are closed at their next command"
+        ),
+        Ok(_) => info!("SIGHUP ignored: no tokens file (open mode)"),
+        Err(e) => error!("tokens file not reloaded, keeping the old grants: {e}"),
     }
 }
 
@@ -546,5 +572,6 @@ async fn sweep(core: Rc<Core>) {
     loop {
         glommio::timer::sleep(SWEEP_EVERY).await;
         core.shard.borrow_mut().tick(SWEEP_BUDGET);
+        Namespaces::global().maintain(core.index, core.shards, &mut *core.shard.borrow_mut());
     }
 }
