@@ -10,6 +10,9 @@
 #[allow(dead_code)]
 mod checks;
 
+#[path = "fuzz/src/store_check.rs"]
+mod store_check;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -59,4 +62,27 @@ fn connection_regressions() {
 #[test]
 fn connection_inputs_pass_the_parse_checks_too() {
     replay("tests/fuzz/regressions/connection", checks::check_parse);
+}
+
+#[test]
+fn store_regressions() {
+    assert!(replay("tests/fuzz/regressions/store", store_check::check_store) > 0);
+}
+
+/// A bounded random run of the store check in every `cargo test` (about a
+/// second); `make fuzz` runs the cargo-fuzz target for longer.
+#[test]
+fn store_check_on_random_streams() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..1500 {
+        let len = (next() % 4000) as usize;
+        let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        store_check::check_store(&data);
+    }
 }

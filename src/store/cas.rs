@@ -46,6 +46,19 @@ impl CasSeal {
         }
         (u64::from(left) << 32) | u64::from(right)
     }
+
+    /// The stamp a unique came from: `unique`'s inverse. For commands that
+    /// order uniques (meta's invalidation compares "older than"): uniques
+    /// are not ordered, the stamps behind them are.
+    #[allow(dead_code)] // the meta commands' invalidation uses it
+    pub fn stamp(&self, unique: u64) -> u64 {
+        let (mut left, mut right) = ((unique >> 32) as u32, unique as u32);
+        for round in (0..ROUNDS).rev() {
+            let f = self.key.hash_one((round, left)) as u32;
+            (left, right) = (right ^ f, left);
+        }
+        (u64::from(left) << 32) | u64::from(right)
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +79,15 @@ mod tests {
         assert!(stamps.len() > 59_000);
         assert_eq!(uniques.len(), stamps.len());
         assert_eq!(seal.unique(12345), seal.unique(12345));
+    }
+
+    #[test]
+    fn stamp_inverts_unique() {
+        let seal = CasSeal::new();
+        for stamp in [0, 1, 14, 1 << 20, u64::MAX, 0xdead_beef_0123_4567] {
+            assert_eq!(seal.stamp(seal.unique(stamp)), stamp);
+            assert_eq!(seal.unique(seal.stamp(stamp)), stamp);
+        }
     }
 
     #[test]

@@ -117,8 +117,10 @@ pub struct Store {
     /// sweep when the segment was freed or reused since.
     pub(super) sweep_at: (u32, u32, u32),
     pub(super) sweep_large: usize,
-    /// Turns write stamps into the cas uniques clients see.
-    seal: CasSeal,
+    /// Turns write stamps into the cas uniques clients see. Every reply
+    /// that shows a unique, and every command that compares one, goes
+    /// through it: a raw stamp must never reach a client.
+    pub(super) seal: CasSeal,
     /// Tests that break an invariant on purpose set this, so the
     /// `debug_assert!` in `skip_broken` lets them see the skip.
     #[cfg(test)]

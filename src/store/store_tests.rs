@@ -601,6 +601,11 @@ fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
         SetOutcome::Stored
     );
     assert_eq!(s.head, head, "the scenario needs the head reused");
+    // Something expired after it, so the sweep reads the head at all.
+    assert_eq!(
+        s.set(key(1, b"later"), SetMode::Set, 0, now - 1, b"x", now),
+        SetOutcome::Stored
+    );
     for budget in [1, 5, 100, usize::MAX] {
         s.sweep(now, budget);
     }

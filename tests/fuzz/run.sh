@@ -9,7 +9,7 @@ FUZZ=tests/fuzz
 
 SECS="${FUZZ_SECS:-60}"
 JOBS="${FUZZ_BUILD_JOBS:-1}"
-TARGETS="${FUZZ_TARGETS:-parse connection}"
+TARGETS="${FUZZ_TARGETS:-parse connection store}"
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked -j "$JOBS"
