@@ -560,6 +560,8 @@ impl Connection {
             noreply,
             meta,
         } = handshake;
+        // A meta client reads every error, q or not.
+        let silent_errors = noreply && meta.is_none();
         self.core.conns.borrow_mut().auth_cmds += 1;
         let error = match Credentials::parse(value) {
             Err(_) => ErrorReply::BadAuthFormat,
@@ -570,12 +572,7 @@ impl Connection {
                     self.session = Session::Bound;
                     info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, "authenticated");
                     if !noreply {
-                        let ok = if meta {
-                            Response::Meta(MetaCode::Hd)
-                        } else {
-                            Response::Stored
-                        };
-                        compose(&ok, &mut self.out);
+                        handshake.compose_success(&mut self.out);
                     }
                     return Next::Continue;
                 }
@@ -588,7 +585,7 @@ impl Connection {
         };
         self.core.conns.borrow_mut().auth_errors += 1;
         self.auth_failures += 1;
-        if !noreply || meta {
+        if !silent_errors {
             self.out.extend_from_slice(error.line());
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
