@@ -417,3 +417,73 @@ fn meta_documented_differences_hold() {
         b"CLIENT_ERROR bad command line format\r\n"
     );
 }
+
+/// `h` and `l` report the item as it was before the request: the first
+/// fetch marks it hit, later fetches move its last access (memcached's
+/// segmented LRU). Needs the clock to move: one 2.2 s wait, both servers
+/// at once.
+#[test]
+fn meta_hit_and_last_access_as_memcached() {
+    let Some(memcached) = Memcached::start() else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    let mut conns: Vec<TcpStream> = [memcached.addr, ferrocache.addr]
+        .iter()
+        .map(|&a| {
+            let s = TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        })
+        .collect();
+    let read = |s: &mut TcpStream, want: usize| {
+        let mut got = vec![0; want];
+        s.read_exact(&mut got).unwrap();
+        String::from_utf8(got).unwrap()
+    };
+    for s in &mut conns {
+        s.write_all(b"ms la1 1\r\n1\r\nset la2 0 0 1\r\n2\r\n")
+            .unwrap();
+        assert_eq!(read(s, 12), "HD\r\nSTORED\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(2200));
+    // One request at a time: memcached moves the access time of an item in
+    // its cold LRU asynchronously, so a pipelined next request may not see it.
+    // la2's first fetch is a classic get: it counts the same.
+    let steps: [(&[u8], &str); 5] = [
+        (b"mg la1 l h\r\n", "HD l2 h0\r\n"),
+        (b"mg la1 l h\r\n", "HD l2 h1\r\n"),
+        (b"mg la1 l h t\r\n", "HD l0 h1 t-1\r\n"),
+        (b"get la2\r\n", "VALUE la2 0 1\r\n2\r\nEND\r\n"),
+        (b"mg la2 h l\r\n", "HD h1 l2\r\n"),
+    ];
+    for (request, want) in steps {
+        for (i, s) in conns.iter_mut().enumerate() {
+            s.write_all(request).unwrap();
+            let got = read(s, want.len());
+            if i == 0 {
+                // Give memcached's LRU thread its moment before the next step.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Seconds tick on each server's own phase: an l of 2 s or more
+            // reads as lN.
+            let coarse = |r: &str| {
+                r.split(' ')
+                    .map(
+                        |w| match w.strip_prefix('l').map(|n| n.trim_end().parse::<u32>()) {
+                            Some(Ok(n)) if n >= 2 => format!("lN{}", &w[1 + n.to_string().len()..]),
+                            _ => w.to_string(),
+                        },
+                    )
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            assert_eq!(
+                coarse(&got),
+                coarse(want),
+                "server {i}, {:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
+}

@@ -78,8 +78,14 @@ fn meta_handshake_in_secure_mode() {
     c.roundtrip(&ms_oauth("tokA projA", " q"), BAD_FORMAT);
     c.roundtrip(&ms_oauth("tokA projA c1 x", ""), BAD_FORMAT);
     c.roundtrip(b"mg a v\r\n", REQUIRED);
-    // Success answers HD; with q, nothing.
+    // Success answers HD (with the return flags asked for, as Dalli and
+    // opaque-matching clients read them); with q, nothing.
     c.roundtrip(&ms_oauth("tokA projA c1", " T0 F0"), b"HD\r\n");
+    let mut flagged = server.connect();
+    flagged.roundtrip(
+        &ms_oauth("tokA projA c1", " c k O77 F0"),
+        b"HD c0 koauth O77\r\n",
+    );
     c.roundtrip(b"ms a 2 T0\r\nc1\r\nmg a v\r\n", b"HD\r\nVA 2\r\nc1\r\n");
 
     let mut quiet = server.connect();

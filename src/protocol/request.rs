@@ -102,8 +102,29 @@ pub struct Handshake<'a> {
     pub value: &'a [u8],
     /// Whether success goes unanswered.
     pub noreply: bool,
-    /// Whether it came as `ms`, to be answered `HD`.
-    pub meta: bool,
+    /// The flags of an `ms` handshake (`None`: `set oauth`); its `HD`
+    /// echoes the return flags asked for, as any `ms` reply does.
+    pub meta: Option<&'a [u8]>,
+}
+
+impl Handshake<'_> {
+    /// Appends the success reply: `STORED`, or `HD` with the meta return
+    /// flags (`c0`, `koauth`, `O...`).
+    pub fn compose_success(&self, out: &mut Vec<u8>) {
+        match self.meta {
+            None => out.extend_from_slice(b"STORED\r\n"),
+            Some(tokens) => {
+                out.extend_from_slice(b"HD");
+                let fields = super::meta::ReturnFields {
+                    cas: Some(0),
+                    key: Some((b"oauth", false)),
+                    ..Default::default()
+                };
+                super::meta::push_return_flags(tokens, &fields, out);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
 }
 
 /// One request. Keys and data borrow the connection's read buffer.
@@ -212,12 +233,12 @@ impl<'a> Request<'a> {
             } => Some(Handshake {
                 value: data,
                 noreply,
-                meta: false,
+                meta: None,
             }),
             Request::Meta(meta) if meta.is_handshake() => Some(Handshake {
                 value: meta.data,
                 noreply: meta.flags.quiet,
-                meta: true,
+                meta: Some(meta.flags.tokens),
             }),
             _ => None,
         }

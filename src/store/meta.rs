@@ -71,6 +71,17 @@ pub enum MetaDeleteOutcome {
     Exists,
 }
 
+/// The meta field after a fetch, as memcached's segmented LRU keeps it: the
+/// first fetch only marks the item fetched (the index bit); later fetches
+/// move its last access to now.
+fn fetched_meta(meta: u32, before: u64, now: u32) -> u32 {
+    if before & FETCHED == 0 {
+        meta
+    } else {
+        (meta & !ACCESS_MASK) | (now & ACCESS_MASK)
+    }
+}
+
 impl Store {
     fn meta_of(&self, e: u64) -> u32 {
         if e & LARGE != 0 {
@@ -98,6 +109,15 @@ impl Store {
             let s = &mut self.segs.segs[seg as usize];
             layout::set_exptime(&mut s.data, off as usize, exptime);
             s.note_exptime(exptime);
+        }
+    }
+
+    /// Records a fetch of the item an entry (as it was before the fetch)
+    /// points at: the classic retrievals call this too.
+    pub(super) fn note_fetch(&mut self, before: u64, now: u32) {
+        if before & FETCHED != 0 {
+            let meta = self.meta_of(before);
+            self.set_meta_of(before, fetched_meta(meta, before, now));
         }
     }
 
@@ -174,9 +194,9 @@ impl Store {
             meta |= META_TOKEN_SENT;
         }
         if opts.bump {
+            meta = fetched_meta(meta, e, now);
             e = index::hit(e);
             self.index.put(pos, e);
-            meta = (meta & !ACCESS_MASK) | (now & ACCESS_MASK);
         }
         self.set_meta_of(e, meta);
         let value = self.item(e).value;

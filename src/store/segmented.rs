@@ -586,7 +586,9 @@ impl Store {
             Err(()) => Lookup::Expired,
             Ok(None) => Lookup::Missing,
             Ok(Some(pos)) => {
-                let e = index::hit(self.index.get(pos));
+                let before = self.index.get(pos);
+                self.note_fetch(before, now);
+                let e = index::hit(before);
                 self.index.put(pos, e);
                 let it = self.item(e);
                 Lookup::Hit(ItemView {
@@ -620,7 +622,9 @@ impl Store {
 
     /// Set the exptime of the item at `pos` in place and count a hit.
     pub(super) fn touch_at(&mut self, pos: Pos, exptime: u32) -> u64 {
-        let e = index::hit(self.index.get(pos));
+        let before = self.index.get(pos);
+        self.note_fetch(before, self.now);
+        let e = index::hit(before);
         self.index.put(pos, e);
         if e & LARGE != 0 {
             self.large.get_mut((e & (LARGE - 1)) as u32).exptime = exptime;

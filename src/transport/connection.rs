@@ -569,6 +569,8 @@ impl Connection {
             noreply,
             meta,
         } = handshake;
+        // A meta client reads every error, q or not.
+        let silent_errors = noreply && meta.is_none();
         self.core.conns.borrow_mut().auth_cmds += 1;
         let shared = self.core.shared.clone();
         let error = match Credentials::parse(value) {
@@ -599,12 +601,7 @@ impl Connection {
                     // The grant's line in the tokens file, never the token.
                     info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, grant_line = login.line, "authenticated");
                     if !noreply {
-                        let ok = if meta {
-                            Response::Meta(MetaCode::Hd)
-                        } else {
-                            Response::Stored
-                        };
-                        compose(&ok, &mut self.out);
+                        handshake.compose_success(&mut self.out);
                     }
                     return Next::Continue;
                 }
@@ -621,7 +618,7 @@ impl Connection {
         };
         self.core.conns.borrow_mut().auth_errors += 1;
         self.auth_failures += 1;
-        if !noreply || meta {
+        if !silent_errors {
             self.out.extend_from_slice(error.line());
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
