@@ -867,11 +867,12 @@ mod tests {
             format!("tok p1\ncert:SHA256:{} p1\n", "01".repeat(32)),
         )
         .unwrap();
-        let auth = Auth::secure(&dir).unwrap();
+        let auth = Auth::secure(&dir, 0).unwrap();
         std::fs::remove_file(&dir).unwrap();
         let dash = Credentials::parse(b"- p1 c").unwrap();
         let other = Credentials::parse(b"- p2 c").unwrap();
-        let login = |c: &Credentials, fp: Option<&[u8; 32]>| auth.login(c, None, fp).map(|l| l.line);
+        let login =
+            |c: &Credentials, fp: Option<&[u8; 32]>| auth.login(c, None, fp).map(|l| l.line);
         assert_eq!(login(&dash, Some(&[1; 32])), Ok(Some(2)));
         assert_eq!(login(&dash, Some(&[2; 32])).err(), Some(AuthError::Denied));
         assert_eq!(login(&dash, None).err(), Some(AuthError::Denied));
@@ -881,7 +882,11 @@ mod tests {
         assert_eq!(login(&tok, Some(&[2; 32])), Ok(Some(1)));
         assert_eq!(login(&tok, None), Ok(Some(1)));
         // A session bound by its certificate stays granted across a reload.
-        let mut lease = auth.login(&dash, None, Some(&[1; 32])).unwrap().lease.unwrap();
+        let mut lease = auth
+            .login(&dash, None, Some(&[1; 32]))
+            .unwrap()
+            .lease
+            .unwrap();
         assert!(auth.still_granted(&mut lease));
     }
 
@@ -988,7 +993,10 @@ mod tests {
             ..wrong
         };
         for _ in 0..3 {
-            assert_eq!(auth.login(&wrong, Some(ip), None).err(), Some(AuthError::Denied));
+            assert_eq!(
+                auth.login(&wrong, Some(ip), None).err(),
+                Some(AuthError::Denied)
+            );
         }
         assert_eq!(
             auth.login(&right, Some(ip), None).err(),

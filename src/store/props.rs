@@ -82,6 +82,7 @@ impl Val {
                 let item = layout::NewItem {
                     ns,
                     exptime: 1,
+                    meta: 0,
                     flags: 0,
                     own_cas: None,
                     key: &key,

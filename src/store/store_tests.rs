@@ -556,6 +556,7 @@ fn fake_items(len: usize, at: usize) -> Vec<u8> {
     let item = super::layout::NewItem {
         ns: 1,
         exptime: 1,
+        meta: 0,
         flags: 0,
         own_cas: None,
         key: b"k000",
