@@ -22,6 +22,7 @@ PACKAGES=(
     ruby-dalli                   # Dalli 3.0.6, binary protocol only
     systemd                      # systemd-analyze verify of deploy/ferrocache.service (tests/deploy.sh)
     procps                       # /bin/kill, the unit's ExecReload (verify checks it exists)
+    strace                       # checks deploy/seccomp-io_uring.json covers what the server calls (tests/deploy.sh)
 )
 
 installed() {
