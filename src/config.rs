@@ -238,7 +238,8 @@ pub struct Config {
     pub hash_seed: u64,
     /// `-u`: the user to switch to when started as root.
     pub user: Option<String>,
-    /// One-line notes about flags taken from memcached, logged at start.
+    /// One-line warnings about the flags (memcached's taken loosely,
+    /// overcommitted memory), logged at start.
     pub notes: Vec<String>,
     /// `None`: no TLS port.
     pub tls: Option<TlsConfig>,
@@ -279,7 +280,7 @@ impl Config {
                 show_size(memory_bytes)
             ));
         }
-        check_memory_fits(memory_bytes)?;
+        check_memory_fits(memory_bytes, &mut notes)?;
         let max_item_size = args.max_item_size.unwrap_or(DEFAULT_MAX_ITEM_SIZE);
         if max_item_size == 0 || max_item_size > MAX_ITEM_SIZE_CEILING {
             return Err("--max-item-size must be between 1 byte and 1g".into());
@@ -364,10 +365,10 @@ fn online_cpus() -> usize {
     n.max(1) as usize
 }
 
-/// Refuses item memory beyond the machine's RAM, or beyond the memory
-/// limit of the cgroup the process runs in (a container's limit): the
+/// Refuses item memory beyond the machine's RAM, and notes memory beyond
+/// the limit of the cgroup the process runs in (a container's limit): the
 /// store would be killed or swap long before it filled.
-fn check_memory_fits(memory_bytes: usize) -> Result<(), String> {
+fn check_memory_fits(memory_bytes: usize, notes: &mut Vec<String>) -> Result<(), String> {
     let asked = show_size(memory_bytes);
     if let Some(total) = mem_total() {
         if memory_bytes as u64 > total {
@@ -380,9 +381,11 @@ fn check_memory_fits(memory_bytes: usize) -> Result<(), String> {
     }
     if let Some(limit) = cgroup_memory_max() {
         if memory_bytes as u64 > limit {
-            return Err(format!(
-                "--memory-mb {asked}: more than this cgroup's memory limit (memory.max {}); \
-                 give less, or raise the container's memory limit",
+            // Memory is taken as items arrive, so this can run for a while:
+            // said plainly rather than refused.
+            notes.push(format!(
+                "--memory-mb {asked} is overcommitted: more than this cgroup's memory limit \
+                 (memory.max {}); the kernel will kill the server before the cache is full",
                 show_size(limit as usize)
             ));
         }

@@ -10,7 +10,8 @@
 //!   order of replies. No grammar.
 //!
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
-//! [`stats`] (counters), [`clock`] (exptime rules) and [`config`] (flags).
+//! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags) and
+//! [`host`] (start-up checks of the host: io_uring, limits, the port).
 //!
 //! The path of one request:
 //!

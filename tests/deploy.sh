@@ -54,4 +54,37 @@ mv "$check.typo" "$check"
 out=$(systemd-analyze verify --man=no "$check" 2>&1 || true)
 [ -n "$out" ] || fail "systemd-analyze verify did not notice a misspelt key"
 
-echo "deploy: make install and the systemd unit OK"
+# deploy/seccomp-io_uring.json must allow every system call the server
+# makes: trace a start, some traffic on both socket paths, SIGHUP and SIGTERM.
+profile=deploy/seccomp-io_uring.json
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); assert p["defaultAction"]=="SCMP_ACT_ERRNO"' "$profile" \
+    || fail "$profile is not a deny-by-default seccomp profile"
+if command -v strace >/dev/null; then
+    for io in uring glommio; do
+        trace="$stage/strace.$io"
+        printf 'secret-token-0001 shop\n' > "$stage/tokens"
+        strace -f -qq -o "$trace" ./target/release/ferrocache --listen 127.0.0.1:0 --cores 2 \
+            --socket-io "$io" --tokens "$stage/tokens" > "$stage/ready.$io" 2>/dev/null &
+        pid=$!
+        for _ in $(seq 100); do [ -s "$stage/ready.$io" ] && break; sleep 0.1; done
+        port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\) .*/\1/p' "$stage/ready.$io")
+        [ -n "$port" ] || fail "server under strace did not start ($io)"
+        python3 -c '
+import socket, sys
+for _ in range(3):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"set oauth 0 0 27\r\nsecret-token-0001 shop cach\r\nset a 0 0 1\r\nx\r\nget a\r\nstats\r\n")
+    s.settimeout(2); s.recv(65536); s.close()
+' "$port"
+        server=$(pgrep -P "$pid" ferrocache || echo "$pid")
+        kill -HUP "$server"; sleep 0.3; kill -TERM "$server"; wait "$pid" || true
+        used=$(grep -oE '^[0-9]+ +[a-z0-9_]+\(' "$trace" | awk '{print $2}' | tr -d '(' | sort -u)
+        for call in $used; do
+            grep -q "\"$call\"" "$profile" || fail "$profile does not allow $call ($io)"
+        done
+    done
+else
+    fail "strace is missing (tests/install-deps.sh installs it)"
+fi
+
+echo "deploy: make install, the systemd unit and the seccomp profile OK"

@@ -24,6 +24,7 @@ PACKAGES=(
     procps                       # /bin/kill, the unit's ExecReload (verify checks it exists)
     python3-pip                  # installs meta-memcache (below)
     openssl                      # test CA and s_client for the TLS clients (tests/clients/tls.sh)
+    strace                       # checks deploy/seccomp-io_uring.json covers what the server calls (tests/deploy.sh)
 )
 
 # PyPI packages (not in Debian) -> why. Installed into Debian's python3.

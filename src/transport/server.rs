@@ -99,7 +99,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         host::switch_user(user).map_err(StartError::Host)?;
     }
     for note in &config.notes {
-        info!("{note}");
+        warn!("{note}");
     }
     if let Some(lowered) = lowered {
         warn!("{lowered}");
