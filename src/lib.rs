@@ -10,7 +10,9 @@
 //!   order of replies. No grammar.
 //!
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
-//! [`stats`] (counters), [`clock`] (exptime rules) and [`config`] (flags).
+//! [`stats`] (counters), [`clock`] (exptime rules) and [`config`] (flags);
+//! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
+//! (rate-limited warnings).
 //!
 //! The path of one request:
 //!
