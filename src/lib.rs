@@ -10,8 +10,10 @@
 //!   order of replies. No grammar.
 //!
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
-//! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags) and
-//! [`host`] (start-up checks of the host: io_uring, limits, the port).
+//! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
+//! [`host`] (start-up checks of the host: io_uring, limits, the port),
+//! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
+//! (rate-limited warnings).
 //!
 //! The path of one request:
 //!

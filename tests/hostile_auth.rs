@@ -297,6 +297,30 @@ fn client_driven_warnings_are_rate_limited() {
     );
 }
 
+/// A server out of descriptors fails every accept while connections wait:
+/// one warning per interval, not one per retry.
+#[test]
+fn failed_accepts_are_logged_rate_limited() {
+    let (server, log) = Server::start_logged_nofile(&["--cores", "1"], &[], "warn", Some(64));
+    let mut conns = Vec::new();
+    for _ in 0..100 {
+        match TcpStream::connect(server.addr) {
+            Ok(c) => conns.push(c),
+            Err(_) => break,
+        }
+    }
+    log.wait_for("accept failed");
+    std::thread::sleep(Duration::from_millis(1500));
+    let lines = log.lines();
+    assert!(
+        log.count("accept failed") <= 2 && lines.len() <= 6,
+        "{} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    drop(conns);
+}
+
 /// An empty (or truncated to nothing) tokens file on SIGHUP is an error
 /// that keeps the old grants, and it is logged.
 #[test]

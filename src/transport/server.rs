@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use super::connection::serve;
@@ -179,8 +180,11 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         None => warn!("cannot read /proc/net/tcp: not checking for other listeners on {addr}"),
     }
 
+    // Handlers first: a SIGHUP sent as soon as the ready line is out
+    // must reload, not kill the process (SIGHUP's default action).
+    let signals = install_signal_handlers();
     announce(&shared, addr, tls_addr);
-    wait_for_signals(&shared, tls);
+    wait_for_signals(&shared, signals, tls);
     Ok(())
 }
 
@@ -267,19 +271,22 @@ fn announce(shared: &Shared, addr: SocketAddr, tls: Option<SocketAddr>) {
     let _ = stdout.flush();
 }
 
-/// SIGHUP reloads the tokens; SIGINT/SIGTERM stop the server.
-///
-/// The reload runs on a thread of its own, so that nothing it reads can
-/// keep this one from handling SIGTERM; SIGHUPs that arrive while one runs
-/// fold into one more reload.
-fn wait_for_signals(shared: &Arc<Shared>, tls: Option<Arc<Tls>>) {
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+fn install_signal_handlers() -> Signals {
+    match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             error!(error = %e, "cannot install signal handlers");
             std::process::exit(1);
         }
-    };
+    }
+}
+
+/// SIGHUP reloads the tokens; SIGINT/SIGTERM stop the server.
+///
+/// The reload runs on a thread of its own, so that nothing it reads can
+/// keep this one from handling SIGTERM; SIGHUPs that arrive while one runs
+/// fold into one more reload.
+fn wait_for_signals(shared: &Arc<Shared>, mut signals: Signals, tls: Option<Arc<Tls>>) {
     let (reload_tx, reload_rx) = crossbeam_channel::bounded::<()>(1);
     let reloader = shared.clone();
     let spawned = std::thread::Builder::new()

@@ -189,7 +189,35 @@ impl Log {
 impl Server {
     /// As [`Server::start_with`], with RUST_LOG=`filter` and stderr captured.
     pub fn start_logged(base: &[&str], extra: &[&str], filter: &str) -> (Server, Log) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        Self::start_logged_nofile(base, extra, filter, None)
+    }
+
+    /// As [`Server::start_logged`], with at most `nofile` open descriptors.
+    pub fn start_logged_nofile(
+        base: &[&str],
+        extra: &[&str],
+        filter: &str,
+        nofile: Option<u64>,
+    ) -> (Server, Log) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrocache"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; it only lowers a limit
+            // of the child about to exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(base)
             .args(extra)
