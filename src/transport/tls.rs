@@ -355,7 +355,16 @@ impl TlsStream {
             if n == buf.len() || self.fed == self.filled {
                 return Ok((n > 0).then_some(n));
             }
-            self.fed += self.session.feed(&self.cipher_in[self.fed..self.filled])?;
+            let took = self.session.feed(&self.cipher_in[self.fed..self.filled])?;
+            if took == 0 {
+                // Never expected (plaintext is drained before each feed);
+                // closing beats spinning.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS input not taken",
+                ));
+            }
+            self.fed += took;
         }
     }
 
