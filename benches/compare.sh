@@ -152,11 +152,11 @@ verdict() { # verdict TEXT CONDITION
   echo "  $v  $1"
 }
 echo "targets:"
-if [[ " $PIPELINES " == *" 16 "* ]]; then
+if [[ " $LABELS " == *" 16 "* ]]; then
   verdict "pipeline 16: ops/s >= 4x memcached ($(calc "${OPS[fc,16]} / ${OPS[mc,16]}")x)" \
     "${OPS[fc,16]} >= 4 * ${OPS[mc,16]}"
 fi
-if [[ " $PIPELINES " == *" 1 "* ]]; then
+if [[ " $LABELS " == *" 1 "* ]]; then
   verdict "pipeline 1: ops/s >= memcached ($(calc "${OPS[fc,1]} / ${OPS[mc,1]}")x)" \
     "${OPS[fc,1]} >= ${OPS[mc,1]}"
   verdict "pipeline 1: CPU/op <= 0.9x memcached ($(calc "${CPU[fc,1]} / ${CPU[mc,1]}")x)" \

@@ -24,7 +24,7 @@
 //!                  core C: transport::connection
 //!                   │  read into the connection's buffer
 //!                   │  protocol::parse ─▶ Request (borrows the buffer)
-//!                   │  session gate: unauthenticated? only `set oauth`, version, quit
+//!                   │  session gate: unauthenticated? only `set`/`ms oauth`, version, quit
 //!                   │  router: shard = hash(namespace id, key) high bits mod N
 //!                   ├─ shard == C ─▶ shard.execute ─▶ store ─▶ reply appended to `out`
 //!                   └─ shard == S ─▶ a record into the connection's batch for S: the

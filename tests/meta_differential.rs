@@ -478,6 +478,11 @@ fn meta_hit_and_last_access_as_memcached() {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
+            // memcached applies that bump from its LRU thread, so under
+            // load it may land after the next request: either is memcached.
+            if i == 0 && coarse(&got) == coarse(&want.replace(" l0 ", " l2 ")) {
+                continue;
+            }
             assert_eq!(
                 coarse(&got),
                 coarse(want),

@@ -1,4 +1,5 @@
-//! Syntax of memcached's classic text protocol.
+//! Syntax of memcached's text protocol: the classic commands and the meta
+//! commands ([`meta`]).
 //!
 //! Owns the wire format: bytes in become a [`Request`] ([`parse`]), and a
 //! [`Response`] becomes bytes out ([`compose`]). It never does I/O, never
