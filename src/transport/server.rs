@@ -74,6 +74,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let cpus =
         core_affinity::get_core_ids().ok_or_else(|| StartError::Cpus("none online".into()))?;
     let cores = config.cores;
+    super::core::return_large_buffers_to_the_os();
     // Before any core hashes a key.
     crate::store::seed_key_hash(config.hash_seed);
     let shared = Arc::new(Shared::new(config, auth, Clock::new()));
@@ -241,9 +242,7 @@ async fn executor(
     if let Some(ring) = ring {
         glommio::spawn_local(ring.clone().drive()).detach();
         glommio::spawn_local(ring.clone().submit_parked()).detach();
-        if shared.config.idle_timeout.is_some() {
-            glommio::spawn_local(ring.watch_deadlines()).detach();
-        }
+        glommio::spawn_local(ring.watch_deadlines()).detach();
     }
 
     shared
