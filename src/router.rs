@@ -123,22 +123,22 @@ pub struct Part {
     pub end: usize,
     /// The asking core's waiter for its replies.
     pub waiter: u32,
-    /// The index of its first reply in the answer.
+    /// Set by the owner: the index of its first reply in the answer, how
+    /// many of its requests ran (their replies follow `first`), and how
+    /// many bytes of its wire they took. The rest is for the connection to
+    /// send again.
     pub first: u32,
-    /// Set by the owner: how many of its requests ran (their replies
-    /// follow `first`), and how many bytes of its wire they took. The
-    /// rest is for the connection to send again.
     pub served: u32,
     pub consumed: usize,
 }
 
 impl Part {
-    pub fn new(ns: Namespace, end: usize, waiter: u32, first: u32) -> Part {
+    pub fn new(ns: Namespace, end: usize, waiter: u32) -> Part {
         Part {
             ns,
             end,
             waiter,
-            first,
+            first: 0,
             served: 0,
             consumed: 0,
         }
@@ -226,6 +226,7 @@ pub fn answer_batch(
     let mut hashes = [0u64; AHEAD];
     for part in parts.iter_mut() {
         let end = part.end;
+        part.first = ends.len() as u32;
         let (mut served, mut pos, part_from) = (0u32, start, out.len());
         'part: while !full && pos < end {
             group.clear();
@@ -429,7 +430,7 @@ mod tests {
             for &size in part {
                 push_get(&mut wire, size as u64, GetKind::Get, b"k");
             }
-            parts.push(Part::new(ns, wire.len(), i as u32, 0));
+            parts.push(Part::new(ns, wire.len(), i as u32));
         }
         (parts, wire)
     }
@@ -441,7 +442,11 @@ mod tests {
     /// Sends what each part has left until every request has run, as the
     /// connections do; checks every answer against its cap and returns
     /// the replies each part got, in order, and the number of rounds.
-    fn answer_all(sizes: &[Vec<usize>], limits: &ForwardLimits, cap: usize) -> (Vec<Vec<usize>>, usize) {
+    fn answer_all(
+        sizes: &[Vec<usize>],
+        limits: &ForwardLimits,
+        cap: usize,
+    ) -> (Vec<Vec<usize>>, usize) {
         let mut left: Vec<Vec<usize>> = sizes.to_vec();
         let mut got: Vec<Vec<usize>> = vec![Vec::new(); sizes.len()];
         let mut rounds = 0;
@@ -450,7 +455,15 @@ mod tests {
             assert!(rounds < 10_000, "no progress");
             let (mut parts, wire) = batch_of(&left);
             let mut answer = Answer::default();
-            answer_batch(&mut parts, &wire, &mut answer, limits, cap, |_| {}, run_sized);
+            answer_batch(
+                &mut parts,
+                &wire,
+                &mut answer,
+                limits,
+                cap,
+                |_| {},
+                run_sized,
+            );
             assert!(!answer.ends.is_empty(), "a batch must make progress");
             if answer.ends.len() > 1 {
                 assert!(answer.out.len() <= cap, "{} > cap {cap}", answer.out.len());
@@ -459,6 +472,8 @@ mod tests {
             let mut reply = 0;
             let mut start = 0;
             for (p, part) in parts.iter().enumerate() {
+                // Each part's replies follow the last part's.
+                assert_eq!(part.first as usize, reply, "part {p}");
                 let served = part.served as usize;
                 let bytes: usize = (reply..reply + served).map(|i| answer.reply(i).len()).sum();
                 if served > 1 {
@@ -536,7 +551,10 @@ mod tests {
                 left -= cap;
                 sent += 1;
             }
-            assert!(sent >= 2 && left < limits.min_batch, "{item}: {sent} batches");
+            assert!(
+                sent >= 2 && left < limits.min_batch,
+                "{item}: {sent} batches"
+            );
         }
         // The default: 32 MiB per owner, batches of 2 to 16 MiB.
         let limits = ForwardLimits::new(1 << 20);

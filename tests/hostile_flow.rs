@@ -260,7 +260,10 @@ fn idle_connections_give_back_the_buffers_of_a_burst() {
     }
     for conn in &mut readers {
         let reply = conn.read_until(b"END\r\n");
-        assert_eq!(reply.len(), 6 * (500_000 + "VALUE v0 0 500000\r\n\r\n".len()) + 5);
+        assert_eq!(
+            reply.len(),
+            6 * (500_000 + "VALUE v0 0 500000\r\n\r\n".len()) + 5
+        );
     }
     // Idle now: within about a second each keeps at most its read buffer
     // and a small reply buffer (80 KiB in all), not megabytes.
@@ -309,7 +312,10 @@ fn forwarded_replies_for_clients_that_leave_cannot_pile_up() {
     let get: Arc<Vec<u8>> = Arc::new(
         format!(
             "get {}\r\n",
-            (0..32).map(|i| keys[i % 8].as_str()).collect::<Vec<_>>().join(" ")
+            (0..32)
+                .map(|i| keys[i % 8].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         )
         .into_bytes(),
     );
@@ -321,7 +327,10 @@ fn forwarded_replies_for_clients_that_leave_cannot_pile_up() {
         thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let start = Instant::now();
-                probe.roundtrip(b"get small\r\n", b"VALUE small 0 10\r\nvvvvvvvvvv\r\nEND\r\n");
+                probe.roundtrip(
+                    b"get small\r\n",
+                    b"VALUE small 0 10\r\nvvvvvvvvvv\r\nEND\r\n",
+                );
                 slowest.fetch_max(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(20));
             }
@@ -333,12 +342,9 @@ fn forwarded_replies_for_clients_that_leave_cannot_pile_up() {
             let get = get.clone();
             thread::spawn(move || {
                 for _ in 0..100 {
-                    let socket = socket2::Socket::new(
-                        socket2::Domain::IPV4,
-                        socket2::Type::STREAM,
-                        None,
-                    )
-                    .unwrap();
+                    let socket =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .unwrap();
                     if socket.connect(&addr.into()).is_err() {
                         continue;
                     }
@@ -359,7 +365,10 @@ fn forwarded_replies_for_clients_that_leave_cannot_pile_up() {
     });
     done.store(true, Ordering::Relaxed);
     prober.join().unwrap();
-    assert!(settled.is_some(), "connections of gone clients still open after 20 s");
+    assert!(
+        settled.is_some(),
+        "connections of gone clients still open after 20 s"
+    );
     let peak = peak_rss(&server);
     let slowest = Duration::from_millis(slowest.load(Ordering::Relaxed));
     eprintln!(
@@ -373,11 +382,16 @@ fn forwarded_replies_for_clients_that_leave_cannot_pile_up() {
         peak / MIB,
         base / MIB
     );
-    assert!(slowest < Duration::from_secs(3), "a small get waited {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a small get waited {slowest:?}"
+    );
     // Afterwards the memory goes back, and nothing is owed between cores.
     let stats = stats_of(&mut witness, "");
     assert_eq!(stat_num(&stats, "forward_reply_bytes"), 0);
-    let back = within(Duration::from_secs(5), || server.rss_bytes() < base + 64 * MIB);
+    let back = within(Duration::from_secs(5), || {
+        server.rss_bytes() < base + 64 * MIB
+    });
     assert!(
         back.is_some(),
         "RSS still {} MiB 5 s after the burst (from {} MiB)",
@@ -393,7 +407,10 @@ fn the_forwarded_get_budget_does_not_follow_the_largest_value_ever_stored() {
     let mut conn = server.connect();
     let multiget = format!(
         "get {}\r\n",
-        (0..500).map(|i| format!("k{i}")).collect::<Vec<_>>().join(" ")
+        (0..500)
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let batches = |conn: &mut Conn| stat_num(&stats_of(conn, ""), "forward_batches");
     let run = |conn: &mut Conn| {
@@ -501,8 +518,14 @@ fn a_request_stuck_mid_transfer_is_closed_but_an_idle_one_is_not() {
         .map(|s| thread::spawn(move || time_to_close(s, Duration::from_secs(8))))
         .collect();
     for watcher in watchers {
-        let t = watcher.join().unwrap().expect("a stuck request still open after 8 s");
-        assert!(t < Duration::from_secs(5), "stuck request closed after {t:?}");
+        let t = watcher
+            .join()
+            .unwrap()
+            .expect("a stuck request still open after 8 s");
+        assert!(
+            t < Duration::from_secs(5),
+            "stuck request closed after {t:?}"
+        );
     }
     check_alive(&mut idle, "idle");
     let stats = stats_of(&mut idle, "");
@@ -515,7 +538,10 @@ fn the_idle_timeout_is_opt_in() {
     let server = Server::start(&["--memory-mb", "64", "--idle-timeout", "2"]);
     let idle = server.connect();
     let t = time_to_close(idle.stream, Duration::from_secs(8)).expect("idle connection still open");
-    assert!(t < Duration::from_secs(5), "idle connection closed after {t:?}");
+    assert!(
+        t < Duration::from_secs(5),
+        "idle connection closed after {t:?}"
+    );
     let mut fresh = server.connect();
     assert!(stat_num(&stats_of(&mut fresh, ""), "idle_kicks") >= 1);
 }

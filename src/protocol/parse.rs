@@ -244,7 +244,13 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
 
 /// memcached verbs that we answer `ERROR` but that memcached 1.6.18
 /// parses, so that it never hangs up on them.
-const OTHER_MEMCACHED_VERBS: [&[u8]; 5] = [b"lru", b"lru_crawler", b"watch", b"extstore", b"refresh_certs"];
+const OTHER_MEMCACHED_VERBS: [&[u8]; 5] = [
+    b"lru",
+    b"lru_crawler",
+    b"watch",
+    b"extstore",
+    b"refresh_certs",
+];
 
 /// Whether an unknown command's line is an HTTP request line, on which
 /// memcached 1.6.18 closes the connection without a reply (so a browser
@@ -679,7 +685,12 @@ mod tests {
             b"GET / HTTP/1.1\rx\r\n",
             b"foo HTTP/1.1\tx\r\n",
         ] {
-            assert_eq!(parse(line, &LIMITS), Parsed::HangUp, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                parse(line, &LIMITS),
+                Parsed::HangUp,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
         // ... and these it answers (ERROR unless said), and so do we.
         for (line, error) in [
@@ -709,10 +720,19 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        for (before, after, hang_up) in [(22, "", true), (23, "", false), (22, " x", true), (21, " x", false)] {
+        for (before, after, hang_up) in [
+            (22, "", true),
+            (23, "", false),
+            (22, " x", true),
+            (21, " x", false),
+        ] {
             let line = format!("{} HTTP/1.1{after}\r\n", words(before));
             let parsed = parse(line.as_bytes(), &LIMITS);
-            assert_eq!(parsed == Parsed::HangUp, hang_up, "{before} words, then HTTP/1.1{after}");
+            assert_eq!(
+                parsed == Parsed::HangUp,
+                hang_up,
+                "{before} words, then HTTP/1.1{after}"
+            );
         }
         // Cut short, it is only incomplete.
         assert_eq!(parse(b"GET / HTTP/1.0", &LIMITS), Parsed::Incomplete);

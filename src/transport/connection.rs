@@ -617,8 +617,8 @@ impl Connection {
         loop {
             let mut waiting = std::mem::take(&mut self.remote.waiting);
             for shard in 0..core.shards {
-                if let Some((wire, count)) = self.remote.unanswered(shard) {
-                    waiting.push((shard, core.forward(shard, self.ns, wire, count)));
+                if let Some((wire, _)) = self.remote.unanswered(shard) {
+                    waiting.push((shard, core.forward(shard, self.ns, wire)));
                 }
             }
             let last = waiting.len().saturating_sub(1);

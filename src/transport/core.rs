@@ -148,7 +148,6 @@ pub struct Core {
 pub struct Outbox {
     wire: Vec<u8>,
     parts: Vec<Part>,
-    replies: u32,
     /// The part of the budget for replies from this shard not spoken for
     /// (batches in flight count at their caps, answers at their size).
     left: usize,
@@ -258,16 +257,15 @@ impl Core {
         answers
     }
 
-    /// Queues `count` keyed requests of `ns` (`wire`) for `shard`, to go in
-    /// the next batch; returns the waiter that receives their replies, as a
-    /// `Delivery::Part`.
-    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8], count: u32) -> u32 {
+    /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in the
+    /// next batch; returns the waiter that receives their replies, as a
+    /// `Delivery::Part` (which says how many of them ran).
+    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8]) -> u32 {
         let waiter = self.waiters.register();
         let mut outbox = self.outbox.borrow_mut();
         let o = &mut outbox[shard];
         o.wire.extend_from_slice(wire);
-        o.parts.push(Part::new(ns, o.wire.len(), waiter, o.replies));
-        o.replies += count;
+        o.parts.push(Part::new(ns, o.wire.len(), waiter));
         drop(outbox);
         self.wake_flusher();
         waiter
@@ -332,7 +330,6 @@ impl Core {
                         continue;
                     };
                     o.left -= cap;
-                    o.replies = 0;
                     let wire = match o.spare_wires.pop() {
                         Some(wire) => {
                             self.unkeep(wire.capacity());

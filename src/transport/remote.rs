@@ -295,7 +295,7 @@ mod tests {
         for _ in 0..served {
             consumed += crate::router::read_record(&wire[consumed..]).2;
         }
-        let mut part = Part::new(Namespace { id: 0 }, wire.len(), 0, 0);
+        let mut part = Part::new(Namespace { id: 0 }, wire.len(), 0);
         part.served = served;
         part.consumed = consumed;
         (Rc::new(a), part)
@@ -358,7 +358,9 @@ mod tests {
         assert_eq!((rest.as_slice(), n), (&w0[p0.consumed..], 2));
         assert!(remote.unanswered(1).is_none());
         let (a0, p0) = answer(&[b"2", b"3"], &rest, 2);
-        remote.answered(0, a0, p0, false).expect("copied out, let go");
+        remote
+            .answered(0, a0, p0, false)
+            .expect("copied out, let go");
         let mut ready = Vec::new();
         let placed = remote.place(&mut out, &mut ready, |_, _| panic!("already let go"));
         assert_eq!(placed, Spliced::All);

@@ -156,9 +156,7 @@ impl Socket {
                 let result = s.write_all(&buf).await;
                 (result, buf)
             }
-            Socket::Uring { stream, ring } => {
-                ring.send_all(stream.as_raw_fd(), buf, timeout).await
-            }
+            Socket::Uring { stream, ring } => ring.send_all(stream.as_raw_fd(), buf, timeout).await,
         }
     }
 
