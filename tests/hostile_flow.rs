@@ -171,7 +171,9 @@ fn an_authenticated_client_that_never_reads_is_closed_after_the_write_timeout() 
     let get = format!("get{}\r\n", " big".repeat(40));
     hostile.write_all(get.as_bytes()).unwrap();
     let connections = |w: &mut Conn| stat_num(&stats_of(w, ""), "curr_connections");
-    assert_eq!(connections(&mut witness), 2);
+    // The server admits it on its own time (maybe on the other core).
+    let admitted = within(Duration::from_secs(2), || connections(&mut witness) == 2);
+    assert!(admitted.is_some(), "the reader was never admitted");
     // 20 MB of replies wait on a client that reads nothing: closed once no
     // byte has moved for 2 s.
     let t = within(Duration::from_secs(8), || connections(&mut witness) == 1)
