@@ -36,6 +36,9 @@ fn config() -> Config {
         max_connections: 16,
         tokens: None,
         idle_timeout: None,
+        auth_timeout: None,
+        request_timeout: None,
+        write_timeout: None,
         socket_io: SocketIo::Glommio,
         spin_before_park: Duration::ZERO,
         balance_connections: false,
@@ -122,14 +125,10 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                         async move {
                             let message = ToShard::Batch {
                                 reply_to: core.reply_id(),
-                                parts: vec![Part {
-                                    ns,
-                                    end: wire.len() as u32,
-                                    waiter: 0,
-                                    first: 0,
-                                }],
+                                parts: vec![Part::new(ns, wire.len(), 0)],
                                 wire,
                                 answer: Default::default(),
+                                cap: core.forward_limits.max_batch,
                             };
                             core.to_shard.send_to(1, message).await.unwrap();
                             match answers.recv().await.unwrap().body {

@@ -93,10 +93,29 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
 
-    /// Close a connection that sends nothing, or sits on a half-sent command,
-    /// for this many seconds (0 disables).
-    #[arg(long = "idle-timeout", default_value_t = 300, value_name = "SECS")]
+    /// Opt-in: close any connection that sends nothing, or sits on a
+    /// half-sent command, for this many seconds (0, the default: never).
+    /// memcached closes no idle connection either; clients that reconnect
+    /// without authenticating again break when their connection is closed.
+    #[arg(long = "idle-timeout", default_value_t = 0, value_name = "SECS")]
     pub idle_timeout: u64,
+
+    /// Secure mode: close a connection that has not authenticated (`set
+    /// oauth`) this many seconds after it opened, whatever it sends
+    /// meanwhile (0 disables). Open mode has no handshake to wait for.
+    #[arg(long = "auth-timeout", default_value_t = 10, value_name = "SECS")]
+    pub auth_timeout: u64,
+
+    /// Close a connection whose request (a command line, or a value being
+    /// sent) has been arriving for this many seconds without completing
+    /// (0 disables). Idle connections are not affected.
+    #[arg(long = "request-timeout", default_value_t = 30, value_name = "SECS")]
+    pub request_timeout: u64,
+
+    /// Close a connection whose replies the client has not read, with no
+    /// byte written for this many seconds (0 disables).
+    #[arg(long = "write-timeout", default_value_t = 30, value_name = "SECS")]
+    pub write_timeout: u64,
 
     /// Socket I/O path: `uring`, a per-core io_uring of our own (cheaper per
     /// request), or `glommio`, glommio's own sockets. `uring` falls back to
@@ -231,6 +250,9 @@ pub struct Config {
     pub max_connections: usize,
     pub tokens: Option<PathBuf>,
     pub idle_timeout: Option<Duration>,
+    pub auth_timeout: Option<Duration>,
+    pub request_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
     pub balance_connections: bool,
@@ -336,7 +358,10 @@ impl Config {
             max_item_size,
             max_connections: args.max_connections,
             tokens: args.tokens,
-            idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+            idle_timeout: seconds(args.idle_timeout),
+            auth_timeout: seconds(args.auth_timeout),
+            request_timeout: seconds(args.request_timeout),
+            write_timeout: seconds(args.write_timeout),
             socket_io: args.socket_io,
             spin_before_park: Duration::from_micros(args.spin_us.unwrap_or(if cores > 1 {
                 DEFAULT_SPIN_US
@@ -435,6 +460,11 @@ pub fn parse_memory(s: &str) -> Result<usize, String> {
             .ok_or_else(|| format!("{t:?} is too large"));
     }
     parse_size(t).map_err(|_| format!("{t:?} is not a size (e.g. 1024 for megabytes, 64m, 1g)"))
+}
+
+/// A timeout flag's value: `None` for 0 (off).
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// Eight bytes from the kernel's CSPRNG.
@@ -735,6 +765,33 @@ mod tests {
         ]
         .concat();
         assert!(parse(&mutual).unwrap().tls.unwrap().require_client_cert);
+    }
+
+    #[test]
+    fn deadlines_default_to_the_ironcache_model() {
+        let config = |args: &[&str]| {
+            let args = Args::parse_from([&["ferrocache", "--cores", "1"], args].concat());
+            Config::from_args(args).unwrap()
+        };
+        let default = config(&[]);
+        assert_eq!(default.idle_timeout, None);
+        assert_eq!(default.auth_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(default.request_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(default.write_timeout, Some(Duration::from_secs(30)));
+        let set = config(&[
+            "--idle-timeout",
+            "5",
+            "--auth-timeout",
+            "0",
+            "--request-timeout",
+            "7",
+            "--write-timeout",
+            "0",
+        ]);
+        assert_eq!(set.idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(set.auth_timeout, None);
+        assert_eq!(set.request_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(set.write_timeout, None);
     }
 
     #[test]

@@ -15,6 +15,14 @@
 //! went, each connection's run of them a `Part`: one message and one wake-up
 //! per core and turn, not per connection.
 //!
+//! A batch's answer is bounded by construction: the asking core gives
+//! each batch a cap out of a per-owner budget ([`ForwardLimits`]), and the
+//! owner stops before a record whose reply might pass it, and before a
+//! connection's run passes [`PART_REPLIES`] ([`answer_batch`]). What was
+//! not run is left for the connection to send again. So an answer's
+//! offsets (`u32`) cannot wrap, and what one core is owed is bounded
+//! whatever the number of connections.
+//!
 //! Buffers go home to be reused rather than freed on the other core: the
 //! answer carries the request buffer back, and the next batch to the same
 //! owner carries the answer buffers back. So a steady flow of batches
@@ -63,6 +71,8 @@ pub enum ToShard {
         parts: Vec<Part>,
         wire: Vec<u8>,
         answer: Answer,
+        /// Bytes the answer may hold (see [`answer_batch`]).
+        cap: usize,
     },
     /// `flush_all` for one namespace, now (`delay` 0) or later.
     Flush {
@@ -97,6 +107,8 @@ pub enum FromShard {
         answer: Answer,
         wire: Vec<u8>,
         parts: Vec<Part>,
+        /// The cap the batch was sent with.
+        cap: usize,
     },
     Report(Box<Report>),
     Done,
@@ -106,12 +118,149 @@ pub enum FromShard {
 #[derive(Clone, Copy, Debug)]
 pub struct Part {
     pub ns: Namespace,
-    /// Where its requests end in the batch's wire.
-    pub end: u32,
+    /// Where its requests end in the batch's wire (a `usize`: a batch's
+    /// wire gathers every connection's requests and cannot wrap).
+    pub end: usize,
     /// The asking core's waiter for its replies.
     pub waiter: u32,
-    /// The index of its first reply in the answer.
+    /// Set by the owner: the index of its first reply in the answer, how
+    /// many of its requests ran (their replies follow `first`), and how
+    /// many bytes of its wire they took. The rest is for the connection to
+    /// send again.
     pub first: u32,
+    pub served: u32,
+    pub consumed: usize,
+}
+
+impl Part {
+    pub fn new(ns: Namespace, end: usize, waiter: u32) -> Part {
+        Part {
+            ns,
+            end,
+            waiter,
+            first: 0,
+            served: 0,
+            consumed: 0,
+        }
+    }
+}
+
+/// Replies one connection's run may take in one answer, past its first
+/// reply: as much as a connection buffers before writing, so forwarding
+/// holds no more per connection than a local multiget does.
+pub const PART_REPLIES: usize = 1 << 20;
+/// The most a retrieval's reply adds to its value: `VALUE`, a 250-byte
+/// key, flags, length, cas and two line ends.
+const REPLY_OVERHEAD: usize = 512;
+/// The most any other forwarded request's reply takes (a status or error
+/// line, or a number).
+const SMALL_REPLY: usize = 256;
+/// Answer offsets are `u32`: no answer may hold more.
+const MAX_ANSWER: usize = u32::MAX as usize;
+
+/// How much forwarded work may be owed to one core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardLimits {
+    /// Bytes of replies one core may be owed by (or still hold from) each
+    /// other core: batches in flight at their caps, answers at their size.
+    pub budget: usize,
+    /// The smallest cap a batch is sent with: room for two of the largest
+    /// replies, so every batch makes progress.
+    pub min_batch: usize,
+    /// The largest cap a batch is sent with.
+    pub max_batch: usize,
+    /// The largest reply one retrieval can have.
+    pub max_reply: usize,
+}
+
+impl ForwardLimits {
+    pub fn new(max_item_size: usize) -> ForwardLimits {
+        let max_reply = max_item_size + REPLY_OVERHEAD;
+        let min_batch = (2 * max_reply).min(MAX_ANSWER);
+        let max_batch = (16 << 20).max(min_batch).min(MAX_ANSWER);
+        ForwardLimits {
+            budget: (32 << 20).max(2 * max_batch),
+            min_batch,
+            max_batch,
+            max_reply,
+        }
+    }
+
+    /// The cap of the next batch to an owner with `left` of its budget
+    /// unused: half of it, between `min_batch` and `max_batch`; `None`
+    /// when even `min_batch` does not fit, and the batch must wait.
+    pub fn batch_cap(&self, left: usize) -> Option<usize> {
+        (left >= self.min_batch).then(|| (left / 2).clamp(self.min_batch, self.max_batch))
+    }
+
+    fn room(&self, record: &Record) -> usize {
+        match record {
+            Record::Get(_) => self.max_reply,
+            Record::Wire(_) => SMALL_REPLY,
+        }
+    }
+}
+
+/// Runs a batch's records in order into `answer`, each part in its own
+/// namespace: reads up to `AHEAD` records, hands their hashes to
+/// `prefetch` (so their cache misses overlap), then `run`s them. Stops
+/// before a record whose reply might take the answer past `cap` (but
+/// always runs the batch's first, so every batch makes progress), and
+/// moves to the next part once a part's replies pass [`PART_REPLIES`].
+/// Each part says how much of it ran (`served`, `consumed`).
+pub fn answer_batch(
+    parts: &mut [Part],
+    wire: &[u8],
+    answer: &mut Answer,
+    limits: &ForwardLimits,
+    cap: usize,
+    mut prefetch: impl FnMut(&[u64]),
+    mut run: impl FnMut(Namespace, u64, Record<'_>, &mut Vec<u8>),
+) {
+    const AHEAD: usize = 16;
+    let Answer { out, ends } = answer;
+    let cap = cap.min(MAX_ANSWER);
+    let mut full = false;
+    let mut start = 0;
+    let mut group: Vec<(u64, Record, usize)> = Vec::with_capacity(AHEAD);
+    let mut hashes = [0u64; AHEAD];
+    for part in parts.iter_mut() {
+        let end = part.end;
+        part.first = ends.len() as u32;
+        let (mut served, mut pos, part_from) = (0u32, start, out.len());
+        'part: while !full && pos < end {
+            group.clear();
+            let mut at = pos;
+            while group.len() < AHEAD && at < end {
+                let (hash, record, len) = read_record(&wire[at..end]);
+                at += len;
+                hashes[group.len()] = hash;
+                group.push((hash, record, at));
+            }
+            prefetch(&hashes[..group.len()]);
+            for (hash, record, record_end) in group.drain(..) {
+                let first = ends.is_empty();
+                if !first && out.len() + limits.room(&record) > cap {
+                    full = true;
+                    break 'part;
+                }
+                if served > 0 && out.len() - part_from >= PART_REPLIES {
+                    break 'part;
+                }
+                let before = out.len();
+                let small = matches!(record, Record::Wire(_));
+                run(part.ns, hash, record, out);
+                debug_assert!(!small || out.len() - before <= SMALL_REPLY);
+                debug_assert!(out.len() <= MAX_ANSWER);
+                ends.push(out.len() as u32);
+                served += 1;
+                pos = record_end;
+            }
+        }
+        part.served = served;
+        part.consumed = pos - start;
+        start = end;
+    }
 }
 
 /// The replies of a batch, concatenated; `ends[i]` is where reply i ends.
@@ -270,6 +419,147 @@ mod tests {
             )
         );
         assert_eq!(pos + len, batch.len());
+    }
+
+    /// A batch of parts, each a run of gets whose hash is the size of the
+    /// value it finds (`run` answers with that many bytes).
+    fn batch_of(sizes: &[Vec<usize>]) -> (Vec<Part>, Vec<u8>) {
+        let ns = Namespace { id: 3 };
+        let (mut parts, mut wire) = (Vec::new(), Vec::new());
+        for (i, part) in sizes.iter().enumerate() {
+            for &size in part {
+                push_get(&mut wire, size as u64, GetKind::Get, b"k");
+            }
+            parts.push(Part::new(ns, wire.len(), i as u32));
+        }
+        (parts, wire)
+    }
+
+    fn run_sized(_: Namespace, hash: u64, _: Record<'_>, out: &mut Vec<u8>) {
+        out.resize(out.len() + hash as usize, b'v');
+    }
+
+    /// Sends what each part has left until every request has run, as the
+    /// connections do; checks every answer against its cap and returns
+    /// the replies each part got, in order, and the number of rounds.
+    fn answer_all(
+        sizes: &[Vec<usize>],
+        limits: &ForwardLimits,
+        cap: usize,
+    ) -> (Vec<Vec<usize>>, usize) {
+        let mut left: Vec<Vec<usize>> = sizes.to_vec();
+        let mut got: Vec<Vec<usize>> = vec![Vec::new(); sizes.len()];
+        let mut rounds = 0;
+        while left.iter().any(|p| !p.is_empty()) {
+            rounds += 1;
+            assert!(rounds < 10_000, "no progress");
+            let (mut parts, wire) = batch_of(&left);
+            let mut answer = Answer::default();
+            answer_batch(
+                &mut parts,
+                &wire,
+                &mut answer,
+                limits,
+                cap,
+                |_| {},
+                run_sized,
+            );
+            assert!(!answer.ends.is_empty(), "a batch must make progress");
+            if answer.ends.len() > 1 {
+                assert!(answer.out.len() <= cap, "{} > cap {cap}", answer.out.len());
+            }
+            assert!(answer.out.len() <= u32::MAX as usize);
+            let mut reply = 0;
+            let mut start = 0;
+            for (p, part) in parts.iter().enumerate() {
+                // Each part's replies follow the last part's.
+                assert_eq!(part.first as usize, reply, "part {p}");
+                let served = part.served as usize;
+                let bytes: usize = (reply..reply + served).map(|i| answer.reply(i).len()).sum();
+                if served > 1 {
+                    let last = answer.reply(reply + served - 1).len();
+                    assert!(bytes - last < PART_REPLIES, "part {p} ran past its share");
+                }
+                // `consumed` covers exactly the records that ran.
+                let mut at = start;
+                for _ in 0..served {
+                    at += read_record(&wire[at..]).2;
+                }
+                assert_eq!(at - start, part.consumed);
+                for i in 0..served {
+                    got[p].push(answer.reply(reply + i).len());
+                }
+                left[p].drain(..served);
+                reply += served;
+                start = part.end;
+            }
+            assert_eq!(reply, answer.ends.len());
+        }
+        (got, rounds)
+    }
+
+    #[test]
+    fn a_batch_answer_stays_within_its_cap_and_resumes_in_order() {
+        let limits = ForwardLimits::new(1 << 20);
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..50 {
+            let sizes: Vec<Vec<usize>> = (0..1 + next(40))
+                .map(|_| {
+                    (0..next(40))
+                        .map(|_| match next(4) {
+                            0 => 1 << 20,
+                            1 => next(600_000) as usize,
+                            _ => next(100) as usize,
+                        })
+                        .collect()
+                })
+                .collect();
+            let cap = limits.min_batch + next(limits.max_batch as u64) as usize;
+            let (got, _) = answer_all(&sizes, &limits, cap);
+            assert_eq!(got, sizes);
+        }
+    }
+
+    #[test]
+    fn small_replies_are_not_held_back_by_the_caps() {
+        let limits = ForwardLimits::new(1 << 20);
+        // 1,000 connections of 16 small gets each: one batch answers all.
+        let sizes = vec![vec![100; 16]; 1000];
+        let (got, rounds) = answer_all(&sizes, &limits, limits.max_batch);
+        assert_eq!((got, rounds), (sizes, 1));
+    }
+
+    #[test]
+    fn what_one_core_is_owed_is_bounded_and_fits_the_offsets() {
+        for item in [1 << 10, 1 << 20, 64 << 20, 1 << 30] {
+            let limits = ForwardLimits::new(item);
+            assert!(limits.max_reply > item);
+            assert!(limits.min_batch >= 2 * limits.max_reply);
+            assert!(limits.max_batch <= u32::MAX as usize);
+            assert!(limits.budget >= 2 * limits.max_batch);
+            // Batches keep being sent until the budget is spent, each within it.
+            let mut left = limits.budget;
+            let mut sent = 0;
+            while let Some(cap) = limits.batch_cap(left) {
+                assert!((limits.min_batch..=limits.max_batch).contains(&cap) && cap <= left);
+                left -= cap;
+                sent += 1;
+            }
+            assert!(
+                sent >= 2 && left < limits.min_batch,
+                "{item}: {sent} batches"
+            );
+        }
+        // The default: 32 MiB per owner, batches of 2 to 16 MiB.
+        let limits = ForwardLimits::new(1 << 20);
+        assert_eq!(limits.budget, 32 << 20);
+        assert_eq!(limits.max_batch, 16 << 20);
     }
 
     #[test]

@@ -44,6 +44,13 @@ counters! {
         curr_connections, total_connections, rejected_connections,
         auth_cmds, auth_errors,
         bytes_read, bytes_written,
+        // Connections closed by each deadline (`idle_kicks` is memcached's).
+        idle_kicks, auth_timeouts, request_timeouts, write_timeouts,
+        // Batches of forwarded requests sent to other cores.
+        forward_batches,
+        // Gauges: bytes the connections' buffers hold now, and bytes of
+        // forwarded replies that other cores owe or this core still holds.
+        conn_buffer_bytes, forward_reply_bytes,
     }
 }
 

@@ -372,6 +372,10 @@ fn meta_parse_at_every_split() {
                     seen.push(format!("close {e:?}"));
                     return (seen, buf.len());
                 }
+                Parsed::HangUp => {
+                    seen.push("hang up".to_owned());
+                    return (seen, buf.len());
+                }
             }
         }
     }

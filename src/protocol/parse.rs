@@ -46,6 +46,9 @@ pub enum Parsed<'a> {
     },
     /// Answer `error` and close the connection.
     Close(ErrorReply),
+    /// Close the connection without a word: the line is another
+    /// protocol's (an HTTP request line), as memcached decides.
+    HangUp,
 }
 
 /// Parses the request at the front of `buf`.
@@ -234,9 +237,47 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         // Any form, `noreply` or not: memcached answers so before it reads
         // the arguments.
         b"shutdown" => invalid(ErrorReply::ShutdownDisabled, false),
-        _ => super::meta::parse_meta(command, rest, buf, line_len, limits)
-            .unwrap_or(invalid(ErrorReply::Error, false)),
+        _ => match super::meta::parse_meta(command, rest, buf, line_len, limits) {
+            Some(parsed) => parsed,
+            None if is_http(command, line) => Parsed::HangUp,
+            None => invalid(ErrorReply::Error, false),
+        },
     }
+}
+
+/// memcached verbs that we answer `ERROR` but that memcached 1.6.18
+/// parses, so that it never hangs up on them.
+const OTHER_MEMCACHED_VERBS: [&[u8]; 5] = [
+    b"lru",
+    b"lru_crawler",
+    b"watch",
+    b"extstore",
+    b"refresh_certs",
+];
+
+/// Whether an unknown command's line is an HTTP request line, on which
+/// memcached 1.6.18 closes the connection without a reply (so a browser
+/// tricked into posting to a cache port cannot drive it). Its rule, as the
+/// real binary behaves: the command is not one it knows (nor one of its
+/// first letters it dispatches on, `a c d g i s t`, nor a two-letter
+/// `m` meta command, nor a single letter), and the last word of the
+/// line, counting at most `MAX_TOKENS - 1` words, starts with `HTTP/`.
+/// Any line, not only the first: `GET / HTTP/1.0`, `PUT /x HTTP/1.1`,
+/// `DELETE HTTP/1.1`, `POST /a?b HTTP/1.1`.
+fn is_http(command: &[u8], line: &[u8]) -> bool {
+    let dispatched = matches!(command[0], b'a' | b'c' | b'd' | b'g' | b'i' | b's' | b't')
+        || (command.len() == 2 && command[0] == b'm');
+    if command.len() < 2 || dispatched || OTHER_MEMCACHED_VERBS.contains(&command) {
+        return false;
+    }
+    let (mut last, mut rest) = (None, line);
+    for _ in 0..MAX_TOKENS - 1 {
+        match next_token(rest) {
+            (Some(token), after) => (last, rest) = (Some(token), after),
+            (None, _) => break,
+        }
+    }
+    last.is_some_and(|token| token.starts_with(b"HTTP/"))
 }
 
 /// `<cmd> <key> <flags> <exptime> <bytes> [cas] [noreply]\r\n<data>\r\n`
@@ -627,6 +668,78 @@ mod tests {
         assert_eq!(err(b"verbosity noreply\r\n"), (ErrorReply::Error, true, 19));
         assert_eq!(err(b"GET a\r\n").0, ErrorReply::Error);
         assert_eq!(err(b"\r\n").0, ErrorReply::Error);
+    }
+
+    #[test]
+    fn http_request_lines_hang_up_as_in_memcached() {
+        // Each checked against memcached 1.6.18: EOF without a reply.
+        for line in [
+            &b"GET / HTTP/1.0\r\n"[..],
+            b"PUT /x HTTP/1.1\r\n",
+            b"DELETE HTTP/1.1\r\n",
+            b"POST /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.0\n",
+            b"  GET   /   HTTP/1.1  \r\n",
+            b"HTTP/1.1\r\n",
+            b"foo HTTP/\r\n",
+            b"Get / HTTP/1.1\r\n",
+            b"misbehave HTTP/1.1\r\n",
+            b"mgx HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\rx\r\n",
+            b"foo HTTP/1.1\tx\r\n",
+        ] {
+            assert_eq!(
+                parse(line, &LIMITS),
+                Parsed::HangUp,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // ... and these it answers (ERROR unless said), and so do we.
+        for (line, error) in [
+            (&b"foo HTTP/1.1 bar\r\n"[..], ErrorReply::Error),
+            (b"foo HTTPX\r\n", ErrorReply::Error),
+            (b"foo http/1.1\r\n", ErrorReply::Error),
+            (b"x HTTP/1.1\r\n", ErrorReply::Error),
+            (b"sets HTTP/1.1\r\n", ErrorReply::Error),
+            (b"mx HTTP/1.1\r\n", ErrorReply::Error),
+            (b"lru_crawler HTTP/1.1\r\n", ErrorReply::Error),
+            (b"watch HTTP/1.1\r\n", ErrorReply::Error),
+            (b"set HTTP/1.1\r\n", ErrorReply::Error),
+            (b"GET\r\n", ErrorReply::Error),
+            (b"foo\tHTTP/1.1\r\n", ErrorReply::Error),
+            (b"touch x HTTP/1.1\r\n", ErrorReply::InvalidExptime),
+        ] {
+            assert_eq!(err(line).0, error, "{:?}", String::from_utf8_lossy(line));
+        }
+        let Request::Get { keys, .. } = req(b"get / HTTP/1.0\r\n") else {
+            panic!("a get")
+        };
+        assert_eq!(keys.iter().collect::<Vec<_>>(), [&b"/"[..], b"HTTP/1.0"]);
+        // Only the first 23 words count: the 23rd must be the HTTP one.
+        let words = |n: usize| {
+            (0..n)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for (before, after, hang_up) in [
+            (22, "", true),
+            (23, "", false),
+            (22, " x", true),
+            (21, " x", false),
+        ] {
+            let line = format!("{} HTTP/1.1{after}\r\n", words(before));
+            let parsed = parse(line.as_bytes(), &LIMITS);
+            assert_eq!(
+                parsed == Parsed::HangUp,
+                hang_up,
+                "{before} words, then HTTP/1.1{after}"
+            );
+        }
+        // Cut short, it is only incomplete.
+        assert_eq!(parse(b"GET / HTTP/1.0", &LIMITS), Parsed::Incomplete);
+        assert_eq!(parse(b"GET / HTTP/1.0\r", &LIMITS), Parsed::Incomplete);
     }
 
     #[test]

@@ -240,6 +240,24 @@ impl<'a> Request<'a> {
                 noreply: meta.flags.quiet,
                 meta: Some(meta.flags.tokens),
             }),
+            // Longer than any credentials may be (the data is swallowed, not
+            // buffered): a handshake whose empty value is refused as badly
+            // formatted.
+            Request::StoreTooLarge {
+                kind: StoreKind::Set,
+                key: b"oauth",
+                noreply,
+                ..
+            } => Some(Handshake {
+                value: b"",
+                noreply,
+                meta: None,
+            }),
+            Request::MetaTooLarge { key: b"oauth", .. } => Some(Handshake {
+                value: b"",
+                noreply: false,
+                meta: Some(b""),
+            }),
             _ => None,
         }
     }

@@ -132,7 +132,7 @@ impl Store {
         };
         MetaState {
             flags: it.flags,
-            cas: it.cas,
+            cas: self.seal.unique(it.cas),
             exptime: it.exptime,
             size: it.value.len(),
             total: layout::item_size(it.ns, it.flags, klen, it.value.len()),
@@ -229,7 +229,9 @@ impl Store {
             if let Ok(Some(pos)) = self.find_live(&k, now) {
                 let e = self.index.get(pos);
                 let old = self.state_of(e, now);
-                if cas < old.cas && value.len() <= self.max_item_size {
+                // Write stamps are ordered; the uniques clients see are not.
+                let old_stamp = self.item(e).cas;
+                if self.seal.stamp(cas) < old_stamp && value.len() <= self.max_item_size {
                     let meta = (now & ACCESS_MASK)
                         | META_STALE
                         | if old.token_sent { META_TOKEN_SENT } else { 0 }
@@ -244,9 +246,14 @@ impl Store {
                         e & FREQ_MASK,
                         true,
                         meta,
-                        Some(old.cas),
+                        Some(old_stamp),
                     );
-                    return (r, if r == SetOutcome::Stored { old.cas } else { 0 });
+                    let unique = if r == SetOutcome::Stored {
+                        self.seal.unique(old_stamp)
+                    } else {
+                        0
+                    };
+                    return (r, unique);
                 }
             }
         }
@@ -262,7 +269,7 @@ impl Store {
             let meta = self.meta_of(e) | META_BINARY_KEY;
             self.set_meta_of(e, meta);
         }
-        (r, self.item(e).cas)
+        (r, self.seal.unique(self.item(e).cas))
     }
 
     /// `md`: delete, or with `invalidate` mark stale under a new cas (and
@@ -281,7 +288,7 @@ impl Store {
         };
         let e = self.index.get(pos);
         let it = self.item(e);
-        if compare_cas.is_some_and(|c| c != it.cas) {
+        if compare_cas.is_some_and(|c| c != self.seal.unique(it.cas)) {
             return MetaDeleteOutcome::Exists;
         }
         if !invalidate {

@@ -4,49 +4,52 @@
 //! state: until a connection is bound to a namespace only the handshake and a
 //! few harmless commands get through), and the order of pipelined replies.
 //! It has no grammar of its own (that is `protocol`) and no command meaning
-//! (that is `shard`).
+//! (that is `shard`); its limits in time and memory are [`super::framing`]'s
+//! rules, and the replies of other shards are put in place by
+//! [`super::remote`].
 //!
 //! Per read: every whole request in the buffer is parsed. A key this core
 //! owns runs inline, its reply appended to `out`; a key another core owns is
-//! copied into that core's batch, and its place in `out` is remembered. Then
-//! each batch is sent once, the answers are spliced into their places, and
-//! `out` is written in one go.
+//! copied into that core's queue, and its place in `out` is remembered. Then
+//! each queue is sent once, the answers are spliced into their places, and
+//! `out` is written in one go. An owner may answer part of a queue (its
+//! answers are bounded): what is in order is written, and the rest is sent
+//! again.
 
 use std::io;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
 use super::core::{ConnectionGuard, Core, Delivery};
+use super::framing::{
+    Budget, Deadlines, Expiry, IDLE_REPLY_BUFFER, MAX_OAUTH_VALUE, OUTPUT_HIGH_WATER, READ_BUFFER,
+    SHRINK_AFTER,
+};
 use super::mesh::report_here;
+use super::remote::{Remote, Spliced};
 use super::socket::Socket;
 use crate::clock::coarse_now;
 use crate::protocol::binary;
-use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
 use crate::protocol::reply::MetaCode;
 use crate::protocol::request::Handshake;
 use crate::protocol::{
-    compose, parse, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, Response,
-    StatsGroup, StoreKind, MAX_KEY_LEN,
+    compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
+    MAX_KEY_LEN,
 };
-use crate::router::{push_get, push_wire, shard_of, Answer, FromShard, KeyHasher, ToShard};
+use crate::router::{shard_of, FromShard, KeyHasher, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
 use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease};
 
-const READ_BUFFER: usize = 16 * 1024;
-/// Past this much buffered output, replies are written before parsing more,
-/// so a client that pipelines large gets cannot grow our memory without bound.
-const OUTPUT_HIGH_WATER: usize = 1 << 20;
-/// Replies queued from other shards may reach this many bytes in the worst
-/// case (every get the largest value stored) before they are collected and
-/// written.
-const REMOTE_REPLY_BUDGET: usize = 4 << 20;
-/// What a forwarded get is assumed to cost at least (VALUE line included).
-const MIN_REPLY_ESTIMATE: usize = 1024;
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
+/// What a connection's buffers may hold while it is idle: its read
+/// buffer and a few small reply buffers. Past it, they are given back
+/// once it has been quiet for `SHRINK_AFTER`.
+const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
+/// How long a refusal (too many connections) may wait to be written.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// Requests of one read whose keys are prefetched before they run.
 const PREFETCH_AHEAD: usize = 16;
@@ -68,6 +71,8 @@ enum Session {
 enum Next {
     Continue,
     Close,
+    /// Close without a reply (a cross-protocol request).
+    HangUp,
 }
 
 pub async fn serve(core: Rc<Core>, socket: Socket) {
@@ -80,10 +85,20 @@ pub async fn serve(core: Rc<Core>, socket: Socket) {
     match conn.run().await {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            debug!(peer = ?conn.peer, "closing idle connection")
+            let why = conn.expired.or(conn.armed);
+            let mut c = conn.core.conns.borrow_mut();
+            match why {
+                Some(Expiry::Idle) => c.idle_kicks += 1,
+                Some(Expiry::Request) => c.request_timeouts += 1,
+                Some(Expiry::Handshake) => c.auth_timeouts += 1,
+                Some(Expiry::Write) => c.write_timeouts += 1,
+                None => {}
+            }
+            debug!(peer = ?conn.peer, why = why.map_or("timeout", Expiry::describe), "closing connection")
         }
         Err(e) => debug!(peer = ?conn.peer, error = %e, "connection error"),
     }
+    conn.core.conns.borrow_mut().conn_buffer_bytes -= conn.reported as u64;
     conn.socket.close().await;
 }
 
@@ -103,7 +118,10 @@ async fn refuse(mut socket: Socket, core: &Core) {
         "refusing connection: too many open connections"
     );
     let _ = socket
-        .write_all(ErrorReply::TooManyConnections.line().to_vec())
+        .write_all(
+            ErrorReply::TooManyConnections.line().to_vec(),
+            Some(REFUSAL_WRITE),
+        )
         .await;
     socket.close().await;
 }
@@ -120,97 +138,38 @@ struct Connection {
     ns: Namespace,
     hasher: KeyHasher,
     limits: Limits,
+    budget: Budget,
+    deadlines: Deadlines,
+    /// The limit the pending read or write waits under, and the one found
+    /// past before any wait.
+    armed: Option<Expiry>,
+    expired: Option<Expiry>,
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
-    max_rbuf: usize,
     /// Data bytes of a too-large value still to discard.
     swallow: usize,
-    /// When the request now half-read began to arrive: the idle timeout is a
-    /// deadline for a whole request, so trickling bytes cannot hold it open
-    /// (`coarse_now` time).
+    /// When the request now half-read began to arrive (`coarse_now` time).
     partial_since: Option<Duration>,
     out: Vec<u8>,
     spare: Vec<u8>,
     remote: Remote,
-}
-
-/// Requests queued for other shards during one read, and where their
-/// replies go in `out`.
-struct Remote {
-    batches: Vec<Vec<u8>>,
-    counts: Vec<u32>,
-    inserts: Vec<Insert>,
-    /// Queued retrievals, whose replies may be as large as a value.
-    gets: usize,
-    /// Each shard's answer to the batch in flight, while settling, and
-    /// where this connection's replies start in it.
-    answers: Vec<Option<(Rc<Answer>, u32)>>,
-    /// (shard, waiter) of the batches in flight.
-    waiting: Vec<(usize, u32)>,
-}
-
-struct Insert {
-    pos: usize,
-    shard: u32,
-    index: u32,
-}
-
-impl Remote {
-    fn new(shards: usize) -> Remote {
-        Remote {
-            batches: vec![Vec::new(); shards],
-            counts: vec![0; shards],
-            inserts: Vec::new(),
-            gets: 0,
-            answers: (0..shards).map(|_| None).collect(),
-            waiting: Vec::new(),
-        }
-    }
-
-    /// Queues a request of `key` (hashed to `hash`) for `shard`: a
-    /// retrieval as its kind and key, anything else as its `wire` bytes.
-    /// Its reply belongs at `pos` in the output.
-    fn queue(
-        &mut self,
-        shard: usize,
-        pos: usize,
-        hash: u64,
-        request: &Request,
-        key: &[u8],
-        wire: Option<&[u8]>,
-    ) {
-        let batch = &mut self.batches[shard];
-        match (request, wire) {
-            (Request::Get { kind, .. }, _) => {
-                self.gets += 1;
-                push_get(batch, hash, *kind, key);
-            }
-            (_, Some(wire)) => push_wire(batch, hash, wire),
-            (_, None) => unreachable!("only retrievals are forwarded without their bytes"),
-        }
-        self.inserts.push(Insert {
-            pos,
-            shard: shard as u32,
-            index: self.counts[shard],
-        });
-        self.counts[shard] += 1;
-    }
+    /// Buffer bytes last added to the core's `conn_buffer_bytes`.
+    reported: usize,
 }
 
 impl Connection {
     fn new(core: Rc<Core>, socket: Socket) -> Connection {
         let config = &core.shared.config;
-        let session = if core.shared.auth.is_secure() {
-            Session::Unauthenticated
+        let secure = core.shared.auth.is_secure();
+        let (session, budget) = if secure {
+            (Session::Unauthenticated, Budget::unauthenticated())
         } else {
-            Session::Fresh
+            (Session::Fresh, Budget::bound(config.max_item_size))
         };
+        // Open mode has no handshake: any command binds a connection.
+        let deadlines = Deadlines::new(config, secure, coarse_now());
         let ns = Namespaces::default_namespace();
-        let limits = Limits {
-            max_item_size: config.max_item_size,
-        };
-        let max_rbuf = (config.max_item_size + MAX_LINE + 2).max(MAX_RETRIEVAL_LINE) + 1;
         let shards = core.shards;
         Connection {
             peer: socket.peer_addr(),
@@ -220,29 +179,44 @@ impl Connection {
             binding: None,
             ns,
             hasher: KeyHasher::new(ns),
-            limits,
+            limits: Limits {
+                max_item_size: budget.max_value,
+            },
+            budget,
+            deadlines,
+            armed: None,
+            expired: None,
             rbuf: vec![0; READ_BUFFER],
             start: 0,
             end: 0,
-            max_rbuf,
             swallow: 0,
             partial_since: None,
-            out: Vec::with_capacity(READ_BUFFER),
+            out: Vec::with_capacity(IDLE_REPLY_BUFFER),
             spare: Vec::new(),
             remote: Remote::new(shards),
+            reported: 0,
             core,
         }
     }
 
     async fn run(&mut self) -> io::Result<()> {
         let mut first = true;
+        self.report_buffers();
         loop {
             self.make_room();
-            let timeout = self.read_timeout()?;
+            let (timeout, shrinking) = self.read_timeout()?;
             let rbuf = std::mem::take(&mut self.rbuf);
             let (n, rbuf) = self.socket.read(rbuf, self.end, timeout).await;
             self.rbuf = rbuf;
-            let n = n?;
+            let n = match n {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && shrinking => {
+                    // Quiet for a while after a burst: give its buffers back.
+                    self.shrink_idle();
+                    self.report_buffers();
+                    continue;
+                }
+                result => result?,
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -253,33 +227,41 @@ impl Connection {
                 if self.rbuf[self.start] == binary::REQUEST_MAGIC {
                     info!(peer = ?self.peer, "refusing a binary-protocol client");
                     let refusal = binary::refusal(&self.rbuf[self.start..self.end]);
-                    return self.socket.write_all(refusal).await.0;
+                    return self.write(refusal).await.0;
                 }
             }
-            let next = self.process().await?;
+            let next = self.process().await;
             self.shrink();
-            if matches!(next, Next::Close) || self.core.shared.shutting_down() {
+            self.report_buffers();
+            if matches!(next?, Next::Close | Next::HangUp) || self.core.shared.shutting_down() {
                 return Ok(());
             }
         }
     }
 
-    /// How long the next read may wait: the idle timeout for an idle
-    /// connection, what is left of it for a half-read request.
-    fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        let Some(idle) = self.core.shared.config.idle_timeout else {
-            return Ok(None);
-        };
-        match self.partial_since {
-            None => Ok(Some(idle)),
-            Some(since) => match idle.checked_sub(coarse_now().saturating_sub(since)) {
-                Some(left) if !left.is_zero() => Ok(Some(left)),
-                _ => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "request not completed in time",
-                )),
-            },
-        }
+    /// How long the next read may wait (`framing::Deadlines`), and whether
+    /// it waits only to see the connection quiet enough to shrink.
+    fn read_timeout(&mut self) -> io::Result<(Option<Duration>, bool)> {
+        let deadline = self
+            .deadlines
+            .read(coarse_now(), self.partial_since)
+            .map_err(|why| self.expire(why))?;
+        self.armed = deadline.map(|(_, why)| why);
+        let timeout = deadline.map(|(left, _)| left);
+        let shrink = self.partial_since.is_none()
+            && self.buffer_bytes() > IDLE_BUFFERS
+            && timeout.is_none_or(|t| t > SHRINK_AFTER);
+        Ok(if shrink {
+            (Some(SHRINK_AFTER), true)
+        } else {
+            (timeout, false)
+        })
+    }
+
+    /// The connection is past `why`: the error that closes it.
+    fn expire(&mut self, why: Expiry) -> io::Error {
+        self.expired = Some(why);
+        io::Error::new(io::ErrorKind::TimedOut, why.describe())
     }
 
     /// Ensures free space at the end of the read buffer.
@@ -298,7 +280,7 @@ impl Connection {
         } else {
             // A whole request is larger than the buffer: a big value or a long
             // multiget. The parser bounds both, so this growth is bounded too.
-            let len = (self.rbuf.len() * 2).min(self.max_rbuf);
+            let len = (self.rbuf.len() * 2).min(self.budget.max_request);
             self.rbuf.resize(len, 0);
         }
     }
@@ -306,15 +288,51 @@ impl Connection {
     /// Gives back the memory of a big request once it is done.
     fn shrink(&mut self) {
         if self.rbuf.len() > 4 * READ_BUFFER && self.end - self.start <= READ_BUFFER {
-            let mut small = vec![0; READ_BUFFER];
-            small[..self.end - self.start].copy_from_slice(&self.rbuf[self.start..self.end]);
-            self.end -= self.start;
-            self.start = 0;
-            self.rbuf = small;
+            self.shrink_read_buffer();
         }
         if self.out.capacity() > 4 * OUTPUT_HIGH_WATER {
-            self.out = Vec::with_capacity(READ_BUFFER);
+            self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
             self.spare = Vec::new();
+        }
+    }
+
+    fn shrink_read_buffer(&mut self) {
+        let mut small = vec![0; READ_BUFFER];
+        small[..self.end - self.start].copy_from_slice(&self.rbuf[self.start..self.end]);
+        self.end -= self.start;
+        self.start = 0;
+        self.rbuf = small;
+    }
+
+    /// Back to an idle connection's buffers: the read buffer and a small
+    /// reply buffer. Called only between requests.
+    fn shrink_idle(&mut self) {
+        if self.rbuf.len() > READ_BUFFER && self.end - self.start <= READ_BUFFER {
+            self.shrink_read_buffer();
+        }
+        if self.out.is_empty() && self.out.capacity() > IDLE_REPLY_BUFFER {
+            self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
+        }
+        if self.spare.capacity() > IDLE_REPLY_BUFFER {
+            self.spare = Vec::new();
+        }
+        if self.remote.is_empty() {
+            self.remote.shrink(IDLE_REPLY_BUFFER);
+        }
+    }
+
+    fn buffer_bytes(&self) -> usize {
+        self.rbuf.len() + self.out.capacity() + self.spare.capacity() + self.remote.capacity()
+    }
+
+    /// Keeps the core's `conn_buffer_bytes` gauge up to date.
+    fn report_buffers(&mut self) {
+        let now = self.buffer_bytes();
+        if now != self.reported {
+            let mut c = self.core.conns.borrow_mut();
+            c.conn_buffer_bytes -= self.reported as u64;
+            c.conn_buffer_bytes += now as u64;
+            self.reported = now;
         }
     }
 
@@ -336,11 +354,15 @@ impl Connection {
         } else if progress || self.partial_since.is_none() {
             self.partial_since = Some(coarse_now());
         }
-        self.settle().await;
+        self.settle().await?;
+        if let Next::HangUp = next {
+            // As memcached: nothing more is written, not even earlier replies.
+            self.out.clear();
+            return Ok(next);
+        }
         self.flush_out().await?;
         Ok(next)
     }
-
     /// When a read brought several requests, starts loading the index
     /// buckets and then the items of the first `PREFETCH_AHEAD` that this
     /// core owns, so their cache misses overlap instead of coming one per
@@ -394,7 +416,7 @@ impl Connection {
             let buffered = &rbuf[self.start..self.end];
             match parse(buffered, &self.limits) {
                 Parsed::Incomplete => {
-                    if self.end - self.start >= self.max_rbuf {
+                    if self.end - self.start >= self.budget.max_request {
                         self.out.extend_from_slice(ErrorReply::LineTooLong.line());
                         return Ok(Next::Close);
                     }
@@ -404,6 +426,10 @@ impl Connection {
                     warn!(peer = ?self.peer, "closing connection: command line too long");
                     self.out.extend_from_slice(error.line());
                     return Ok(Next::Close);
+                }
+                Parsed::HangUp => {
+                    debug!(peer = ?self.peer, "hanging up on an HTTP request");
+                    return Ok(Next::HangUp);
                 }
                 Parsed::Invalid {
                     error,
@@ -432,31 +458,19 @@ impl Connection {
         }
     }
 
-    /// Writes out what is pending once it is large, or once enough waits on
-    /// other shards, so one connection's replies stay bounded in memory.
+    /// Writes out what is pending once it passes the output budget, or once
+    /// enough waits on other shards, so one connection's replies and
+    /// forwarded requests stay bounded in memory. (What other shards
+    /// answer is bounded by `router::answer_batch`, whatever was asked.)
     async fn relieve(&mut self) -> io::Result<()> {
-        if self.out.len() >= OUTPUT_HIGH_WATER
-            || self.remote_gets_full()
-            || self.remote.inserts.len() >= MAX_QUEUED_REMOTE
+        if self.out.len() >= self.budget.output
+            || self.remote.pending() >= MAX_QUEUED_REMOTE
+            || self.remote.wire_bytes >= OUTPUT_HIGH_WATER
         {
-            self.settle().await;
+            self.settle().await?;
             self.flush_out().await?;
         }
         Ok(())
-    }
-
-    /// Whether enough gets wait on other shards: as many as the budget
-    /// over what the largest value stored could cost each (at least one).
-    /// Checked per key, so it multiplies rather than divides: `gets >=
-    /// budget / cost` is `(gets + 1) * cost > budget` in integers. Past
-    /// `MAX_QUEUED_REMOTE` the queue is full anyway.
-    fn remote_gets_full(&self) -> bool {
-        let gets = self.remote.gets;
-        if gets == 0 {
-            return false;
-        }
-        let largest = self.core.shared.largest_value.load(Ordering::Relaxed);
-        (gets + 1) * largest.max(MIN_REPLY_ESTIMATE) > REMOTE_REPLY_BUDGET
     }
 
     /// One request; `wire` is its bytes as the client sent them.
@@ -493,36 +507,27 @@ impl Connection {
                 }
                 compose(&Response::End, &mut self.out);
             }
-            Request::Store {
-                key, kind, data, ..
-            } => {
-                let grows = matches!(kind, StoreKind::Append | StoreKind::Prepend);
-                self.core.shared.note_store(data.len(), grows);
-                self.keyed(&request, key, Some(wire));
-            }
-            Request::StoreTooLarge { key, .. }
+            Request::Store { key, .. }
+            | Request::StoreTooLarge { key, .. }
             | Request::Delete { key, .. }
             | Request::Arith { key, .. }
             | Request::Touch { key, .. }
             | Request::MetaTooLarge { key, .. } => self.keyed(&request, key, Some(wire)),
             Request::Meta(meta) => {
-                if meta.command == MetaCommand::Set {
-                    self.core.shared.note_store(meta.data.len(), true);
-                }
                 let mut buf = [0u8; MAX_KEY_LEN];
                 let key = meta.key(&mut buf);
                 self.keyed(&request, key, Some(wire));
             }
             Request::MetaNoOp => compose(&Response::Meta(MetaCode::Mn), &mut self.out),
             Request::FlushAll { delay, noreply } => {
-                self.settle().await;
+                self.settle().await?;
                 self.flush_all(delay).await;
                 if !noreply {
                     compose(&Response::Ok, &mut self.out);
                 }
             }
             Request::Stats(group) => {
-                self.settle().await;
+                self.settle().await?;
                 self.stats(group).await;
             }
             Request::Version => compose(&Response::Version(version()), &mut self.out),
@@ -573,9 +578,11 @@ impl Connection {
         let silent_errors = noreply && meta.is_none();
         self.core.conns.borrow_mut().auth_cmds += 1;
         let shared = self.core.shared.clone();
-        let error = match Credentials::parse(value) {
-            Err(_) => ErrorReply::BadAuthFormat,
-            Ok(credentials) => match shared.auth.login(
+        // A value longer than credentials may be is refused unparsed.
+        let credentials = (value.len() <= MAX_OAUTH_VALUE).then(|| Credentials::parse(value));
+        let error = match credentials {
+            None | Some(Err(_)) => ErrorReply::BadAuthFormat,
+            Some(Ok(credentials)) => match shared.auth.login(
                 &credentials,
                 self.peer.0.map(|p| p.ip()),
                 self.socket.client_cert().as_ref(),
@@ -596,7 +603,7 @@ impl Connection {
                     };
                     self.ns = lease.ns;
                     self.hasher = KeyHasher::new(self.ns);
-                    self.session = Session::Bound;
+                    self.bind();
                     self.binding = Some((lease, login.lease));
                     // The grant's line in the tokens file, never the token.
                     info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, grant_line = login.line, "authenticated");
@@ -628,68 +635,101 @@ impl Connection {
         Next::Continue
     }
 
-    /// Sends the queued batches, waits for every answer and splices each
+    /// The connection may use the cache now: a bound connection's budget,
+    /// and no handshake deadline.
+    fn bind(&mut self) {
+        self.session = Session::Bound;
+        self.budget = Budget::bound(self.core.shared.config.max_item_size);
+        self.limits.max_item_size = self.budget.max_value;
+        self.deadlines.authenticated();
+    }
+
+    /// Sends the queued requests, waits for every answer and splices each
     /// reply into its place, so `out` holds the replies in request order.
-    async fn settle(&mut self) {
-        if self.remote.inserts.is_empty() {
-            return;
+    /// Where an owner answered only part of what it was sent, what is in
+    /// order is written and the rest is sent again, until all is answered.
+    async fn settle(&mut self) -> io::Result<()> {
+        if self.remote.is_empty() {
+            return Ok(());
         }
         let core = self.core.clone();
-        let remote = &mut self.remote;
-        let mut waiting = std::mem::take(&mut remote.waiting);
-        for shard in 0..core.shards {
-            if remote.counts[shard] == 0 {
-                continue;
+        loop {
+            let mut waiting = std::mem::take(&mut self.remote.waiting);
+            for shard in 0..core.shards {
+                if let Some((wire, _)) = self.remote.unanswered(shard) {
+                    waiting.push((shard, core.forward(shard, self.ns, wire)));
+                }
             }
-            let batch = &mut remote.batches[shard];
-            waiting.push((
-                shard,
-                core.forward(shard, self.ns, batch, remote.counts[shard]),
-            ));
-            batch.clear();
-        }
-        for &(shard, id) in &waiting {
-            match core.waiters.wait(id).await {
-                Delivery::Part(answer, first) => remote.answers[shard] = Some((answer, first)),
-                Delivery::Whole(other) => unreachable!("batch answered with {other:?}"),
+            let last = waiting.len().saturating_sub(1);
+            for (i, &(shard, id)) in waiting.iter().enumerate() {
+                match core.waiters.wait(id).await {
+                    Delivery::Part(answer, part) => {
+                        // While it waits on other shards, a connection holds
+                        // no answer whose owner's budget is running short.
+                        let keep = i == last || !core.reply_budget_short(shard);
+                        if let Some(answer) = self.remote.answered(shard, answer, part, keep) {
+                            core.release(shard, answer);
+                        }
+                    }
+                    Delivery::Whole(other) => unreachable!("batch answered with {other:?}"),
+                }
             }
-        }
-        waiting.clear();
-        remote.waiting = waiting;
+            waiting.clear();
+            self.remote.waiting = waiting;
 
-        let mut spliced = std::mem::take(&mut self.spare);
-        spliced.clear();
-        let mut cursor = 0;
-        for insert in remote.inserts.drain(..) {
-            spliced.extend_from_slice(&self.out[cursor..insert.pos]);
-            cursor = insert.pos;
-            let (answer, first) = remote.answers[insert.shard as usize]
-                .as_ref()
-                .expect("answer");
-            spliced.extend_from_slice(answer.reply((first + insert.index) as usize));
-        }
-        spliced.extend_from_slice(&self.out[cursor..]);
-        self.spare = std::mem::replace(&mut self.out, spliced);
-        for shard in 0..core.shards {
-            if let Some((answer, _)) = remote.answers[shard].take() {
-                core.release(shard, answer);
+            let mut ready = std::mem::take(&mut self.spare);
+            ready.clear();
+            let placed = self
+                .remote
+                .place(&mut self.out, &mut ready, |shard, answer| {
+                    core.release(shard, answer)
+                });
+            match placed {
+                Spliced::All => {
+                    self.spare = std::mem::replace(&mut self.out, ready);
+                    return Ok(());
+                }
+                Spliced::Until => {
+                    // Write what is in order; the rest goes round again,
+                    // unless the client has gone.
+                    let (result, mut ready) = self.write(ready).await;
+                    ready.clear();
+                    self.spare = ready;
+                    result?;
+                    if self.socket.peer_reset() {
+                        return Err(io::ErrorKind::ConnectionReset.into());
+                    }
+                }
             }
         }
-        remote.counts.iter_mut().for_each(|c| *c = 0);
-        remote.gets = 0;
     }
 
     async fn flush_out(&mut self) -> io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let len = self.out.len();
-        let (result, mut out) = self.socket.write_all(std::mem::take(&mut self.out)).await;
+        let out = std::mem::take(&mut self.out);
+        let (result, mut out) = self.write(out).await;
         out.clear();
         self.out = out;
-        result?;
-        self.core.conns.borrow_mut().bytes_written += len as u64;
-        Ok(())
+        result
+    }
+
+    /// Writes `buf` within the write deadline, and counts it.
+    async fn write(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let timeout = match self.deadlines.write(coarse_now()) {
+            Ok(deadline) => {
+                self.armed = deadline.map(|(_, why)| why);
+                deadline.map(|(left, _)| left)
+            }
+            Err(why) => return (Err(self.expire(why)), buf),
+        };
+        let len = buf.len();
+        let (result, buf) = self.socket.write_all(buf, timeout).await;
+        if result.is_ok() {
+            self.core.conns.borrow_mut().bytes_written += len as u64;
+        }
+        (result, buf)
     }
 
     /// `flush_all` empties the connection's own cache, on every shard.
@@ -804,15 +844,20 @@ fn settings(core: &Core) -> Vec<(&'static str, String)> {
         ),
         ("item_size_max", config.max_item_size.to_string()),
         ("flush_enabled", "yes".into()),
-        (
-            "idle_timeout",
-            config.idle_timeout.map_or(0, |d| d.as_secs()).to_string(),
-        ),
+        ("idle_timeout", secs(config.idle_timeout)),
+        ("auth_timeout", secs(config.auth_timeout)),
+        ("request_timeout", secs(config.request_timeout)),
+        ("write_timeout", secs(config.write_timeout)),
     ];
     if secure {
         lines.retain(|(name, _)| stats::TENANT_SETTINGS.contains(name));
     }
     lines
+}
+
+/// A timeout as `stats settings` shows it: seconds, 0 for off.
+fn secs(timeout: Option<Duration>) -> String {
+    timeout.map_or(0, |d| d.as_secs()).to_string()
 }
 
 /// (user, system) CPU seconds of the process.

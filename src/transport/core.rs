@@ -17,7 +17,7 @@ use glommio::channels::channel_mesh::Senders;
 use super::uring::Ring;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::router::{Answer, FromShard, Part, Reply, ToShard};
+use crate::router::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
 use crate::shard::Shard;
 use crate::stats::ConnCounters;
 use crate::tenancy::{Auth, Namespace};
@@ -27,6 +27,18 @@ use crate::tenancy::{Auth, Namespace};
 /// core's batches to one owner reach a few hundred KiB at pipeline 16.
 const SPARE_BUDGET: usize = 4 << 20;
 
+/// Has the allocator give large buffers back to the system when they are
+/// freed. glibc's default raises its mmap threshold each time a large
+/// block is freed, so after a burst of big replies the next ones come from
+/// the heap, which keeps their memory once they are freed (gigabytes, in a
+/// flood of large multigets). A fixed threshold keeps every block of 256
+/// KiB or more (reply buffers past their idle size, batch answers) in its
+/// own mapping, returned on free. Call once, before the cores start.
+pub fn return_large_buffers_to_the_os() {
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) };
+}
+
 /// What every core shares: set once at start, then read-only but for the
 /// connection count (touched on accept and close, never per request).
 pub struct Shared {
@@ -35,10 +47,6 @@ pub struct Shared {
     pub clock: Clock,
     pub open_connections: AtomicUsize,
     pub shutdown: AtomicBool,
-    /// An upper bound on any stored value's length: what one forwarded get
-    /// can cost in reply memory. Raised by stores (relaxed, and written only
-    /// when it grows), never lowered.
-    pub largest_value: AtomicUsize,
     /// Every core's listening socket, so shutdown can wake their accepts.
     /// Locked only at start-up and at shutdown.
     pub listeners: Mutex<Vec<RawFd>>,
@@ -56,7 +64,6 @@ impl Shared {
             clock,
             open_connections: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            largest_value: AtomicUsize::new(0),
             listeners: Default::default(),
         }
     }
@@ -90,20 +97,6 @@ impl Shared {
 
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
-    }
-
-    /// Notes a store of `len` bytes; an append or prepend grows an item by
-    /// `len`, so it may reach the largest value plus `len`.
-    pub fn note_store(&self, len: usize, grows: bool) {
-        let largest = self.largest_value.load(Ordering::Relaxed);
-        let bound = if grows {
-            largest.saturating_add(len).min(self.config.max_item_size)
-        } else {
-            len
-        };
-        if bound > largest {
-            self.largest_value.fetch_max(bound, Ordering::Relaxed);
-        }
     }
 
     /// Stops accepting on every core: sets the flag, then shuts the listening
@@ -145,6 +138,9 @@ pub struct Core {
     /// This core's socket ring (`None`: glommio's sockets), for connections
     /// other cores hand over.
     pub ring: Option<Rc<Ring>>,
+    /// What this core may be owed by each other core, and the caps of the
+    /// batches it sends.
+    pub forward_limits: ForwardLimits,
 }
 
 /// One shard's pending batch, and buffers that came home for the next.
@@ -152,7 +148,11 @@ pub struct Core {
 pub struct Outbox {
     wire: Vec<u8>,
     parts: Vec<Part>,
-    replies: u32,
+    /// The part of the budget for replies from this shard not spoken for
+    /// (batches in flight count at their caps, answers at their size).
+    left: usize,
+    /// A batch waits for `left` to grow.
+    starved: bool,
     spare_wires: Vec<Vec<u8>>,
     spare_parts: Vec<Vec<Part>>,
     spare_answers: Vec<Answer>,
@@ -179,6 +179,7 @@ impl Core {
         ring: Option<Rc<Ring>>,
     ) -> Core {
         let shards = to_shard.nr_consumers();
+        let forward_limits = ForwardLimits::new(shared.config.max_item_size);
         Core {
             index: to_shard.peer_id(),
             shards,
@@ -188,11 +189,19 @@ impl Core {
             replies,
             waiters: Waiters::default(),
             conns: Default::default(),
-            outbox: RefCell::new((0..shards).map(|_| Outbox::default()).collect()),
+            outbox: RefCell::new(
+                (0..shards)
+                    .map(|_| Outbox {
+                        left: forward_limits.budget,
+                        ..Outbox::default()
+                    })
+                    .collect(),
+            ),
             flusher: RefCell::new(None),
             flush_due: Cell::new(false),
             spare_bytes: Cell::new(0),
             ring,
+            forward_limits,
         }
     }
 
@@ -248,27 +257,50 @@ impl Core {
         answers
     }
 
-    /// Queues `count` keyed requests of `ns` (`wire`) for `shard`, to go in
-    /// the next batch; returns the waiter that receives their replies, as a
-    /// `Delivery::Part`.
-    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8], count: u32) -> u32 {
+    /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in the
+    /// next batch; returns the waiter that receives their replies, as a
+    /// `Delivery::Part` (which says how many of them ran).
+    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8]) -> u32 {
         let waiter = self.waiters.register();
         let mut outbox = self.outbox.borrow_mut();
         let o = &mut outbox[shard];
         o.wire.extend_from_slice(wire);
-        o.parts.push(Part {
-            ns,
-            end: o.wire.len() as u32,
-            waiter,
-            first: o.replies,
-        });
-        o.replies += count;
+        o.parts.push(Part::new(ns, o.wire.len(), waiter));
+        drop(outbox);
+        self.wake_flusher();
+        waiter
+    }
+
+    fn wake_flusher(&self) {
         if !self.flush_due.replace(true) {
             if let Some(w) = self.flusher.borrow_mut().take() {
                 w.wake();
             }
         }
-        waiter
+    }
+
+    /// Bytes of replies other cores owe this core or it still holds.
+    pub fn forward_reply_bytes(&self) -> usize {
+        let budget = self.forward_limits.budget;
+        self.outbox.borrow().iter().map(|o| budget - o.left).sum()
+    }
+
+    /// Whether less than half of the reply budget for `shard` is free.
+    pub fn reply_budget_short(&self, shard: usize) -> bool {
+        self.outbox.borrow()[shard].left < self.forward_limits.budget / 2
+    }
+
+    /// Gives `bytes` of `shard`'s reply budget back; a batch that waited
+    /// for it may go.
+    fn refund(&self, shard: usize, bytes: usize) {
+        let mut outbox = self.outbox.borrow_mut();
+        let o = &mut outbox[shard];
+        o.left += bytes;
+        debug_assert!(o.left <= self.forward_limits.budget);
+        if std::mem::take(&mut o.starved) {
+            drop(outbox);
+            self.wake_flusher();
+        }
     }
 
     /// Sends every pending batch, one message per shard. Runs for the life
@@ -292,7 +324,12 @@ impl Core {
                     if o.parts.is_empty() {
                         continue;
                     }
-                    o.replies = 0;
+                    // Past its budget, the batch waits for answers to be let go.
+                    let Some(cap) = self.forward_limits.batch_cap(o.left) else {
+                        o.starved = true;
+                        continue;
+                    };
+                    o.left -= cap;
                     let wire = match o.spare_wires.pop() {
                         Some(wire) => {
                             self.unkeep(wire.capacity());
@@ -316,20 +353,31 @@ impl Core {
                         parts: std::mem::replace(&mut o.parts, parts),
                         wire: std::mem::replace(&mut o.wire, wire),
                         answer,
+                        cap,
                     }
                 };
+                self.conns.borrow_mut().forward_batches += 1;
                 self.post(shard, message).await;
             }
         }
     }
 
-    /// A batch's answer arrived: each part's waiter gets the shared answer,
-    /// and the batch's buffers go back to the outbox.
-    pub fn deliver(&self, shard: usize, answer: Answer, wire: Vec<u8>, mut parts: Vec<Part>) {
+    /// A batch's answer arrived: what its cap reserved beyond its size goes
+    /// back to the budget, each part's waiter gets the shared answer, and
+    /// the batch's buffers go back to the outbox.
+    pub fn deliver(
+        &self,
+        shard: usize,
+        answer: Answer,
+        wire: Vec<u8>,
+        mut parts: Vec<Part>,
+        cap: usize,
+    ) {
+        self.refund(shard, cap.saturating_sub(answer.out.len()));
         let answer = Rc::new(answer);
         for part in &parts {
             self.waiters
-                .complete(part.waiter, Delivery::Part(answer.clone(), part.first));
+                .complete(part.waiter, Delivery::Part(answer.clone(), *part));
         }
         let mut outbox = self.outbox.borrow_mut();
         let o = &mut outbox[shard];
@@ -346,6 +394,7 @@ impl Core {
     /// to let go sends its buffers home with the next batch.
     pub fn release(&self, shard: usize, answer: Rc<Answer>) {
         if let Ok(mut answer) = Rc::try_unwrap(answer) {
+            self.refund(shard, answer.out.len());
             let mut outbox = self.outbox.borrow_mut();
             let spares = &mut outbox[shard].spare_answers;
             if spares.len() < SPARES && self.keep(answer_bytes(&answer)) {
@@ -361,9 +410,9 @@ impl Core {
 pub enum Delivery {
     /// The answer to a single message (flush, stats).
     Whole(FromShard),
-    /// A batch's answer, shared by its parts, and where this part's replies
-    /// start in it.
-    Part(Rc<Answer>, u32),
+    /// A batch's answer, shared by its parts, and this part (where its
+    /// replies start in it, and how much of it ran).
+    Part(Rc<Answer>, Part),
 }
 
 /// Reply slots for requests this core forwarded: a slab of one-shot cells.

@@ -16,8 +16,8 @@ use tracing::{error, warn};
 use super::connection::serve;
 use super::core::{Core, Delivery};
 use super::socket::Socket;
-use crate::protocol::{parse, ErrorReply, Limits, Parsed, Request};
-use crate::router::{read_record, Answer, FromShard, Part, Record, Reply, ToShard};
+use crate::protocol::{parse, ErrorReply, Limits, Parsed};
+use crate::router::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
 use crate::stats::Report;
 use crate::store::NsId;
 
@@ -27,17 +27,19 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
         let (reply_to, id, body) = match message {
             ToShard::Batch {
                 reply_to,
-                parts,
+                mut parts,
                 mut wire,
                 mut answer,
+                cap,
             } => {
-                execute_batch(&core, &parts, &wire, &mut answer);
+                execute_batch(&core, &mut parts, &wire, &mut answer, cap);
                 wire.clear();
                 let body = FromShard::Batch {
                     shard: core.index,
                     answer,
                     wire,
                     parts,
+                    cap,
                 };
                 // A batch's waiters are in its parts.
                 (reply_to, 0, body)
@@ -93,62 +95,55 @@ pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) 
                 answer,
                 wire,
                 parts,
-            } => core.deliver(shard, answer, wire, parts),
+                cap,
+            } => core.deliver(shard, answer, wire, parts, cap),
             body => core.waiters.complete(reply.id, Delivery::Whole(body)),
         }
     }
 }
 
-/// Requests of a batch parsed and prefetched ahead of running them.
-const AHEAD: usize = 16;
-
-/// Runs a forwarded batch: records of requests (see `router`), each
-/// answered in order into `answer`, each part in its own namespace. They go
-/// in groups of `AHEAD`: read all and start loading their index buckets,
-/// then their items, then run them, so the group's cache misses overlap.
-fn execute_batch(core: &Core, parts: &[Part], batch: &[u8], answer: &mut Answer) {
+/// Runs a forwarded batch (see `router::answer_batch`, which bounds its
+/// answer by `cap`): retrievals come parsed, anything else as wire bytes
+/// to parse. Each group of records has its index buckets, then its items,
+/// loaded before it runs, so the group's cache misses overlap.
+fn execute_batch(core: &Core, parts: &mut [Part], batch: &[u8], answer: &mut Answer, cap: usize) {
     let limits = Limits {
         max_item_size: core.shared.config.max_item_size,
     };
-    let Answer { out, ends } = answer;
-    let mut shard = core.shard.borrow_mut();
-    // (None, _): a request that did not parse, answered ERROR in its place.
-    let mut group: [Option<(Option<Request>, u64)>; AHEAD] = std::array::from_fn(|_| None);
-    let mut pos = 0;
-    for part in parts {
-        let end = part.end as usize;
-        while pos < end {
-            let mut n = 0;
-            while n < AHEAD && pos < end {
-                let (hash, record, len) = read_record(&batch[pos..end]);
-                pos += len;
-                let request = match record {
-                    Record::Get(request) => Some(request),
-                    Record::Wire(wire) => match parse(wire, &limits) {
-                        Parsed::Request { request, .. } => Some(request),
-                        other => {
-                            // The sender parsed these bytes already: a bug, not input.
-                            error!(?other, "unparseable forwarded request");
-                            None
-                        }
-                    },
-                };
+    let shard = &core.shard;
+    answer_batch(
+        parts,
+        batch,
+        answer,
+        &core.forward_limits,
+        cap,
+        |hashes| {
+            let shard = shard.borrow();
+            for &hash in hashes {
                 shard.prefetch_bucket(hash);
-                group[n] = Some((request, hash));
-                n += 1;
             }
-            for (_, hash) in group[..n].iter().flatten() {
-                shard.prefetch_items(*hash);
+            for &hash in hashes {
+                shard.prefetch_items(hash);
             }
-            for slot in &mut group[..n] {
-                match slot.take().expect("read above") {
-                    (Some(request), hash) => shard.execute(part.ns.id, hash, &request, out),
-                    (None, _) => out.extend_from_slice(ErrorReply::Error.line()),
-                }
-                ends.push(out.len() as u32);
+        },
+        |ns, hash, record, out| {
+            let request = match record {
+                Record::Get(request) => Some(request),
+                Record::Wire(wire) => match parse(wire, &limits) {
+                    Parsed::Request { request, .. } => Some(request),
+                    other => {
+                        // The sender parsed these bytes already: a bug, not input.
+                        error!(?other, "unparseable forwarded request");
+                        None
+                    }
+                },
+            };
+            match request {
+                Some(request) => shard.borrow_mut().execute(ns.id, hash, &request, out),
+                None => out.extend_from_slice(ErrorReply::Error.line()),
             }
-        }
-    }
+        },
+    );
 }
 
 /// This core's figures: one namespace's, or (`None`) the core's totals,
@@ -157,6 +152,7 @@ pub fn report_here(core: &Core, ns: Option<NsId>) -> Report {
     let mut report = core.shard.borrow().report(ns);
     if ns.is_none() {
         report.conns = *core.conns.borrow();
+        report.conns.forward_reply_bytes = core.forward_reply_bytes() as u64;
     }
     report
 }

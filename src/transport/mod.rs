@@ -8,7 +8,9 @@
 
 pub mod connection;
 pub mod core;
+pub mod framing;
 pub mod mesh;
+pub mod remote;
 pub mod server;
 pub mod socket;
 pub mod tls;

@@ -128,6 +128,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         )),
         None => None,
     };
+    super::core::return_large_buffers_to_the_os();
     // Before any core hashes a key.
     crate::store::seed_key_hash(config.hash_seed);
     let shared = Arc::new(Shared::new(config, auth, Clock::new()));
@@ -415,9 +416,7 @@ async fn executor(
         glommio::spawn_local(ring.clone().drive()).detach();
         glommio::spawn_local(ring.clone().submit_parked()).detach();
         // Deadlines also bound TLS handshakes.
-        if shared.config.idle_timeout.is_some() || tls.is_some() {
-            glommio::spawn_local(ring.watch_deadlines()).detach();
-        }
+        glommio::spawn_local(ring.watch_deadlines()).detach();
     }
 
     shared
@@ -524,7 +523,9 @@ impl OutOfDescriptors {
         match listener.accept().await {
             Ok(mut socket) => {
                 let line = crate::protocol::ErrorReply::TooManyConnections.line();
-                let _ = socket.write_all(line.to_vec()).await;
+                let _ = socket
+                    .write_all(line.to_vec(), Some(Duration::from_secs(1)))
+                    .await;
                 socket.close().await;
                 self.refused += 1;
             }

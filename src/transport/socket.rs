@@ -199,14 +199,48 @@ impl Socket {
         }
     }
 
-    pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    /// Writes all of `buf`. A write that makes no progress for `timeout`
+    /// (the client reads nothing) fails with `TimedOut`.
+    pub async fn write_all(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (io::Result<()>, Vec<u8>) {
         match self {
             Socket::Glommio(s) => {
+                if let Err(e) = s.set_write_timeout(timeout) {
+                    return (Err(e.into()), buf);
+                }
                 let result = s.write_all(&buf).await;
                 (result, buf)
             }
-            Socket::Uring { stream, ring } => ring.send_all(stream.as_raw_fd(), buf).await,
-            Socket::Tls(tls) => tls.write_all(buf).await,
+            Socket::Uring { stream, ring } => ring.send_all(stream.as_raw_fd(), buf, timeout).await,
+            Socket::Tls(tls) => tls.write_all(buf, timeout).await,
+        }
+    }
+
+    /// Whether the peer has reset the connection, so work for it would be
+    /// wasted. A peer that only half-closed (sent FIN) may still read its
+    /// replies, so that is not gone. One non-blocking system call.
+    pub fn peer_reset(&self) -> bool {
+        let fd = match self {
+            Socket::Glommio(s) => s.as_raw_fd(),
+            Socket::Uring { stream, .. } => stream.as_raw_fd(),
+            Socket::Tls(tls) => tls.stream().as_raw_fd(),
+        };
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a local; the descriptor is open.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && {
+            let e = io::Error::last_os_error().raw_os_error();
+            e == Some(libc::ECONNRESET) || e == Some(libc::EPIPE)
         }
     }
 

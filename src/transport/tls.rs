@@ -316,12 +316,12 @@ impl TlsStream {
                 Ok(None) => {}
                 Err(e) => {
                     // Best effort: tell the peer why (the alert rustls queued).
-                    let _ = self.flush().await;
+                    let _ = self.flush(Some(HANDSHAKE_TIMEOUT)).await;
                     return (Err(e), buf);
                 }
             }
             // Handshake messages or tickets to send before waiting.
-            if let Err(e) = self.flush().await {
+            if let Err(e) = self.flush(Some(HANDSHAKE_TIMEOUT)).await {
                 return (Err(e), buf);
             }
             let timeout = match self.read_timeout(timeout) {
@@ -384,17 +384,20 @@ impl TlsStream {
     }
 
     /// Sends what rustls has ready, in one send.
-    async fn flush(&mut self) -> io::Result<()> {
+    async fn flush(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.session.output(&mut self.cipher_out);
-        self.send_out().await
+        self.send_out(timeout).await
     }
 
-    async fn send_out(&mut self) -> io::Result<()> {
+    async fn send_out(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.cipher_out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.cipher_out);
-        let (result, mut out) = self.ring.send_all(self.stream.as_raw_fd(), out).await;
+        let (result, mut out) = self
+            .ring
+            .send_all(self.stream.as_raw_fd(), out, timeout)
+            .await;
         if out.capacity() <= CIPHER_OUT_KEEP {
             out.clear();
             self.cipher_out = out;
@@ -403,18 +406,22 @@ impl TlsStream {
     }
 
     /// Seals all of `buf` and sends the records in one send.
-    pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    pub async fn write_all(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (io::Result<()>, Vec<u8>) {
         if let Err(e) = self.session.seal(&buf, &mut self.cipher_out) {
             return (Err(e), buf);
         }
-        (self.send_out().await, buf)
+        (self.send_out(timeout).await, buf)
     }
 
     /// Sends close_notify (best effort) before the socket is dropped.
     pub async fn close(mut self) {
         if !self.session.is_handshaking() {
             self.session.conn.send_close_notify();
-            let _ = self.flush().await;
+            let _ = self.flush(Some(HANDSHAKE_TIMEOUT)).await;
         }
     }
 }

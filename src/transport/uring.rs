@@ -26,12 +26,13 @@
 //! Buffers are owned by the operation until its completion arrives, so a
 //! dropped future can never leave the kernel writing into freed memory.
 //!
-//! Read deadlines are kept here, not in the kernel: a linked timeout per
-//! receive cost an hrtimer armed and disarmed, a second completion and a
-//! heap-allocated timespec on every request (about 4% of the server's CPU
-//! at pipeline 1). Instead each waiting receive records its deadline, and
-//! `watch_deadlines` looks every quarter second for those past due and
-//! cancels them (`IORING_OP_ASYNC_CANCEL`); they then fail with `TimedOut`.
+//! Read and write deadlines are kept here, not in the kernel: a linked
+//! timeout per receive cost an hrtimer armed and disarmed, a second
+//! completion and a heap-allocated timespec on every request (about 4% of
+//! the server's CPU at pipeline 1). Instead each waiting receive or send
+//! records its deadline, and `watch_deadlines` looks every quarter second
+//! for those past due and cancels them (`IORING_OP_ASYNC_CANCEL`); they
+//! then fail with `TimedOut`.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -213,8 +214,15 @@ impl Ring {
         (result, buf.expect("recv buffer"))
     }
 
-    /// Sends all of `buf`.
-    pub async fn send_all(self: &Rc<Self>, fd: RawFd, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    /// Sends all of `buf`. A send that makes no progress for `timeout`
+    /// (the client reads nothing) fails with `TimedOut`; each send that
+    /// moves bytes starts the wait again.
+    pub async fn send_all(
+        self: &Rc<Self>,
+        fd: RawFd,
+        buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (io::Result<()>, Vec<u8>) {
         let mut sent = 0;
         let mut buf = buf;
         while sent < buf.len() {
@@ -226,11 +234,12 @@ impl Ring {
             )
             .flags(libc::MSG_NOSIGNAL)
             .build();
-            let (result, back) = self.op(entry, Some(buf), None).await;
+            let (result, back) = self.op(entry, Some(buf), timeout).await;
             buf = back.expect("send buffer");
             match result {
                 n if n > 0 => sent += n as usize,
                 0 => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                EXPIRED => return (Err(io::ErrorKind::TimedOut.into()), buf),
                 n if -n == libc::EINTR || -n == libc::EAGAIN => {}
                 n => return (Err(io::Error::from_raw_os_error(-n)), buf),
             }

@@ -272,3 +272,83 @@ fn strip_ansi(line: &str) -> String {
     }
     out
 }
+
+/// `stats` (or `stats GROUP`) as a map of name to value.
+pub fn stats_of(conn: &mut Conn, group: &str) -> std::collections::HashMap<String, String> {
+    let request = if group.is_empty() {
+        "stats\r\n".to_owned()
+    } else {
+        format!("stats {group}\r\n")
+    };
+    conn.send(request.as_bytes());
+    let reply = String::from_utf8(conn.read_until(b"END\r\n")).expect("utf-8 stats");
+    reply
+        .lines()
+        .filter(|l| *l != "END")
+        .map(|l| {
+            let mut w = l.splitn(3, ' ');
+            assert_eq!(w.next(), Some("STAT"), "{l:?}");
+            (
+                w.next().unwrap_or("").to_owned(),
+                w.next().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One figure of `stats_of`, as a number.
+pub fn stat_num(stats: &std::collections::HashMap<String, String>, name: &str) -> u64 {
+    stats
+        .get(name)
+        .unwrap_or_else(|| panic!("no stat {name} in {stats:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("stat {name} is not a number"))
+}
+
+/// A grants file (`TOKEN PROJECT_ID` lines) in the temp dir, removed on drop.
+pub struct GrantsFile {
+    pub path: std::path::PathBuf,
+}
+
+impl GrantsFile {
+    pub fn new(contents: &str) -> GrantsFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ferrocache-grants-{}-{}.tokens",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).expect("write grants file");
+        GrantsFile { path }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for GrantsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `set oauth` with `value`.
+pub fn oauth_request(value: &str) -> Vec<u8> {
+    format!("set oauth 0 0 {}\r\n{value}\r\n", value.len()).into_bytes()
+}
+
+/// Polls `done` every 50 ms for up to `limit`; how long it took, if it did.
+pub fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -65,6 +65,8 @@ pub fn check_parse(data: &[u8]) {
                 check_incomplete(rest);
                 return;
             }
+            // An HTTP request line: memcached hangs up on it too.
+            Parsed::HangUp => return,
             Parsed::Close(error) => {
                 assert_eq!(error, ErrorReply::LineTooLong);
                 let line = rest.split(|&b| b == b'\n').next().unwrap();
@@ -305,7 +307,7 @@ pub fn check_connection(data: &[u8]) {
     let mut rest = data;
     loop {
         let (request, consumed) = match parse(rest, &LIMITS) {
-            Parsed::Incomplete | Parsed::Close(_) => return,
+            Parsed::Incomplete | Parsed::Close(_) | Parsed::HangUp => return,
             Parsed::Invalid { consumed, .. } => {
                 rest = &rest[consumed..];
                 continue;

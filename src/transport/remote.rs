@@ -1,0 +1,392 @@
+//! One connection's requests for other shards, and putting their replies
+//! in place.
+//!
+//! Owns the per-shard queues of forwarded records, where each reply
+//! belongs in the connection's output, and the replies that arrived but
+//! cannot be placed yet. An owner may answer only part of what was sent
+//! (`router::answer_batch` bounds every answer): the rest is sent again,
+//! and the replies already in hand wait, in order, until everything
+//! before them is there. It never touches a socket or a core: the
+//! connection forwards, waits and writes.
+
+use std::rc::Rc;
+
+use crate::protocol::Request;
+use crate::router::{push_get, push_wire, Answer, Part};
+
+/// Requests queued for other shards, and where their replies go in the
+/// connection's output.
+pub struct Remote {
+    queues: Vec<Queue>,
+    inserts: Vec<Insert>,
+    /// The first insert not yet placed.
+    next: usize,
+    /// Bytes queued in all the queues' wires.
+    pub wire_bytes: usize,
+    /// (shard, waiter) of the batches in flight.
+    pub waiting: Vec<(usize, u32)>,
+}
+
+#[derive(Default)]
+struct Queue {
+    wire: Vec<u8>,
+    /// Records queued, and how many of them have been answered (their
+    /// replies placed, held, or in `answer`), taking `answered_bytes` of
+    /// the wire.
+    count: u32,
+    answered: u32,
+    answered_bytes: usize,
+    /// Records whose replies are in place.
+    placed: u32,
+    /// Replies received but not yet placed, from `held_pos` on.
+    held: Vec<u8>,
+    held_ends: Vec<usize>,
+    held_pos: usize,
+    /// The latest answer: its replies are those of records `base..`.
+    answer: Option<(Rc<Answer>, Part, u32)>,
+}
+
+impl Queue {
+    fn held_reply(&self, i: usize) -> &[u8] {
+        let from = if i == 0 { 0 } else { self.held_ends[i - 1] };
+        &self.held[from..self.held_ends[i]]
+    }
+
+    /// Moves the answer's replies from record `from` on into `held`;
+    /// returns the answer, for the connection to let go.
+    fn hold(&mut self, from: u32) -> Option<Rc<Answer>> {
+        let (answer, part, base) = self.answer.take()?;
+        if self.held_pos == self.held_ends.len() {
+            self.held.clear();
+            self.held_ends.clear();
+            self.held_pos = 0;
+        }
+        for i in from.max(base)..base + part.served {
+            self.held
+                .extend_from_slice(answer.reply((part.first + i - base) as usize));
+            self.held_ends.push(self.held.len());
+        }
+        Some(answer)
+    }
+}
+
+struct Insert {
+    pos: usize,
+    shard: u32,
+    index: u32,
+}
+
+/// What placing the replies came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Spliced {
+    /// Every reply is in place; the output is whole.
+    All,
+    /// `ready` holds the output up to the first reply still missing; the
+    /// output holds the rest, and must wait for it.
+    Until,
+}
+
+impl Remote {
+    pub fn new(shards: usize) -> Remote {
+        Remote {
+            queues: (0..shards).map(|_| Queue::default()).collect(),
+            inserts: Vec::new(),
+            next: 0,
+            wire_bytes: 0,
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Requests queued and not yet placed.
+    pub fn pending(&self) -> usize {
+        self.inserts.len() - self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inserts.is_empty()
+    }
+
+    /// Queues a request of `key` (hashed to `hash`) for `shard`: a
+    /// retrieval as its kind and key, anything else as its `wire` bytes.
+    /// Its reply belongs at `pos` in the output.
+    pub fn queue(
+        &mut self,
+        shard: usize,
+        pos: usize,
+        hash: u64,
+        request: &Request,
+        key: &[u8],
+        wire: Option<&[u8]>,
+    ) {
+        let q = &mut self.queues[shard];
+        let before = q.wire.len();
+        match (request, wire) {
+            (Request::Get { kind, .. }, _) => push_get(&mut q.wire, hash, *kind, key),
+            (_, Some(wire)) => push_wire(&mut q.wire, hash, wire),
+            (_, None) => unreachable!("only retrievals are forwarded without their bytes"),
+        }
+        self.wire_bytes += q.wire.len() - before;
+        self.inserts.push(Insert {
+            pos,
+            shard: shard as u32,
+            index: q.count,
+        });
+        q.count += 1;
+    }
+
+    /// What `shard` has yet to answer: the records' bytes and their count.
+    pub fn unanswered(&self, shard: usize) -> Option<(&[u8], u32)> {
+        let q = &self.queues[shard];
+        (q.count > q.answered).then(|| (&q.wire[q.answered_bytes..], q.count - q.answered))
+    }
+
+    /// `shard`'s answer to what `unanswered` gave it arrived. With `keep`
+    /// false its replies are copied out at once and the answer is returned
+    /// to be let go (so a connection waiting on other shards holds none
+    /// of a budget they may need).
+    pub fn answered(
+        &mut self,
+        shard: usize,
+        answer: Rc<Answer>,
+        part: Part,
+        keep: bool,
+    ) -> Option<Rc<Answer>> {
+        let q = &mut self.queues[shard];
+        debug_assert!(q.answer.is_none());
+        let base = q.answered;
+        q.answered += part.served;
+        q.answered_bytes += part.consumed;
+        debug_assert!(q.answered <= q.count && q.answered_bytes <= q.wire.len());
+        q.answer = Some((answer, part, base));
+        if keep {
+            None
+        } else {
+            q.hold(base)
+        }
+    }
+
+    /// Places every reply it can, in order, into `ready`: the output up to
+    /// each reply's place, then the reply. Answers whose replies could not
+    /// all be placed have them copied aside; every answer is returned
+    /// through `release`. `ready` must come in empty.
+    pub fn place(
+        &mut self,
+        out: &mut Vec<u8>,
+        ready: &mut Vec<u8>,
+        mut release: impl FnMut(usize, Rc<Answer>),
+    ) -> Spliced {
+        let mut cursor = 0;
+        let mut blocked = None;
+        while self.next < self.inserts.len() {
+            let insert = &self.inserts[self.next];
+            let q = &mut self.queues[insert.shard as usize];
+            let index = insert.index;
+            let reply = if q.held_pos < q.held_ends.len() {
+                q.held_pos += 1;
+                q.held_reply(q.held_pos - 1)
+            } else {
+                match &q.answer {
+                    Some((answer, part, base)) if index < base + part.served => {
+                        answer.reply((part.first + index - base) as usize)
+                    }
+                    _ => {
+                        blocked = Some(insert.pos);
+                        break;
+                    }
+                }
+            };
+            ready.extend_from_slice(&out[cursor..insert.pos]);
+            ready.extend_from_slice(reply);
+            cursor = insert.pos;
+            q.placed += 1;
+            self.next += 1;
+        }
+        // Replies that must wait go aside: each answer goes back now.
+        for (shard, q) in self.queues.iter_mut().enumerate() {
+            if let Some(answer) = q.hold(q.placed) {
+                release(shard, answer);
+            }
+        }
+        match blocked {
+            None => {
+                ready.extend_from_slice(&out[cursor..]);
+                out.clear();
+                self.reset();
+                Spliced::All
+            }
+            Some(pos) => {
+                ready.extend_from_slice(&out[cursor..pos]);
+                out.drain(..pos);
+                for insert in &mut self.inserts[self.next..] {
+                    insert.pos -= pos;
+                }
+                Spliced::Until
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        for q in &mut self.queues {
+            debug_assert!(q.answer.is_none() && q.answered == q.count);
+            q.wire.clear();
+            q.count = 0;
+            q.answered = 0;
+            q.answered_bytes = 0;
+            q.placed = 0;
+            q.held.clear();
+            q.held_ends.clear();
+            q.held_pos = 0;
+        }
+        self.inserts.clear();
+        self.next = 0;
+        self.wire_bytes = 0;
+    }
+
+    /// Bytes the queues' buffers hold.
+    pub fn capacity(&self) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.wire.capacity() + q.held.capacity() + q.held_ends.capacity() * 8)
+            .sum::<usize>()
+            + self.inserts.capacity() * std::mem::size_of::<Insert>()
+    }
+
+    /// Gives back buffers grown past `keep` bytes in a burst (call only
+    /// when nothing is queued).
+    pub fn shrink(&mut self, keep: usize) {
+        debug_assert!(self.is_empty());
+        for q in &mut self.queues {
+            if q.wire.capacity() > keep {
+                q.wire = Vec::new();
+            }
+            if q.held.capacity() > keep {
+                q.held = Vec::new();
+                q.held_ends = Vec::new();
+            }
+        }
+        if self.inserts.capacity() * std::mem::size_of::<Insert>() > keep {
+            self.inserts = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{GetKind, Keys};
+    use crate::tenancy::Namespace;
+
+    fn get(key: &[u8]) -> Request<'_> {
+        Request::Get {
+            kind: GetKind::Get,
+            keys: Keys::single(key),
+        }
+    }
+
+    /// An answer with `replies`, for a part whose first `served` records
+    /// ran (each record of `wire` is one get).
+    fn answer(replies: &[&[u8]], wire: &[u8], served: u32) -> (Rc<Answer>, Part) {
+        let mut a = Answer::default();
+        for r in replies {
+            a.out.extend_from_slice(r);
+            a.ends.push(a.out.len() as u32);
+        }
+        let mut consumed = 0;
+        for _ in 0..served {
+            consumed += crate::router::read_record(&wire[consumed..]).2;
+        }
+        let mut part = Part::new(Namespace { id: 0 }, wire.len(), 0);
+        part.served = served;
+        part.consumed = consumed;
+        (Rc::new(a), part)
+    }
+
+    /// Output `A?B?C?D?E` where each `?` is the reply of a forwarded get:
+    /// shard 0 owns the 1st, 3rd and 4th, shard 1 the 2nd.
+    fn queued() -> (Remote, Vec<u8>) {
+        let mut remote = Remote::new(2);
+        let mut out = Vec::new();
+        for (i, shard) in [0, 1, 0, 0].into_iter().enumerate() {
+            out.push(b'A' + i as u8);
+            let key = [b'a' + i as u8];
+            remote.queue(shard, out.len(), i as u64, &get(&key), &key, None);
+        }
+        out.push(b'E');
+        (remote, out)
+    }
+
+    #[test]
+    fn whole_answers_are_placed_in_request_order() {
+        let (mut remote, mut out) = queued();
+        let (w0, n0) = remote.unanswered(0).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        assert_eq!(n0, 3);
+        let (w1, _) = remote.unanswered(1).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        let (a0, p0) = answer(&[b"0", b"2", b"3"], &w0, 3);
+        let (a1, p1) = answer(&[b"1"], &w1, 1);
+        assert!(remote.answered(0, a0, p0, true).is_none());
+        assert!(remote.answered(1, a1, p1, true).is_none());
+        let mut ready = Vec::new();
+        let mut released = Vec::new();
+        let placed = remote.place(&mut out, &mut ready, |s, a| released.push((s, a)));
+        assert_eq!(placed, Spliced::All);
+        assert_eq!(ready, b"A0B1C2D3E");
+        assert!(out.is_empty() && remote.is_empty());
+        assert_eq!(released.len(), 2);
+        assert!(released.iter().all(|(_, a)| Rc::strong_count(a) == 1));
+    }
+
+    #[test]
+    fn a_partial_answer_holds_later_replies_until_the_rest_arrives() {
+        let (mut remote, mut out) = queued();
+        let (w0, _) = remote.unanswered(0).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        let (w1, _) = remote.unanswered(1).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        // Shard 0 runs only its first record; shard 1 all of its one.
+        let (a0, p0) = answer(&[b"0"], &w0, 1);
+        let (a1, p1) = answer(&[b"1"], &w1, 1);
+        remote.answered(0, a0, p0, true);
+        remote.answered(1, a1, p1, true);
+        let mut ready = Vec::new();
+        let mut released = 0;
+        let placed = remote.place(&mut out, &mut ready, |_, _| released += 1);
+        assert_eq!(placed, Spliced::Until);
+        assert_eq!(ready, b"A0B1C");
+        assert_eq!(out, b"DE");
+        assert_eq!(released, 2);
+        assert_eq!(remote.pending(), 2);
+        // What shard 0 has left is sent again: its 2nd and 3rd records.
+        let (rest, n) = remote.unanswered(0).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        assert_eq!((rest.as_slice(), n), (&w0[p0.consumed..], 2));
+        assert!(remote.unanswered(1).is_none());
+        let (a0, p0) = answer(&[b"2", b"3"], &rest, 2);
+        remote
+            .answered(0, a0, p0, false)
+            .expect("copied out, let go");
+        let mut ready = Vec::new();
+        let placed = remote.place(&mut out, &mut ready, |_, _| panic!("already let go"));
+        assert_eq!(placed, Spliced::All);
+        assert_eq!(ready, b"2D3E");
+        assert!(remote.is_empty());
+    }
+
+    #[test]
+    fn replies_behind_a_missing_one_are_copied_aside_in_order() {
+        let (mut remote, mut out) = queued();
+        let (w0, _) = remote.unanswered(0).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        let (w1, _) = remote.unanswered(1).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        // Shard 1 (the 2nd reply) ran nothing; shard 0 ran everything.
+        let (a0, p0) = answer(&[b"0", b"2", b"3"], &w0, 3);
+        let (a1, p1) = answer(&[], &w1, 0);
+        remote.answered(0, a0, p0, true);
+        remote.answered(1, a1, p1, true);
+        let mut ready = Vec::new();
+        let placed = remote.place(&mut out, &mut ready, |_, _| {});
+        assert_eq!((placed, ready.as_slice()), (Spliced::Until, &b"A0B"[..]));
+        let (w1, n) = remote.unanswered(1).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        assert_eq!(n, 1);
+        let (a1, p1) = answer(&[b"1"], &w1, 1);
+        remote.answered(1, a1, p1, true);
+        let mut ready = Vec::new();
+        assert_eq!(remote.place(&mut out, &mut ready, |_, _| {}), Spliced::All);
+        assert_eq!(ready, b"1C2D3E");
+    }
+}
