@@ -45,7 +45,7 @@ test-deploy: deps
 ## Installs the binary, its man page (generated from the flags), the systemd
 ## unit (ExecStart= pointing at BINDIR) and its sysusers.d entry, for a
 ## dedicated `ferrocache` user (`systemd-sysusers` creates it). See
-## docs/parts/ops.md, Deploy.
+## docs/DEPLOY.md.
 install: build
 	$(CARGO) run --release --quiet --example mangen > target/ferrocache.1
 	sed 's|/usr/local/bin/ferrocache|$(BINDIR)/ferrocache|' deploy/ferrocache.service > target/ferrocache.service

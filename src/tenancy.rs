@@ -284,6 +284,13 @@ impl Grants {
 
     /// Whether `token` is granted `project`, comparing tokens in constant time.
     pub fn allows(&self, token: &[u8], project: &str) -> bool {
+        self.grant_line(token, project).is_some()
+    }
+
+    /// Whether a session's grant is still in the file: its token's, or for
+    /// a session bound by a client certificate (its lease names the
+    /// certificate as the grants file does), that certificate's.
+    fn allows_lease(&self, token: &[u8], project: &str) -> bool {
         match std::str::from_utf8(token)
             .ok()
             .and_then(|t| t.strip_prefix(CERT_GRANT_PREFIX))
@@ -511,7 +518,7 @@ impl Auth {
         }
         let grants = grants.read().unwrap_or_else(|e| e.into_inner()).clone();
         lease.generation = now;
-        grants.allows(&lease.token, &lease.project)
+        grants.allows_lease(&lease.token, &lease.project)
     }
 
     /// Re-reads the tokens file. A file that cannot be read or parsed, or
@@ -544,7 +551,7 @@ impl Auth {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .iter()
-                    .filter(|((token, project), _)| !fresh.allows(token, project))
+                    .filter(|((token, project), _)| !fresh.allows_lease(token, project))
                     .map(|(_, n)| n)
                     .sum();
                 *grants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
@@ -845,9 +852,9 @@ mod tests {
         .unwrap();
         assert_eq!(g.len(), 3);
         assert!(g.cert_grant_line(&[0xab; 32], "p1").is_some());
-        assert!(!g.cert_grant_line(&[0xab; 32], "p2").is_some());
+        assert!(g.cert_grant_line(&[0xab; 32], "p2").is_none());
         assert!(g.cert_grant_line(&[0xcd; 32], "p2").is_some());
-        assert!(!g.cert_grant_line(&[0xcd; 32], "p1").is_some());
+        assert!(g.cert_grant_line(&[0xcd; 32], "p1").is_none());
         // The grant line is not a token: the fingerprint is public.
         let line = format!("cert:SHA256:{hex}");
         assert!(!g.allows(line.as_bytes(), "p1"));

@@ -593,10 +593,13 @@ fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
     assert_eq!(s.sweep(now, 40 + 10), 40);
     let (seg, _, off) = s.sweep_at;
     let head = s.head;
-    assert_eq!((seg, off), (head, 10 * 14));
-    // 9 + 5 + 4000 bytes: not enough room left, so the empty head is freed
-    // and taken again. The fake items line up with the cursor.
-    let big = fake_items(4000, off as usize - 14);
+    let small = super::layout::item_size(1, 0, 4, 1);
+    assert_eq!((seg, off as usize), (head, 10 * small));
+    // A header, 5 key bytes and 4000 value bytes: not enough room left, so
+    // the empty head is freed and taken again. The fake items line up with
+    // the cursor.
+    let value_at = super::layout::header_len(1, 0, false) + 5;
+    let big = fake_items(4000, off as usize - value_at);
     assert_eq!(
         s.set(key(1, b"bigkk"), SetMode::Set, 0, 0, &big, now),
         SetOutcome::Stored
