@@ -9,7 +9,7 @@
 //! by every tenant on the shard. Shown as they are, the difference between
 //! two of one tenant's uniques would tell it how many bytes other tenants
 //! wrote in between. So the unique is a keyed permutation of the stamp: a
-//! Feistel network over the stamp's two 32-bit halves, whose round function
+//! Feistel network over the stamp's two 31-bit halves, whose round function
 //! is SipHash-1-3 (std's `RandomState`) under a key drawn at random when the
 //! store is made. A permutation of a value never reused is never reused
 //! either, so uniques stay unique per mutation; without the key, a unique
@@ -22,6 +22,15 @@ use std::hash::BuildHasher;
 /// Feistel rounds: four make a strong pseudorandom permutation out of a
 /// pseudorandom round function (Luby-Rackoff).
 const ROUNDS: u32 = 4;
+
+/// Bits of each Feistel half. Stamps and uniques stay below 2^62: stamps
+/// count bytes written (never near 2^62), and clients print uniques into
+/// 20-character buffers (libmemcached refuses a cas of 10^19 or more) or
+/// read them as signed 64-bit numbers.
+const HALF: u32 = 31;
+const HALF_MASK: u64 = (1 << HALF) - 1;
+/// Every stamp and unique is below this.
+pub(crate) const UNIQUE_LIMIT: u64 = 1 << (2 * HALF);
 
 /// The secret that turns stamps into uniques.
 #[derive(Clone, Debug)]
@@ -39,12 +48,13 @@ impl CasSeal {
 
     /// The unique clients see for `stamp`.
     pub fn unique(&self, stamp: u64) -> u64 {
-        let (mut left, mut right) = ((stamp >> 32) as u32, stamp as u32);
+        debug_assert!(stamp < UNIQUE_LIMIT, "stamp {stamp} past 2^62");
+        let (mut left, mut right) = ((stamp >> HALF) & HALF_MASK, stamp & HALF_MASK);
         for round in 0..ROUNDS {
-            let f = self.key.hash_one((round, right)) as u32;
+            let f = self.key.hash_one((round, right)) & HALF_MASK;
             (left, right) = (right, left ^ f);
         }
-        (u64::from(left) << 32) | u64::from(right)
+        (left << HALF) | right
     }
 
     /// The stamp a unique came from: `unique`'s inverse. For commands that
@@ -52,12 +62,14 @@ impl CasSeal {
     /// are not ordered, the stamps behind them are.
     #[allow(dead_code)] // the meta commands' invalidation uses it
     pub fn stamp(&self, unique: u64) -> u64 {
-        let (mut left, mut right) = ((unique >> 32) as u32, unique as u32);
+        // A number no unique can be (a client's own) maps somewhere in
+        // range; it never matches a live item's stamp by construction.
+        let (mut left, mut right) = ((unique >> HALF) & HALF_MASK, unique & HALF_MASK);
         for round in (0..ROUNDS).rev() {
-            let f = self.key.hash_one((round, left)) as u32;
+            let f = self.key.hash_one((round, left)) & HALF_MASK;
             (left, right) = (right ^ f, left);
         }
-        (u64::from(left) << 32) | u64::from(right)
+        (left << HALF) | right
     }
 }
 
@@ -72,11 +84,13 @@ mod tests {
         // Distinct stamps (neighbours, and ones that differ in one half
         // only) give distinct uniques.
         let stamps: HashSet<u64> = (0..20_000u64)
-            .chain((0..20_000).map(|i| i << 32))
-            .chain((0..20_000).map(|i| (i << 32) | 0xffff_ffff))
+            .chain((0..20_000).map(|i| i << HALF))
+            .chain((0..20_000).map(|i| (i << HALF) | HALF_MASK))
             .collect();
         let uniques: HashSet<u64> = stamps.iter().map(|&s| seal.unique(s)).collect();
         assert!(stamps.len() > 59_000);
+        // Below 2^62: 19 digits at most, positive as a signed number.
+        assert!(uniques.iter().all(|&u| u < UNIQUE_LIMIT));
         assert_eq!(uniques.len(), stamps.len());
         assert_eq!(seal.unique(12345), seal.unique(12345));
     }
@@ -84,7 +98,7 @@ mod tests {
     #[test]
     fn stamp_inverts_unique() {
         let seal = CasSeal::new();
-        for stamp in [0, 1, 14, 1 << 20, u64::MAX, 0xdead_beef_0123_4567] {
+        for stamp in [0, 1, 14, 1 << 20, UNIQUE_LIMIT - 1, 0x0ead_beef_0123_4567] {
             assert_eq!(seal.stamp(seal.unique(stamp)), stamp);
             assert_eq!(seal.unique(seal.stamp(stamp)), stamp);
         }
@@ -100,7 +114,7 @@ mod tests {
             for n in [1u64, 14, 1021, 4096] {
                 let (a, b) = (seal.unique(base), seal.unique(base + n));
                 let flipped = (a ^ b).count_ones();
-                assert!((12..=52).contains(&flipped), "{base}+{n}: {flipped} bits");
+                assert!((10..=52).contains(&flipped), "{base}+{n}: {flipped} bits");
                 assert!(deltas.insert(b.wrapping_sub(a)), "repeated delta");
             }
         }

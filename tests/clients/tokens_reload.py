@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Secure mode: SIGHUP re-reads the --tokens file. A grant added to the file
-starts to authenticate, a grant removed stops, and a connection authenticated
-before the reload keeps working.
+starts to authenticate, a grant removed stops, a connection authenticated
+under the removed grant is closed at its next command, and one authenticated
+under a grant that stays keeps working.
 
 Environment (set by tests/clients/run.sh): MC_PORT, MC_SERVER_PID,
 MC_TOKENS_FILE (the server's grants file; restored on exit), MC_SERVER_STDERR
@@ -36,12 +37,15 @@ class Conn:
         self.buf = b""
 
     def line(self, request):
-        self.s.sendall(request)
-        while b"\r\n" not in self.buf:
-            chunk = self.s.recv(4096)
-            if not chunk:
-                return "<closed>"
-            self.buf += chunk
+        try:
+            self.s.sendall(request)
+            while b"\r\n" not in self.buf:
+                chunk = self.s.recv(4096)
+                if not chunk:
+                    return "<closed>"
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return "<closed>"
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line.decode(errors="replace")
 
@@ -80,6 +84,9 @@ try:
     with open(TOKENS, "a") as f:
         f.write("tok-gamma-5555555555 project-gamma\n")
     check("after SIGHUP the added grant authenticates", reload_until(new_creds, "STORED"), "STORED")
+    staying = Conn()
+    check("the added grant binds a connection", staying.auth(new_creds), "STORED")
+    check("set under the added grant", staying.line(b"set reload-g 0 0 1\r\ny\r\n"), "STORED")
 
     # Drop the grant the other programs used.
     with open(TOKENS, "w") as f:
@@ -87,8 +94,10 @@ try:
         f.write("tok-gamma-5555555555 project-gamma\n")
     check("after SIGHUP the removed grant is refused", reload_until(AUTH, "CLIENT_ERROR authentication failed"),
           "CLIENT_ERROR authentication failed")
-    check("a connection authenticated before the reload still works", kept.line(b"get reload-k\r\n"), "VALUE reload-k 0 1")
+    check("a connection bound by the removed grant is closed", kept.line(b"get reload-k\r\n"), "<closed>")
     kept.s.close()
+    check("a connection bound by a grant that stays still works", staying.line(b"get reload-g\r\n"), "VALUE reload-g 0 1")
+    staying.s.close()
 
     with open(TOKENS, "w") as f:
         f.write("# unreadable grants must not drop the old ones\nthis line has three words\n")
