@@ -10,52 +10,14 @@ mod common;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Conn, Server};
+use common::{Conn, GrantsFile, Server};
 
 const FAILED: &[u8] = b"CLIENT_ERROR authentication failed\r\n";
 const TOO_MANY_CACHES: &[u8] = b"SERVER_ERROR too many caches\r\n";
 const TOKEN_A: &str = "tokA-0123456789abcdef";
 const TOKEN_B: &str = "tokB-0123456789abcdef";
-
-/// A tokens file in the temp dir, removed on drop.
-struct TokenFile {
-    path: PathBuf,
-}
-
-impl TokenFile {
-    fn new(contents: &str) -> TokenFile {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ferrocache-hostile-auth-{}-{}.tokens",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = TokenFile { path };
-        file.write(contents);
-        file
-    }
-
-    /// Atomic replacement: write a sibling, rename it over.
-    fn write(&self, contents: &str) {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::rename(&tmp, &self.path).unwrap();
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 fn grants() -> String {
     format!("# grants\n{TOKEN_A} projA\n{TOKEN_B} projB\n")
@@ -197,7 +159,7 @@ fn namespace_churn_is_bounded_and_reclaimed() {
 #[test]
 fn a_reclaimed_namespace_id_reveals_nothing_to_its_next_owner() {
     const CAP: usize = 8;
-    let tokens = TokenFile::new(&grants());
+    let tokens = GrantsFile::new(&grants());
     let server = Server::start(&["--tokens", tokens.arg(), "--max-namespaces", "8"]);
     let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
     let all = keys.join(" ");
@@ -243,7 +205,7 @@ fn a_reclaimed_namespace_id_reveals_nothing_to_its_next_owner() {
 /// not one per event.
 #[test]
 fn client_driven_warnings_are_rate_limited() {
-    let tokens = TokenFile::new(&grants());
+    let tokens = GrantsFile::new(&grants());
     let (server, log) = Server::start_logged(
         &["--cores", "2"],
         &[
@@ -328,7 +290,7 @@ fn failed_accepts_are_logged_rate_limited() {
 /// that keeps the old grants, and it is logged.
 #[test]
 fn an_empty_tokens_file_on_reload_keeps_the_grants() {
-    let tokens = TokenFile::new(&grants());
+    let tokens = GrantsFile::new(&grants());
     let (server, log) =
         Server::start_logged(&["--cores", "2"], &["--tokens", tokens.arg()], "info");
     drop(bound(&server, &format!("{TOKEN_A} projA c")));
@@ -347,7 +309,7 @@ fn an_empty_tokens_file_on_reload_keeps_the_grants() {
 #[test]
 fn a_fifo_or_device_as_tokens_file_never_hangs_shutdown() {
     for kind in ["fifo", "dev-zero"] {
-        let tokens = TokenFile::new(&grants());
+        let tokens = GrantsFile::new(&grants());
         let (mut server, log) =
             Server::start_logged(&["--cores", "2"], &["--tokens", tokens.arg()], "info");
         std::fs::remove_file(&tokens.path).unwrap();
@@ -386,7 +348,7 @@ fn stats_settings_hide_the_configuration_from_tenants() {
         "num_threads",
         "idle_timeout",
     ];
-    let tokens = TokenFile::new(&grants());
+    let tokens = GrantsFile::new(&grants());
     let server = Server::start(&["--tokens", tokens.arg()]);
     let mut tenant = bound(&server, &format!("{TOKEN_A} projA c"));
     let settings = stats(&mut tenant, " settings");
@@ -422,7 +384,7 @@ fn stats_settings_hide_the_configuration_from_tenants() {
 /// address logs in.
 #[test]
 fn failed_logins_are_throttled_per_address() {
-    let tokens = TokenFile::new(&grants());
+    let tokens = GrantsFile::new(&grants());
     let (server, log) = Server::start_logged(
         &["--cores", "2"],
         &["--tokens", tokens.arg(), "--auth-failures", "5"],
@@ -453,7 +415,7 @@ fn failed_logins_are_throttled_per_address() {
 /// their next command, and says how many; other sessions go on.
 #[test]
 fn a_reload_revokes_sessions_of_removed_grants() {
-    let tokens = TokenFile::new(&grants());
+    let tokens = GrantsFile::new(&grants());
     let (server, log) =
         Server::start_logged(&["--cores", "2"], &["--tokens", tokens.arg()], "info");
     let mut keep = bound(&server, &format!("{TOKEN_A} projA c"));
@@ -483,7 +445,7 @@ fn a_reload_revokes_sessions_of_removed_grants() {
 /// tokens draw a warning at start.
 #[test]
 fn logins_log_their_grant_line_and_short_tokens_are_warned_about() {
-    let tokens = TokenFile::new(&format!("{}short projS\n", grants()));
+    let tokens = GrantsFile::new(&format!("{}short projS\n", grants()));
     let (server, log) =
         Server::start_logged(&["--cores", "2"], &["--tokens", tokens.arg()], "info");
     let warning = log.wait_for("shorter than 16");

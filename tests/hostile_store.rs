@@ -12,10 +12,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Conn, Server};
+use common::{Conn, GrantsFile, Server};
 
 /// The 14-byte item of the issue: key length 1, value length 4, namespace
 /// 0, exptime 1 (long expired), key "z", value "zzzz".
@@ -100,31 +99,6 @@ fn a_value_of_item_headers_in_a_reopened_segment_cannot_crash_the_sweep() {
     assert_eq!(stat(&mut conn, "store_invariant_skips"), Some(0));
 }
 
-struct TokenFile(std::path::PathBuf);
-
-impl TokenFile {
-    fn new(contents: &str) -> TokenFile {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ferrocache-hostile-store-{}-{}.tokens",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TokenFile(path)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn login(server: &Server, grant: &str) -> Conn {
     let mut conn = server.connect();
     let req = format!("set oauth 0 0 {}\r\n{grant}\r\n", grant.len());
@@ -137,7 +111,7 @@ fn login(server: &Server, grant: &str) -> Conn {
 /// fake items, each too big for what is left of a head.
 #[test]
 fn the_same_as_an_authenticated_tenant_on_two_cores() {
-    let tokens = TokenFile::new("tok-hostile-store projA\n");
+    let tokens = GrantsFile::new("tok-hostile-store projA\n");
     let mut server = Server::start_with(
         &["--cores", "2", "--memory-mb", "64"],
         &["--tokens", tokens.arg()],
@@ -179,7 +153,7 @@ fn gets(conn: &mut Conn, key: &str) -> u64 {
 /// cas itself still works on them.
 #[test]
 fn a_tenants_cas_uniques_say_nothing_about_another_tenants_writes() {
-    let tokens = TokenFile::new("tokA projA\ntokB projB\n");
+    let tokens = GrantsFile::new("tokA projA\ntokB projB\n");
     let server = Server::start_with(&["--cores", "1"], &["--tokens", tokens.arg()]);
     let mut a = login(&server, "tokA projA c1");
     let mut b = login(&server, "tokB projB c1");
@@ -225,7 +199,7 @@ fn a_tenants_cas_uniques_say_nothing_about_another_tenants_writes() {
 /// invalidating `ms` with an older unique is told apart by the seal's order.
 #[test]
 fn meta_uniques_are_the_sealed_ones() {
-    let tokens = TokenFile::new("tokA projA\ntokB projB\n");
+    let tokens = GrantsFile::new("tokA projA\ntokB projB\n");
     let server = Server::start_with(&["--cores", "1"], &["--tokens", tokens.arg()]);
     let mut a = login(&server, "tokA projA c1");
     let mut b = login(&server, "tokB projB c1");

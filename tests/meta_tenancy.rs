@@ -4,40 +4,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use common::{Conn, Server};
+use common::{Conn, GrantsFile, Server};
 
 const VERSION: &[u8] = b"VERSION 1.6.18-ferrocache-0.1.0\r\n";
 const REQUIRED: &[u8] = b"CLIENT_ERROR authentication required\r\n";
 const FAILED: &[u8] = b"CLIENT_ERROR authentication failed\r\n";
 const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad authentication token format\r\n";
-
-/// A grants file in the temp dir, removed on drop.
-struct TokenFile(std::path::PathBuf);
-
-impl TokenFile {
-    fn new(contents: &str) -> TokenFile {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ferrocache-meta-tenancy-{}-{}.tokens",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TokenFile(path)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn ms_oauth(value: &str, flags: &str) -> Vec<u8> {
     format!("ms oauth {}{flags}\r\n{value}\r\n", value.len()).into_bytes()
@@ -51,7 +23,7 @@ fn bound(server: &Server, value: &str) -> Conn {
 
 #[test]
 fn meta_handshake_in_secure_mode() {
-    let tokens = TokenFile::new("tokA projA\ntokB projB\n");
+    let tokens = GrantsFile::new("tokA projA\ntokB projB\n");
     let server = Server::start(&["--tokens", tokens.arg()]);
     let mut c = server.connect();
     let table: &[(&[u8], &[u8])] = &[

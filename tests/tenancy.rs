@@ -5,53 +5,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Conn, Server};
+use common::{Conn, GrantsFile, Server};
 
 const VERSION: &[u8] = b"VERSION 1.6.18-ferrocache-0.1.0\r\n";
 const REQUIRED: &[u8] = b"CLIENT_ERROR authentication required\r\n";
 const FAILED: &[u8] = b"CLIENT_ERROR authentication failed\r\n";
 const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad authentication token format\r\n";
-
-/// A grants file in the temp dir with a unique name, removed on drop.
-struct TokenFile {
-    path: PathBuf,
-}
-
-impl TokenFile {
-    fn new(contents: &str) -> TokenFile {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ferrocache-tenancy-{}-{}.tokens",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = TokenFile { path };
-        file.write(contents);
-        file
-    }
-
-    /// Replaces the contents atomically (write a sibling, then rename), so a
-    /// reload never sees a half-written file.
-    fn write(&self, contents: &str) {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::rename(&tmp, &self.path).unwrap();
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 const GRANTS: &str = "\
 # ferrocache grants: TOKEN PROJECT_ID
@@ -109,7 +70,7 @@ fn num(map: &HashMap<String, String>, name: &str) -> u64 {
 
 #[test]
 fn secure_handshake() {
-    let tokens = TokenFile::new(GRANTS);
+    let tokens = GrantsFile::new(GRANTS);
     let server = Server::start(&["--tokens", tokens.arg()]);
     let cache_128 = "c".repeat(128);
     let cache_129 = "c".repeat(129);
@@ -213,7 +174,7 @@ fn secure_handshake() {
 
 #[test]
 fn ten_failures_close_the_connection() {
-    let tokens = TokenFile::new(GRANTS);
+    let tokens = GrantsFile::new(GRANTS);
     let server = Server::start(&["--tokens", tokens.arg()]);
     let mut c = server.connect();
     for i in 0..9 {
@@ -350,7 +311,7 @@ fn numeric(data: &[u8]) -> Option<u64> {
 /// every reply must be what that tenant's own model predicts.
 #[test]
 fn tenants_are_isolated() {
-    let tokens = TokenFile::new(GRANTS);
+    let tokens = GrantsFile::new(GRANTS);
     let server = Server::start(&["--tokens", tokens.arg()]);
     // Same cache name in two projects, two caches in one project.
     let tenants = [
@@ -476,7 +437,7 @@ fn tenants_are_isolated() {
 
 #[test]
 fn flush_all_and_stats_are_per_tenant() {
-    let tokens = TokenFile::new(GRANTS);
+    let tokens = GrantsFile::new(GRANTS);
     let server = Server::start(&["--tokens", tokens.arg()]);
     let mut a = bound(&server, "tokA", "projA", "c1");
     let mut b = bound(&server, "tokA", "projA", "c2");
@@ -584,7 +545,7 @@ fn try_auth(server: &Server, value: &str) -> Vec<u8> {
 
 #[test]
 fn sighup_reloads_grants() {
-    let tokens = TokenFile::new("tokA projA\ntokB projB\n");
+    let tokens = GrantsFile::new("tokA projA\ntokB projB\n");
     let server = Server::start(&["--tokens", tokens.arg()]);
     // Bound under a grant the reload keeps (revocation: tests/hostile_auth.rs).
     let mut old = bound(&server, "tokA", "projA", "c1");

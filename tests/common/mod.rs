@@ -326,6 +326,14 @@ impl GrantsFile {
     pub fn arg(&self) -> &str {
         self.path.to_str().expect("utf-8 temp path")
     }
+
+    /// Replaces the contents atomically (write a sibling, then rename), so a
+    /// reload never sees a half-written file.
+    pub fn write(&self, contents: &str) {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, contents).expect("write grants file");
+        std::fs::rename(&tmp, &self.path).expect("rename grants file");
+    }
 }
 
 impl Drop for GrantsFile {
