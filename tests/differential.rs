@@ -10,72 +10,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
 
-use common::Server;
-
-const MEMCACHED: &str = "/usr/bin/memcached";
-
-/// A memcached child process on a free port, killed on drop.
-struct Memcached {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Memcached {
-    /// Starts memcached, or returns `None` (after checking `CI`) when it is not
-    /// installed.
-    fn start() -> Option<Memcached> {
-        if !std::path::Path::new(MEMCACHED).exists() {
-            let ci = std::env::var_os("CI").is_some();
-            assert!(
-                !ci,
-                "{MEMCACHED} is not installed, and CI is set: the differential test must run in CI"
-            );
-            eprintln!("SKIP differential: {MEMCACHED} is not installed (set CI to make this fail)");
-            return None;
-        }
-        // A free port: bind :0, note it, let it go. memcached has no port 0 mode
-        // that reports the port back, so this small race is unavoidable.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(MEMCACHED)
-            .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn memcached");
-        let mut server = Memcached {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        // Ready once it accepts a connection; retry with a deadline.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect(server.addr).is_ok() {
-                return Some(server);
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("memcached exited before it was ready: {status}");
-            }
-            assert!(Instant::now() < deadline, "memcached never accepted");
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Memcached, Server};
 
 /// Sends `request`, half-closes, and returns everything until the server closes.
 fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
@@ -327,7 +265,7 @@ fn documented_differences() -> Vec<Difference> {
 
 #[test]
 fn same_bytes_as_memcached() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);
@@ -360,7 +298,7 @@ fn same_bytes_as_memcached() {
 
 #[test]
 fn documented_differences_hold() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);
@@ -382,7 +320,7 @@ fn documented_differences_hold() {
 /// Each is (request, memcached's reply); ferrocache answers differently.
 #[test]
 fn undocumented_differences() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);

@@ -11,70 +11,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
 
-use common::Server;
+use common::{Memcached, Server};
 use ferrocache::protocol::{parse, Limits, Parsed};
-
-const MEMCACHED: &str = "/usr/bin/memcached";
-
-/// A memcached child process on a free port, killed on drop (as in
-/// tests/differential.rs).
-struct Memcached {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Memcached {
-    fn start() -> Option<Memcached> {
-        if !std::path::Path::new(MEMCACHED).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{MEMCACHED} is not installed, and CI is set: the meta differential test must run in CI"
-            );
-            eprintln!(
-                "SKIP meta_differential: {MEMCACHED} is not installed (set CI to make this fail)"
-            );
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(MEMCACHED)
-            .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn memcached");
-        let mut server = Memcached {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect(server.addr).is_ok() {
-                return Some(server);
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("memcached exited before it was ready: {status}");
-            }
-            assert!(Instant::now() < deadline, "memcached never accepted");
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Sends `request` (in `chunk`-byte writes), half-closes, reads to EOF.
 fn exchange(addr: SocketAddr, request: &[u8], chunk: usize) -> Vec<u8> {
@@ -296,7 +237,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn meta_same_bytes_as_memcached() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("meta_differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);
@@ -323,7 +264,7 @@ fn meta_same_bytes_as_memcached() {
 /// pass's items would change the replies, so keys get a prefix).
 #[test]
 fn meta_split_writes_same_bytes() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("meta_differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);
@@ -393,7 +334,7 @@ fn meta_parse_at_every_split() {
 /// Differences kept on purpose (listed in docs/META.md); both sides pinned.
 #[test]
 fn meta_documented_differences_hold() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("meta_differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);
@@ -446,7 +387,7 @@ fn meta_documented_differences_hold() {
 /// at once.
 #[test]
 fn meta_hit_and_last_access_as_memcached() {
-    let Some(memcached) = Memcached::start() else {
+    let Some(memcached) = Memcached::start("meta_differential") else {
         return;
     };
     let ferrocache = Server::start(&[]);

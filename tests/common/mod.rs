@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -358,5 +358,66 @@ pub fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duratio
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub const MEMCACHED: &str = "/usr/bin/memcached";
+
+/// A memcached child process on a free port, killed on drop.
+pub struct Memcached {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Memcached {
+    /// Starts memcached, or returns `None` (after checking `CI`) when it is not
+    /// installed; `test` names the caller in the message.
+    pub fn start(test: &str) -> Option<Memcached> {
+        if !std::path::Path::new(MEMCACHED).exists() {
+            let ci = std::env::var_os("CI").is_some();
+            assert!(
+                !ci,
+                "{MEMCACHED} is not installed, and CI is set: the {test} test must run in CI"
+            );
+            eprintln!("SKIP {test}: {MEMCACHED} is not installed (set CI to make this fail)");
+            return None;
+        }
+        // A free port: bind :0, note it, let it go. memcached has no port 0 mode
+        // that reports the port back, so this small race is unavoidable.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(MEMCACHED)
+            .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn memcached");
+        let mut server = Memcached {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        // Ready once it accepts a connection; retry with a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(server.addr).is_ok() {
+                return Some(server);
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("memcached exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "memcached never accepted");
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
