@@ -73,6 +73,19 @@ macro_rules! throttled_warn {
     }};
 }
 
+/// `throttled_warn!` at info level, for events worth a line but not a warning
+/// (a client speaking the wrong protocol).
+#[macro_export]
+macro_rules! throttled_info {
+    ($($arg:tt)+) => {{
+        static SITE: $crate::logthrottle::LogThrottle =
+            $crate::logthrottle::LogThrottle::new($crate::logthrottle::WARN_EVERY);
+        if let Some(suppressed) = SITE.hit() {
+            tracing::info!(suppressed, $($arg)+);
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

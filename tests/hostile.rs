@@ -879,3 +879,31 @@ fn many_delayed_flush_alls_stay_bounded() {
     assert_rss_bounded(&server, before, 4 * MIB, "16,000 delayed flush_all");
     witness.check();
 }
+
+/// Protocol errors a client can repeat at will (lines too long, binary
+/// requests) log one line per interval, not one per connection.
+#[test]
+fn protocol_error_logs_are_rate_limited() {
+    let (server, log) = Server::start_logged(SMALL, &[], "info");
+    for _ in 0..20 {
+        let mut conn = server.connect();
+        conn.send(&[b'a'; 3000]);
+        assert_eq!(conn.read_until(b"\r\n"), LINE_TOO_LONG);
+        assert!(conn.is_closed());
+        let mut binary = server.connect();
+        binary.send(&[
+            0x80, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'k',
+        ]);
+        assert_eq!(binary.read_exact_n(24)[0], 0x81, "response magic");
+    }
+    log.wait_for("command line too long");
+    log.wait_for("refusing a binary-protocol client");
+    // Everything was answered, so every event has been logged or held back.
+    assert_eq!(log.count("command line too long"), 1, "{:#?}", log.lines());
+    assert_eq!(
+        log.count("refusing a binary-protocol client"),
+        1,
+        "{:#?}",
+        log.lines()
+    );
+}

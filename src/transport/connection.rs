@@ -20,7 +20,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::core::{ConnectionGuard, Core, Delivery};
 use super::framing::{
@@ -225,7 +225,7 @@ impl Connection {
             if first {
                 first = false;
                 if self.rbuf[self.start] == binary::REQUEST_MAGIC {
-                    info!(peer = ?self.peer, "refusing a binary-protocol client");
+                    crate::throttled_info!(peer = ?self.peer, "refusing a binary-protocol client");
                     let refusal = binary::refusal(&self.rbuf[self.start..self.end]);
                     return self.write(refusal).await.0;
                 }
@@ -423,7 +423,7 @@ impl Connection {
                     return Ok(Next::Continue);
                 }
                 Parsed::Close(error) => {
-                    warn!(peer = ?self.peer, "closing connection: command line too long");
+                    crate::throttled_warn!(peer = ?self.peer, "closing connection: command line too long");
                     self.out.extend_from_slice(error.line());
                     return Ok(Next::Close);
                 }

@@ -479,11 +479,11 @@ async fn accept_tls(core: Rc<Core>, listener: Listener, tls: Arc<Tls>) {
                     core.shared.placed[core.index].fetch_add(1, Ordering::Relaxed);
                     glommio::spawn_local(serve(core.clone(), socket)).detach();
                 }
-                Err(e) => warn!(error = %e, "cannot start a TLS session"),
+                Err(e) => crate::throttled_warn!(error = %e, "cannot start a TLS session"),
             },
             Err(_) if core.shared.shutting_down() => break,
             Err(e) => {
-                warn!(error = %e, "TLS accept failed");
+                crate::throttled_warn!(error = %e, "TLS accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
