@@ -256,7 +256,7 @@ pub struct Config {
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
     pub balance_connections: bool,
-    /// For `crate::store::seed_key_hash`.
+    /// For `crate::keyspace::KeyHasher::from_seed`.
     pub hash_seed: u64,
     /// `-u`: the user to switch to when started as root.
     pub user: Option<String>,

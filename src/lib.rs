@@ -10,7 +10,8 @@
 //!   order of replies. No grammar.
 //!
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
-//! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
+//! [`keyspace`] (namespace ids, the seeded key hash, the
+//! owning shard), [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
 //! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
 //! (rate-limited warnings).
@@ -49,6 +50,7 @@ pub mod auth_throttle;
 pub mod clock;
 pub mod config;
 pub mod host;
+pub mod keyspace;
 pub mod logthrottle;
 pub mod protocol;
 pub mod router;

@@ -11,7 +11,7 @@
 use crate::clock::Clock;
 use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
 use crate::stats::{tenant_items, Counters, Report};
-use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 use crate::tenancy::NamespaceHost;
 
 mod meta;
@@ -26,9 +26,11 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock) -> Shard {
+    /// `keys` is the process's key hash: every hash this shard is given
+    /// must come from it.
+    pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock, keys: KeyHasher) -> Shard {
         Shard {
-            store: Store::new(memory_bytes, max_item_size),
+            store: Store::new(memory_bytes, max_item_size, keys),
             clock,
             counters: Vec::new(),
             pending_flush: Vec::new(),
@@ -37,6 +39,11 @@ impl Shard {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The key hash this shard's hashes come from.
+    pub fn keys(&self) -> KeyHasher {
+        self.store.keys()
     }
 
     fn counters(&mut self, ns: NsId) -> &mut Counters {

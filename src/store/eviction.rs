@@ -369,9 +369,10 @@ impl Store {
             // Broken items are counted (and skipped) by pass 2.
             while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
                 if !h.dead && is_live(h.exptime, now) {
-                    let found = self
-                        .index
-                        .find_loc(item_home(&s.data, off, &h), index::seg_loc(v, off as u32));
+                    let found = self.index.find_loc(
+                        item_home(&self.keys, &s.data, off, &h),
+                        index::seg_loc(v, off as u32),
+                    );
                     if let Some(e) = found
                         .map(|pos| self.index.get(pos))
                         .filter(|&e| !self.flushed(e))
@@ -418,7 +419,7 @@ impl Store {
                     if h.dead {
                         continue;
                     }
-                    let home = item_home(&s.data, here, &h);
+                    let home = item_home(&self.keys, &s.data, here, &h);
                     let loc = index::seg_loc(v, here as u32);
                     let Some(pos) = self.index.find_loc(home, loc) else {
                         // The victim is ours until freed: marking it dead

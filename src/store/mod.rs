@@ -11,54 +11,10 @@
 //!
 //! THIS FILE IS THE CONTRACT. The implementation lives in submodules.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Interned (project, cache) namespace. Items store this id, never the names.
-pub type NsId = u32;
-
-/// The key hash's seeds. Every core must route a key to the same shard, so
-/// they are process-wide; set once at start (`seed_key_hash`), before any
-/// store holds an item. Until then (unit tests, benches) they are fixed.
-static SEEDS: [AtomicU64; 4] = [
-    AtomicU64::new(0x243f_6a88_85a3_08d3),
-    AtomicU64::new(0x1319_8a2e_0370_7344),
-    AtomicU64::new(0xa409_3822_299f_31d0),
-    AtomicU64::new(0x082e_fa98_ec4e_6c89),
-];
-
-/// Seeds the key hash from `seed` for the life of the process. The server
-/// seeds it at random: with seeds anyone can know (this source's), a client
-/// could search offline for keys that share one index chain, and slow the
-/// shard, every tenant's on it, with lookups that walk it.
-pub fn seed_key_hash(seed: u64) {
-    let mut state = seed;
-    for s in &SEEDS {
-        s.store(splitmix64(&mut state), Ordering::Relaxed);
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood '14): spreads one seed over four words.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The 64-bit hash of a key in its namespace. The router picks the shard
-/// from the high 32 bits; the index files the key by the low 32 bits and
-/// tags it with bits 32..48. The store rehashes the keys of items it visits
-/// without a request (eviction, the sweep, index splits), so items need not
-/// carry their hash.
-#[inline]
-pub fn key_hash(ns: NsId, key: &[u8]) -> u64 {
-    let seed = |i: usize| SEEDS[i].load(Ordering::Relaxed);
-    ahash::RandomState::with_seeds(seed(0) ^ u64::from(ns), seed(1), seed(2), seed(3)).hash_one(key)
-}
+pub use crate::keyspace::{KeyHasher, NsId};
 
 /// A key as the store sees it: namespace, the client's key bytes, and
-/// `key_hash(ns, key)`, which the router already computed.
+/// `KeyHasher::hash(ns, key)`, which the router already computed.
 #[derive(Clone, Copy, Debug)]
 pub struct Key<'a> {
     pub ns: NsId,

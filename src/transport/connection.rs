@@ -31,6 +31,7 @@ use super::mesh::report_here;
 use super::remote::{Remote, Spliced};
 use super::socket::Socket;
 use crate::clock::coarse_now;
+use crate::keyspace::{shard_of, NsHasher};
 use crate::protocol::binary;
 use crate::protocol::reply::MetaCode;
 use crate::protocol::request::Handshake;
@@ -38,7 +39,7 @@ use crate::protocol::{
     compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
     MAX_KEY_LEN,
 };
-use crate::router::{shard_of, FromShard, KeyHasher, ToShard};
+use crate::router::{FromShard, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
 use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease};
 
@@ -136,7 +137,7 @@ struct Connection {
     /// grant, re-checked after each reload.
     binding: Option<(NsLease, Option<GrantLease>)>,
     ns: Namespace,
-    hasher: KeyHasher,
+    hasher: NsHasher,
     limits: Limits,
     budget: Budget,
     deadlines: Deadlines,
@@ -171,6 +172,7 @@ impl Connection {
         let deadlines = Deadlines::new(config, secure, coarse_now());
         let ns = Namespaces::default_namespace();
         let shards = core.shards;
+        let hasher = core.shard.borrow().keys().for_ns(ns.id);
         Connection {
             peer: socket.peer_addr(),
             socket,
@@ -178,7 +180,7 @@ impl Connection {
             auth_failures: 0,
             binding: None,
             ns,
-            hasher: KeyHasher::new(ns),
+            hasher,
             limits: Limits {
                 max_item_size: budget.max_value,
             },
@@ -602,7 +604,7 @@ impl Connection {
                         return Next::Continue;
                     };
                     self.ns = lease.ns;
-                    self.hasher = KeyHasher::new(self.ns);
+                    self.hasher = self.core.shard.borrow().keys().for_ns(self.ns.id);
                     self.bind();
                     self.binding = Some((lease, login.lease));
                     // The grant's line in the tokens file, never the token.

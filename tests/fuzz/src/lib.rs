@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 
 use ferrocache::clock::Clock;
+use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::parse::{valid_key, MAX_LINE, MAX_RETRIEVAL_LINE};
 use ferrocache::protocol::{
     parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, StoreKind,
 };
-use ferrocache::router::KeyHasher;
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::Namespaces;
 
@@ -299,9 +299,10 @@ enum Known {
 /// and for form where it is not.
 pub fn check_connection(data: &[u8]) {
     let namespace = Namespaces::default_namespace();
-    let hasher = KeyHasher::new(namespace);
+    let keys = KeyHasher::default();
+    let hasher = keys.for_ns(namespace.id);
     let ns = namespace.id;
-    let mut shard = Shard::new(8 << 20, MAX_ITEM_SIZE, Clock::new());
+    let mut shard = Shard::new(8 << 20, MAX_ITEM_SIZE, Clock::new(), keys);
     let mut model: HashMap<Vec<u8>, Known> = HashMap::new();
     let mut out = Vec::new();
     let mut rest = data;
