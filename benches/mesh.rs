@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SocketIo};
 use ferrocache::keyspace::KeyHasher;
-use ferrocache::protocol::{GetKind, Keys, Request, StoreKind};
+use ferrocache::protocol::{GetKind, Keys, Request, Storage, StoreKind};
 use ferrocache::router::{push_get, push_wire, FromShard, Part, Reply, ToShard};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
@@ -60,7 +60,7 @@ fn key_hash(key: &[u8]) -> u64 {
 /// A set as its wire bytes (what `set_batch` sends, and the local bench runs).
 fn set_wire(key: &[u8]) -> Vec<u8> {
     let mut wire = Vec::new();
-    Request::Store {
+    Request::Store(Storage {
         kind: StoreKind::Set,
         key,
         flags: 0,
@@ -68,7 +68,7 @@ fn set_wire(key: &[u8]) -> Vec<u8> {
         cas: 0,
         data: &[b'v'; 100],
         noreply: false,
-    }
+    })
     .encode(&mut wire);
     wire
 }

@@ -9,7 +9,9 @@
 //! is split per key across shards, and transport adds the one `END`.
 
 use crate::clock::Clock;
-use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
+use crate::protocol::{
+    compose, ArithKind, ErrorReply, GetKind, Request, Response, Storage, StoreKind,
+};
 use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 use crate::tenancy::NamespaceHost;
@@ -77,18 +79,14 @@ impl Shard {
                 }
                 return;
             }
-            Request::Store {
-                kind,
-                key,
-                flags,
-                exptime,
-                cas,
-                data,
-                noreply,
-            } => {
-                let response =
-                    self.store(Key { ns, hash, key }, kind, flags, exptime, cas, data, now);
-                if noreply {
+            Request::Store(storage) => {
+                let key = Key {
+                    ns,
+                    hash,
+                    key: storage.key,
+                };
+                let response = self.store(key, &storage, now);
+                if storage.noreply {
                     return;
                 }
                 response
@@ -238,17 +236,15 @@ impl Shard {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn store(
-        &mut self,
-        key: Key,
-        kind: StoreKind,
-        flags: u32,
-        exptime: i64,
-        cas: u64,
-        data: &[u8],
-        now: u32,
-    ) -> Response<'static> {
+    fn store(&mut self, key: Key, storage: &Storage, now: u32) -> Response<'static> {
+        let Storage {
+            kind,
+            flags,
+            exptime,
+            cas,
+            data,
+            ..
+        } = *storage;
         let mode = match kind {
             StoreKind::Set => SetMode::Set,
             StoreKind::Add => SetMode::Add,

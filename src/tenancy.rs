@@ -1016,13 +1016,13 @@ mod tests {
 
     /// A real shard to reclaim on: `n` items of `ns` stored in it.
     fn shard_with(ns: NsId, n: usize) -> crate::shard::Shard {
-        use crate::protocol::{Request, StoreKind};
+        use crate::protocol::{Request, Storage, StoreKind};
         let keys = crate::keyspace::KeyHasher::default();
         let mut shard =
             crate::shard::Shard::new(16 << 20, 1 << 20, crate::clock::Clock::new(), keys);
         for i in 0..n {
             let key = format!("k{i}");
-            let request = Request::Store {
+            let request = Request::Store(Storage {
                 kind: StoreKind::Set,
                 key: key.as_bytes(),
                 flags: 0,
@@ -1030,7 +1030,7 @@ mod tests {
                 cas: 0,
                 data: b"v",
                 noreply: false,
-            };
+            });
             let mut out = Vec::new();
             let hash = keys.hash(ns, key.as_bytes());
             shard.execute(ns, hash, &request, &mut out);

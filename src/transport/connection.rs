@@ -37,7 +37,7 @@ use crate::protocol::reply::MetaCode;
 use crate::protocol::request::Handshake;
 use crate::protocol::{
     compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
-    MAX_KEY_LEN,
+    Storage, MAX_KEY_LEN,
 };
 use crate::router::{FromShard, ToShard};
 use crate::stats::{self, Scope, ServerFacts};
@@ -509,7 +509,7 @@ impl Connection {
                 }
                 compose(&Response::End, &mut self.out);
             }
-            Request::Store { key, .. }
+            Request::Store(Storage { key, .. })
             | Request::StoreTooLarge { key, .. }
             | Request::Delete { key, .. }
             | Request::Arith { key, .. }

@@ -16,7 +16,8 @@ use ferrocache::clock::Clock;
 use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::parse::{valid_key, MAX_LINE, MAX_RETRIEVAL_LINE};
 use ferrocache::protocol::{
-    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, StoreKind,
+    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, Storage,
+    StoreKind,
 };
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::Namespaces;
@@ -175,9 +176,9 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             }
             assert_eq!(consumed, line);
         }
-        Request::Store {
+        Request::Store(Storage {
             key, data, kind, ..
-        } => {
+        }) => {
             assert!(valid_key(key), "invalid key {key:?}");
             let declared = declared_len(rest);
             assert_eq!(data.len(), declared, "value length");
@@ -453,14 +454,14 @@ fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
     }
     let got = |expected: &[u8]| request.noreply() || out == expected;
     match *request {
-        Request::Store {
+        Request::Store(Storage {
             kind,
             flags,
             exptime,
             data,
             noreply,
             ..
-        } => {
+        }) => {
             let stored = if exptime == 0 {
                 Known::Present {
                     flags,
