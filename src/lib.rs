@@ -26,7 +26,7 @@
 //!                   │  read into the connection's buffer
 //!                   │  protocol::parse ─▶ Request (borrows the buffer)
 //!                   │  session gate: unauthenticated? only `set`/`ms oauth`, version, quit
-//!                   │  router: shard = hash(namespace id, key) high bits mod N
+//!                   │  keyspace: shard = hash(namespace id, key) high bits mod N
 //!                   ├─ shard == C ─▶ shard.execute ─▶ store ─▶ reply appended to `out`
 //!                   └─ shard == S ─▶ a record into the connection's batch for S: the
 //!                          key's hash, then a get's kind and key, or the request's

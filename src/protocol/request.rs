@@ -1,6 +1,7 @@
 //! A parsed request: what the client asked for, borrowed from the read buffer.
 
 use super::meta::{Meta, MetaCommand};
+use super::MAX_KEY_LEN;
 
 /// Which retrieval command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +208,45 @@ impl<'a> Request<'a> {
             | Request::MetaTooLarge { key, .. } => Some(key),
             Request::Meta(meta) => Some(meta.key),
             _ => None,
+        }
+    }
+
+    /// The retrieval's kind and keys, for a `get` of any number of keys.
+    pub fn retrieval(&self) -> Option<(GetKind, Keys<'a>)> {
+        match *self {
+            Request::Get { kind, keys } => Some((kind, keys)),
+            _ => None,
+        }
+    }
+
+    /// The one key a request other than a retrieval names, which decides
+    /// the shard that runs it (a meta command's base64 key decoded into
+    /// `buf`). `None`: the request names no key.
+    pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> Option<&'b [u8]> {
+        match self {
+            Request::Get { .. } => None,
+            Request::Meta(meta) => Some(meta.key(buf)),
+            _ => self.key(),
+        }
+    }
+
+    /// Whether the request may run before a session is bound: it reads and
+    /// changes nothing of any cache.
+    pub fn before_session(&self) -> bool {
+        matches!(
+            self,
+            Request::Version | Request::Verbosity { .. } | Request::Quit
+        )
+    }
+
+    /// Bytes of a too-large value that follow the request and are to be
+    /// discarded.
+    pub fn swallow(&self) -> usize {
+        match *self {
+            Request::StoreTooLarge { swallow, .. } | Request::MetaTooLarge { swallow, .. } => {
+                swallow
+            }
+            _ => 0,
         }
     }
 

@@ -5,6 +5,9 @@
 //! reply into an output buffer. It never touches a socket and never sees
 //! another shard; transport has already routed the key here.
 //!
+//! The requests that name no key (`flush_all`, `stats`, `version`, …) mean
+//! what [`admin`] says, composed from every shard's report.
+//!
 //! Retrieval replies are composed without the closing `END`: a multi-key get
 //! is split per key across shards, and transport adds the one `END`.
 
@@ -16,6 +19,7 @@ use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 use crate::tenancy::NamespaceHost;
 
+pub mod admin;
 mod meta;
 
 pub struct Shard {
