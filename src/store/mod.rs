@@ -9,7 +9,9 @@
 //! absolute second at which the item stops being visible (so a value <= now
 //! is already expired).
 //!
-//! THIS FILE IS THE CONTRACT. The implementation lives in submodules.
+//! THIS FILE IS THE CONTRACT: the types, and [`Contract`], what a shard may
+//! ask of its [`Store`]. The implementation lives in submodules. The store
+//! imports nothing from the crate but [`crate::keyspace`], a leaf.
 
 pub use crate::keyspace::{KeyHasher, NsId};
 
@@ -116,24 +118,6 @@ pub struct NsStats {
     pub total_items: u64,
 }
 
-// The `Store` type (implemented in submodules and re-exported here) offers,
-// all single-threaded on its shard:
-//
-//   Store::new(limit_bytes: usize, max_item_size: usize) -> Store
-//   fn get(&mut self, k: Key, now: u32) -> Lookup<'_>            // marks fetched / recency
-//   fn get_and_touch(&mut self, k: Key, exptime: u32, now: u32) -> Lookup<'_>   // gat/gats
-//   fn touch(&mut self, k: Key, exptime: u32, now: u32) -> bool
-//   fn set(&mut self, k: Key, mode: SetMode, flags: u32, exptime: u32,
-//          value: &[u8], now: u32) -> SetOutcome
-//   fn delete(&mut self, k: Key, now: u32) -> bool
-//   fn arith(&mut self, k: Key, incr: bool, delta: u64, now: u32) -> ArithOutcome
-//   fn flush_ns(&mut self, ns: NsId)            // drop every item of one namespace, now
-//   fn flush_all(&mut self)                     // drop everything, now
-//   fn sweep(&mut self, now: u32, budget: usize) -> usize   // reclaim expired; returns count
-//   fn stats(&self) -> StoreStats
-//   fn ns_stats(&self, ns: NsId) -> NsStats
-//   fn limit_bytes(&self) -> usize
-
 mod arith;
 mod cas;
 mod eviction;
@@ -141,21 +125,125 @@ mod index;
 mod large;
 mod layout;
 mod meta;
-#[cfg(test)]
-mod model;
 mod ns_table;
-#[cfg(test)]
-mod props;
 mod segment;
 mod segmented;
-#[cfg(test)]
-mod store_tests;
 mod sweep;
-
 #[cfg(test)]
-mod semantics;
+mod tests;
 
-// Beyond the list above, `Store` also offers `memory_bytes()`: the bytes of
-// segments and large items it holds now, never above `limit_bytes()`.
 pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaState};
 pub use segmented::Store;
+
+/// What a shard may ask of its store, all single-threaded on the shard.
+/// [`Store`] implements it by delegating to its own methods (spread over
+/// the submodules), so this list cannot drift from them; the meta
+/// commands' extensions are in `meta`.
+pub trait Contract {
+    /// A readable item, marked fetched and recently used.
+    fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_>;
+    /// `gat`/`gats`: `get`, then the item's exptime set to `exptime`.
+    fn get_and_touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> Lookup<'_>;
+    /// Sets a live item's exptime; whether there was one.
+    fn touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> bool;
+    /// set/add/replace/append/prepend/cas, as `mode` says.
+    fn set(
+        &mut self,
+        k: Key<'_>,
+        mode: SetMode,
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        now: u32,
+    ) -> SetOutcome;
+    /// Unlinks a live item; whether there was one.
+    fn delete(&mut self, k: Key<'_>, now: u32) -> bool;
+    /// incr (wrapping at 2^64) or decr (floored at 0) of a decimal value.
+    fn arith(&mut self, k: Key<'_>, incr: bool, delta: u64, now: u32) -> ArithOutcome;
+    /// Drops every item of one namespace, now.
+    fn flush_ns(&mut self, ns: NsId);
+    /// Drops a namespace whose id is about to name another: its items and
+    /// its figures.
+    fn retire_ns(&mut self, ns: NsId);
+    /// Drops everything, now.
+    fn flush_all(&mut self);
+    /// Reclaims expired items, at most `budget` examined; returns how many
+    /// it reclaimed.
+    fn sweep(&mut self, now: u32, budget: usize) -> usize;
+    /// Hints for a batch: loads the index bucket of `hash` (first stage).
+    fn prefetch_bucket(&self, hash: u64);
+    /// Hints for a batch: loads the items the bucket of `hash` points at
+    /// (second stage, once the bucket has arrived).
+    fn prefetch_items(&self, hash: u64);
+    fn stats(&self) -> StoreStats;
+    fn ns_stats(&self, ns: NsId) -> NsStats;
+    /// The bound on `memory_bytes`.
+    fn limit_bytes(&self) -> usize;
+    /// Bytes of segments and large items held now: never above
+    /// `limit_bytes`.
+    fn memory_bytes(&self) -> usize;
+    /// The key hash every [`Key::hash`] given to this store came from.
+    fn keys(&self) -> KeyHasher;
+}
+
+impl Contract for Store {
+    fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_> {
+        Store::get(self, k, now)
+    }
+    fn get_and_touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> Lookup<'_> {
+        Store::get_and_touch(self, k, exptime, now)
+    }
+    fn touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> bool {
+        Store::touch(self, k, exptime, now)
+    }
+    fn set(
+        &mut self,
+        k: Key<'_>,
+        mode: SetMode,
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        now: u32,
+    ) -> SetOutcome {
+        Store::set(self, k, mode, flags, exptime, value, now)
+    }
+    fn delete(&mut self, k: Key<'_>, now: u32) -> bool {
+        Store::delete(self, k, now)
+    }
+    fn arith(&mut self, k: Key<'_>, incr: bool, delta: u64, now: u32) -> ArithOutcome {
+        Store::arith(self, k, incr, delta, now)
+    }
+    fn flush_ns(&mut self, ns: NsId) {
+        Store::flush_ns(self, ns)
+    }
+    fn retire_ns(&mut self, ns: NsId) {
+        Store::retire_ns(self, ns)
+    }
+    fn flush_all(&mut self) {
+        Store::flush_all(self)
+    }
+    fn sweep(&mut self, now: u32, budget: usize) -> usize {
+        Store::sweep(self, now, budget)
+    }
+    fn prefetch_bucket(&self, hash: u64) {
+        Store::prefetch_bucket(self, hash)
+    }
+    fn prefetch_items(&self, hash: u64) {
+        Store::prefetch_items(self, hash)
+    }
+    fn stats(&self) -> StoreStats {
+        Store::stats(self)
+    }
+    fn ns_stats(&self, ns: NsId) -> NsStats {
+        Store::ns_stats(self, ns)
+    }
+    fn limit_bytes(&self) -> usize {
+        Store::limit_bytes(self)
+    }
+    fn memory_bytes(&self) -> usize {
+        Store::memory_bytes(self)
+    }
+    fn keys(&self) -> KeyHasher {
+        Store::keys(self)
+    }
+}

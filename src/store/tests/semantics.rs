@@ -4,7 +4,7 @@
 //! same suite runs against the reference model and the real store (see
 //! `semantics_suite!`), so the model cannot drift from the contract either.
 
-use super::{Key, KeyHasher, NsId};
+use crate::store::{Key, KeyHasher, NsId};
 
 pub(crate) fn key(ns: NsId, k: &[u8]) -> Key<'_> {
     Key {
@@ -17,7 +17,7 @@ pub(crate) fn key(ns: NsId, k: &[u8]) -> Key<'_> {
 macro_rules! semantics_suite {
     ($suite:ident, $store:ty, $new:expr) => {
         mod $suite {
-            use crate::store::semantics::key;
+            use crate::store::tests::semantics::key;
             use crate::store::{ArithOutcome, Lookup, SetMode, SetOutcome};
 
             type Store = $store;
@@ -378,8 +378,8 @@ macro_rules! semantics_suite {
 
 semantics_suite!(
     model,
-    crate::store::model::Store,
-    crate::store::model::Store::new
+    crate::store::tests::model::Store,
+    crate::store::tests::model::Store::new
 );
 semantics_suite!(segmented, crate::store::Store, |limit, max_item| {
     crate::store::Store::new(limit, max_item, crate::store::KeyHasher::default())

@@ -16,10 +16,10 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use super::layout;
 use super::model;
 use super::semantics::key;
-use super::{ArithOutcome, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::layout;
+use crate::store::{ArithOutcome, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -514,16 +514,16 @@ fn regression_sweep_cursor_in_a_reopened_segment() {
 }
 
 #[derive(Debug)]
-struct StatsSansOverhead(super::StoreStats);
+struct StatsSansOverhead(crate::store::StoreStats);
 
 impl PartialEq for StatsSansOverhead {
     fn eq(&self, o: &Self) -> bool {
         let (a, b) = (self.0, o.0);
-        super::StoreStats {
+        crate::store::StoreStats {
             overhead_bytes: 0,
             hash_bytes: 0,
             ..a
-        } == super::StoreStats {
+        } == crate::store::StoreStats {
             overhead_bytes: 0,
             hash_bytes: 0,
             ..b

@@ -6,10 +6,10 @@
 //! and `props` (store against model); this file owns what only the real
 //! store has.
 
-use super::index;
 use super::model;
 use super::semantics::key;
-use super::{Key, KeyHasher, Lookup, SetMode, SetOutcome, Store};
+use crate::store::index;
+use crate::store::{Key, KeyHasher, Lookup, SetMode, SetOutcome, Store};
 
 const KB: usize = 1 << 10;
 const MB: usize = 1 << 20;
@@ -486,7 +486,10 @@ fn kept_items_that_expire_are_swept_from_main() {
     // the first segments hold nothing else).
     let kept = s.ns_stats(1).curr_items;
     assert!(kept >= 290, "{kept}");
-    assert!(s.segs.sealed[super::segment::MAIN] > 0 || s.main_head != super::segment::NONE);
+    assert!(
+        s.segs.sealed[crate::store::segment::MAIN] > 0
+            || s.main_head != crate::store::segment::NONE
+    );
     let mut n = 0;
     for _ in 0..1000 {
         n += s.sweep(60, 256);
@@ -553,7 +556,7 @@ fn flush_floor_splits_one_head_and_the_large_items() {
 /// the first starting at `at`: what a walk that lost its place would take
 /// for items (issue 12's crafted value).
 fn fake_items(len: usize, at: usize) -> Vec<u8> {
-    let item = super::layout::NewItem {
+    let item = crate::store::layout::NewItem {
         ns: 1,
         exptime: 1,
         meta: 0,
@@ -563,7 +566,7 @@ fn fake_items(len: usize, at: usize) -> Vec<u8> {
         value: [b"zzzz", b""],
     };
     let mut one = vec![0u8; item.total_len()];
-    super::layout::write(&mut one, 0, &item);
+    crate::store::layout::write(&mut one, 0, &item);
     let mut v = vec![0x7a; len];
     let mut p = at;
     while p + one.len() <= len {
@@ -593,12 +596,12 @@ fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
     assert_eq!(s.sweep(now, 40 + 10), 40);
     let (seg, _, off) = s.sweep_at;
     let head = s.head;
-    let small = super::layout::item_size(1, 0, 4, 1);
+    let small = crate::store::layout::item_size(1, 0, 4, 1);
     assert_eq!((seg, off as usize), (head, 10 * small));
     // A header, 5 key bytes and 4000 value bytes: not enough room left, so
     // the empty head is freed and taken again. The fake items line up with
     // the cursor.
-    let value_at = super::layout::header_len(1, 0, false) + 5;
+    let value_at = crate::store::layout::header_len(1, 0, false) + 5;
     let big = fake_items(4000, off as usize - value_at);
     assert_eq!(
         s.set(key(1, b"bigkk"), SetMode::Set, 0, 0, &big, now),
