@@ -121,6 +121,7 @@ pub struct NsStats {
 mod arith;
 mod cas;
 mod eviction;
+mod ghost;
 mod index;
 mod large;
 mod layout;

@@ -24,7 +24,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cas::CasSeal;
-use super::eviction::GHOST_PER_BUCKET;
+use super::ghost::Ghosts;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
@@ -109,7 +109,7 @@ pub struct Store {
     fixed_overhead: usize,
     /// Tags of keys recently evicted from the small FIFO without a hit
     /// (see `eviction`): such a key written again starts with frequency 1.
-    pub(super) ghost: Vec<u16>,
+    pub(super) ghost: Ghosts,
     /// Reused buffers, so commands never allocate in steady state.
     scratch: Vec<u8>,
     pub(super) victims: Vec<u32>,
@@ -169,12 +169,11 @@ impl Store {
         // `nseg` of them; bound their table (and FIFO, kept under 2x live +
         // 16) by that.
         let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
-        let ghost_buckets = 1 << (usize::BITS - 1 - index.max_primary().leading_zeros());
-        let ghost = vec![0u16; ghost_buckets * GHOST_PER_BUCKET];
+        let ghost = Ghosts::new(index.max_primary());
         let fixed_overhead = index.memory_bytes()
             + segs.overhead_bytes()
             + large_table
-            + ghost.len() * 2
+            + ghost.bytes()
             + SCRATCH_KEEP;
         Store {
             index,
@@ -467,7 +466,7 @@ impl Store {
         }
         let tag = index::tag_of(k.hash);
         let mut keep = keep;
-        if old.is_none() && self.ghost_take(home, tag) {
+        if old.is_none() && self.ghost.take(home, tag) {
             keep = index::with_freq(keep, 1);
         }
         let entry = index::make_entry(tag, loc) | keep;
