@@ -304,10 +304,8 @@ fn out_of_descriptors_at_run_time_clients_get_the_error_not_silence() {
         rlim_max: open + 2,
     };
     // SAFETY: prlimit on a child we own, with a struct we own.
-    assert_eq!(
-        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) },
-        0
-    );
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0);
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..30 {
