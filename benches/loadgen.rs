@@ -316,8 +316,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
 
 /// User + system CPU seconds of this process so far.
 fn process_cpu() -> f64 {
-    // SAFETY: getrusage fills the struct we pass and keeps no reference.
+    // SAFETY: rusage is plain integers, for which all-zero bytes are valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass and keeps no reference.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(ru.ru_utime) + secs(ru.ru_stime)

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SocketIo};
-use ferrocache::protocol::{GetKind, Keys, Request, StoreKind};
-use ferrocache::router::{push_get, push_wire, FromShard, KeyHasher, Part, Reply, ToShard};
+use ferrocache::keyspace::KeyHasher;
+use ferrocache::protocol::{GetKind, Keys, Request, Storage, StoreKind};
+use ferrocache::router::{push_get, push_wire, FromShard, Part, Reply, ToShard};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
 use ferrocache::transport::core::{Core, Shared};
@@ -53,13 +54,13 @@ fn config() -> Config {
 }
 
 fn key_hash(key: &[u8]) -> u64 {
-    KeyHasher::new(Namespaces::default_namespace()).hash(key)
+    KeyHasher::default().hash(Namespaces::default_namespace().id, key)
 }
 
 /// A set as its wire bytes (what `set_batch` sends, and the local bench runs).
 fn set_wire(key: &[u8]) -> Vec<u8> {
     let mut wire = Vec::new();
-    Request::Store {
+    Request::Store(Storage {
         kind: StoreKind::Set,
         key,
         flags: 0,
@@ -67,7 +68,7 @@ fn set_wire(key: &[u8]) -> Vec<u8> {
         cas: 0,
         data: &[b'v'; 100],
         noreply: false,
-    }
+    })
     .encode(&mut wire);
     wire
 }
@@ -108,7 +109,7 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                 .spawn(move || async move {
                     let (to_shard, mut from_peers) = requests.join().await.unwrap();
                     let (reply_tx, mut reply_rx) = replies.join().await.unwrap();
-                    let shard = Shard::new(MEMORY / 2, 1 << 20, shared.clock);
+                    let shard = Shard::new(MEMORY / 2, 1 << 20, shared.clock, KeyHasher::default());
                     let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx, None));
                     let index = core.index;
                     let ns = Namespaces::default_namespace();
@@ -163,9 +164,9 @@ fn local_vs_forwarded(c: &mut Criterion) {
     let mut group = c.benchmark_group("op");
     group.throughput(Throughput::Elements(1));
 
-    let mut shard = Shard::new(MEMORY, 1 << 20, Clock::new());
+    let mut shard = Shard::new(MEMORY, 1 << 20, Clock::new(), KeyHasher::default());
     let ns = Namespaces::default_namespace();
-    let hasher = KeyHasher::new(ns);
+    let hasher = KeyHasher::default().for_ns(ns.id);
     let key = b"bench:key";
     let hash = hasher.hash(key);
     let mut out = Vec::with_capacity(4096);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ferrocache::store::{key_hash, Key, Lookup, SetMode, Store};
+use ferrocache::store::{Key, KeyHasher, Lookup, SetMode, Store};
 
 /// Criterion measurement: CPU time of the calling thread.
 struct ThreadCpuTime;
@@ -70,7 +70,7 @@ fn keys(n: usize, prefix: &str) -> Vec<(Vec<u8>, u64)> {
     (0..n)
         .map(|i| {
             let k = format!("{prefix}{i:09}").into_bytes();
-            let h = key_hash(1, &k);
+            let h = KeyHasher::default().hash(1, &k);
             (k, h)
         })
         .collect()
@@ -86,7 +86,7 @@ fn key(k: &(Vec<u8>, u64)) -> Key<'_> {
 
 /// Fill a store with `n` items of 100 bytes under 10-byte keys.
 fn filled(limit: usize, n: usize, prefix: &str) -> (Store, Vec<(Vec<u8>, u64)>) {
-    let mut store = Store::new(limit, MB);
+    let mut store = Store::new(limit, MB, KeyHasher::default());
     let ks = keys(n, prefix);
     for k in &ks {
         store.set(key(k), SetMode::Set, 0, 0, &[b'v'; 100], 1);
@@ -145,7 +145,7 @@ fn set(c: &mut Bench) {
 
     // Overwrites over 10k keys in a store with room: appends plus the old
     // copy's retirement, and segments freed as they empty.
-    let mut store = Store::new(64 * MB, MB);
+    let mut store = Store::new(64 * MB, MB, KeyHasher::default());
     let ks = keys(10_000, "k");
     let mut i = 0usize;
     g.bench_function("100b", |b| {
@@ -157,7 +157,7 @@ fn set(c: &mut Bench) {
 
     // Fresh keys into a full 16 MiB store: every set ends up paying for an
     // eviction (merges of small-FIFO segments).
-    let mut store = Store::new(16 * MB, MB);
+    let mut store = Store::new(16 * MB, MB, KeyHasher::default());
     let ks = keys(4_000_000, "e");
     for k in ks.iter().take(300_000) {
         store.set(key(k), SetMode::Set, 0, 0, &value, 1);
@@ -172,7 +172,7 @@ fn set(c: &mut Bench) {
     });
 
     // Items bigger than a segment: one allocation each, evicted as a FIFO.
-    let mut store = Store::new(64 * MB, 4 * MB);
+    let mut store = Store::new(64 * MB, 4 * MB, KeyHasher::default());
     let big = vec![b'v'; 2 * MB];
     let ks = keys(1000, "b");
     let mut i = 0usize;

@@ -14,8 +14,8 @@ const EPOCH_OFFSET: u32 = 2;
 /// Time since boot from the kernel's coarse monotonic clock: what the
 /// request path reads, as memcached reads its once-a-second `current_time`.
 /// It moves in scheduler ticks (1-4 ms), and reading it is a load from the
-/// vDSO page, where a precise clock costs a TSC read (`__vdso_clock_gettime`
-/// was 3% of the server's CPU at pipeline 16 when every request read one).
+/// vDSO page, where a precise clock costs a TSC read on every request
+/// (docs/PERFORMANCE.md, "Clock reads").
 pub fn coarse_now() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

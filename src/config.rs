@@ -10,11 +10,10 @@ use clap::Parser;
 
 /// memcached's `-I` ceiling.
 const MAX_ITEM_SIZE_CEILING: usize = 1 << 30;
-/// How long a core of several polls before it sleeps, unless --spin-us says.
-/// On the 16-vCPU device, --cores 2 on one host served 5-14% more at
-/// pipeline 16 and 8-11% more unpipelined with 20-50 us than with none, at
-/// no more CPU per operation under load; on another, 50 us served 3% more
-/// and 1% less.
+/// How long a core of several polls before it sleeps, unless --spin-us says:
+/// a short spin catches the next request or forwarded batch without the
+/// cost of parking and waking, at no more CPU per operation under load
+/// (measurements: docs/PERFORMANCE.md, "Idle spin").
 const DEFAULT_SPIN_US: u64 = 20;
 
 #[derive(Parser, Debug, Clone)]
@@ -256,7 +255,7 @@ pub struct Config {
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
     pub balance_connections: bool,
-    /// For `crate::store::seed_key_hash`.
+    /// For `crate::keyspace::KeyHasher::from_seed`.
     pub hash_seed: u64,
     /// `-u`: the user to switch to when started as root.
     pub user: Option<String>,

@@ -10,7 +10,8 @@
 //!   order of replies. No grammar.
 //!
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
-//! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
+//! [`keyspace`] (namespace ids, the seeded key hash, the
+//! owning shard), [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
 //! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
 //! (rate-limited warnings).
@@ -25,7 +26,7 @@
 //!                   │  read into the connection's buffer
 //!                   │  protocol::parse ─▶ Request (borrows the buffer)
 //!                   │  session gate: unauthenticated? only `set`/`ms oauth`, version, quit
-//!                   │  router: shard = hash(namespace id, key) high bits mod N
+//!                   │  keyspace: shard = hash(namespace id, key) high bits mod N
 //!                   ├─ shard == C ─▶ shard.execute ─▶ store ─▶ reply appended to `out`
 //!                   └─ shard == S ─▶ a record into the connection's batch for S: the
 //!                          key's hash, then a get's kind and key, or the request's
@@ -49,6 +50,7 @@ pub mod auth_throttle;
 pub mod clock;
 pub mod config;
 pub mod host;
+pub mod keyspace;
 pub mod logthrottle;
 pub mod protocol;
 pub mod router;

@@ -1,9 +1,8 @@
-//! Routing: which shard owns a key, and the envelopes forwarded between cores.
+//! Routing: the envelopes forwarded between cores.
 //!
-//! Owns the shard choice from a key's hash (`crate::store::key_hash`, of the
-//! interned (project, cache) id and the key), and the message types carried
-//! by the two channel meshes. It never executes a request and
-//! never touches a socket.
+//! Owns the message types carried by the two channel meshes (the shard that
+//! owns a key is `crate::keyspace::shard_of` of its hash). It never executes
+//! a request and never touches a socket.
 //!
 //! Forwarded work travels as records: each carries the key's hash, which
 //! the sender computed to choose the owner, so the owner does not hash it
@@ -31,33 +30,10 @@
 
 use std::os::fd::OwnedFd;
 
+use crate::keyspace::NsId;
 use crate::protocol::{GetKind, Keys, Request};
 use crate::stats::Report;
-use crate::store::{key_hash, NsId};
 use crate::tenancy::Namespace;
-
-/// Hashes the keys of one namespace.
-#[derive(Clone)]
-pub struct KeyHasher {
-    ns: NsId,
-}
-
-impl KeyHasher {
-    pub fn new(ns: Namespace) -> KeyHasher {
-        KeyHasher { ns: ns.id }
-    }
-
-    #[inline]
-    pub fn hash(&self, key: &[u8]) -> u64 {
-        key_hash(self.ns, key)
-    }
-}
-
-/// The shard that owns `hash`, from its high 32 bits (the store indexes by
-/// the low bits, so the two choices stay independent).
-pub fn shard_of(hash: u64, shards: usize) -> usize {
-    (((hash >> 32) * shards as u64) >> 32) as usize
-}
 
 /// Work sent to the core that owns it. `reply_to` is the sender's id on the
 /// reply mesh; `id` names the waiter there.
@@ -364,20 +340,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_choice_is_stable_and_spread() {
-        let ns = Namespace { id: 0 };
-        let h = KeyHasher::new(ns);
-        assert_eq!(h.hash(b"key"), KeyHasher::new(ns).hash(b"key"));
-        let mut counts = [0usize; 4];
-        for i in 0..40_000 {
-            counts[shard_of(h.hash(format!("key:{i}").as_bytes()), 4)] += 1;
-        }
-        for c in counts {
-            assert!((9_000..11_000).contains(&c), "{counts:?}");
-        }
-    }
-
-    #[test]
     fn records_read_back_as_written() {
         let mut batch = Vec::new();
         let kinds = [
@@ -560,15 +522,5 @@ mod tests {
         let limits = ForwardLimits::new(1 << 20);
         assert_eq!(limits.budget, 32 << 20);
         assert_eq!(limits.max_batch, 16 << 20);
-    }
-
-    #[test]
-    fn namespaces_route_independently() {
-        let a = KeyHasher::new(Namespace { id: 1 });
-        let b = KeyHasher::new(Namespace { id: 2 });
-        let differ = (0..1000)
-            .filter(|i| a.hash(format!("{i}").as_bytes()) != b.hash(format!("{i}").as_bytes()))
-            .count();
-        assert_eq!(differ, 1000);
     }
 }

@@ -24,13 +24,13 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::auth_throttle::AuthThrottle;
 use crate::clock::coarse_now;
-use crate::store::NsId;
+use crate::keyspace::NsId;
 
 /// Longest project id or cache name accepted.
 pub const MAX_NAME_LEN: usize = 128;
 
 /// A namespace's identity as the shards see it: the id the process interned
-/// (project, cache) to. Keys hash as (id, key) (`crate::store::key_hash`):
+/// (project, cache) to. Keys hash as (id, key) (`crate::keyspace::KeyHasher`):
 /// the same on every core, since all of them share one interner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Namespace {
@@ -1016,11 +1016,13 @@ mod tests {
 
     /// A real shard to reclaim on: `n` items of `ns` stored in it.
     fn shard_with(ns: NsId, n: usize) -> crate::shard::Shard {
-        use crate::protocol::{Request, StoreKind};
-        let mut shard = crate::shard::Shard::new(16 << 20, 1 << 20, crate::clock::Clock::new());
+        use crate::protocol::{Request, Storage, StoreKind};
+        let keys = crate::keyspace::KeyHasher::default();
+        let mut shard =
+            crate::shard::Shard::new(16 << 20, 1 << 20, crate::clock::Clock::new(), keys);
         for i in 0..n {
             let key = format!("k{i}");
-            let request = Request::Store {
+            let request = Request::Store(Storage {
                 kind: StoreKind::Set,
                 key: key.as_bytes(),
                 flags: 0,
@@ -1028,9 +1030,9 @@ mod tests {
                 cas: 0,
                 data: b"v",
                 noreply: false,
-            };
+            });
             let mut out = Vec::new();
-            let hash = crate::store::key_hash(ns, key.as_bytes());
+            let hash = keys.hash(ns, key.as_bytes());
             shard.execute(ns, hash, &request, &mut out);
             assert_eq!(out, b"STORED\r\n");
         }
@@ -1092,12 +1094,8 @@ mod tests {
             kind: crate::protocol::GetKind::Get,
             keys: crate::protocol::Keys::single(b"k0"),
         };
-        shards[1].execute(
-            c.ns.id,
-            crate::store::key_hash(c.ns.id, b"k0"),
-            &request,
-            &mut out,
-        );
+        let hash = shards[1].keys().hash(c.ns.id, b"k0");
+        shards[1].execute(c.ns.id, hash, &request, &mut out);
         assert!(
             out.is_empty(),
             "old item visible: {:?}",

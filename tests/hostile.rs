@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Conn, Server};
-use ferrocache::router::{shard_of, KeyHasher};
+use ferrocache::keyspace::{shard_of, KeyHasher};
 use ferrocache::tenancy::Namespaces;
 
 const MIB: u64 = 1 << 20;
@@ -682,8 +682,8 @@ const SMALL_PLACED: &[&str] = &["--memory-mb", "64", "--hash-seed", HASH_SEED];
 /// Keys of the default namespace owned by shard 0 and by shard 1 of 2, on
 /// a server started with `SMALL_PLACED`.
 fn key_per_shard(prefix: &str) -> [String; 2] {
-    ferrocache::store::seed_key_hash(HASH_SEED.parse().unwrap());
-    let hasher = KeyHasher::new(Namespaces::default_namespace());
+    let hasher =
+        KeyHasher::from_seed(HASH_SEED.parse().unwrap()).for_ns(Namespaces::default_namespace().id);
     let mut found: [Option<String>; 2] = [None, None];
     for i in 0.. {
         let key = format!("{prefix}{i}");

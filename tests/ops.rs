@@ -294,7 +294,7 @@ fn a_low_open_file_limit_lowers_max_connections_and_refuses_the_rest_aloud() {
 /// not flood.
 #[test]
 fn out_of_descriptors_at_run_time_clients_get_the_error_not_silence() {
-    let server = Running::start(ferrocache(&["--listen", "127.0.0.1:0", "--cores", "1"]));
+    let server = one_core(&[]);
     let pid = server.child.id() as libc::pid_t;
     let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -304,10 +304,8 @@ fn out_of_descriptors_at_run_time_clients_get_the_error_not_silence() {
         rlim_max: open + 2,
     };
     // SAFETY: prlimit on a child we own, with a struct we own.
-    assert_eq!(
-        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) },
-        0
-    );
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0);
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..30 {
@@ -508,6 +506,13 @@ fn tempfile(name: &str, text: &str, mode: u32) -> std::path::PathBuf {
     path
 }
 
+/// A one-core server on a free port, with `extra` flags.
+fn one_core(extra: &[&str]) -> Running {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--cores", "1"];
+    args.extend_from_slice(extra);
+    Running::start(ferrocache(&args))
+}
+
 fn fail_auth(addr: SocketAddr) -> String {
     one_line(addr, b"set oauth 0 0 15\r\nwrong-token p c\r\n").unwrap()
 }
@@ -515,14 +520,7 @@ fn fail_auth(addr: SocketAddr) -> String {
 #[test]
 fn logs_to_a_pipe_have_no_colour_and_plain_peers_and_count_grants() {
     let tokens = tempfile("two", "secret-token-0001 p\nsecret-token-0002 q\n", 0o644);
-    let server = Running::start(ferrocache(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "1",
-        "--tokens",
-        tokens.to_str().unwrap(),
-    ]));
+    let server = one_core(&["--tokens", tokens.to_str().unwrap()]);
     let start = server.stderr_with("listening");
     assert!(start.contains("grants=2"), "{start}");
     assert!(
@@ -552,16 +550,7 @@ fn logs_to_a_pipe_have_no_colour_and_plain_peers_and_count_grants() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let tokens = tempfile("json", "secret-token-0001 p\n", 0o600);
-    let server = Running::start(ferrocache(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "1",
-        "--log-format",
-        "json",
-        "--tokens",
-        tokens.to_str().unwrap(),
-    ]));
+    let server = one_core(&["--log-format", "json", "--tokens", tokens.to_str().unwrap()]);
     fail_auth(server.addr);
     let log = server.stderr_with("authentication failed");
     assert!(!log.is_empty());
@@ -578,14 +567,7 @@ fn json_logs_are_one_object_per_line() {
 #[test]
 fn a_tokens_file_with_no_grants_is_warned_about() {
     let tokens = tempfile("empty", "# nobody yet\n", 0o600);
-    let server = Running::start(ferrocache(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "1",
-        "--tokens",
-        tokens.to_str().unwrap(),
-    ]));
+    let server = one_core(&["--tokens", tokens.to_str().unwrap()]);
     let log = server.stderr_with("listening");
     assert!(
         log.contains(&format!(
@@ -755,14 +737,7 @@ fn dash_u_switches_user_when_started_as_root() {
         eprintln!("skipped: not root, so -u only notes that it is ignored");
         return;
     }
-    let server = Running::start(ferrocache(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "1",
-        "-u",
-        "nobody",
-    ]));
+    let server = one_core(&["-u", "nobody"]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
     let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert_eq!(uid.split_whitespace().nth(2), Some("65534"), "{uid}");

@@ -10,7 +10,7 @@
 //! generated as bytes and compared by their key lists.
 
 use ferrocache::protocol::{
-    parse, ArithKind, GetKind, Keys, Limits, Parsed, Request, StatsGroup, StoreKind,
+    parse, ArithKind, GetKind, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -93,7 +93,7 @@ impl Spec {
                 cas,
                 data,
                 noreply,
-            } => Request::Store {
+            } => Request::Store(Storage {
                 kind: *kind,
                 key,
                 flags: *flags,
@@ -101,7 +101,7 @@ impl Spec {
                 cas: if *kind == StoreKind::Cas { *cas } else { 0 },
                 data,
                 noreply: *noreply,
-            },
+            }),
             Spec::Delete { key, noreply } => Request::Delete {
                 key,
                 noreply: *noreply,

@@ -15,7 +15,7 @@ pub mod request;
 pub use meta::{Meta, MetaCommand, MetaFlags, MetaSetMode};
 pub use parse::{parse, Limits, Parsed};
 pub use reply::{compose, ErrorReply, Response};
-pub use request::{ArithKind, GetKind, Keys, Request, StatsGroup, StoreKind};
+pub use request::{ArithKind, GetKind, Keys, Request, StatsGroup, Storage, StoreKind};
 
 /// memcached's key limit (KEY_MAX_LENGTH).
 pub const MAX_KEY_LEN: usize = 250;

@@ -9,7 +9,7 @@
 use memchr::memchr;
 
 use super::reply::ErrorReply;
-use super::request::{ArithKind, GetKind, Keys, Request, StatsGroup, StoreKind};
+use super::request::{ArithKind, GetKind, Keys, Request, StatsGroup, Storage, StoreKind};
 use super::MAX_KEY_LEN;
 
 /// A command line with no newline within this many bytes closes the
@@ -345,7 +345,7 @@ fn parse_storage<'a>(
         };
     }
     Parsed::Request {
-        request: Request::Store {
+        request: Request::Store(Storage {
             kind,
             key,
             flags,
@@ -353,7 +353,7 @@ fn parse_storage<'a>(
             cas,
             data: &buf[line_len..end - 2],
             noreply,
-        },
+        }),
         consumed: end,
     }
 }
@@ -559,7 +559,7 @@ mod tests {
         let r = req(b"set k 5 -1 3 noreply\r\na\nb\r\n");
         assert_eq!(
             r,
-            Request::Store {
+            Request::Store(Storage {
                 kind: StoreKind::Set,
                 key: b"k",
                 flags: 5,
@@ -567,20 +567,20 @@ mod tests {
                 cas: 0,
                 data: b"a\nb",
                 noreply: true
-            }
+            })
         );
         assert!(matches!(
             req(b"cas k 0 0 1 99\r\nx\r\n"),
-            Request::Store {
+            Request::Store(Storage {
                 kind: StoreKind::Cas,
                 cas: 99,
                 ..
-            }
+            })
         ));
         // An unknown sixth word is ignored, as memcached does.
         assert!(matches!(
             req(b"set k 0 0 1 foo\r\nx\r\n"),
-            Request::Store { noreply: false, .. }
+            Request::Store(Storage { noreply: false, .. })
         ));
         assert_eq!(parse(b"set k 0 0 3\r\nab", &LIMITS), Parsed::Incomplete);
         assert_eq!(parse(b"set k 0 0 3\r\nabc\r", &LIMITS), Parsed::Incomplete);
@@ -764,7 +764,7 @@ mod tests {
     #[test]
     fn encode_then_parse_round_trips() {
         let reqs = [
-            Request::Store {
+            Request::Store(Storage {
                 kind: StoreKind::Cas,
                 key: b"k",
                 flags: 1,
@@ -772,7 +772,7 @@ mod tests {
                 cas: 7,
                 data: b"v\r\nv",
                 noreply: true,
-            },
+            }),
             Request::Arith {
                 kind: ArithKind::Decr,
                 key: b"n",

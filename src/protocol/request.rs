@@ -1,6 +1,7 @@
 //! A parsed request: what the client asked for, borrowed from the read buffer.
 
 use super::meta::{Meta, MetaCommand};
+use super::MAX_KEY_LEN;
 
 /// Which retrieval command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +128,20 @@ impl Handshake<'_> {
     }
 }
 
+/// A storage command: `set`, `add`, `replace`, `append`, `prepend` or
+/// `cas`, with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Storage<'a> {
+    pub kind: StoreKind,
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: i64,
+    /// The compare-and-swap unique; 0 unless `kind` is `Cas`.
+    pub cas: u64,
+    pub data: &'a [u8],
+    pub noreply: bool,
+}
+
 /// One request. Keys and data borrow the connection's read buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -134,16 +149,7 @@ pub enum Request<'a> {
         kind: GetKind,
         keys: Keys<'a>,
     },
-    Store {
-        kind: StoreKind,
-        key: &'a [u8],
-        flags: u32,
-        exptime: i64,
-        /// The compare-and-swap unique; 0 unless `kind` is `Cas`.
-        cas: u64,
-        data: &'a [u8],
-        noreply: bool,
-    },
+    Store(Storage<'a>),
     /// A storage command whose value exceeds the item size limit. Its data
     /// block (`swallow` bytes, \r\n included) follows and must be discarded.
     StoreTooLarge {
@@ -194,7 +200,7 @@ impl<'a> Request<'a> {
     pub fn key(&self) -> Option<&'a [u8]> {
         match *self {
             Request::Get { keys, .. } => keys.iter().next(),
-            Request::Store { key, .. }
+            Request::Store(Storage { key, .. })
             | Request::StoreTooLarge { key, .. }
             | Request::Delete { key, .. }
             | Request::Arith { key, .. }
@@ -205,10 +211,49 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The retrieval's kind and keys, for a `get` of any number of keys.
+    pub fn retrieval(&self) -> Option<(GetKind, Keys<'a>)> {
+        match *self {
+            Request::Get { kind, keys } => Some((kind, keys)),
+            _ => None,
+        }
+    }
+
+    /// The one key a request other than a retrieval names, which decides
+    /// the shard that runs it (a meta command's base64 key decoded into
+    /// `buf`). `None`: the request names no key.
+    pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> Option<&'b [u8]> {
+        match self {
+            Request::Get { .. } => None,
+            Request::Meta(meta) => Some(meta.key(buf)),
+            _ => self.key(),
+        }
+    }
+
+    /// Whether the request may run before a session is bound: it reads and
+    /// changes nothing of any cache.
+    pub fn before_session(&self) -> bool {
+        matches!(
+            self,
+            Request::Version | Request::Verbosity { .. } | Request::Quit
+        )
+    }
+
+    /// Bytes of a too-large value that follow the request and are to be
+    /// discarded.
+    pub fn swallow(&self) -> usize {
+        match *self {
+            Request::StoreTooLarge { swallow, .. } | Request::MetaTooLarge { swallow, .. } => {
+                swallow
+            }
+            _ => 0,
+        }
+    }
+
     /// Whether the client asked not to be answered.
     pub fn noreply(&self) -> bool {
         match *self {
-            Request::Store { noreply, .. }
+            Request::Store(Storage { noreply, .. })
             | Request::StoreTooLarge { noreply, .. }
             | Request::Delete { noreply, .. }
             | Request::Arith { noreply, .. }
@@ -224,13 +269,13 @@ impl<'a> Request<'a> {
     /// The grammar decides this, so transport never matches a key.
     pub fn handshake(&self) -> Option<Handshake<'a>> {
         match *self {
-            Request::Store {
+            Request::Store(Storage {
                 kind: StoreKind::Set,
                 key: b"oauth",
                 data,
                 noreply,
                 ..
-            } => Some(Handshake {
+            }) => Some(Handshake {
                 value: data,
                 noreply,
                 meta: None,
@@ -284,7 +329,7 @@ impl<'a> Request<'a> {
                 }
                 out.extend_from_slice(b"\r\n");
             }
-            Request::Store {
+            Request::Store(Storage {
                 kind,
                 key,
                 flags,
@@ -292,7 +337,7 @@ impl<'a> Request<'a> {
                 cas,
                 data,
                 noreply,
-            } => {
+            }) => {
                 out.extend_from_slice(kind.verb().as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(key);

@@ -51,9 +51,6 @@ const MERGE: usize = 4;
 /// The small FIFO's share of segments is 1 / SMALL_SHARE_DIV (S3-FIFO: 10%).
 const SMALL_SHARE_DIV: usize = 10;
 
-/// Ghost slots per primary index bucket (of the largest table).
-pub(super) const GHOST_PER_BUCKET: usize = 4;
-
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     assert_ne!(a, b);
     if a < b {
@@ -212,36 +209,6 @@ impl Store {
         }
     }
 
-    /// The ghost slot of a key: its home folded onto the table (a power of
-    /// two), then its tag.
-    #[inline]
-    fn ghost_slot(&self, home: u32, tag: u64) -> usize {
-        let buckets = self.ghost.len() / GHOST_PER_BUCKET;
-        (home as usize & (buckets - 1)) * GHOST_PER_BUCKET + (tag as usize % GHOST_PER_BUCKET)
-    }
-
-    /// Remember that the item with this home and tag left the small
-    /// FIFO unused (S3-FIFO's ghost queue, as a direct-mapped table of tags).
-    fn ghost_add(&mut self, home: u32, tag: u64) {
-        let slot = self.ghost_slot(home, tag);
-        if let Some(g) = self.ghost.get_mut(slot) {
-            *g = tag as u16;
-        }
-    }
-
-    /// Whether a key with this home and tag was recently evicted from
-    /// small unused; forgets it either way.
-    pub(super) fn ghost_take(&mut self, home: u32, tag: u64) -> bool {
-        let slot = self.ghost_slot(home, tag);
-        match self.ghost.get_mut(slot) {
-            Some(g) if *g == tag as u16 && tag != 0 => {
-                *g = 0;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Copy the live item at `off` in segment `src` to the end of `dest`
     /// and repoint its index entry (at `pos`), its frequency cut by one.
     /// The source copy is marked dead.
@@ -369,9 +336,10 @@ impl Store {
             // Broken items are counted (and skipped) by pass 2.
             while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
                 if !h.dead && is_live(h.exptime, now) {
-                    let found = self
-                        .index
-                        .find_loc(item_home(&s.data, off, &h), index::seg_loc(v, off as u32));
+                    let found = self.index.find_loc(
+                        item_home(&self.keys, &s.data, off, &h),
+                        index::seg_loc(v, off as u32),
+                    );
                     if let Some(e) = found
                         .map(|pos| self.index.get(pos))
                         .filter(|&e| !self.flushed(e))
@@ -418,7 +386,7 @@ impl Store {
                     if h.dead {
                         continue;
                     }
-                    let home = item_home(&s.data, here, &h);
+                    let home = item_home(&self.keys, &s.data, here, &h);
                     let loc = index::seg_loc(v, here as u32);
                     let Some(pos) = self.index.find_loc(home, loc) else {
                         // The victim is ours until freed: marking it dead
@@ -453,7 +421,7 @@ impl Store {
                     }
                     if round == 2 {
                         if queue == SMALL {
-                            self.ghost_add(home, index::entry_tag(e));
+                            self.ghost.add(home, index::entry_tag(e));
                         }
                         self.unlink(home, pos, Why::Evicted);
                     }

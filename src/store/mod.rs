@@ -9,56 +9,14 @@
 //! absolute second at which the item stops being visible (so a value <= now
 //! is already expired).
 //!
-//! THIS FILE IS THE CONTRACT. The implementation lives in submodules.
+//! THIS FILE IS THE CONTRACT: the types, and [`Contract`], what a shard may
+//! ask of its [`Store`]. The implementation lives in submodules. The store
+//! imports nothing from the crate but [`crate::keyspace`], a leaf.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Interned (project, cache) namespace. Items store this id, never the names.
-pub type NsId = u32;
-
-/// The key hash's seeds. Every core must route a key to the same shard, so
-/// they are process-wide; set once at start (`seed_key_hash`), before any
-/// store holds an item. Until then (unit tests, benches) they are fixed.
-static SEEDS: [AtomicU64; 4] = [
-    AtomicU64::new(0x243f_6a88_85a3_08d3),
-    AtomicU64::new(0x1319_8a2e_0370_7344),
-    AtomicU64::new(0xa409_3822_299f_31d0),
-    AtomicU64::new(0x082e_fa98_ec4e_6c89),
-];
-
-/// Seeds the key hash from `seed` for the life of the process. The server
-/// seeds it at random: with seeds anyone can know (this source's), a client
-/// could search offline for keys that share one index chain, and slow the
-/// shard, every tenant's on it, with lookups that walk it.
-pub fn seed_key_hash(seed: u64) {
-    let mut state = seed;
-    for s in &SEEDS {
-        s.store(splitmix64(&mut state), Ordering::Relaxed);
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood '14): spreads one seed over four words.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The 64-bit hash of a key in its namespace. The router picks the shard
-/// from the high 32 bits; the index files the key by the low 32 bits and
-/// tags it with bits 32..48. The store rehashes the keys of items it visits
-/// without a request (eviction, the sweep, index splits), so items need not
-/// carry their hash.
-#[inline]
-pub fn key_hash(ns: NsId, key: &[u8]) -> u64 {
-    let seed = |i: usize| SEEDS[i].load(Ordering::Relaxed);
-    ahash::RandomState::with_seeds(seed(0) ^ u64::from(ns), seed(1), seed(2), seed(3)).hash_one(key)
-}
+pub use crate::keyspace::{KeyHasher, NsId};
 
 /// A key as the store sees it: namespace, the client's key bytes, and
-/// `key_hash(ns, key)`, which the router already computed.
+/// `KeyHasher::hash(ns, key)`, which the router already computed.
 #[derive(Clone, Copy, Debug)]
 pub struct Key<'a> {
     pub ns: NsId,
@@ -160,46 +118,133 @@ pub struct NsStats {
     pub total_items: u64,
 }
 
-// The `Store` type (implemented in submodules and re-exported here) offers,
-// all single-threaded on its shard:
-//
-//   Store::new(limit_bytes: usize, max_item_size: usize) -> Store
-//   fn get(&mut self, k: Key, now: u32) -> Lookup<'_>            // marks fetched / recency
-//   fn get_and_touch(&mut self, k: Key, exptime: u32, now: u32) -> Lookup<'_>   // gat/gats
-//   fn touch(&mut self, k: Key, exptime: u32, now: u32) -> bool
-//   fn set(&mut self, k: Key, mode: SetMode, flags: u32, exptime: u32,
-//          value: &[u8], now: u32) -> SetOutcome
-//   fn delete(&mut self, k: Key, now: u32) -> bool
-//   fn arith(&mut self, k: Key, incr: bool, delta: u64, now: u32) -> ArithOutcome
-//   fn flush_ns(&mut self, ns: NsId)            // drop every item of one namespace, now
-//   fn flush_all(&mut self)                     // drop everything, now
-//   fn sweep(&mut self, now: u32, budget: usize) -> usize   // reclaim expired; returns count
-//   fn stats(&self) -> StoreStats
-//   fn ns_stats(&self, ns: NsId) -> NsStats
-//   fn limit_bytes(&self) -> usize
-
 mod arith;
 mod cas;
 mod eviction;
+mod ghost;
 mod index;
 mod large;
 mod layout;
 mod meta;
-#[cfg(test)]
-mod model;
 mod ns_table;
-#[cfg(test)]
-mod props;
 mod segment;
 mod segmented;
-#[cfg(test)]
-mod store_tests;
 mod sweep;
-
 #[cfg(test)]
-mod semantics;
+mod tests;
 
-// Beyond the list above, `Store` also offers `memory_bytes()`: the bytes of
-// segments and large items it holds now, never above `limit_bytes()`.
 pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaState};
 pub use segmented::Store;
+
+/// What a shard may ask of its store, all single-threaded on the shard.
+/// [`Store`] implements it by delegating to its own methods (spread over
+/// the submodules), so this list cannot drift from them; the meta
+/// commands' extensions are in `meta`.
+pub trait Contract {
+    /// A readable item, marked fetched and recently used.
+    fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_>;
+    /// `gat`/`gats`: `get`, then the item's exptime set to `exptime`.
+    fn get_and_touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> Lookup<'_>;
+    /// Sets a live item's exptime; whether there was one.
+    fn touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> bool;
+    /// set/add/replace/append/prepend/cas, as `mode` says.
+    fn set(
+        &mut self,
+        k: Key<'_>,
+        mode: SetMode,
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        now: u32,
+    ) -> SetOutcome;
+    /// Unlinks a live item; whether there was one.
+    fn delete(&mut self, k: Key<'_>, now: u32) -> bool;
+    /// incr (wrapping at 2^64) or decr (floored at 0) of a decimal value.
+    fn arith(&mut self, k: Key<'_>, incr: bool, delta: u64, now: u32) -> ArithOutcome;
+    /// Drops every item of one namespace, now.
+    fn flush_ns(&mut self, ns: NsId);
+    /// Drops a namespace whose id is about to name another: its items and
+    /// its figures.
+    fn retire_ns(&mut self, ns: NsId);
+    /// Drops everything, now.
+    fn flush_all(&mut self);
+    /// Reclaims expired items, at most `budget` examined; returns how many
+    /// it reclaimed.
+    fn sweep(&mut self, now: u32, budget: usize) -> usize;
+    /// Hints for a batch: loads the index bucket of `hash` (first stage).
+    fn prefetch_bucket(&self, hash: u64);
+    /// Hints for a batch: loads the items the bucket of `hash` points at
+    /// (second stage, once the bucket has arrived).
+    fn prefetch_items(&self, hash: u64);
+    fn stats(&self) -> StoreStats;
+    fn ns_stats(&self, ns: NsId) -> NsStats;
+    /// The bound on `memory_bytes`.
+    fn limit_bytes(&self) -> usize;
+    /// Bytes of segments and large items held now: never above
+    /// `limit_bytes`.
+    fn memory_bytes(&self) -> usize;
+    /// The key hash every [`Key::hash`] given to this store came from.
+    fn keys(&self) -> KeyHasher;
+}
+
+impl Contract for Store {
+    fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_> {
+        Store::get(self, k, now)
+    }
+    fn get_and_touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> Lookup<'_> {
+        Store::get_and_touch(self, k, exptime, now)
+    }
+    fn touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> bool {
+        Store::touch(self, k, exptime, now)
+    }
+    fn set(
+        &mut self,
+        k: Key<'_>,
+        mode: SetMode,
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        now: u32,
+    ) -> SetOutcome {
+        Store::set(self, k, mode, flags, exptime, value, now)
+    }
+    fn delete(&mut self, k: Key<'_>, now: u32) -> bool {
+        Store::delete(self, k, now)
+    }
+    fn arith(&mut self, k: Key<'_>, incr: bool, delta: u64, now: u32) -> ArithOutcome {
+        Store::arith(self, k, incr, delta, now)
+    }
+    fn flush_ns(&mut self, ns: NsId) {
+        Store::flush_ns(self, ns)
+    }
+    fn retire_ns(&mut self, ns: NsId) {
+        Store::retire_ns(self, ns)
+    }
+    fn flush_all(&mut self) {
+        Store::flush_all(self)
+    }
+    fn sweep(&mut self, now: u32, budget: usize) -> usize {
+        Store::sweep(self, now, budget)
+    }
+    fn prefetch_bucket(&self, hash: u64) {
+        Store::prefetch_bucket(self, hash)
+    }
+    fn prefetch_items(&self, hash: u64) {
+        Store::prefetch_items(self, hash)
+    }
+    fn stats(&self) -> StoreStats {
+        Store::stats(self)
+    }
+    fn ns_stats(&self, ns: NsId) -> NsStats {
+        Store::ns_stats(self, ns)
+    }
+    fn limit_bytes(&self) -> usize {
+        Store::limit_bytes(self)
+    }
+    fn memory_bytes(&self) -> usize {
+        Store::memory_bytes(self)
+    }
+    fn keys(&self) -> KeyHasher {
+        Store::keys(self)
+    }
+}

@@ -24,14 +24,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cas::CasSeal;
-use super::eviction::GHOST_PER_BUCKET;
+use super::ghost::Ghosts;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
 use super::ns_table::{Floor, NsTable};
 use super::segment::{Segments, State, NONE};
 use super::{
-    arith, ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
+    arith, ArithOutcome, ItemView, Key, KeyHasher, Lookup, NsId, NsStats, SetMode, SetOutcome,
+    StoreStats,
 };
 
 /// Largest segment: offsets are 20 bits in an index entry.
@@ -79,9 +80,9 @@ pub(super) fn is_live(exptime: u32, now: u32) -> bool {
 /// The index home of the segment item at `off` (header `h`): its key
 /// rehashed, since items do not keep it.
 #[inline]
-pub(super) fn item_home(data: &[u8], off: usize, h: &layout::Header) -> u32 {
+pub(super) fn item_home(keys: &KeyHasher, data: &[u8], off: usize, h: &layout::Header) -> u32 {
     let key = &data[off + h.hlen..off + h.hlen + h.klen];
-    index::home_of(super::key_hash(h.ns, key))
+    index::home_of(keys.hash(h.ns, key))
 }
 
 pub struct Store {
@@ -108,7 +109,7 @@ pub struct Store {
     fixed_overhead: usize,
     /// Tags of keys recently evicted from the small FIFO without a hit
     /// (see `eviction`): such a key written again starts with frequency 1.
-    pub(super) ghost: Vec<u16>,
+    pub(super) ghost: Ghosts,
     /// Reused buffers, so commands never allocate in steady state.
     scratch: Vec<u8>,
     pub(super) victims: Vec<u32>,
@@ -121,6 +122,8 @@ pub struct Store {
     /// that shows a unique, and every command that compares one, goes
     /// through it: a raw stamp must never reach a client.
     pub(super) seal: CasSeal,
+    /// The process's key hash, to find the index home of a stored key.
+    pub(super) keys: KeyHasher,
     /// Tests that break an invariant on purpose set this, so the
     /// `debug_assert!` in `skip_broken` lets them see the skip.
     #[cfg(test)]
@@ -142,10 +145,12 @@ impl Store {
     /// 150 bytes per segment, and a scratch buffer up to 64 KiB. All of it
     /// is `overhead_bytes`, fixed here (plus the per-namespace table, which
     /// grows with the namespaces seen: 48 bytes each).
-    pub fn new(limit_bytes: usize, max_item_size: usize) -> Store {
+    /// `keys` must be the hasher that computed every [`Key::hash`] this
+    /// store is given.
+    pub fn new(limit_bytes: usize, max_item_size: usize, keys: KeyHasher) -> Store {
         let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
         let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
-        Store::with_segment_size(limit_bytes, max_item_size, seg_size)
+        Store::with_segment_size(limit_bytes, max_item_size, seg_size, keys)
     }
 
     /// A store with segments of `seg_size` bytes (at most 1 MiB), for tests
@@ -154,6 +159,7 @@ impl Store {
         limit_bytes: usize,
         max_item_size: usize,
         seg_size: usize,
+        keys: KeyHasher,
     ) -> Store {
         assert!((MIN_SEG_SIZE..=MAX_SEG_SIZE).contains(&seg_size));
         let nseg = (limit_bytes / seg_size).min(index::MAX_SEGMENTS);
@@ -163,12 +169,11 @@ impl Store {
         // `nseg` of them; bound their table (and FIFO, kept under 2x live +
         // 16) by that.
         let large_table = (nseg + 1) * (std::mem::size_of::<Option<LargeItem>>() + 4 + 3 * 16);
-        let ghost_buckets = 1 << (usize::BITS - 1 - index.max_primary().leading_zeros());
-        let ghost = vec![0u16; ghost_buckets * GHOST_PER_BUCKET];
+        let ghost = Ghosts::new(index.max_primary());
         let fixed_overhead = index.memory_bytes()
             + segs.overhead_bytes()
             + large_table
-            + ghost.len() * 2
+            + ghost.bytes()
             + SCRATCH_KEEP;
         Store {
             index,
@@ -191,9 +196,15 @@ impl Store {
             sweep_at: (NONE, 0, 0),
             sweep_large: 0,
             seal: CasSeal::new(),
+            keys,
             #[cfg(test)]
             expect_broken: false,
         }
+    }
+
+    /// The key hash this store files keys by.
+    pub fn keys(&self) -> KeyHasher {
+        self.keys
     }
 
     /// Bytes of segments and large items held now: never above the limit.
@@ -260,8 +271,8 @@ impl Store {
         // disagreed would file the key where they cannot find it.
         debug_assert_eq!(
             k.hash,
-            super::key_hash(k.ns, k.key),
-            "Key::hash is not key_hash"
+            self.keys.hash(k.ns, k.key),
+            "Key::hash is not this store's KeyHasher::hash"
         );
         let home = index::home_of(k.hash);
         self.index
@@ -455,7 +466,7 @@ impl Store {
         }
         let tag = index::tag_of(k.hash);
         let mut keep = keep;
-        if old.is_none() && self.ghost_take(home, tag) {
+        if old.is_none() && self.ghost.take(home, tag) {
             keep = index::with_freq(keep, 1);
         }
         let entry = index::make_entry(tag, loc) | keep;
@@ -480,7 +491,7 @@ impl Store {
         // The table grows a bucket at a time as items arrive; a split reads
         // the key of each entry it moves again to find its home.
         while self.index.wants_split() {
-            let (segs, large) = (&self.segs, &self.large);
+            let (segs, large, keys) = (&self.segs, &self.large, &self.keys);
             let lost = self.index.split(|e| {
                 if e & LARGE != 0 {
                     large.try_get((e & (LARGE - 1)) as u32).map(|it| it.home)
@@ -488,7 +499,7 @@ impl Store {
                     let (seg, off) = index::split_seg_loc(e & LOC_MASK);
                     let s = segs.segs.get(seg as usize)?;
                     let h = layout::read_within(&s.data, off as usize, s.write as usize)?;
-                    Some(item_home(&s.data, off as usize, &h))
+                    Some(item_home(keys, &s.data, off as usize, &h))
                 }
             });
             for _ in 0..lost {

@@ -59,7 +59,7 @@ impl Store {
             let here = off;
             off += h.total_len() as u32;
             if !h.dead && !is_live(h.exptime, now) {
-                let home = item_home(&s.data, here as usize, &h);
+                let home = item_home(&self.keys, &s.data, here as usize, &h);
                 let loc = super::index::seg_loc(seg, here);
                 let Some(pos) = self.index.find_loc(home, loc) else {
                     // Not an item the index knows: nothing after it in this

@@ -4,7 +4,8 @@
 //! state: until a connection is bound to a namespace only the handshake and a
 //! few harmless commands get through), and the order of pipelined replies.
 //! It has no grammar of its own (that is `protocol`) and no command meaning
-//! (that is `shard`); its limits in time and memory are [`super::framing`]'s
+//! (that is `shard`; a request that names no key is `shard::admin`'s, and
+//! this only carries what it asks of every shard); its limits in time and memory are [`super::framing`]'s
 //! rules, and the replies of other shards are put in place by
 //! [`super::remote`].
 //!
@@ -31,15 +32,15 @@ use super::mesh::report_here;
 use super::remote::{Remote, Spliced};
 use super::socket::Socket;
 use crate::clock::coarse_now;
+use crate::keyspace::{shard_of, NsHasher};
 use crate::protocol::binary;
-use crate::protocol::reply::MetaCode;
 use crate::protocol::request::Handshake;
 use crate::protocol::{
-    compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, StatsGroup,
-    MAX_KEY_LEN,
+    compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, MAX_KEY_LEN,
 };
-use crate::router::{shard_of, FromShard, KeyHasher, ToShard};
-use crate::stats::{self, Scope, ServerFacts};
+use crate::router::{FromShard, ToShard};
+use crate::shard::admin::{Everywhere, Server, Step};
+use crate::stats::Report;
 use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease};
 
 /// At most this many requests wait on other shards at once.
@@ -136,7 +137,7 @@ struct Connection {
     /// grant, re-checked after each reload.
     binding: Option<(NsLease, Option<GrantLease>)>,
     ns: Namespace,
-    hasher: KeyHasher,
+    hasher: NsHasher,
     limits: Limits,
     budget: Budget,
     deadlines: Deadlines,
@@ -171,6 +172,7 @@ impl Connection {
         let deadlines = Deadlines::new(config, secure, coarse_now());
         let ns = Namespaces::default_namespace();
         let shards = core.shards;
+        let hasher = core.shard.borrow().keys().for_ns(ns.id);
         Connection {
             peer: socket.peer_addr(),
             socket,
@@ -178,7 +180,7 @@ impl Connection {
             auth_failures: 0,
             binding: None,
             ns,
-            hasher: KeyHasher::new(ns),
+            hasher,
             limits: Limits {
                 max_item_size: budget.max_value,
             },
@@ -443,11 +445,7 @@ impl Connection {
                 }
                 Parsed::Request { request, consumed } => {
                     self.start += consumed;
-                    if let Request::StoreTooLarge { swallow, .. }
-                    | Request::MetaTooLarge { swallow, .. } = request
-                    {
-                        self.swallow = swallow;
-                    }
+                    self.swallow = request.swallow();
                     let wire = &buffered[..consumed];
                     if let Next::Close = self.handle(request, wire).await? {
                         return Ok(Next::Close);
@@ -486,7 +484,7 @@ impl Connection {
                 return Ok(self.authenticate(handshake));
             }
             match request {
-                Request::Version | Request::Verbosity { .. } | Request::Quit => {}
+                _ if request.before_session() => {}
                 _ if self.session == Session::Unauthenticated => {
                     if !request.noreply() {
                         self.out.extend_from_slice(ErrorReply::AuthRequired.line());
@@ -498,45 +496,47 @@ impl Connection {
             }
         }
 
-        match request {
-            Request::Get { kind, keys } => {
-                for key in keys.iter() {
-                    self.get(kind, key);
-                    // A multiget of large values is written as it goes.
-                    self.relieve().await?;
-                }
-                compose(&Response::End, &mut self.out);
+        if let Some((kind, keys)) = request.retrieval() {
+            for key in keys.iter() {
+                self.get(kind, key);
+                // A multiget of large values is written as it goes.
+                self.relieve().await?;
             }
-            Request::Store { key, .. }
-            | Request::StoreTooLarge { key, .. }
-            | Request::Delete { key, .. }
-            | Request::Arith { key, .. }
-            | Request::Touch { key, .. }
-            | Request::MetaTooLarge { key, .. } => self.keyed(&request, key, Some(wire)),
-            Request::Meta(meta) => {
-                let mut buf = [0u8; MAX_KEY_LEN];
-                let key = meta.key(&mut buf);
-                self.keyed(&request, key, Some(wire));
-            }
-            Request::MetaNoOp => compose(&Response::Meta(MetaCode::Mn), &mut self.out),
-            Request::FlushAll { delay, noreply } => {
+            compose(&Response::End, &mut self.out);
+            return Ok(Next::Continue);
+        }
+        let mut buf = [0u8; MAX_KEY_LEN];
+        if let Some(key) = request.routing_key(&mut buf) {
+            self.keyed(&request, key, Some(wire));
+            return Ok(Next::Continue);
+        }
+        self.admin(&request).await
+    }
+
+    /// A request that names no key. Its meaning is the shard's
+    /// (`shard::admin`); this carries what it asks of every shard, once
+    /// the replies before it are in place.
+    async fn admin(&mut self, request: &Request<'_>) -> io::Result<Next> {
+        let core = self.core.clone();
+        let server = Server {
+            config: &core.shared.config,
+            shards: core.shards,
+            secure: core.shared.auth.is_secure(),
+        };
+        let step = core
+            .shard
+            .borrow_mut()
+            .admin(request, self.ns.id, &server, &mut self.out);
+        match step {
+            Step::Done => {}
+            Step::Close => return Ok(Next::Close),
+            Step::Everywhere(op) => {
                 self.settle().await?;
-                self.flush_all(delay).await;
-                if !noreply {
-                    compose(&Response::Ok, &mut self.out);
-                }
+                let total = everywhere(&core, op).await;
+                core.shard
+                    .borrow()
+                    .finish(request, total.as_ref(), &server, &mut self.out);
             }
-            Request::Stats(group) => {
-                self.settle().await?;
-                self.stats(group).await;
-            }
-            Request::Version => compose(&Response::Version(version()), &mut self.out),
-            Request::Verbosity { noreply } => {
-                if !noreply {
-                    compose(&Response::Ok, &mut self.out);
-                }
-            }
-            Request::Quit => return Ok(Next::Close),
         }
         Ok(Next::Continue)
     }
@@ -602,7 +602,7 @@ impl Connection {
                         return Next::Continue;
                     };
                     self.ns = lease.ns;
-                    self.hasher = KeyHasher::new(self.ns);
+                    self.hasher = self.core.shard.borrow().keys().for_ns(self.ns.id);
                     self.bind();
                     self.binding = Some((lease, login.lease));
                     // The grant's line in the tokens file, never the token.
@@ -731,143 +731,31 @@ impl Connection {
         }
         (result, buf)
     }
+}
 
-    /// `flush_all` empties the connection's own cache, on every shard.
-    async fn flush_all(&mut self, delay: i64) {
-        let core = self.core.clone();
-        let ns = self.ns.id;
-        core.shard.borrow_mut().count_flush(ns);
-        core.shard.borrow_mut().flush(ns, delay);
-        core.ask_others(|reply_to, id| ToShard::Flush {
-            reply_to,
-            id,
-            ns,
-            delay,
+/// Does `op` on every shard, this core's first, and sums their reports
+/// where it asks for them.
+async fn everywhere(core: &Rc<Core>, op: Everywhere) -> Option<Report> {
+    let mut total = match op {
+        Everywhere::Report { ns } => Some(report_here(core, ns)),
+        _ => core.shard.borrow_mut().everywhere(op),
+    };
+    let others = core
+        .ask_others(|reply_to, id| match op {
+            Everywhere::Flush { ns, delay } => ToShard::Flush {
+                reply_to,
+                id,
+                ns,
+                delay,
+            },
+            Everywhere::Report { ns } => ToShard::Report { reply_to, id, ns },
+            Everywhere::Reset { ns } => ToShard::Reset { reply_to, id, ns },
         })
         .await;
-    }
-
-    async fn stats(&mut self, group: StatsGroup<'_>) {
-        let core = self.core.clone();
-        let shared = &core.shared;
-        // Secure mode shows a tenant its own cache; open mode shows the server.
-        let (scope, ns) = if shared.auth.is_secure() {
-            (Scope::Tenant, Some(self.ns.id))
-        } else {
-            (Scope::Server, None)
-        };
-        match group {
-            StatsGroup::General => {
-                let mut total = report_here(&core, ns);
-                let others = core
-                    .ask_others(|reply_to, id| ToShard::Report { reply_to, id, ns })
-                    .await;
-                for answer in others {
-                    match answer {
-                        FromShard::Report(r) => total.add(&r),
-                        other => unreachable!("report answered with {other:?}"),
-                    }
-                }
-                let (user, system) = rusage();
-                let facts = ServerFacts {
-                    pid: std::process::id(),
-                    uptime: shared.clock.uptime(),
-                    time: shared.clock.unix_now(),
-                    version: version(),
-                    threads: core.shards,
-                    max_connections: shared.config.max_connections,
-                    limit_maxbytes: shared.config.memory_bytes as u64,
-                    rusage_user: user,
-                    rusage_system: system,
-                    namespaces: Namespaces::global().in_use(),
-                    namespaces_reclaimed: Namespaces::global().reclaimed(),
-                };
-                for (name, value) in stats::general(&facts, &total, scope) {
-                    compose(&Response::Stat(name, &value), &mut self.out);
-                }
-                compose(&Response::End, &mut self.out);
-            }
-            StatsGroup::Settings => {
-                for (name, value) in settings(&core) {
-                    compose(&Response::Stat(name, &value), &mut self.out);
-                }
-                compose(&Response::End, &mut self.out);
-            }
-            StatsGroup::Reset => {
-                core.shard.borrow_mut().reset_counters(ns);
-                core.ask_others(|reply_to, id| ToShard::Reset { reply_to, id, ns })
-                    .await;
-                compose(&Response::Reset, &mut self.out);
-            }
-            // No slab classes here: both groups are empty.
-            StatsGroup::Items | StatsGroup::Slabs => compose(&Response::End, &mut self.out),
-            // Size histograms are off, as in a default memcached.
-            StatsGroup::Sizes => {
-                compose(&Response::Stat("sizes_status", "disabled"), &mut self.out);
-                compose(&Response::End, &mut self.out);
-            }
-            // Per-prefix detail is not collected; on/off are accepted, the dump is empty.
-            StatsGroup::Detail(b"on" | b"off") => compose(&Response::Ok, &mut self.out),
-            StatsGroup::Detail(b"dump") => compose(&Response::End, &mut self.out),
-            StatsGroup::Detail(_) => {
-                compose(&Response::Error(ErrorReply::DetailUsage), &mut self.out)
-            }
-            StatsGroup::Other(_) => compose(&Response::Error(ErrorReply::Error), &mut self.out),
+    for answer in others {
+        if let (Some(total), FromShard::Report(report)) = (&mut total, answer) {
+            total.add(&report);
         }
     }
-}
-
-/// What `version` and `stats` report: memcached's protocol level, then ours,
-/// so clients that parse major.minor.patch still can.
-pub fn version() -> &'static str {
-    concat!("1.6.18-ferrocache-", env!("CARGO_PKG_VERSION"))
-}
-
-/// `stats settings`. In secure mode, as plain `stats`, nothing of the
-/// server's configuration (memory, connection limit, port, address, cores,
-/// limits): only what every client may know or learn by trying.
-fn settings(core: &Core) -> Vec<(&'static str, String)> {
-    let config = &core.shared.config;
-    let secure = core.shared.auth.is_secure();
-    let mut lines = vec![
-        ("maxbytes", config.memory_bytes.to_string()),
-        ("maxconns", config.max_connections.to_string()),
-        ("tcpport", config.listen.port().to_string()),
-        ("inter", config.listen.ip().to_string()),
-        ("evictions", "on".into()),
-        ("num_threads", core.shards.to_string()),
-        ("cas_enabled", "yes".into()),
-        ("binding_protocol", "ascii".into()),
-        (
-            "auth_enabled_ascii",
-            if secure { "yes" } else { "no" }.into(),
-        ),
-        ("item_size_max", config.max_item_size.to_string()),
-        ("flush_enabled", "yes".into()),
-        ("idle_timeout", secs(config.idle_timeout)),
-        ("auth_timeout", secs(config.auth_timeout)),
-        ("request_timeout", secs(config.request_timeout)),
-        ("write_timeout", secs(config.write_timeout)),
-    ];
-    if secure {
-        lines.retain(|(name, _)| stats::TENANT_SETTINGS.contains(name));
-    }
-    lines
-}
-
-/// A timeout as `stats settings` shows it: seconds, 0 for off.
-fn secs(timeout: Option<Duration>) -> String {
-    timeout.map_or(0, |d| d.as_secs()).to_string()
-}
-
-/// (user, system) CPU seconds of the process.
-fn rusage() -> (f64, f64) {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_utime), secs(usage.ru_stime))
+    total
 }

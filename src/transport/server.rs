@@ -29,6 +29,7 @@ use super::uring::Ring;
 use crate::clock::Clock;
 use crate::config::{Config, SocketIo};
 use crate::host::{self, HostError};
+use crate::keyspace::KeyHasher;
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
 use crate::tenancy::{Auth, Namespaces, TokenFileError};
@@ -129,8 +130,8 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         None => None,
     };
     super::core::return_large_buffers_to_the_os();
-    // Before any core hashes a key.
-    crate::store::seed_key_hash(config.hash_seed);
+    // One key hash for every core: each must route a key to the same shard.
+    let keys = KeyHasher::from_seed(config.hash_seed);
     let shared = Arc::new(Shared::new(config, auth, Clock::new()));
 
     let requests = MeshBuilder::<ToShard, _>::full(cores, MESH_CAPACITY);
@@ -154,7 +155,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             .io_memory(host::GLOMMIO_IO_MEMORY)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
-                if let Err(e) = executor(addr, tls, shared, requests, replies, &tx).await {
+                if let Err(e) = executor(addr, tls, shared, keys, requests, replies, &tx).await {
                     let _ = tx.send(Startup::Failed(e));
                 }
             })
@@ -344,6 +345,7 @@ async fn executor(
     addr: SocketAddr,
     tls: Option<(Arc<Tls>, SocketAddr)>,
     shared: Arc<Shared>,
+    keys: KeyHasher,
     requests: MeshBuilder<ToShard, glommio::channels::channel_mesh::Full>,
     replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
     startup: &Sender<Startup>,
@@ -395,6 +397,7 @@ async fn executor(
         config.memory_bytes / to_shard.nr_consumers(),
         config.max_item_size,
         shared.clock,
+        keys,
     );
     let core = Rc::new(Core::new(
         shard,

@@ -321,6 +321,7 @@ impl Ring {
         // SAFETY: a duplicate we own, handed to glommio.
         let dup = unsafe { libc::dup(self.eventfd.as_raw_fd()) };
         assert!(dup >= 0, "dup eventfd: {}", io::Error::last_os_error());
+        // SAFETY: `dup` is open and ours alone; the file takes it over.
         let wakeups = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
         // While the driver is busy the eventfd stays muted: otherwise every
         // completion would bump it and each park would end in a spurious

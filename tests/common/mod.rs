@@ -53,6 +53,7 @@ impl Server {
     }
 
     pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) takes plain integers; the pid is our own child's.
         unsafe { libc_kill(self.pid() as i32, sig) };
     }
 }

@@ -13,11 +13,12 @@
 use std::collections::HashMap;
 
 use ferrocache::clock::Clock;
+use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::parse::{valid_key, MAX_LINE, MAX_RETRIEVAL_LINE};
 use ferrocache::protocol::{
-    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, StoreKind,
+    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, Storage,
+    StoreKind,
 };
-use ferrocache::router::KeyHasher;
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::Namespaces;
 
@@ -175,9 +176,9 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             }
             assert_eq!(consumed, line);
         }
-        Request::Store {
+        Request::Store(Storage {
             key, data, kind, ..
-        } => {
+        }) => {
             assert!(valid_key(key), "invalid key {key:?}");
             let declared = declared_len(rest);
             assert_eq!(data.len(), declared, "value length");
@@ -299,9 +300,10 @@ enum Known {
 /// and for form where it is not.
 pub fn check_connection(data: &[u8]) {
     let namespace = Namespaces::default_namespace();
-    let hasher = KeyHasher::new(namespace);
+    let keys = KeyHasher::default();
+    let hasher = keys.for_ns(namespace.id);
     let ns = namespace.id;
-    let mut shard = Shard::new(8 << 20, MAX_ITEM_SIZE, Clock::new());
+    let mut shard = Shard::new(8 << 20, MAX_ITEM_SIZE, Clock::new(), keys);
     let mut model: HashMap<Vec<u8>, Known> = HashMap::new();
     let mut out = Vec::new();
     let mut rest = data;
@@ -452,14 +454,14 @@ fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
     }
     let got = |expected: &[u8]| request.noreply() || out == expected;
     match *request {
-        Request::Store {
+        Request::Store(Storage {
             kind,
             flags,
             exptime,
             data,
             noreply,
             ..
-        } => {
+        }) => {
             let stored = if exptime == 0 {
                 Known::Present {
                     flags,

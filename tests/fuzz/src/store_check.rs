@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use ferrocache::store::{key_hash, ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
+use ferrocache::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 
 const LIMIT: usize = 64 << 10;
 const MAX_ITEM: usize = 8 << 10;
@@ -50,7 +50,7 @@ fn key_of(k: u8) -> (NsId, Vec<u8>) {
 fn key(ns: NsId, k: &[u8]) -> Key<'_> {
     Key {
         ns,
-        hash: key_hash(ns, k),
+        hash: KeyHasher::default().hash(ns, k),
         key: k,
     }
 }
@@ -114,7 +114,7 @@ fn live(exptime: u32, now: u32) -> bool {
 /// Runs the commands `data` encodes; panics on any broken check.
 pub fn check_store(data: &[u8]) {
     let mut input = Bytes(data);
-    let mut store = Store::new(LIMIT, MAX_ITEM);
+    let mut store = Store::new(LIMIT, MAX_ITEM, KeyHasher::default());
     let mut model = Model::new();
     let mut now = 1000u32;
     while !input.0.is_empty() {

@@ -4,27 +4,32 @@
 //! same suite runs against the reference model and the real store (see
 //! `semantics_suite!`), so the model cannot drift from the contract either.
 
-use super::{Key, NsId};
+use crate::store::{Key, KeyHasher, NsId};
 
 pub(crate) fn key(ns: NsId, k: &[u8]) -> Key<'_> {
     Key {
         ns,
-        hash: super::key_hash(ns, k),
+        hash: KeyHasher::default().hash(ns, k),
         key: k,
     }
 }
 
 macro_rules! semantics_suite {
-    ($suite:ident, $store:ty) => {
+    ($suite:ident, $store:ty, $new:expr) => {
         mod $suite {
-            use crate::store::semantics::key;
+            use crate::store::tests::semantics::key;
             use crate::store::{ArithOutcome, Lookup, SetMode, SetOutcome};
 
             type Store = $store;
             const MB: usize = 1 << 20;
 
+            /// A store under test: `$new(limit_bytes, max_item_size)`.
+            fn make(limit_bytes: usize, max_item_size: usize) -> Store {
+                $new(limit_bytes, max_item_size)
+            }
+
             fn new() -> Store {
-                Store::new(64 * MB, MB)
+                make(64 * MB, MB)
             }
 
             fn value(s: &mut Store, k: &[u8], now: u32) -> Option<(Vec<u8>, u32, u64)> {
@@ -160,7 +165,7 @@ macro_rules! semantics_suite {
 
             #[test]
             fn too_large_set_unlinks_the_old_item_but_add_does_not() {
-                let mut s = Store::new(64 * MB, 1000);
+                let mut s = make(64 * MB, 1000);
                 set(&mut s, SetMode::Set, b"a", b"old");
                 set(&mut s, SetMode::Set, b"b", b"old");
                 let big = vec![b'x'; 1001];
@@ -175,7 +180,7 @@ macro_rules! semantics_suite {
 
             #[test]
             fn append_past_max_item_size_is_too_large_and_keeps_the_item() {
-                let mut s = Store::new(64 * MB, 1000);
+                let mut s = make(64 * MB, 1000);
                 set(&mut s, SetMode::Set, b"a", &[b'x'; 600]);
                 assert_eq!(set(&mut s, SetMode::Append, b"a", &[b'y'; 401]), SetOutcome::TooLarge);
                 assert_eq!(set(&mut s, SetMode::Prepend, b"a", &[b'y'; 401]), SetOutcome::TooLarge);
@@ -322,7 +327,7 @@ macro_rules! semantics_suite {
             #[test]
             fn eviction_when_full_counts() {
                 let limit = 4 * MB;
-                let mut s = Store::new(limit, MB);
+                let mut s = make(limit, MB);
                 let v = vec![b'v'; 1000];
                 for i in 0..20_000u32 {
                     let k = format!("key{i}");
@@ -346,7 +351,7 @@ macro_rules! semantics_suite {
 
             #[test]
             fn large_items_round_trip() {
-                let mut s = Store::new(64 * MB, 8 * MB);
+                let mut s = make(64 * MB, 8 * MB);
                 let big: Vec<u8> = (0..5 * MB).map(|i| (i % 251) as u8).collect();
                 assert_eq!(s.set(key(1, b"big"), SetMode::Set, 3, 0, &big, 100), SetOutcome::Stored);
                 let (v, f, _) = value(&mut s, b"big", 100).unwrap();
@@ -371,5 +376,11 @@ macro_rules! semantics_suite {
     };
 }
 
-semantics_suite!(model, crate::store::model::Store);
-semantics_suite!(segmented, crate::store::Store);
+semantics_suite!(
+    model,
+    crate::store::tests::model::Store,
+    crate::store::tests::model::Store::new
+);
+semantics_suite!(segmented, crate::store::Store, |limit, max_item| {
+    crate::store::Store::new(limit, max_item, crate::store::KeyHasher::default())
+});

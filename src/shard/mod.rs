@@ -5,15 +5,21 @@
 //! reply into an output buffer. It never touches a socket and never sees
 //! another shard; transport has already routed the key here.
 //!
+//! The requests that name no key (`flush_all`, `stats`, `version`, …) mean
+//! what [`admin`] says, composed from every shard's report.
+//!
 //! Retrieval replies are composed without the closing `END`: a multi-key get
 //! is split per key across shards, and transport adds the one `END`.
 
 use crate::clock::Clock;
-use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
+use crate::protocol::{
+    compose, ArithKind, ErrorReply, GetKind, Request, Response, Storage, StoreKind,
+};
 use crate::stats::{tenant_items, Counters, Report};
-use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 use crate::tenancy::NamespaceHost;
 
+pub mod admin;
 mod meta;
 
 pub struct Shard {
@@ -26,9 +32,11 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock) -> Shard {
+    /// `keys` is the process's key hash: every hash this shard is given
+    /// must come from it.
+    pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock, keys: KeyHasher) -> Shard {
         Shard {
-            store: Store::new(memory_bytes, max_item_size),
+            store: Store::new(memory_bytes, max_item_size, keys),
             clock,
             counters: Vec::new(),
             pending_flush: Vec::new(),
@@ -37,6 +45,11 @@ impl Shard {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The key hash this shard's hashes come from.
+    pub fn keys(&self) -> KeyHasher {
+        self.store.keys()
     }
 
     fn counters(&mut self, ns: NsId) -> &mut Counters {
@@ -70,18 +83,14 @@ impl Shard {
                 }
                 return;
             }
-            Request::Store {
-                kind,
-                key,
-                flags,
-                exptime,
-                cas,
-                data,
-                noreply,
-            } => {
-                let response =
-                    self.store(Key { ns, hash, key }, kind, flags, exptime, cas, data, now);
-                if noreply {
+            Request::Store(storage) => {
+                let key = Key {
+                    ns,
+                    hash,
+                    key: storage.key,
+                };
+                let response = self.store(key, &storage, now);
+                if storage.noreply {
                     return;
                 }
                 response
@@ -231,17 +240,15 @@ impl Shard {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn store(
-        &mut self,
-        key: Key,
-        kind: StoreKind,
-        flags: u32,
-        exptime: i64,
-        cas: u64,
-        data: &[u8],
-        now: u32,
-    ) -> Response<'static> {
+    fn store(&mut self, key: Key, storage: &Storage, now: u32) -> Response<'static> {
+        let Storage {
+            kind,
+            flags,
+            exptime,
+            cas,
+            data,
+            ..
+        } = *storage;
         let mode = match kind {
             StoreKind::Set => SetMode::Set,
             StoreKind::Add => SetMode::Add,

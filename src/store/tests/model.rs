@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::arith;
-use super::cas::CasSeal;
-use super::layout::item_size;
-use super::{ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats};
+use crate::store::arith;
+use crate::store::cas::CasSeal;
+use crate::store::layout::item_size;
+use crate::store::{
+    ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
+};
 
 struct Item {
     flags: u32,

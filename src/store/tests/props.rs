@@ -16,10 +16,10 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use super::layout;
 use super::model;
 use super::semantics::key;
-use super::{ArithOutcome, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::layout;
+use crate::store::{ArithOutcome, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -215,7 +215,7 @@ impl CasMap {
 }
 
 fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
-    let mut real = Store::with_segment_size(limit, max_item, seg_size);
+    let mut real = Store::with_segment_size(limit, max_item, seg_size, KeyHasher::default());
     let mut model = model::Store::new(limit, max_item);
     let mut cas = CasMap::default();
     let mut now = 1000u32;
@@ -323,7 +323,7 @@ fn key_of_op(op: &Op) -> Option<u8> {
 /// is then deleted in both). Counters differ (the model evicts nothing);
 /// the store's own must show no broken invariant and memory in bounds.
 fn run_evicting(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
-    let mut real = Store::with_segment_size(limit, max_item, seg_size);
+    let mut real = Store::with_segment_size(limit, max_item, seg_size, KeyHasher::default());
     let mut model = model::Store::new(1 << 40, max_item);
     let mut cas = CasMap::default();
     let mut now = 1000u32;
@@ -514,16 +514,16 @@ fn regression_sweep_cursor_in_a_reopened_segment() {
 }
 
 #[derive(Debug)]
-struct StatsSansOverhead(super::StoreStats);
+struct StatsSansOverhead(crate::store::StoreStats);
 
 impl PartialEq for StatsSansOverhead {
     fn eq(&self, o: &Self) -> bool {
         let (a, b) = (self.0, o.0);
-        super::StoreStats {
+        crate::store::StoreStats {
             overhead_bytes: 0,
             hash_bytes: 0,
             ..a
-        } == super::StoreStats {
+        } == crate::store::StoreStats {
             overhead_bytes: 0,
             hash_bytes: 0,
             ..b

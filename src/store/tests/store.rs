@@ -6,10 +6,10 @@
 //! and `props` (store against model); this file owns what only the real
 //! store has.
 
-use super::index;
 use super::model;
 use super::semantics::key;
-use super::{key_hash, Key, Lookup, SetMode, SetOutcome, Store};
+use crate::store::index;
+use crate::store::{Key, KeyHasher, Lookup, SetMode, SetOutcome, Store};
 
 const KB: usize = 1 << 10;
 const MB: usize = 1 << 20;
@@ -58,7 +58,7 @@ fn is_hit(l: Lookup<'_>) -> bool {
 
 #[test]
 fn items_wrap_across_many_segments() {
-    let mut s = Store::with_segment_size(64 * MB, MB, 4 * KB);
+    let mut s = Store::with_segment_size(64 * MB, MB, 4 * KB, KeyHasher::default());
     for i in 0..5000u32 {
         let k = format!("key:{i}");
         let v = vec![(i % 251) as u8; (i % 300) as usize];
@@ -83,7 +83,7 @@ fn items_wrap_across_many_segments() {
 
 #[test]
 fn segment_freed_when_its_items_are_gone() {
-    let mut s = Store::with_segment_size(64 * MB, MB, 4 * KB);
+    let mut s = Store::with_segment_size(64 * MB, MB, 4 * KB, KeyHasher::default());
     for i in 0..400u32 {
         s.set(
             key(1, format!("k{i}").as_bytes()),
@@ -105,7 +105,7 @@ fn segment_freed_when_its_items_are_gone() {
 
 #[test]
 fn expiry_across_segment_boundaries_is_swept_whole() {
-    let mut s = Store::with_segment_size(64 * MB, MB, 4 * KB);
+    let mut s = Store::with_segment_size(64 * MB, MB, 4 * KB, KeyHasher::default());
     // Interleave short-lived and immortal items over many segments.
     for i in 0..2000u32 {
         let exp = if i % 4 == 0 { 0 } else { 20 + i % 5 };
@@ -154,7 +154,7 @@ fn expiry_across_segment_boundaries_is_swept_whole() {
 
 #[test]
 fn merge_eviction_keeps_items_that_were_hit() {
-    let mut s = Store::new(8 * MB, MB);
+    let mut s = Store::new(8 * MB, MB, KeyHasher::default());
     let hot: Vec<String> = (0..200).map(|i| format!("hot{i}")).collect();
     for k in &hot {
         s.set(key(1, k.as_bytes()), SetMode::Set, 0, 0, &[1; 500], 10);
@@ -205,7 +205,7 @@ fn merge_eviction_keeps_items_that_were_hit() {
 #[test]
 fn large_and_small_items_share_the_limit() {
     let limit = 32 * MB;
-    let mut s = Store::new(limit, 8 * MB);
+    let mut s = Store::new(limit, 8 * MB, KeyHasher::default());
     let mut rng = Rng(7);
     for i in 0..400u32 {
         let len = if i % 10 == 0 {
@@ -257,7 +257,7 @@ fn large_and_small_items_share_the_limit() {
 
 #[test]
 fn flush_ns_leaves_others_large_items() {
-    let mut s = Store::new(64 * MB, 4 * MB);
+    let mut s = Store::new(64 * MB, 4 * MB, KeyHasher::default());
     let big = vec![5u8; 3 * MB];
     s.set(key(1, b"big"), SetMode::Set, 0, 0, &big, 10);
     s.set(key(2, b"big"), SetMode::Set, 0, 0, &big, 10);
@@ -276,7 +276,7 @@ fn same_bucket_key(n: &mut u32, buf: &mut Vec<u8>) -> u64 {
         *n += 1;
         buf.clear();
         buf.extend_from_slice(format!("c{n}").as_bytes());
-        let h = key_hash(1, buf);
+        let h = KeyHasher::default().hash(1, buf);
         if index::home_of(h) & 2047 == 0 {
             return h;
         }
@@ -285,7 +285,7 @@ fn same_bucket_key(n: &mut u32, buf: &mut Vec<u8>) -> u64 {
 
 #[test]
 fn a_full_chain_evicts_within_itself_and_the_index_never_grows() {
-    let mut s = Store::new(MB, 64 * KB);
+    let mut s = Store::new(MB, 64 * KB, KeyHasher::default());
     assert!(s.index.max_primary() <= 2048);
     let index_bytes = s.index.memory_bytes();
     let mut buf = Vec::new();
@@ -311,7 +311,7 @@ fn a_full_chain_evicts_within_itself_and_the_index_never_grows() {
 #[test]
 fn fill_to_three_times_the_limit_never_exceeds_it() {
     for limit in [4 * MB, 64 * MB] {
-        let mut s = Store::new(limit, limit / 4);
+        let mut s = Store::new(limit, limit / 4, KeyHasher::default());
         let overhead = s.stats().overhead_bytes;
         let mut rng = Rng(99);
         let mut written = 0usize;
@@ -361,7 +361,7 @@ fn fill_to_three_times_the_limit_never_exceeds_it() {
 #[test]
 fn metadata_and_index_bytes_per_item() {
     let limit = 16 * MB;
-    let mut s = Store::new(limit, MB);
+    let mut s = Store::new(limit, MB, KeyHasher::default());
     let v = [b'v'; 100];
     for i in 0..400_000u32 {
         let k = format!("key:{i:08}");
@@ -387,7 +387,7 @@ fn metadata_and_index_bytes_per_item() {
 /// of `ops`, and the items each held at the end.
 fn zipf_hit_ratios(limit: usize, universe: usize, alpha: f64, ops: usize) -> (f64, f64, u64, u64) {
     let zipf = Zipf::new(universe, alpha);
-    let mut real = Store::new(limit, MB);
+    let mut real = Store::new(limit, MB, KeyHasher::default());
     let mut lru = model::Store::new(limit, MB);
     let mut rng = Rng(12345);
     let (mut real_hits, mut lru_hits, mut gets) = (0u64, 0u64, 0u64);
@@ -399,7 +399,7 @@ fn zipf_hit_ratios(limit: usize, universe: usize, alpha: f64, ops: usize) -> (f6
         kb.extend_from_slice(format!("object:{id}").as_bytes());
         let k = Key {
             ns: 1,
-            hash: key_hash(1, &kb),
+            hash: KeyHasher::default().hash(1, &kb),
             key: &kb,
         };
         let warm = n > ops / 3;
@@ -465,7 +465,7 @@ fn entry_tags_come_from_bits_the_bucket_does_not_use() {
 
 #[test]
 fn kept_items_that_expire_are_swept_from_main() {
-    let mut s = Store::new(8 * MB, MB);
+    let mut s = Store::new(8 * MB, MB, KeyHasher::default());
     let hot: Vec<String> = (0..300).map(|i| format!("hot{i}")).collect();
     for k in &hot {
         s.set(key(1, k.as_bytes()), SetMode::Set, 0, 50, &[1; 500], 10);
@@ -486,7 +486,10 @@ fn kept_items_that_expire_are_swept_from_main() {
     // the first segments hold nothing else).
     let kept = s.ns_stats(1).curr_items;
     assert!(kept >= 290, "{kept}");
-    assert!(s.segs.sealed[super::segment::MAIN] > 0 || s.main_head != super::segment::NONE);
+    assert!(
+        s.segs.sealed[crate::store::segment::MAIN] > 0
+            || s.main_head != crate::store::segment::NONE
+    );
     let mut n = 0;
     for _ in 0..1000 {
         n += s.sweep(60, 256);
@@ -498,7 +501,7 @@ fn kept_items_that_expire_are_swept_from_main() {
 
 #[test]
 fn a_key_evicted_unused_from_small_comes_back_with_a_use() {
-    let mut s = Store::new(8 * MB, MB);
+    let mut s = Store::new(8 * MB, MB, KeyHasher::default());
     let k = key(1, b"returning");
     s.set(k, SetMode::Set, 0, 0, &[1; 100], 10);
     // Write fresh keys until it is gone, never reading it (a read is a use).
@@ -526,7 +529,7 @@ fn a_key_evicted_unused_from_small_comes_back_with_a_use() {
 
 #[test]
 fn flush_floor_splits_one_head_and_the_large_items() {
-    let mut s = Store::new(64 * MB, 4 * MB);
+    let mut s = Store::new(64 * MB, 4 * MB, KeyHasher::default());
     let big = vec![3u8; 2 * MB];
     s.set(key(1, b"a"), SetMode::Set, 0, 0, b"x", 10);
     // A large item written after the head opened: its cas is above the
@@ -553,7 +556,7 @@ fn flush_floor_splits_one_head_and_the_large_items() {
 /// the first starting at `at`: what a walk that lost its place would take
 /// for items (issue 12's crafted value).
 fn fake_items(len: usize, at: usize) -> Vec<u8> {
-    let item = super::layout::NewItem {
+    let item = crate::store::layout::NewItem {
         ns: 1,
         exptime: 1,
         meta: 0,
@@ -563,7 +566,7 @@ fn fake_items(len: usize, at: usize) -> Vec<u8> {
         value: [b"zzzz", b""],
     };
     let mut one = vec![0u8; item.total_len()];
-    super::layout::write(&mut one, 0, &item);
+    crate::store::layout::write(&mut one, 0, &item);
     let mut v = vec![0x7a; len];
     let mut p = at;
     while p + one.len() <= len {
@@ -579,7 +582,7 @@ fn fake_items(len: usize, at: usize) -> Vec<u8> {
 /// panicked). The cursor now knows the segment was reused.
 #[test]
 fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
-    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB);
+    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB, KeyHasher::default());
     let now = 100;
     for i in 0..40 {
         let k = format!("k{i:03}");
@@ -593,12 +596,12 @@ fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
     assert_eq!(s.sweep(now, 40 + 10), 40);
     let (seg, _, off) = s.sweep_at;
     let head = s.head;
-    let small = super::layout::item_size(1, 0, 4, 1);
+    let small = crate::store::layout::item_size(1, 0, 4, 1);
     assert_eq!((seg, off as usize), (head, 10 * small));
     // A header, 5 key bytes and 4000 value bytes: not enough room left, so
     // the empty head is freed and taken again. The fake items line up with
     // the cursor.
-    let value_at = super::layout::header_len(1, 0, false) + 5;
+    let value_at = crate::store::layout::header_len(1, 0, false) + 5;
     let big = fake_items(4000, off as usize - value_at);
     assert_eq!(
         s.set(key(1, b"bigkk"), SetMode::Set, 0, 0, &big, now),
@@ -625,7 +628,7 @@ fn the_sweep_never_reads_a_segment_reopened_under_its_cursor() {
 /// and the store goes on serving.
 #[test]
 fn a_sweep_at_a_wrong_offset_skips_and_counts_instead_of_panicking() {
-    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB);
+    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB, KeyHasher::default());
     s.expect_broken = true;
     let now = 100;
     let big = fake_items(3000, 200);
@@ -663,7 +666,7 @@ fn a_sweep_at_a_wrong_offset_skips_and_counts_instead_of_panicking() {
 /// place (its segment freed and reused) never takes the same one.
 #[test]
 fn a_unique_from_a_reused_location_never_matches_a_later_item() {
-    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB);
+    let mut s = Store::with_segment_size(64 * 4 * KB, 8 * KB, 4 * KB, KeyHasher::default());
     let now = 100;
     s.set(key(1, b"a"), SetMode::Set, 0, 0, b"one", now);
     let cas_a = match s.get(key(1, b"a"), now) {
