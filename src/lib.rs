@@ -12,8 +12,9 @@
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
 //! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
-//! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
-//! (rate-limited warnings).
+//! [`auth_throttle`] (failed logins per address), [`logthrottle`]
+//! (rate-limited warnings) and [`metrics`] (Prometheus metrics for the
+//! operator, served off the cores).
 //!
 //! The path of one request:
 //!
@@ -50,6 +51,7 @@ pub mod clock;
 pub mod config;
 pub mod host;
 pub mod logthrottle;
+pub mod metrics;
 pub mod protocol;
 pub mod router;
 pub mod shard;

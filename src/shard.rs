@@ -11,7 +11,7 @@
 use crate::clock::Clock;
 use crate::protocol::{compose, ArithKind, ErrorReply, GetKind, Request, Response, StoreKind};
 use crate::stats::{tenant_items, Counters, Report};
-use crate::store::{ArithOutcome, Key, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::{ArithOutcome, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, Store};
 use crate::tenancy::NamespaceHost;
 
 mod meta;
@@ -353,6 +353,16 @@ impl Shard {
 
     pub fn limit_bytes(&self) -> usize {
         self.store.limit_bytes()
+    }
+
+    /// Each namespace this shard has counted a command for (every one that
+    /// can hold items here), with its counters and item figures: what the
+    /// operator's metrics (`crate::metrics`) sum per project.
+    pub fn namespaces(&self) -> impl Iterator<Item = (NsId, &Counters, NsStats)> + '_ {
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(ns, c)| (ns as NsId, c, self.store.ns_stats(ns as NsId)))
     }
 }
 
