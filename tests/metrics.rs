@@ -359,31 +359,7 @@ impl Prometheus {
 
     /// The samples of an instant query, as (labels, value).
     fn query(&self, query: &str) -> Vec<(serde_json::Value, String)> {
-        let encoded: String = query
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let Ok(mut stream) = TcpStream::connect(self.addr) else {
-            return Vec::new();
-        };
-        drop(stream.set_read_timeout(Some(Duration::from_secs(5))));
-        let request = format!(
-            "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: {}\r\n\r\n",
-            self.addr
-        );
-        let mut response = String::new();
-        if stream.write_all(request.as_bytes()).is_err()
-            || stream.read_to_string(&mut response).is_err()
-        {
-            return Vec::new();
-        }
-        let Some((_, body)) = response.split_once("\r\n\r\n") else {
-            return Vec::new();
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        let Some(json) = self.answer(query) else {
             return Vec::new();
         };
         json["data"]["result"]
@@ -397,6 +373,28 @@ impl Prometheus {
                 )
             })
             .collect()
+    }
+
+    /// The query API's whole answer to an instant query (`None`: none came).
+    fn answer(&self, query: &str) -> Option<serde_json::Value> {
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let mut stream = TcpStream::connect(self.addr).ok()?;
+        drop(stream.set_read_timeout(Some(Duration::from_secs(5))));
+        let request = format!(
+            "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr
+        );
+        let mut response = String::new();
+        stream.write_all(request.as_bytes()).ok()?;
+        stream.read_to_string(&mut response).ok()?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
     }
 }
 
@@ -433,4 +431,91 @@ fn a_real_prometheus_scrapes_a_per_project_series() {
     let (labels, _) = &found[0];
     assert_eq!(labels["job"], "ferrocache");
     assert_eq!(labels["instance"], server.metrics.to_string());
+
+    // Every query of the Grafana dashboard is valid PromQL, with Grafana's
+    // variables as Grafana fills them in; memory by project shows acme.
+    for (title, expr) in dashboard_queries() {
+        let expr = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$instance", ".*");
+        let answer = prometheus.answer(&expr);
+        let status = answer.as_ref().map(|a| a["status"].clone());
+        assert_eq!(
+            status,
+            Some(serde_json::json!("success")),
+            "panel {title:?}: {expr}: {answer:?}"
+        );
+        if title == "Memory by project" {
+            let samples = prometheus.query(&expr);
+            assert!(
+                samples
+                    .iter()
+                    .any(|(l, v)| l["project"] == "acme" && v != "0"),
+                "{title}: {samples:?}"
+            );
+        }
+    }
+}
+
+fn dashboard() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON")
+}
+
+/// docs/grafana-dashboard.json's panels: (title, PromQL) for each query.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for panel in dashboard()["panels"].as_array().expect("panels") {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "each panel uses the dashboard's data source variable"
+        );
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a PromQL expr");
+            queries.push((panel["title"].as_str().unwrap().to_owned(), expr.to_owned()));
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_dashboard_asks_for_series_the_server_serves() {
+    let json = dashboard();
+    let variables: Vec<&str> = json["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "instance"]);
+    assert_eq!(json["templating"]["list"][0]["query"], "prometheus");
+    let titles: Vec<String> = dashboard_queries().into_iter().map(|(t, _)| t).collect();
+    for needed in [
+        "Hit ratio",
+        "Memory by project",
+        "Evictions by project",
+        "Ops per core",
+    ] {
+        assert!(titles.iter().any(|t| t == needed), "no panel {needed:?}");
+    }
+    let server = Server::start(&[]);
+    // Per-project series exist once a project has a figure.
+    store(&mut server.connect(), "k", 1);
+    let mut text = String::new();
+    let published = within(Duration::from_secs(15), || {
+        text = server.scrape();
+        text.contains("ferrocache_project_items{project=\"default\"} 1")
+    });
+    assert!(published.is_some(), "{text}");
+    for (title, expr) in dashboard_queries() {
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("ferrocache_"))
+        {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "panel {title:?} asks for {name}, which /metrics does not serve"
+            );
+        }
+    }
 }
