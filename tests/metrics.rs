@@ -519,3 +519,30 @@ fn the_dashboard_asks_for_series_the_server_serves() {
         }
     }
 }
+
+#[test]
+fn a_metrics_address_in_use_stops_the_start() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--memory-mb",
+            "16",
+        ])
+        .args(["--metrics-listen", &addr])
+        .env("RUST_LOG", "error")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ferrocache");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(71), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "a ready line was printed");
+}

@@ -123,6 +123,8 @@ impl CoreSnapshot {
             report,
             busy_seconds: thread_cpu_seconds(),
             namespaces,
+            // Filled from the shard's per-project quota figures once the
+            // store has quotas; until then no project has any.
             quotas: Vec::new(),
         }
     }
@@ -138,7 +140,7 @@ fn thread_cpu_seconds() -> f64 {
     if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
         return 0.0;
     }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 #[cfg(test)]
