@@ -12,7 +12,7 @@ MANDIR      ?= $(PREFIX)/share/man
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all build run test test-unit test-integration test-conformance test-clients \
+.PHONY: all build run test test-unit test-integration test-conformance test-clients test-metrics \
         deps bench bench-compare bench-scaling lint fuzz soak tune clean install test-deploy
 
 all: build
@@ -36,6 +36,12 @@ test: deps
 	bash tests/memccapable.sh
 	bash tests/clients/run.sh
 	bash tests/deploy.sh
+
+## /metrics against the real tools: promtool check metrics, and a real
+## Prometheus server scraping it (also part of `cargo test` in `make test`).
+test-metrics: deps
+	$(CARGO) build --release
+	CI=1 $(CARGO) test --release --test metrics
 
 ## `make install` into a scratch DESTDIR, and the unit checked with
 ## `systemd-analyze verify`.

@@ -50,6 +50,8 @@ fn config() -> Config {
         tls: None,
         max_namespaces: 16,
         auth_failures: 0,
+        metrics_listen: None,
+        metrics_top_projects: 0,
     }
 }
 

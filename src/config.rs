@@ -201,6 +201,18 @@ pub struct Args {
     /// until the minute is over (0: no limit).
     #[arg(long = "auth-failures", default_value_t = DEFAULT_AUTH_FAILURES, value_name = "N")]
     pub auth_failures: u32,
+
+    /// Serve Prometheus metrics (text format) at http://HOST:PORT/metrics,
+    /// for the operator: server-wide, per-core and per-project counts, no
+    /// keys or values. Off by default. Keep it off the client network
+    /// (bind loopback or a management interface): it names every project.
+    #[arg(long = "metrics-listen", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// --metrics-listen: how many projects, the largest by bytes stored, get
+    /// series of their own; the rest are summed into `project="_other"`.
+    #[arg(long = "metrics-top-projects", default_value_t = DEFAULT_METRICS_TOP_PROJECTS, value_name = "N")]
+    pub metrics_top_projects: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +236,8 @@ pub struct TlsConfig {
 pub const DEFAULT_MAX_NAMESPACES: usize = 4096;
 /// Failed logins per address per minute before it is refused unchecked.
 pub const DEFAULT_AUTH_FAILURES: u32 = 30;
+/// Projects with series of their own on /metrics (the rest are summed).
+pub const DEFAULT_METRICS_TOP_PROJECTS: usize = 100;
 /// Ids are 32-bit; far below that, the per-core tables stay small.
 const MAX_NAMESPACES_CEILING: usize = 1 << 20;
 
@@ -266,6 +280,9 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub max_namespaces: usize,
     pub auth_failures: u32,
+    /// `--metrics-listen` (`None`: no metrics endpoint).
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_top_projects: usize,
 }
 
 impl Config {
@@ -344,6 +361,7 @@ impl Config {
             return Err("--max-connections must be at least 1".into());
         }
         let tls = tls_config(&args)?;
+        let metrics_listen = metrics_listen(&args)?;
         if args.max_namespaces == 0 || args.max_namespaces > MAX_NAMESPACES_CEILING {
             return Err(format!(
                 "--max-namespaces must be between 1 and {MAX_NAMESPACES_CEILING}"
@@ -376,6 +394,8 @@ impl Config {
             notes,
             max_namespaces: args.max_namespaces,
             auth_failures: args.auth_failures,
+            metrics_listen,
+            metrics_top_projects: args.metrics_top_projects,
         })
     }
 }
@@ -513,6 +533,19 @@ fn tls_config(args: &Args) -> Result<Option<TlsConfig>, String> {
         client_ca: args.tls_client_ca.clone(),
         require_client_cert: args.tls_require_client_cert,
     }))
+}
+
+/// `--metrics-listen HOST:PORT`, resolved.
+fn metrics_listen(args: &Args) -> Result<Option<SocketAddr>, String> {
+    let Some(listen) = &args.metrics_listen else {
+        return Ok(None);
+    };
+    let addr = listen
+        .to_socket_addrs()
+        .map_err(|e| format!("--metrics-listen {listen}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--metrics-listen {listen}: no address"))?;
+    Ok(Some(addr))
 }
 
 fn resolve_listen(args: &Args, notes: &mut Vec<String>) -> Result<SocketAddr, String> {

@@ -13,8 +13,9 @@
 //! [`keyspace`] (namespace ids, the seeded key hash, the
 //! owning shard), [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
-//! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
-//! (rate-limited warnings).
+//! [`auth_throttle`] (failed logins per address), [`logthrottle`]
+//! (rate-limited warnings) and [`metrics`] (Prometheus metrics for the
+//! operator, served off the cores).
 //!
 //! The path of one request:
 //!
@@ -52,6 +53,7 @@ pub mod config;
 pub mod host;
 pub mod keyspace;
 pub mod logthrottle;
+pub mod metrics;
 pub mod protocol;
 pub mod router;
 pub mod shard;

@@ -48,6 +48,8 @@ counters! {
         idle_kicks, auth_timeouts, request_timeouts, write_timeouts,
         // Batches of forwarded requests sent to other cores.
         forward_batches,
+        // Keyed requests (each key of a multiget) sent to another core's shard.
+        forward_requests,
         // Gauges: bytes the connections' buffers hold now, and bytes of
         // forwarded replies that other cores owe or this core still holds.
         conn_buffer_bytes, forward_reply_bytes,

@@ -715,6 +715,9 @@ impl Namespaces {
                 _ => Slot::Live { leases: 1 },
             };
             inner.pending -= usize::from(was_idle);
+        } else if let Slot::Live { leases } = &mut inner.slots[0] {
+            // Counted for the operator's metrics only: id 0 is never reclaimed.
+            *leases += 1;
         }
         Ok(NsLease {
             ns: Namespace { id },
@@ -723,10 +726,13 @@ impl Namespaces {
     }
 
     fn release(&self, id: NsId) {
+        let mut inner = self.lock();
         if id == 0 {
+            if let Slot::Live { leases } = &mut inner.slots[0] {
+                *leases = leases.saturating_sub(1);
+            }
             return;
         }
-        let mut inner = self.lock();
         let slot = &mut inner.slots[id as usize];
         match slot {
             Slot::Live { leases } if *leases > 1 => *leases -= 1,
@@ -789,6 +795,31 @@ impl Namespaces {
     /// Namespaces reclaimed since start.
     pub fn reclaimed(&self) -> u64 {
         self.lock().reclaimed
+    }
+
+    /// Each id's project and the connections bound to it now, indexed by
+    /// id (`None`: a free id, or one being retired), for the operator's
+    /// metrics (`crate::metrics`). Takes the lock once.
+    pub fn projects(&self) -> Vec<Option<(String, u32)>> {
+        let inner = self.lock();
+        inner
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(id, slot)| {
+                let project = match &inner.names[id] {
+                    Some((project, _)) => project.clone(),
+                    None if id == 0 => DEFAULT_NAME.to_owned(),
+                    None => return None,
+                };
+                let connections = match slot {
+                    Slot::Live { leases } => *leases,
+                    Slot::Idle { .. } => 0,
+                    Slot::Free | Slot::Retiring { .. } => return None,
+                };
+                Some((project, connections))
+            })
+            .collect()
     }
 }
 
@@ -1037,6 +1068,31 @@ mod tests {
             assert_eq!(out, b"STORED\r\n");
         }
         shard
+    }
+
+    #[test]
+    fn projects_name_each_id_and_count_its_connections() {
+        let ns: &'static Namespaces = Box::leak(Box::new(Namespaces::new()));
+        let a = ns.acquire("p", "c1", 10).unwrap();
+        let a2 = ns.acquire("p", "c1", 10).unwrap();
+        let b = ns.acquire("q", "c1", 10).unwrap();
+        let d = ns.acquire(DEFAULT_NAME, DEFAULT_NAME, 10).unwrap();
+        let connections = |ns: &Namespaces| {
+            let mut found: Vec<(String, u32)> = ns.projects().into_iter().flatten().collect();
+            found.sort();
+            found
+        };
+        assert_eq!(
+            connections(ns),
+            [("default".into(), 1), ("p".into(), 2), ("q".into(), 1)]
+        );
+        drop((a2, d, b));
+        assert_eq!(
+            connections(ns),
+            [("default".into(), 0), ("p".into(), 1), ("q".into(), 0)]
+        );
+        drop(a);
+        assert_eq!(ns.projects().len(), 3);
     }
 
     #[test]

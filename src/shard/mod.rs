@@ -16,7 +16,9 @@ use crate::protocol::{
     compose, ArithKind, ErrorReply, GetKind, Request, Response, Storage, StoreKind,
 };
 use crate::stats::{tenant_items, Counters, Report};
-use crate::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::{
+    ArithOutcome, Key, KeyHasher, Lookup, NsId, NsStats, SetMode, SetOutcome, Store,
+};
 use crate::tenancy::NamespaceHost;
 
 pub mod admin;
@@ -360,6 +362,16 @@ impl Shard {
 
     pub fn limit_bytes(&self) -> usize {
         self.store.limit_bytes()
+    }
+
+    /// Each namespace this shard has counted a command for (every one that
+    /// can hold items here), with its counters and item figures: what the
+    /// operator's metrics (`crate::metrics`) sum per project.
+    pub fn namespaces(&self) -> impl Iterator<Item = (NsId, &Counters, NsStats)> + '_ {
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(ns, c)| (ns as NsId, c, self.store.ns_stats(ns as NsId)))
     }
 }
 

@@ -552,6 +552,7 @@ impl Connection {
                 .borrow_mut()
                 .execute(self.ns.id, hash, request, &mut self.out);
         } else {
+            self.core.conns.borrow_mut().forward_requests += 1;
             self.remote
                 .queue(owner, self.out.len(), hash, request, key, wire);
         }

@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::config::{Config, SocketIo};
 use crate::host::{self, HostError};
 use crate::keyspace::KeyHasher;
+use crate::metrics::{self, Board, CoreSnapshot};
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
 use crate::tenancy::{Auth, Namespaces, TokenFileError};
@@ -133,6 +134,27 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     // One key hash for every core: each must route a key to the same shard.
     let keys = KeyHasher::from_seed(config.hash_seed);
     let shared = Arc::new(Shared::new(config, auth, Clock::new()));
+    // The metrics endpoint is bound before the cores start, so a bad
+    // --metrics-listen fails the start at once.
+    let board = shared.config.metrics_listen.map(|_| Board::new(cores));
+    let metrics_addr = match (shared.config.metrics_listen, &board) {
+        (Some(listen), Some(board)) => {
+            let facts = metrics::Facts {
+                version: env!("CARGO_PKG_VERSION"),
+                memory_limit_bytes: shared.config.memory_bytes as u64,
+                top_projects: shared.config.metrics_top_projects,
+                open_mode: !shared.auth.is_secure(),
+            };
+            let counted = shared.clone();
+            let open_now =
+                Box::new(move || counted.open_connections.load(Ordering::Relaxed) as u64);
+            Some(
+                metrics::serve(listen, board.clone(), facts, open_now)
+                    .map_err(|e| StartError::Bind(listen, e))?,
+            )
+        }
+        _ => None,
+    };
 
     let requests = MeshBuilder::<ToShard, _>::full(cores, MESH_CAPACITY);
     let replies = MeshBuilder::<Reply, _>::full(cores, MESH_CAPACITY);
@@ -149,13 +171,20 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             replies.clone(),
             tx.clone(),
         );
+        let board = board.clone();
         let tls = tls.clone().zip(tls_addr);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
             .spin_before_park(shared.config.spin_before_park)
             .io_memory(host::GLOMMIO_IO_MEMORY)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
-                if let Err(e) = executor(addr, tls, shared, keys, requests, replies, &tx).await {
+                let start = CoreStart {
+                    addr,
+                    tls,
+                    keys,
+                    board,
+                };
+                if let Err(e) = executor(start, shared, requests, replies, &tx).await {
                     let _ = tx.send(Startup::Failed(e));
                 }
             })
@@ -185,7 +214,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     // Handlers first: a SIGHUP sent as soon as the ready line is out
     // must reload, not kill the process (SIGHUP's default action).
     let signals = install_signal_handlers();
-    announce(&shared, addr, tls_addr);
+    announce(&shared, addr, tls_addr, metrics_addr);
     wait_for_signals(&shared, signals, tls);
     Ok(())
 }
@@ -238,7 +267,12 @@ fn warn_about_tokens_file(path: &std::path::Path, grants: usize) {
     }
 }
 
-fn announce(shared: &Shared, addr: SocketAddr, tls: Option<SocketAddr>) {
+fn announce(
+    shared: &Shared,
+    addr: SocketAddr,
+    tls: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) {
     let config = &shared.config;
     let auth = if shared.auth.is_secure() { "on" } else { "off" };
     info!(
@@ -258,17 +292,22 @@ fn announce(shared: &Shared, addr: SocketAddr, tls: Option<SocketAddr>) {
     // The ready line, on stdout, for scripts and tests: printed only once
     // every core has bound the port and joined the meshes.
     let mut stdout = std::io::stdout().lock();
-    // With --tls-listen the line ends ` tls=ADDR`.
+    // With --tls-listen the line ends ` tls=ADDR`, then with
+    // --metrics-listen ` metrics=ADDR`.
     let tls_field = tls.map(|a| format!(" tls={a}")).unwrap_or_default();
+    let metrics_field = metrics.map(|a| format!(" metrics={a}")).unwrap_or_default();
     let _ = writeln!(
         stdout,
-        "ferrocache {} listening on {addr} cores={} memory_mb={} auth={auth}{tls_field}",
+        "ferrocache {} listening on {addr} cores={} memory_mb={} auth={auth}{tls_field}{metrics_field}",
         env!("CARGO_PKG_VERSION"),
         config.cores,
         config.memory_bytes >> 20,
     );
     if let Some(tls) = tls {
         info!(%tls, "TLS listening");
+    }
+    if let Some(metrics) = metrics {
+        info!(%metrics, "metrics at http://{metrics}/metrics (for the operator only)");
     }
     let _ = stdout.flush();
 }
@@ -341,15 +380,31 @@ fn reload(shared: &Shared) {
     }
 }
 
-async fn executor(
+/// What one core starts from, besides what every core shares.
+struct CoreStart {
+    /// The plain listen address (port 0 until core 0 has bound it).
     addr: SocketAddr,
+    /// The TLS configuration and its listen address, when TLS is on.
     tls: Option<(Arc<Tls>, SocketAddr)>,
-    shared: Arc<Shared>,
+    /// The key hash, the same on every core.
     keys: KeyHasher,
+    /// Where the core publishes its metrics, when --metrics-listen is set.
+    board: Option<Arc<Board>>,
+}
+
+async fn executor(
+    start: CoreStart,
+    shared: Arc<Shared>,
     requests: MeshBuilder<ToShard, glommio::channels::channel_mesh::Full>,
     replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
     startup: &Sender<Startup>,
 ) -> Result<(), StartError> {
+    let CoreStart {
+        addr,
+        tls,
+        keys,
+        board,
+    } = start;
     let config = &shared.config;
     let ring = match config.socket_io {
         SocketIo::Uring => match Ring::new() {
@@ -414,6 +469,9 @@ async fn executor(
         glommio::spawn_local(serve_replies(core.clone(), stream)).detach();
     }
     glommio::spawn_local(sweep(core.clone())).detach();
+    if let Some(board) = board {
+        glommio::spawn_local(publish_metrics(core.clone(), board)).detach();
+    }
     glommio::spawn_local(core.clone().flush_outbox()).detach();
     if let Some(ring) = ring {
         glommio::spawn_local(ring.clone().drive()).detach();
@@ -584,5 +642,15 @@ async fn sweep(core: Rc<Core>) {
         glommio::timer::sleep(SWEEP_EVERY).await;
         core.shard.borrow_mut().tick(SWEEP_BUDGET);
         Namespaces::global().maintain(core.index, core.shards, &mut *core.shard.borrow_mut());
+    }
+}
+
+/// Publishes this core's figures for `--metrics-listen`: at once, then
+/// every `metrics::PUBLISH_EVERY`. A copy of counters, off the request path.
+async fn publish_metrics(core: Rc<Core>, board: Arc<Board>) {
+    loop {
+        let snapshot = CoreSnapshot::take(core.index, &core.shard.borrow(), &core.conns.borrow());
+        board.publish(snapshot);
+        glommio::timer::sleep(metrics::PUBLISH_EVERY).await;
     }
 }

@@ -1,0 +1,548 @@
+//! `--metrics-listen`: the real binary's `/metrics`, checked by real tools.
+//!
+//! A scrape after real traffic shows exact per-project figures (the top N
+//! by bytes apart, the rest as `project="_other"`), `promtool check
+//! metrics` accepts it, and a real Prometheus server scrapes it and answers
+//! a per-project query. promtool and prometheus come from Debian's
+//! `prometheus` package (tests/install-deps.sh); without them these checks
+//! are skipped, unless `CI` is set, where they fail.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{oauth_request, within, Conn, GrantsFile};
+
+/// The real binary with `--metrics-listen 127.0.0.1:0`; the addresses of
+/// both ports come from its ready line.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--cores",
+                "2",
+                "--memory-mb",
+                "64",
+            ])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ferrocache");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("a ready line").expect("read it");
+        std::thread::spawn(move || for _ in lines {});
+        let field = |prefix: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in the ready line {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address in the ready line")
+            .parse()
+            .unwrap();
+        let metrics = field("metrics=");
+        Server {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    fn connect(&self) -> Conn {
+        Conn::new(TcpStream::connect(self.addr).expect("connect"))
+    }
+
+    fn scrape(&self) -> String {
+        let (status, body) = http(self.metrics, "GET /metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.0 request (`METHOD PATH`); the status and the body.
+fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect over HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "{request} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
+}
+
+/// The value of the sample `series` (name and labels, exactly as written).
+fn sample(text: &str, series: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_owned)
+}
+
+fn authenticate(conn: &mut Conn, token: &str, project: &str) {
+    let value = format!("{token} {project} cache");
+    conn.roundtrip(&oauth_request(&value), b"STORED\r\n");
+}
+
+fn store(conn: &mut Conn, key: &str, len: usize) {
+    let value = "v".repeat(len);
+    conn.roundtrip(
+        format!("set {key} 0 0 {len}\r\n{value}\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
+}
+
+/// `tool` from Debian's prometheus package, or `None` (after checking
+/// `CI`) where it is not installed.
+fn installed(tool: &str) -> Option<PathBuf> {
+    let path = Path::new("/usr/bin").join(tool);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is not installed, and CI is set: run tests/install-deps.sh",
+        path.display()
+    );
+    eprintln!(
+        "SKIP: {} is not installed (set CI to make this fail)",
+        path.display()
+    );
+    None
+}
+
+#[test]
+fn a_scrape_shows_each_project_and_passes_promtool() {
+    let server = Server::start(&["--metrics-top-projects", "2"]);
+    // alpha stores the most bytes, beta less, gamma least: with two
+    // projects shown, gamma is summed into _other.
+    let mut alpha = server.connect();
+    authenticate(&mut alpha, "t", "alpha");
+    for i in 0..30 {
+        store(&mut alpha, &format!("a{i}"), 200);
+    }
+    for key in ["a1", "a2", "a3", "a4", "nope1", "nope2"] {
+        alpha.send(format!("get {key}\r\n").as_bytes());
+        alpha.read_until(b"END\r\n");
+    }
+    let mut beta = server.connect();
+    authenticate(&mut beta, "t", "beta");
+    for i in 0..5 {
+        store(&mut beta, &format!("b{i}"), 100);
+    }
+    let mut gamma = server.connect();
+    authenticate(&mut gamma, "t", "gamma");
+    store(&mut gamma, "g", 10);
+
+    // Each core publishes once a second.
+    let mut text = String::new();
+    let settled = within(Duration::from_secs(15), || {
+        text = server.scrape();
+        sample(&text, "ferrocache_project_items{project=\"_other\"}").as_deref() == Some("1")
+            && sample(&text, "ferrocache_project_items{project=\"alpha\"}").as_deref() == Some("30")
+            && sample(
+                &text,
+                "ferrocache_project_commands_total{project=\"alpha\"}",
+            )
+            .as_deref()
+                == Some("36")
+    });
+    assert!(settled.is_some(), "figures never arrived:\n{text}");
+    for (series, value) in [
+        ("ferrocache_project_items{project=\"beta\"}", "5"),
+        ("ferrocache_project_get_hits_total{project=\"alpha\"}", "4"),
+        (
+            "ferrocache_project_get_misses_total{project=\"alpha\"}",
+            "2",
+        ),
+        ("ferrocache_project_get_hits_total{project=\"_other\"}", "0"),
+        ("ferrocache_project_connections{project=\"alpha\"}", "1"),
+        ("ferrocache_project_connections{project=\"_other\"}", "1"),
+        ("ferrocache_project_evictions_total{project=\"alpha\"}", "0"),
+        ("ferrocache_projects", "3"),
+        ("ferrocache_items", "36"),
+        ("ferrocache_get_hits_total", "4"),
+        ("ferrocache_get_misses_total", "2"),
+        ("ferrocache_commands_total{command=\"set\"}", "36"),
+        ("ferrocache_commands_total{command=\"get\"}", "6"),
+        ("ferrocache_auth_total{result=\"success\"}", "3"),
+        ("ferrocache_connections_open", "3"),
+        ("ferrocache_namespaces", "3"),
+    ] {
+        assert_eq!(
+            sample(&text, series).as_deref(),
+            Some(value),
+            "{series} in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("gamma"),
+        "gamma has series of its own:\n{text}"
+    );
+    let bytes = |p: &str| -> u64 {
+        sample(
+            &text,
+            &format!("ferrocache_project_items_bytes{{project=\"{p}\"}}"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap()
+    };
+    assert!(bytes("alpha") > bytes("beta") && bytes("beta") > bytes("_other"));
+    // 42 keys over two shards: some were forwarded, and each core did work.
+    let forwarded: u64 = sample(&text, "ferrocache_forwarded_requests_total")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(forwarded > 0, "{text}");
+    for core in ["0", "1"] {
+        let busy: f64 = sample(
+            &text,
+            &format!("ferrocache_core_busy_seconds_total{{core=\"{core}\"}}"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert!(busy > 0.0);
+        assert!(sample(
+            &text,
+            &format!("ferrocache_core_commands_total{{core=\"{core}\"}}")
+        )
+        .is_some());
+    }
+    // No quotas: no quota series.
+    assert!(!text.contains("quota"), "{text}");
+
+    // Only /metrics, only read.
+    assert_eq!(http(server.metrics, "GET /").0, 404);
+    assert_eq!(http(server.metrics, "POST /metrics").0, 405);
+
+    let Some(promtool) = installed("promtool") else {
+        return;
+    };
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn secure_mode_counts_handshakes_and_only_bound_connections() {
+    let grants = GrantsFile::new("token-for-acme-0001 acme\n");
+    let server = Server::start(&["--tokens", grants.arg()]);
+    let mut good = server.connect();
+    authenticate(&mut good, "token-for-acme-0001", "acme");
+    store(&mut good, "k", 5);
+    let mut bad = server.connect();
+    for _ in 0..2 {
+        bad.roundtrip(
+            &oauth_request("wrong-token-000001 acme cache"),
+            b"CLIENT_ERROR authentication failed\r\n",
+        );
+    }
+    let mut text = String::new();
+    let settled = within(Duration::from_secs(15), || {
+        text = server.scrape();
+        sample(&text, "ferrocache_auth_total{result=\"failure\"}").as_deref() == Some("2")
+            && sample(&text, "ferrocache_project_items{project=\"acme\"}").as_deref() == Some("1")
+    });
+    assert!(settled.is_some(), "figures never arrived:\n{text}");
+    assert_eq!(
+        sample(&text, "ferrocache_auth_total{result=\"success\"}").as_deref(),
+        Some("1")
+    );
+    // The unauthenticated connection is open, but no project's.
+    assert_eq!(
+        sample(&text, "ferrocache_connections_open").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        sample(&text, "ferrocache_project_connections{project=\"acme\"}").as_deref(),
+        Some("1")
+    );
+    assert!(!text.contains("project=\"default\""), "{text}");
+}
+
+/// A Prometheus server in a scratch directory, killed on drop.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    fn start(binary: &Path, target: SocketAddr) -> Prometheus {
+        let dir =
+            std::env::temp_dir().join(format!("ferrocache-prometheus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+                 scrape_configs:\n  - job_name: ferrocache\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        // A free port: Prometheus does not report a port 0 back.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus { child, addr, dir }
+    }
+
+    /// The samples of an instant query, as (labels, value).
+    fn query(&self, query: &str) -> Vec<(serde_json::Value, String)> {
+        let Some(json) = self.answer(query) else {
+            return Vec::new();
+        };
+        json["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["metric"].clone(),
+                    r["value"][1].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The query API's whole answer to an instant query (`None`: none came).
+    fn answer(&self, query: &str) -> Option<serde_json::Value> {
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let mut stream = TcpStream::connect(self.addr).ok()?;
+        drop(stream.set_read_timeout(Some(Duration::from_secs(5))));
+        let request = format!(
+            "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr
+        );
+        let mut response = String::new();
+        stream.write_all(request.as_bytes()).ok()?;
+        stream.read_to_string(&mut response).ok()?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_a_per_project_series() {
+    let Some(binary) = installed("prometheus") else {
+        return;
+    };
+    let grants = GrantsFile::new("token-for-acme-0002 acme\n");
+    let server = Server::start(&["--tokens", grants.arg()]);
+    let mut conn = server.connect();
+    authenticate(&mut conn, "token-for-acme-0002", "acme");
+    for i in 0..7 {
+        store(&mut conn, &format!("k{i}"), 50);
+    }
+    let prometheus = Prometheus::start(&binary, server.metrics);
+    let mut found = Vec::new();
+    let answered = within(Duration::from_secs(45), || {
+        found = prometheus.query("ferrocache_project_items{project=\"acme\"}");
+        found.iter().any(|(_, value)| value == "7")
+    });
+    assert!(
+        answered.is_some(),
+        "Prometheus never returned acme's 7 items; last answer: {found:?}"
+    );
+    let (labels, _) = &found[0];
+    assert_eq!(labels["job"], "ferrocache");
+    assert_eq!(labels["instance"], server.metrics.to_string());
+
+    // Every query of the Grafana dashboard is valid PromQL, with Grafana's
+    // variables as Grafana fills them in; memory by project shows acme.
+    for (title, expr) in dashboard_queries() {
+        let expr = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$instance", ".*");
+        let answer = prometheus.answer(&expr);
+        let status = answer.as_ref().map(|a| a["status"].clone());
+        assert_eq!(
+            status,
+            Some(serde_json::json!("success")),
+            "panel {title:?}: {expr}: {answer:?}"
+        );
+        if title == "Memory by project" {
+            let samples = prometheus.query(&expr);
+            assert!(
+                samples
+                    .iter()
+                    .any(|(l, v)| l["project"] == "acme" && v != "0"),
+                "{title}: {samples:?}"
+            );
+        }
+    }
+}
+
+fn dashboard() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON")
+}
+
+/// docs/grafana-dashboard.json's panels: (title, PromQL) for each query.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for panel in dashboard()["panels"].as_array().expect("panels") {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "each panel uses the dashboard's data source variable"
+        );
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a PromQL expr");
+            queries.push((panel["title"].as_str().unwrap().to_owned(), expr.to_owned()));
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_dashboard_asks_for_series_the_server_serves() {
+    let json = dashboard();
+    let variables: Vec<&str> = json["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "instance"]);
+    assert_eq!(json["templating"]["list"][0]["query"], "prometheus");
+    let titles: Vec<String> = dashboard_queries().into_iter().map(|(t, _)| t).collect();
+    for needed in [
+        "Hit ratio",
+        "Memory by project",
+        "Evictions by project",
+        "Ops per core",
+    ] {
+        assert!(titles.iter().any(|t| t == needed), "no panel {needed:?}");
+    }
+    let server = Server::start(&[]);
+    // Per-project series exist once a project has a figure.
+    store(&mut server.connect(), "k", 1);
+    let mut text = String::new();
+    let published = within(Duration::from_secs(15), || {
+        text = server.scrape();
+        text.contains("ferrocache_project_items{project=\"default\"} 1")
+    });
+    assert!(published.is_some(), "{text}");
+    for (title, expr) in dashboard_queries() {
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("ferrocache_"))
+        {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "panel {title:?} asks for {name}, which /metrics does not serve"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_metrics_address_in_use_stops_the_start() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--memory-mb",
+            "16",
+        ])
+        .args(["--metrics-listen", &addr])
+        .env("RUST_LOG", "error")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ferrocache");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(71), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "a ready line was printed");
+}
