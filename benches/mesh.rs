@@ -49,6 +49,7 @@ fn config() -> Config {
         tls: None,
         max_namespaces: 16,
         auth_failures: 0,
+        quotas: None,
     }
 }
 

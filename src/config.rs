@@ -35,10 +35,10 @@ const DEFAULT_SPIN_US: u64 = 20;
         core has bound the port, one line `ferrocache VERSION listening on ADDR ...` is printed on \
         stdout.\n\n\
         Signals: SIGINT/SIGTERM stop accepting, finish replies in flight and exit 0; SIGHUP re-reads \
-        the --tokens file.\n\n\
+        the --tokens and --quotas files.\n\n\
         Exit status: 0 after SIGINT/SIGTERM; 2 for a bad flag; 71 when another process already \
         listens on the address; 78 when the host cannot run it (io_uring blocked, locked-memory or \
-        open-file limit too low, tokens file unreadable); 70 after a panic."
+        open-file limit too low, tokens or quotas file unreadable or invalid); 70 after a panic."
 )]
 pub struct Args {
     /// Address to listen on, as HOST:PORT (port 0 picks a free port).
@@ -202,6 +202,13 @@ pub struct Args {
     /// until the minute is over (0: no limit).
     #[arg(long = "auth-failures", default_value_t = DEFAULT_AUTH_FAILURES, value_name = "N")]
     pub auth_failures: u32,
+
+    /// Per-project quotas: one `PROJECT key=value...` line per project,
+    /// `*` for the rest, `#` comments; keys memory=SIZE (a cap), reserve=SIZE,
+    /// weight=N (in the fair share) and connections=N. Re-read on SIGHUP.
+    /// Without it every project has weight 1 and no cap.
+    #[arg(long = "quotas", value_name = "FILE")]
+    pub quotas: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +274,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub max_namespaces: usize,
     pub auth_failures: u32,
+    /// `--quotas FILE`.
+    pub quotas: Option<PathBuf>,
 }
 
 impl Config {
@@ -376,6 +385,7 @@ impl Config {
             user,
             notes,
             max_namespaces: args.max_namespaces,
+            quotas: args.quotas.clone(),
             auth_failures: args.auth_failures,
         })
     }

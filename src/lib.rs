@@ -12,6 +12,7 @@
 //! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
 //! [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
+//! [`quotas`] (the per-project quotas file),
 //! [`auth_throttle`] (failed logins per address) and [`logthrottle`]
 //! (rate-limited warnings).
 //!
@@ -51,6 +52,7 @@ pub mod config;
 pub mod host;
 pub mod logthrottle;
 pub mod protocol;
+pub mod quotas;
 pub mod router;
 pub mod shard;
 pub mod stats;

@@ -181,6 +181,9 @@ pub struct NsStats {
 mod arith;
 mod cas;
 mod eviction;
+mod fair;
+#[cfg(test)]
+mod fair_tests;
 mod index;
 mod large;
 mod layout;
@@ -203,3 +206,6 @@ mod semantics;
 // segments and large items it holds now, never above `limit_bytes()`.
 pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaState};
 pub use segmented::Store;
+// Fair sharing between projects (see `fair`): `Store::bind_ns`,
+// `set_quota`, `project_stats`, `project_figures`.
+pub use fair::{fair_shares, max_min, Demand, ProjectId, ProjectStats, Quota};

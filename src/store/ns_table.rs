@@ -10,16 +10,33 @@
 
 use std::collections::HashMap;
 
+use super::fair::ProjectId;
 use super::{NsId, NsStats};
 
 /// Ids below this use the vector: 64 Ki namespaces cost at most 2 MiB.
 const DENSE_MAX: NsId = 1 << 16;
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Entry {
     stats: NsStats,
     floor: Floor,
+    /// The project its items are charged to (`UNBOUND`: not told yet;
+    /// charged to project 0).
+    project: ProjectId,
 }
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            stats: NsStats::default(),
+            floor: Floor::default(),
+            project: UNBOUND,
+        }
+    }
+}
+
+/// "Not bound to a project yet".
+pub(crate) const UNBOUND: ProjectId = ProjectId::MAX;
 
 /// Where a namespace was last flushed, as cas values: segment items and
 /// large items draw cas from different places, each increasing with time.
@@ -67,6 +84,30 @@ impl NsTable {
 
     pub fn get(&self, ns: NsId) -> NsStats {
         self.entry(ns).stats
+    }
+
+    /// The project `ns`'s items are charged to (0 until bound).
+    #[inline]
+    pub fn project(&self, ns: NsId) -> ProjectId {
+        match self.bound(ns) {
+            UNBOUND => 0,
+            p => p,
+        }
+    }
+
+    /// The project `ns` was bound to, or `UNBOUND`.
+    #[inline]
+    pub fn bound(&self, ns: NsId) -> ProjectId {
+        if ns < DENSE_MAX {
+            self.dense.get(ns as usize).map_or(UNBOUND, |e| e.project)
+        } else {
+            self.sparse.get(&ns).map_or(UNBOUND, |e| e.project)
+        }
+    }
+
+    /// Charges `ns`'s items to `project` from now on (`UNBOUND` unbinds).
+    pub fn set_project(&mut self, ns: NsId, project: ProjectId) {
+        self.entry_mut(ns).project = project;
     }
 
     /// Where `ns` was last flushed (zeros: never).
