@@ -53,8 +53,11 @@ pub struct ProjectFigures {
 
 impl Shard {
     pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock) -> Shard {
+        let mut store = Store::new(memory_bytes, max_item_size);
+        // Counted against the memory limit with the store's own tables.
+        store.set_namespace_cost(std::mem::size_of::<Counters>() + std::mem::size_of::<u32>());
         Shard {
-            store: Store::new(memory_bytes, max_item_size),
+            store,
             clock,
             counters: Vec::new(),
             pending_flush: Vec::new(),

@@ -162,6 +162,31 @@ fn a_cap_evicts_the_projects_own_oldest_items() {
     assert!(s.project_stats(1).bytes <= 100 << 10);
 }
 
+#[test]
+fn namespaces_are_charged_against_the_limit() {
+    let limit = 2 << 20;
+    let mut s = Store::with_segment_size(limit, 64 << 10, 4096);
+    s.set_namespace_cost(200);
+    s.bind_ns(1, 1, Quota::default());
+    for i in 0..4000 {
+        set(&mut s, 1, &format!("k{i}"), 1000);
+    }
+    let before = s.stats().curr_items;
+    assert!(s.stats().evictions > 0, "the store is full");
+    // 5,000 more namespaces, in 200 projects: their state takes memory
+    // from the items, and the store stays within its limit.
+    for ns in 2..5002 {
+        s.bind_ns(ns, 2 + ns % 200, Quota::default());
+        assert!(s.memory_bytes() <= limit);
+    }
+    let after = s.stats().curr_items;
+    let per_ns = 200 + 48;
+    assert!(
+        (before - after) * 1000 >= (5000 * per_ns) as u64 * 9 / 10,
+        "{before} items before, {after} after"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 

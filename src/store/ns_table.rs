@@ -132,6 +132,12 @@ impl NsTable {
         self.sparse.values_mut().for_each(|e| f(&mut e.stats));
     }
 
+    /// Namespace ids with an entry (the tables beside this one, indexed
+    /// alike, hold as many).
+    pub fn slots(&self) -> usize {
+        self.dense.len() + self.sparse.len()
+    }
+
     /// Bytes held; grows only with the namespaces seen.
     pub fn memory_bytes(&self) -> usize {
         let entry = std::mem::size_of::<Entry>();

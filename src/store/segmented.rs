@@ -16,7 +16,9 @@
 //! per namespace) so one tenant's flush costs the others nothing;
 //! `flush_all` drops the index and every segment at once.
 //!
-//! Memory: segment memory plus large items stay within `limit_bytes`. The
+//! Memory: segment memory plus large items, plus the per-namespace and
+//! per-project tables of the namespaces bound so far, stay within
+//! `limit_bytes`. The
 //! index, the segment and large-item tables are fixed at construction from
 //! the limit and are reported (with the per-namespace counter table) as
 //! `StoreStats::overhead_bytes`; see [`Store::new`] for the sizes.
@@ -108,6 +110,11 @@ pub struct Store {
     pub(super) ns: NsTable,
     /// Per-project figures and quotas: fair sharing (see `fair`).
     pub(super) projects: Projects,
+    /// Bytes of per-namespace and per-project state charged against the
+    /// limit (see `charge_namespaces`), and what the shard keeps per
+    /// namespace beside the store's own table.
+    ns_charge: usize,
+    ns_extra: usize,
     fixed_overhead: usize,
     /// Tags of keys recently evicted from the small FIFO without a hit
     /// (see `eviction`): such a key written again starts with frequency 1.
@@ -188,6 +195,8 @@ impl Store {
             stats: StoreStats::default(),
             ns: NsTable::default(),
             projects: Projects::default(),
+            ns_charge: 0,
+            ns_extra: 0,
             fixed_overhead,
             ghost,
             scratch: Vec::new(),
@@ -200,9 +209,25 @@ impl Store {
         }
     }
 
-    /// Bytes of segments and large items held now: never above the limit.
+    /// Bytes of segments and large items held now, and of the state of
+    /// the namespaces bound here: never above the limit.
     pub fn memory_bytes(&self) -> usize {
-        self.segs.memory_bytes() + self.large_bytes
+        self.segs.memory_bytes() + self.large_bytes + self.ns_charge
+    }
+
+    /// Charges `bytes` more per namespace, for what the caller keeps per
+    /// namespace beside the store (the shard's counters).
+    pub fn set_namespace_cost(&mut self, bytes: usize) {
+        self.ns_extra = bytes;
+    }
+
+    /// Counts the per-namespace and per-project tables, as they are now,
+    /// against the limit, making room if they grew: namespaces cannot grow
+    /// memory past `--memory-mb`. Called as a namespace is bound.
+    fn charge_namespaces(&mut self) {
+        self.ns_charge =
+            self.ns.memory_bytes() + self.projects.memory_bytes() + self.ns.slots() * self.ns_extra;
+        self.make_room(0);
     }
 
     /// The item an index entry points at.
@@ -898,6 +923,7 @@ impl Store {
         }
         self.ns.set_project(ns, project);
         self.projects.namespaces(project, true);
+        self.charge_namespaces();
         self.projects.charged(project, held.curr_items, held.bytes);
     }
 
