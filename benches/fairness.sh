@@ -124,21 +124,24 @@ if [[ -n "$BASE_BIN" ]]; then
 fi
 FERROCACHE_BIN="$OUR_BIN"
 
-if [[ " $CASES " == *" 3 "* ]]; then
-  # One tenant's pipeline-16 throughput, on a server holding only its items,
-  # then on one where TENANTS other projects (10 items each) were added.
-  start_ferrocache many "$SERVER_CPU" --cores 2 --memory-mb 256
-  addr="${SRV_ADDR[many]}"
+# Case 3 on BINARY (label LABEL): one tenant's pipeline-16 throughput on a
+# server holding only its items, then once TENANTS other projects (10 items
+# each) were added; store overhead and RSS per added tenant.
+many_tenants() {
+  local label="$1"
+  FERROCACHE_BIN="$2"
+  start_ferrocache "many-$label" "$SERVER_CPU" --cores 2 --memory-mb 256
+  local addr="${SRV_ADDR[many-$label]}"
   load() {
-    run_loadgen "$BENCH_TMP/$1" "$LOADGEN_CPU" --server "$addr" --oauth "t main cache" \
+    run_loadgen "$BENCH_TMP/$1-$label" "$LOADGEN_CPU" --server "$addr" --oauth "t main cache" \
       --conns 8 --pipeline 16 --keys 100000 --value-size 100 --ratio 1:10 --duration "$SECS"
   }
-  run_loadgen "$BENCH_TMP/prefill" "$LOADGEN_CPU" --server "$addr" --oauth "t main cache" \
+  run_loadgen "$BENCH_TMP/prefill-$label" "$LOADGEN_CPU" --server "$addr" --oauth "t main cache" \
     --conns 4 --pipeline 64 --keys 100000 --value-size 100 --prefill --requests 0
   load alone
+  local overhead0 rss0 overhead1 rss1 host="${addr%:*}" port="${addr##*:}" t i auth line
   overhead0="$(mc_stat "$addr" store_overhead_bytes)"
-  rss0="$(rss_kb "${SRV_PID[many]}")"
-  host="${addr%:*}" port="${addr##*:}"
+  rss0="$(rss_kb "${SRV_PID[many-$label]}")"
   for ((t = 0; t < TENANTS; t++)); do
     auth="t p$t cache"
     exec 9<>"/dev/tcp/$host/$port"
@@ -151,13 +154,21 @@ if [[ " $CASES " == *" 3 "* ]]; then
     exec 9>&-
   done
   overhead1="$(mc_stat "$addr" store_overhead_bytes)"
-  rss1="$(rss_kb "${SRV_PID[many]}")"
+  rss1="$(rss_kb "${SRV_PID[many-$label]}")"
   load crowded
-  a="$(result "$BENCH_TMP/alone" ops_per_sec)"
-  c="$(result "$BENCH_TMP/crowded" ops_per_sec)"
-  echo "case 3, $TENANTS tenants (10 items each) beside one busy tenant: 256 MiB on 2 cores"
+  local a c
+  a="$(result "$BENCH_TMP/alone-$label" ops_per_sec)"
+  c="$(result "$BENCH_TMP/crowded-$label" ops_per_sec)"
+  echo "case 3 ($label), $TENANTS tenants (10 items each) beside one busy tenant: 256 MiB on 2 cores"
   echo "  store overhead: +$(calc "($overhead1 - $overhead0) / $TENANTS" 0) B per tenant (both cores)"
   echo "  RSS:            +$(calc "($rss1 - $rss0) * 1024 / $TENANTS" 0) B per tenant (items, names and connections' traces included)"
   echo "  pipeline-16 ops/s: alone $a, beside $TENANTS tenants $c (ratio $(calc "$c / $a" 3))"
-  stop_server many
+  stop_server "many-$label"
+}
+
+if [[ " $CASES " == *" 3 "* ]]; then
+  many_tenants this "$OUR_BIN"
+  if [[ -n "$BASE_BIN" ]]; then
+    many_tenants base "$BASE_BIN"
+  fi
 fi
