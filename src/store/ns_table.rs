@@ -1,9 +1,10 @@
 //! Per-namespace counters, so a tenant's `stats` shows only its own items,
 //! and each namespace's flush floor.
 //!
-//! Owns the table from namespace id to `NsStats` and to the cas values
+//! Owns the table from namespace id to `NsStats`, to the cas values
 //! below which the namespace's items count as flushed (see
-//! `Store::flush_ns`).
+//! `Store::flush_ns`), and to the project its items are charged to (see
+//! `fair`).
 //! It never sees items: the store tells it what changed. Interned ids are small and dense, so
 //! ids below `DENSE_MAX` index a vector (no hashing on the set path);
 //! larger ids fall back to a map.
