@@ -13,7 +13,7 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 .PHONY: all build run test test-unit test-integration test-conformance test-clients test-metrics \
-        deps bench bench-compare bench-scaling lint fuzz soak tune clean install test-deploy
+        deps bench bench-compare bench-fairness bench-scaling lint fuzz soak tune clean install test-deploy
 
 all: build
 
@@ -74,6 +74,11 @@ bench: deps
 
 bench-compare: deps
 	bash benches/compare.sh
+
+## Tenant fairness: a hot flood beside a small tenant, equal demand, and
+## 1,000 tenants (see benches/fairness.sh).
+bench-fairness:
+	bash benches/fairness.sh
 
 ## Scaling over 1-8 cores against memcached -t N (needs 16 CPUs by default:
 ## servers on 0-7, the load generator on 8-15; see benches/README.md).

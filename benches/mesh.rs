@@ -52,6 +52,7 @@ fn config() -> Config {
         auth_failures: 0,
         metrics_listen: None,
         metrics_top_projects: 0,
+        quotas: None,
     }
 }
 

@@ -34,10 +34,10 @@ const DEFAULT_SPIN_US: u64 = 20;
         core has bound the port, one line `ferrocache VERSION listening on ADDR ...` is printed on \
         stdout.\n\n\
         Signals: SIGINT/SIGTERM stop accepting, finish replies in flight and exit 0; SIGHUP re-reads \
-        the --tokens file.\n\n\
+        the --tokens and --quotas files.\n\n\
         Exit status: 0 after SIGINT/SIGTERM; 2 for a bad flag; 71 when another process already \
         listens on the address; 78 when the host cannot run it (io_uring blocked, locked-memory or \
-        open-file limit too low, tokens file unreadable); 70 after a panic."
+        open-file limit too low, tokens or quotas file unreadable or invalid); 70 after a panic."
 )]
 pub struct Args {
     /// Address to listen on, as HOST:PORT (port 0 picks a free port).
@@ -213,6 +213,12 @@ pub struct Args {
     /// series of their own; the rest are summed into `project="_other"`.
     #[arg(long = "metrics-top-projects", default_value_t = DEFAULT_METRICS_TOP_PROJECTS, value_name = "N")]
     pub metrics_top_projects: usize,
+    /// Per-project quotas: one `PROJECT key=value...` line per project,
+    /// `*` for the rest, `#` comments; keys memory=SIZE (a cap), reserve=SIZE,
+    /// weight=N (in the fair share) and connections=N. Re-read on SIGHUP.
+    /// Without it every project has weight 1 and no cap.
+    #[arg(long = "quotas", value_name = "FILE")]
+    pub quotas: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,6 +289,8 @@ pub struct Config {
     /// `--metrics-listen` (`None`: no metrics endpoint).
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_top_projects: usize,
+    /// `--quotas FILE`.
+    pub quotas: Option<PathBuf>,
 }
 
 impl Config {
@@ -393,6 +401,7 @@ impl Config {
             user,
             notes,
             max_namespaces: args.max_namespaces,
+            quotas: args.quotas.clone(),
             auth_failures: args.auth_failures,
             metrics_listen,
             metrics_top_projects: args.metrics_top_projects,

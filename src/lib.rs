@@ -13,6 +13,7 @@
 //! [`keyspace`] (namespace ids, the seeded key hash, the
 //! owning shard), [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
+//! [`quotas`] (the per-project quotas file),
 //! [`auth_throttle`] (failed logins per address), [`logthrottle`]
 //! (rate-limited warnings) and [`metrics`] (Prometheus metrics for the
 //! operator, served off the cores).
@@ -55,6 +56,7 @@ pub mod keyspace;
 pub mod logthrottle;
 pub mod metrics;
 pub mod protocol;
+pub mod quotas;
 pub mod router;
 pub mod shard;
 pub mod stats;

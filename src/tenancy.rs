@@ -9,6 +9,13 @@
 //! once-a-second maintenance touch them; the request path reads one atomic
 //! (the grants' generation) and nothing else.
 //!
+//! Namespaces belong to projects, the unit quotas (`crate::quotas`) are
+//! given for: the interner also interns project names into small
+//! [`ProjectId`]s, counts each project's connections against its
+//! `connections=` quota at the handshake, and publishes, without a lock for
+//! readers, which project each namespace id belongs to and each project's
+//! quota per shard (`project_of`, `quota_of`), for the shards' fair sharing.
+//!
 //! Namespaces are reclaimed: once no connection is bound to one and no
 //! shard holds an item of it, every shard retires its id (a flush floor at
 //! the present, so nothing written under the id before is visible again, and
@@ -19,12 +26,14 @@ use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::auth_throttle::AuthThrottle;
 use crate::clock::coarse_now;
 use crate::keyspace::NsId;
+use crate::quotas::Quotas;
+use crate::store::{ProjectId, Quota};
 
 /// Longest project id or cache name accepted.
 pub const MAX_NAME_LEN: usize = 128;
@@ -184,6 +193,12 @@ fn read_tokens_file(path: &Path) -> Result<String, String> {
         return Err(format!("larger than {MAX_TOKENS_FILE} bytes"));
     }
     String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8".into())
+}
+
+/// Reads another configuration file (`--quotas`) with the same care as
+/// the tokens file: a regular file only, of bounded size, UTF-8.
+pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
+    read_tokens_file(path)
 }
 
 impl Grants {
@@ -562,9 +577,14 @@ impl Auth {
     }
 }
 
-/// The namespace limit was reached: no new (project, cache) now.
+/// Why a handshake could not bind a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooManyNamespaces;
+pub enum Refused {
+    /// The namespace limit was reached: no new (project, cache) now.
+    TooManyNamespaces,
+    /// The project has its quota's `connections=` bound already.
+    TooManyConnections,
+}
 
 /// What a shard offers the interner's maintenance (see
 /// [`Namespaces::maintain`]). Implemented by the shard.
@@ -588,6 +608,65 @@ enum Slot {
     Retiring { done: Vec<u64> },
 }
 
+#[derive(Default)]
+struct ProjectSlot {
+    name: Option<String>,
+    namespaces: u32,
+    connections: u32,
+}
+
+/// A table of atomics indexed by id, allocated a chunk at a time (ids are
+/// dense), read without a lock.
+struct Board<T> {
+    chunks: Box<[OnceLock<Box<[T]>>]>,
+}
+
+const BOARD_CHUNK: usize = 4096;
+/// Ids up to 2^20 (the `--max-namespaces` ceiling) and a chunk more.
+const BOARD_CHUNKS: usize = (1 << 20) / BOARD_CHUNK + 1;
+
+impl<T: Default> Board<T> {
+    fn new() -> Board<T> {
+        Board {
+            chunks: (0..BOARD_CHUNKS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: u32) -> Option<&T> {
+        let id = id as usize;
+        self.chunks
+            .get(id / BOARD_CHUNK)?
+            .get()
+            .map(|c| &c[id % BOARD_CHUNK])
+    }
+
+    /// The slot of `id`, its chunk allocated if need be (None past the end).
+    fn slot(&self, id: u32) -> Option<&T> {
+        let id = id as usize;
+        let chunk = self.chunks.get(id / BOARD_CHUNK)?;
+        let c = chunk.get_or_init(|| (0..BOARD_CHUNK).map(|_| T::default()).collect());
+        Some(&c[id % BOARD_CHUNK])
+    }
+}
+
+/// A project's quota on one shard, as published to the shards.
+struct PublishedQuota {
+    cap: AtomicU64,
+    reserve: AtomicU64,
+    weight: AtomicU64,
+}
+
+impl Default for PublishedQuota {
+    fn default() -> PublishedQuota {
+        PublishedQuota {
+            cap: AtomicU64::new(u64::MAX),
+            reserve: AtomicU64::new(0),
+            weight: AtomicU64::new(1),
+        }
+    }
+}
+
 struct Interner {
     ids: HashMap<(String, String), NsId>,
     slots: Vec<Slot>,
@@ -598,6 +677,16 @@ struct Interner {
     in_use: usize,
     /// Slots `Idle` or `Retiring`: what maintenance has to look at.
     pending: usize,
+    /// Each id's project (indexed like `slots`).
+    ns_project: Vec<ProjectId>,
+    project_ids: HashMap<String, ProjectId>,
+    /// Per project: its name, the namespaces (not `Free`) naming it, and
+    /// the connections bound to them.
+    projects: Vec<ProjectSlot>,
+    free_projects: Vec<ProjectId>,
+    quotas: Arc<Quotas>,
+    /// Shards the quotas are divided among.
+    shards: usize,
     reclaimed: u64,
 }
 
@@ -620,6 +709,12 @@ fn all_bits(bits: &[u64], n: usize) -> bool {
 /// reclaims those no connection and no item uses any more.
 pub struct Namespaces {
     inner: Mutex<Interner>,
+    /// Namespace id -> project id, for the shards.
+    ns_project: Board<AtomicU32>,
+    /// Project id -> its quota per shard, for the shards.
+    quotas: Board<PublishedQuota>,
+    /// Bumped when the quotas change, so shards know to read them again.
+    quota_generation: AtomicU64,
 }
 
 /// A connection's hold on its namespace: while one exists the namespace is
@@ -642,10 +737,13 @@ impl Default for Namespaces {
 }
 
 impl Namespaces {
-    /// An interner holding (default, default) as id 0, for good.
+    /// An interner holding (default, default) as id 0, for good, in the
+    /// project `default`, id 0, also for good.
     pub fn new() -> Namespaces {
         let mut ids = HashMap::new();
         ids.insert((DEFAULT_NAME.to_owned(), DEFAULT_NAME.to_owned()), 0);
+        let mut project_ids = HashMap::new();
+        project_ids.insert(DEFAULT_NAME.to_owned(), 0);
         Namespaces {
             inner: Mutex::new(Interner {
                 ids,
@@ -655,7 +753,116 @@ impl Namespaces {
                 in_use: 0,
                 pending: 0,
                 reclaimed: 0,
+                ns_project: vec![0],
+                project_ids,
+                projects: vec![ProjectSlot {
+                    name: Some(DEFAULT_NAME.to_owned()),
+                    namespaces: 1,
+                    connections: 0,
+                }],
+                free_projects: Vec::new(),
+                quotas: Arc::new(Quotas::default()),
+                shards: 1,
             }),
+            ns_project: Board::new(),
+            quotas: Board::new(),
+            quota_generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The project of namespace `ns` (0 for an id never handed out).
+    /// Lock-free: the shards call it the first time they meet `ns`.
+    #[inline]
+    pub fn project_of(&self, ns: NsId) -> ProjectId {
+        self.ns_project
+            .get(ns)
+            .map_or(0, |p| p.load(Ordering::Acquire))
+    }
+
+    /// `project`'s quota on one shard. Lock-free.
+    pub fn quota_of(&self, project: ProjectId) -> Quota {
+        match self.quotas.get(project) {
+            None => Quota::default(),
+            Some(q) => Quota {
+                cap: q.cap.load(Ordering::Acquire),
+                reserve: q.reserve.load(Ordering::Acquire),
+                weight: q
+                    .weight
+                    .load(Ordering::Acquire)
+                    .clamp(1, u64::from(u32::MAX)) as u32,
+            },
+        }
+    }
+
+    /// Bumped each time quotas change (`set_quotas`).
+    pub fn quota_generation(&self) -> u64 {
+        self.quota_generation.load(Ordering::Acquire)
+    }
+
+    /// The name of `project`, while it has one.
+    pub fn project_name(&self, project: ProjectId) -> Option<String> {
+        self.lock()
+            .projects
+            .get(project as usize)
+            .and_then(|p| p.name.clone())
+    }
+
+    /// Applies `quotas` (divided among `shards`) to every project from now
+    /// on: connections at the next handshake, memory at the shards' next
+    /// second.
+    pub fn set_quotas(&self, quotas: Arc<Quotas>, shards: usize) {
+        let mut inner = self.lock();
+        inner.quotas = quotas;
+        inner.shards = shards.max(1);
+        for p in 0..inner.projects.len() {
+            if let Some(name) = inner.projects[p].name.clone() {
+                self.publish_quota(&inner, p as ProjectId, &name);
+            }
+        }
+        self.quota_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn publish_quota(&self, inner: &Interner, project: ProjectId, name: &str) {
+        let q = inner.quotas.per_shard(name, inner.shards);
+        if let Some(slot) = self.quotas.slot(project) {
+            slot.cap.store(q.cap, Ordering::Release);
+            slot.reserve.store(q.reserve, Ordering::Release);
+            slot.weight.store(u64::from(q.weight), Ordering::Release);
+        }
+    }
+
+    /// The id of project `name`, interned (one more namespace naming it).
+    fn intern_project(&self, inner: &mut Interner, name: &str) -> ProjectId {
+        if let Some(&p) = inner.project_ids.get(name) {
+            inner.projects[p as usize].namespaces += 1;
+            return p;
+        }
+        let p = match inner.free_projects.pop() {
+            Some(p) => p,
+            None => {
+                inner.projects.push(ProjectSlot::default());
+                (inner.projects.len() - 1) as ProjectId
+            }
+        };
+        inner.projects[p as usize] = ProjectSlot {
+            name: Some(name.to_owned()),
+            namespaces: 1,
+            connections: 0,
+        };
+        inner.project_ids.insert(name.to_owned(), p);
+        self.publish_quota(inner, p, name);
+        p
+    }
+
+    /// One namespace fewer names `project`; the last frees its id.
+    fn release_project(inner: &mut Interner, project: ProjectId) {
+        let slot = &mut inner.projects[project as usize];
+        slot.namespaces = slot.namespaces.saturating_sub(1);
+        if slot.namespaces == 0 && project != 0 {
+            if let Some(name) = slot.name.take() {
+                inner.project_ids.remove(&name);
+            }
+            inner.free_projects.push(project);
         }
     }
 
@@ -681,14 +888,23 @@ impl Namespaces {
         project: &str,
         cache: &str,
         limit: usize,
-    ) -> Result<NsLease, TooManyNamespaces> {
+    ) -> Result<NsLease, Refused> {
         let mut inner = self.lock();
+        if let Some(max) = inner.quotas.limits(project).connections {
+            let now = inner
+                .project_ids
+                .get(project)
+                .map_or(0, |&p| inner.projects[p as usize].connections);
+            if now >= max {
+                return Err(Refused::TooManyConnections);
+            }
+        }
         let key = (project.to_owned(), cache.to_owned());
         let id = match inner.ids.get(&key) {
             Some(&id) => id,
             None => {
                 if inner.in_use >= limit {
-                    return Err(TooManyNamespaces);
+                    return Err(Refused::TooManyNamespaces);
                 }
                 let id = match inner.free.pop() {
                     Some(id) => id,
@@ -701,9 +917,21 @@ impl Namespaces {
                 inner.in_use += 1;
                 inner.names[id as usize] = Some(key.clone());
                 inner.ids.insert(key, id);
+                let p = self.intern_project(&mut inner, project);
+                if inner.ns_project.len() <= id as usize {
+                    inner.ns_project.resize(id as usize + 1, 0);
+                }
+                inner.ns_project[id as usize] = p;
+                // Published before the lease exists, so before any request
+                // of the namespace can reach a shard.
+                if let Some(slot) = self.ns_project.slot(id) {
+                    slot.store(p, Ordering::Release);
+                }
                 id
             }
         };
+        let p = inner.ns_project[id as usize];
+        inner.projects[p as usize].connections += 1;
         if id != 0 {
             let slot = &mut inner.slots[id as usize];
             // An idle namespace is live again; what shards found is void.
@@ -727,6 +955,9 @@ impl Namespaces {
 
     fn release(&self, id: NsId) {
         let mut inner = self.lock();
+        let p = inner.ns_project[id as usize];
+        let conns = &mut inner.projects[p as usize].connections;
+        *conns = conns.saturating_sub(1);
         if id == 0 {
             if let Slot::Live { leases } = &mut inner.slots[0] {
                 *leases = leases.saturating_sub(1);
@@ -778,6 +1009,8 @@ impl Namespaces {
                 }
                 if all_bits(done, shards) {
                     inner.slots[id] = Slot::Free;
+                    let p = inner.ns_project[id];
+                    Namespaces::release_project(inner, p);
                     inner.free.push(ns);
                     inner.in_use -= 1;
                     inner.pending -= 1;
@@ -1108,7 +1341,10 @@ mod tests {
             Namespaces::default_namespace()
         );
         assert_eq!(ns.in_use(), 2);
-        assert_eq!(ns.acquire("p", "c3", 2).err(), Some(TooManyNamespaces));
+        assert_eq!(
+            ns.acquire("p", "c3", 2).err(),
+            Some(Refused::TooManyNamespaces)
+        );
 
         // Two shards; shard 1 holds an item of c1.
         let id = a.ns.id;

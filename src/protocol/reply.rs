@@ -38,6 +38,8 @@ pub enum ErrorReply {
     MetaBadInitial,
     /// The handshake would open a namespace past --max-namespaces.
     TooManyCaches,
+    /// The project has its `connections=` quota bound already.
+    TooManyProjectConnections,
 }
 
 impl ErrorReply {
@@ -75,6 +77,9 @@ impl ErrorReply {
             ErrorReply::MetaBadDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
             ErrorReply::MetaBadInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
             ErrorReply::TooManyCaches => b"SERVER_ERROR too many caches\r\n",
+            ErrorReply::TooManyProjectConnections => {
+                b"SERVER_ERROR too many connections for this project\r\n"
+            }
         }
     }
 }

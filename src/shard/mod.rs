@@ -17,9 +17,10 @@ use crate::protocol::{
 };
 use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{
-    ArithOutcome, Key, KeyHasher, Lookup, NsId, NsStats, SetMode, SetOutcome, Store,
+    ArithOutcome, Key, KeyHasher, Lookup, NsId, NsStats, ProjectId, ProjectStats, Quota, SetMode,
+    SetOutcome, Store,
 };
-use crate::tenancy::NamespaceHost;
+use crate::tenancy::{NamespaceHost, Namespaces};
 
 pub mod admin;
 mod meta;
@@ -31,18 +32,106 @@ pub struct Shard {
     counters: Vec<Counters>,
     /// Per-namespace deadline of a delayed `flush_all` (0: none pending).
     pending_flush: Vec<u32>,
+    /// The quotas' generation the store's quotas were last read at.
+    quota_generation: u64,
+}
+
+/// One project's figures on one shard (see [`Shard::project_figures`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectFigures {
+    pub project: ProjectId,
+    /// Its name (None if it went away since).
+    pub name: Option<String>,
+    /// Items and bytes it holds on this shard (bytes as `stats` counts them).
+    pub items: u64,
+    pub bytes: u64,
+    /// Items of it evicted on this shard since its id was given to it.
+    pub evictions: u64,
+    /// Its quota on this shard: cap (None: no cap) and reserve, in bytes,
+    /// each the quotas file's value divided by the number of shards, and
+    /// its weight.
+    pub cap: Option<u64>,
+    pub reserve: u64,
+    pub weight: u32,
+    /// Its fair share of this shard's memory now, in bytes: what weighted
+    /// max-min fairness gives it if every project holding items wanted more.
+    pub fair_share: u64,
 }
 
 impl Shard {
     /// `keys` is the process's key hash: every hash this shard is given
     /// must come from it.
     pub fn new(memory_bytes: usize, max_item_size: usize, clock: Clock, keys: KeyHasher) -> Shard {
+        let mut store = Store::new(memory_bytes, max_item_size, keys);
+        // Counted against the memory limit with the store's own tables.
+        store.set_namespace_cost(std::mem::size_of::<Counters>() + std::mem::size_of::<u32>());
         Shard {
-            store: Store::new(memory_bytes, max_item_size, keys),
+            store,
             clock,
             counters: Vec::new(),
             pending_flush: Vec::new(),
+            quota_generation: 0,
         }
+    }
+
+    /// Tells the store which project `ns` belongs to, the first time this
+    /// shard meets it (the interner published it before the namespace's
+    /// first request; reading it takes no lock).
+    #[cold]
+    fn bind(&mut self, ns: NsId) {
+        let namespaces = Namespaces::global();
+        let project = namespaces.project_of(ns);
+        self.store
+            .bind_ns(ns, project, namespaces.quota_of(project));
+    }
+
+    /// Reads the quotas again if they changed (a reload).
+    fn refresh_quotas(&mut self) {
+        let namespaces = Namespaces::global();
+        let generation = namespaces.quota_generation();
+        if generation == self.quota_generation {
+            return;
+        }
+        self.quota_generation = generation;
+        let projects: Vec<ProjectId> = self
+            .store
+            .project_figures()
+            .into_iter()
+            .map(|(p, _, _)| p)
+            .collect();
+        for p in projects {
+            self.store.set_quota(p, namespaces.quota_of(p));
+        }
+    }
+
+    /// Every project with items on this shard (or a namespace bound here),
+    /// with its figures: for the operator's metrics. Off the request path:
+    /// it walks every project, computes the fair shares and takes the
+    /// interner's lock for the names.
+    pub fn project_figures(&self) -> Vec<ProjectFigures> {
+        let namespaces = Namespaces::global();
+        self.store
+            .project_figures()
+            .into_iter()
+            .map(|(project, s, fair_share): (ProjectId, ProjectStats, u64)| {
+                let Quota {
+                    cap,
+                    reserve,
+                    weight,
+                } = s.quota;
+                ProjectFigures {
+                    project,
+                    name: namespaces.project_name(project),
+                    items: s.items,
+                    bytes: s.bytes,
+                    evictions: s.evictions,
+                    cap: (cap != u64::MAX).then_some(cap),
+                    reserve,
+                    weight,
+                    fair_share,
+                }
+            })
+            .collect()
     }
 
     pub fn clock(&self) -> &Clock {
@@ -77,6 +166,9 @@ impl Shard {
     /// Runs one single-key request (a `Get` here carries exactly one key) and
     /// appends its reply to `out` unless the client said noreply.
     pub fn execute(&mut self, ns: NsId, hash: u64, request: &Request, out: &mut Vec<u8>) {
+        if self.store.ns_project(ns).is_none() {
+            self.bind(ns);
+        }
         let now = self.clock.now();
         let response = match *request {
             Request::Get { kind, keys } => {
@@ -317,6 +409,7 @@ impl Shard {
     /// Runs delayed flushes whose time has come, then reclaims expired
     /// items, at most `budget` of them. Called once a second.
     pub fn tick(&mut self, budget: usize) -> usize {
+        self.refresh_quotas();
         let now = self.clock.now();
         for (ns, deadline) in self.pending_flush.iter_mut().enumerate() {
             if *deadline != 0 && *deadline <= now {

@@ -36,14 +36,23 @@
 //! entry (no list to relink), and memory is reclaimed a segment at a time,
 //! so it never fragments.
 //!
+//! Between projects, eviction is fair (see `fair`): before a merge the
+//! store asks which projects hold more than their share, and the merge
+//! keeps every live item of the others (first, within its budget) as it
+//! keeps used items, and applies the rule above to the rest. A project
+//! that writes past its own memory cap evicts its own items instead
+//! (`evict_own`), walking segments like a clock from where it last stopped.
+//!
 //! Large items are one FIFO of their own with the same rule (hit: requeue
 //! with frequency cut by one; else evict); whichever of the oldest segment
 //! and the oldest large item is older goes first, so both share the limit.
 
+use super::fair::ProjectId;
 use super::index::{self, FREQ_MAX};
 use super::layout::{self, NewItem};
 use super::segment::{State, MAIN, NONE, SMALL};
 use super::segmented::{is_live, item_home, Store, Why};
+use super::NsId;
 
 /// Main segments merged per eviction: frees at least MERGE - 1 of them.
 const MERGE: usize = 4;
@@ -304,6 +313,8 @@ impl Store {
             n.curr_items = n.curr_items.saturating_sub(1);
             n.bytes = n.bytes.saturating_sub(size);
             n.evictions += 1;
+            let p = self.ns.project(ns);
+            self.projects.removed(p, size, true);
         }
     }
 
@@ -322,11 +333,20 @@ impl Store {
             _ if self.segs.sealed[MAIN] == 1 => (1, seg_size / 2),
             _ => (MERGE, seg_size),
         };
-        self.segs.oldest(queue, count, &mut victims);
+        // Which projects are over their share, as of now: their items go
+        // by the rule above, the others' are kept first.
+        self.projects.refresh();
+        let fair = self.projects.shared;
+        if fair && queue == MAIN {
+            self.pick_main_victims(count, budget, &mut victims);
+        } else {
+            self.segs.oldest(queue, count, &mut victims);
+        }
         for &v in &victims {
             self.segs.detach(v);
         }
         let now = self.now;
+        let mut protected = 0usize;
 
         // Pass 1: bytes of live items by frequency, to pick the bar.
         let mut by_freq = [0usize; FREQ_MAX as usize + 1];
@@ -345,7 +365,11 @@ impl Store {
                         .filter(|&e| !self.flushed(e))
                     {
                         let len = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
-                        by_freq[index::freq(e) as usize] += len;
+                        if fair && self.protected(h.ns) {
+                            protected += len;
+                        } else {
+                            by_freq[index::freq(e) as usize] += len;
+                        }
                     }
                 }
                 off += h.total_len();
@@ -354,15 +378,19 @@ impl Store {
         // Everything at or above `bar` fits the budget; items at `bar - 1`
         // fill what is left.
         let mut bar = 1;
-        while by_freq[bar.min(by_freq.len())..].iter().sum::<usize>() > budget {
+        let room = budget.saturating_sub(protected);
+        while by_freq[bar.min(by_freq.len())..].iter().sum::<usize>() > room {
             bar += 1;
         }
         let partial = bar - 1;
 
-        // Pass 2, in three rounds: keep what clears the bar, then fill with
-        // the next frequency down, then evict what is left.
+        // Pass 2, in four rounds: keep the items of projects under their
+        // share (none when one project holds everything), then what clears
+        // the bar, then fill with the next frequency down, then evict what
+        // is left.
         let mut kept = 0usize;
-        for round in 0..3 {
+        let first = if protected > 0 { 0 } else { 1 };
+        for round in first..4 {
             for &v in &victims {
                 let mut off = 0usize;
                 loop {
@@ -407,9 +435,11 @@ impl Store {
                         self.unlink(home, pos, Why::Expired);
                         continue;
                     }
+                    let keep = fair && self.protected(h.ns);
                     let wanted = match round {
-                        0 => f >= bar,
-                        1 => f >= 1 && f == partial,
+                        0 => keep,
+                        1 => !keep && f >= bar,
+                        2 => !keep && f >= 1 && f == partial,
                         _ => false,
                     };
                     if wanted && kept + len <= budget {
@@ -419,7 +449,7 @@ impl Store {
                             continue;
                         }
                     }
-                    if round == 2 {
+                    if round == 3 {
                         if queue == SMALL {
                             self.ghost.add(home, index::entry_tag(e));
                         }
@@ -439,5 +469,197 @@ impl Store {
             }
         }
         self.victims = victims;
+    }
+}
+
+impl Store {
+    /// Whether the items of `ns` are kept by merges now: its project holds
+    /// less than its share (as of the last `projects.refresh`).
+    #[inline]
+    fn protected(&self, ns: NsId) -> bool {
+        !self.projects.over(self.ns.project(ns))
+    }
+
+    /// Up to `count` of the oldest main segments whose items of projects
+    /// under their share fit `budget` together, so the merge keeps them
+    /// all. A segment holding more of them than fits goes to the back of
+    /// main whole (no copy), like a used item: the items of a small tenant
+    /// are passed over, not merged away. At most one lap of main, so
+    /// eviction always ends.
+    fn pick_main_victims(&mut self, count: usize, budget: usize, victims: &mut Vec<u32>) {
+        victims.clear();
+        let lap = self.segs.sealed[MAIN];
+        let mut id = self.segs.fifo_head[MAIN];
+        let (mut looked, mut kept) = (0usize, 0usize);
+        while id != NONE && victims.len() < count && looked < lap {
+            let next = self.segs.segs[id as usize].next;
+            let protected = self.protected_bytes(id);
+            if kept + protected <= budget {
+                victims.push(id);
+                kept += protected;
+            } else if looked + 1 < lap || !victims.is_empty() {
+                self.segs.requeue(id);
+            } else {
+                // Every segment is mostly theirs: merge anyway.
+                victims.push(id);
+            }
+            looked += 1;
+            id = next;
+        }
+        if victims.is_empty() {
+            self.segs.oldest(MAIN, count, victims);
+        }
+    }
+
+    /// Bytes (as a merge would copy them) of live items in segment `seg`
+    /// whose projects are under their share.
+    fn protected_bytes(&self, seg: u32) -> usize {
+        let s = &self.segs.segs[seg as usize];
+        let mut off = 0usize;
+        let mut bytes = 0usize;
+        while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
+            if !h.dead && is_live(h.exptime, self.now) && self.protected(h.ns) {
+                bytes += layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
+            }
+            off += h.total_len();
+        }
+        bytes
+    }
+
+    /// Evict at least `need` bytes (as `stats` counts them) of `project`'s
+    /// own items, for a write past its cap. A clock over the segments in
+    /// age order (small, oldest first, then the head; main, oldest first,
+    /// then the main head), resumed where the project's last call stopped:
+    /// the first lap spares items used since (cutting their frequency), the
+    /// second does not; large items go last.
+    pub(super) fn evict_own(&mut self, project: ProjectId, need: u64) {
+        let nseg = self.segs.segs.len();
+        if nseg == 0 {
+            return self.evict_own_large(project, need);
+        }
+        let target = self.projects.get(project).bytes.saturating_sub(need);
+        let (mut seg, mut gen, mut off) = self.projects.cursor(project);
+        if seg as usize >= nseg || self.segs.segs[seg as usize].gen != gen {
+            // Its segment was freed or reused: start again from the oldest.
+            seg = self.clock_next(NONE);
+            if seg == NONE {
+                return self.evict_own_large(project, need);
+            }
+            (gen, off) = (self.segs.segs[seg as usize].gen, 0);
+        }
+        // Segments stepped past; a lap is at most every segment plus the
+        // two heads.
+        let mut steps = 0usize;
+        let lap = nseg + 2;
+        while self.projects.get(project).bytes > target && steps <= 2 * lap {
+            let s = &self.segs.segs[seg as usize];
+            let walkable =
+                s.gen == gen && matches!(s.state, State::Sealed | State::Head | State::MainHead);
+            let header = if walkable {
+                layout::read_within(&s.data, off as usize, s.write as usize)
+            } else {
+                None
+            };
+            let Some(h) = header else {
+                let next = if walkable {
+                    self.clock_next(seg)
+                } else {
+                    self.clock_next(NONE)
+                };
+                if next == NONE {
+                    break;
+                }
+                seg = next;
+                (gen, off) = (self.segs.segs[seg as usize].gen, 0);
+                steps += 1;
+                continue;
+            };
+            let here = off as usize;
+            off += h.total_len() as u32;
+            if h.dead || self.ns.project(h.ns) != project {
+                continue;
+            }
+            let home = item_home(&self.keys, &s.data, here, &h);
+            let Some(pos) = self.index.find_loc(home, index::seg_loc(seg, here as u32)) else {
+                continue;
+            };
+            let e = self.index.get(pos);
+            if self.flushed(e) {
+                self.unlink(home, pos, Why::Dropped);
+            } else if !is_live(h.exptime, self.now) {
+                self.unlink(home, pos, Why::Expired);
+            } else if index::freq(e) > 0 && steps < lap {
+                self.index.put(pos, index::with_freq(e, index::freq(e) - 1));
+            } else {
+                self.unlink(home, pos, Why::Evicted);
+            }
+        }
+        self.projects.set_cursor(project, (seg, gen, off));
+        let left = self.projects.get(project).bytes.saturating_sub(target);
+        if left > 0 {
+            self.evict_own_large(project, left);
+        }
+    }
+
+    /// The segment after `seg` in `evict_own`'s clock: small oldest first,
+    /// the head, main oldest first, the main head, and round again. NONE
+    /// (or a segment that is none of these) starts from the oldest small.
+    fn clock_next(&self, seg: u32) -> u32 {
+        let segs = &self.segs;
+        let stage = if seg == NONE {
+            3
+        } else if seg == self.head {
+            1
+        } else if seg == self.main_head {
+            3
+        } else {
+            let s = &segs.segs[seg as usize];
+            if s.state != State::Sealed {
+                3
+            } else if s.next != NONE {
+                return s.next;
+            } else if s.queue == SMALL {
+                0
+            } else {
+                2
+            }
+        };
+        for k in 1..=4 {
+            let next = match (stage + k) % 4 {
+                0 => segs.fifo_head[SMALL],
+                1 => self.head,
+                2 => segs.fifo_head[MAIN],
+                _ => self.main_head,
+            };
+            if next != NONE {
+                return next;
+            }
+        }
+        NONE
+    }
+
+    /// `evict_own` for large items, oldest slot first.
+    fn evict_own_large(&mut self, project: ProjectId, need: u64) {
+        let target = self.projects.get(project).bytes.saturating_sub(need);
+        for slot in self.large.live_slots() {
+            if self.projects.get(project).bytes <= target {
+                return;
+            }
+            let (ns, home) = {
+                let it = self.large.get(slot);
+                (it.ns, it.home)
+            };
+            if self.ns.project(ns) != project {
+                continue;
+            }
+            if let Some(pos) = self.index.find_loc(home, index::large_loc(slot)) {
+                let why = if is_live(self.large.get(slot).exptime, self.now) {
+                    Why::Evicted
+                } else {
+                    Why::Expired
+                };
+                self.unlink(home, pos, why);
+            }
+        }
     }
 }

@@ -98,7 +98,10 @@ pub struct StoreStats {
     /// Items that expired (or were evicted after expiring) without ever being fetched.
     pub expired_unfetched: u64,
     pub evicted_unfetched: u64,
-    /// Memory the store itself holds beyond `limit` (index, headers), for `stats`.
+    /// Memory the store itself holds beyond `limit` (index, headers), for
+    /// `stats`. Its per-namespace and per-project tables are in it too,
+    /// though they are also charged within the limit (`memory_bytes`), as
+    /// namespaces are bound.
     pub overhead_bytes: u64,
     /// Bytes of the index in use now (memcached's `hash_bytes`): it grows
     /// with the items, up to its share of `overhead_bytes`.
@@ -121,6 +124,7 @@ pub struct NsStats {
 mod arith;
 mod cas;
 mod eviction;
+mod fair;
 mod ghost;
 mod index;
 mod large;
@@ -248,3 +252,6 @@ impl Contract for Store {
         Store::keys(self)
     }
 }
+// Fair sharing between projects (see `fair`): `Store::bind_ns`,
+// `set_quota`, `project_stats`, `project_figures`.
+pub use fair::{fair_shares, max_min, Demand, ProjectId, ProjectStats, Quota};

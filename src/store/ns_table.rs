@@ -1,25 +1,43 @@
 //! Per-namespace counters, so a tenant's `stats` shows only its own items,
 //! and each namespace's flush floor.
 //!
-//! Owns the table from namespace id to `NsStats` and to the cas values
+//! Owns the table from namespace id to `NsStats`, to the cas values
 //! below which the namespace's items count as flushed (see
-//! `Store::flush_ns`).
+//! `Store::flush_ns`), and to the project its items are charged to (see
+//! `fair`).
 //! It never sees items: the store tells it what changed. Interned ids are small and dense, so
 //! ids below `DENSE_MAX` index a vector (no hashing on the set path);
 //! larger ids fall back to a map.
 
 use std::collections::HashMap;
 
+use super::fair::ProjectId;
 use super::{NsId, NsStats};
 
 /// Ids below this use the vector: 64 Ki namespaces cost at most 2 MiB.
 const DENSE_MAX: NsId = 1 << 16;
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Entry {
     stats: NsStats,
     floor: Floor,
+    /// The project its items are charged to (`UNBOUND`: not told yet;
+    /// charged to project 0).
+    project: ProjectId,
 }
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            stats: NsStats::default(),
+            floor: Floor::default(),
+            project: UNBOUND,
+        }
+    }
+}
+
+/// "Not bound to a project yet".
+pub(crate) const UNBOUND: ProjectId = ProjectId::MAX;
 
 /// Where a namespace was last flushed, as cas values: segment items and
 /// large items draw cas from different places, each increasing with time.
@@ -69,6 +87,30 @@ impl NsTable {
         self.entry(ns).stats
     }
 
+    /// The project `ns`'s items are charged to (0 until bound).
+    #[inline]
+    pub fn project(&self, ns: NsId) -> ProjectId {
+        match self.bound(ns) {
+            UNBOUND => 0,
+            p => p,
+        }
+    }
+
+    /// The project `ns` was bound to, or `UNBOUND`.
+    #[inline]
+    pub fn bound(&self, ns: NsId) -> ProjectId {
+        if ns < DENSE_MAX {
+            self.dense.get(ns as usize).map_or(UNBOUND, |e| e.project)
+        } else {
+            self.sparse.get(&ns).map_or(UNBOUND, |e| e.project)
+        }
+    }
+
+    /// Charges `ns`'s items to `project` from now on (`UNBOUND` unbinds).
+    pub fn set_project(&mut self, ns: NsId, project: ProjectId) {
+        self.entry_mut(ns).project = project;
+    }
+
     /// Where `ns` was last flushed (zeros: never).
     #[inline]
     pub fn floor(&self, ns: NsId) -> Floor {
@@ -89,6 +131,12 @@ impl NsTable {
     pub fn for_each(&mut self, mut f: impl FnMut(&mut NsStats)) {
         self.dense.iter_mut().for_each(|e| f(&mut e.stats));
         self.sparse.values_mut().for_each(|e| f(&mut e.stats));
+    }
+
+    /// Namespace ids with an entry (the tables beside this one, indexed
+    /// alike, hold as many).
+    pub fn slots(&self) -> usize {
+        self.dense.len() + self.sparse.len()
     }
 
     /// Bytes held; grows only with the namespaces seen.

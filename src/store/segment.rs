@@ -209,6 +209,13 @@ impl Segments {
         self.sealed[q] -= 1;
     }
 
+    /// Move a sealed segment to the newest end of its FIFO.
+    pub fn requeue(&mut self, id: u32) {
+        let queue = self.segs[id as usize].queue;
+        self.unlink(id);
+        self.seal(id, queue);
+    }
+
     /// Take a sealed segment out of the FIFO for an eviction merge.
     pub fn detach(&mut self, id: u32) {
         self.unlink(id);

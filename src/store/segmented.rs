@@ -16,7 +16,9 @@
 //! per namespace) so one tenant's flush costs the others nothing;
 //! `flush_all` drops the index and every segment at once.
 //!
-//! Memory: segment memory plus large items stay within `limit_bytes`. The
+//! Memory: segment memory plus large items, plus the per-namespace and
+//! per-project tables of the namespaces bound so far, stay within
+//! `limit_bytes`. The
 //! index, the segment and large-item tables are fixed at construction from
 //! the limit and are reported (with the per-namespace counter table) as
 //! `StoreStats::overhead_bytes`; see [`Store::new`] for the sizes.
@@ -24,11 +26,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cas::CasSeal;
+use super::fair::{self, Demand, ProjectId, ProjectStats, Projects, Quota};
 use super::ghost::Ghosts;
 use super::index::{self, Index, Pos, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::large::{LargeItem, LargeItems};
 use super::layout::{self, NewItem, MAX_SEGMENT_VLEN};
-use super::ns_table::{Floor, NsTable};
+use super::ns_table::{Floor, NsTable, UNBOUND};
 use super::segment::{Segments, State, NONE};
 use super::{
     arith, ArithOutcome, ItemView, Key, KeyHasher, Lookup, NsId, NsStats, SetMode, SetOutcome,
@@ -106,6 +109,13 @@ pub struct Store {
     pub(super) now: u32,
     pub(super) stats: StoreStats,
     pub(super) ns: NsTable,
+    /// Per-project figures and quotas: fair sharing (see `fair`).
+    pub(super) projects: Projects,
+    /// Bytes of per-namespace and per-project state charged against the
+    /// limit (see `charge_namespaces`), and what the shard keeps per
+    /// namespace beside the store's own table.
+    ns_charge: usize,
+    ns_extra: usize,
     fixed_overhead: usize,
     /// Tags of keys recently evicted from the small FIFO without a hit
     /// (see `eviction`): such a key written again starts with frequency 1.
@@ -189,6 +199,9 @@ impl Store {
             now: 0,
             stats: StoreStats::default(),
             ns: NsTable::default(),
+            projects: Projects::default(),
+            ns_charge: 0,
+            ns_extra: 0,
             fixed_overhead,
             ghost,
             scratch: Vec::new(),
@@ -207,9 +220,25 @@ impl Store {
         self.keys
     }
 
-    /// Bytes of segments and large items held now: never above the limit.
+    /// Bytes of segments and large items held now, and of the state of
+    /// the namespaces bound here: never above the limit.
     pub fn memory_bytes(&self) -> usize {
-        self.segs.memory_bytes() + self.large_bytes
+        self.segs.memory_bytes() + self.large_bytes + self.ns_charge
+    }
+
+    /// Charges `bytes` more per namespace, for what the caller keeps per
+    /// namespace beside the store (the shard's counters).
+    pub fn set_namespace_cost(&mut self, bytes: usize) {
+        self.ns_extra = bytes;
+    }
+
+    /// Counts the per-namespace and per-project tables, as they are now,
+    /// against the limit, making room if they grew: namespaces cannot grow
+    /// memory past `--memory-mb`. Called as a namespace is bound.
+    fn charge_namespaces(&mut self) {
+        self.ns_charge =
+            self.ns.memory_bytes() + self.projects.memory_bytes() + self.ns.slots() * self.ns_extra;
+        self.make_room(0);
     }
 
     /// The item an index entry points at.
@@ -367,6 +396,8 @@ impl Store {
         n.curr_items -= 1;
         n.bytes -= size as u64;
         n.evictions += u64::from(why == Why::Evicted);
+        let p = self.ns.project(ns);
+        self.projects.removed(p, size as u64, why == Why::Evicted);
     }
 
     /// Write a new item and index it. `old` is the entry it replaces
@@ -415,6 +446,11 @@ impl Store {
         };
         let vlen = item.vlen();
         let total = item.total_len();
+        let project = self.ns.project(k.ns);
+        let cap = self.projects.quota(project).cap;
+        if cap != u64::MAX && !self.within_cap(project, cap, k, flags, vlen) {
+            return SetOutcome::OutOfMemory;
+        }
         let loc = if total <= self.segs.seg_size && vlen <= MAX_SEGMENT_VLEN {
             if !self.head_room(total) {
                 return SetOutcome::OutOfMemory;
@@ -514,6 +550,7 @@ impl Store {
         n.curr_items += 1;
         n.bytes += size;
         n.total_items += u64::from(count);
+        self.projects.added(project, size);
         SetOutcome::Stored
     }
 
@@ -802,6 +839,8 @@ impl Store {
         n.bytes = 0;
         self.stats.curr_items -= items;
         self.stats.bytes -= bytes;
+        let p = self.ns.project(ns);
+        self.projects.dropped(p, items, bytes);
     }
 
     /// Forget `ns` before its id names another namespace: its items are
@@ -810,6 +849,11 @@ impl Store {
     pub fn retire_ns(&mut self, ns: NsId) {
         self.flush_ns(ns);
         self.ns.reset_stats(ns);
+        let p = self.ns.bound(ns);
+        if p != UNBOUND {
+            self.ns.set_project(ns, UNBOUND);
+            self.projects.namespaces(p, false);
+        }
     }
 
     /// Drop everything now; segment memory stays allocated for reuse.
@@ -830,6 +874,7 @@ impl Store {
             n.curr_items = 0;
             n.bytes = 0;
         });
+        self.projects.clear_items();
     }
 
     /// Whether `k` is here and visible, changing nothing (tests compare
@@ -843,7 +888,9 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            overhead_bytes: (self.fixed_overhead + self.ns.memory_bytes()) as u64,
+            overhead_bytes: (self.fixed_overhead
+                + self.ns.memory_bytes()
+                + self.projects.memory_bytes()) as u64,
             hash_bytes: self.index.touched_bytes() as u64,
             ..self.stats
         }
@@ -855,5 +902,110 @@ impl Store {
 
     pub fn limit_bytes(&self) -> usize {
         self.limit
+    }
+}
+
+/// Projects: fair sharing and quotas (see `fair`). The shard binds each
+/// namespace to its project before its first command, and passes quota
+/// changes on; the store charges items to projects and evicts by them.
+impl Store {
+    /// The project `ns` is bound to, if it was.
+    #[inline]
+    pub fn ns_project(&self, ns: NsId) -> Option<ProjectId> {
+        match self.ns.bound(ns) {
+            UNBOUND => None,
+            p => Some(p),
+        }
+    }
+
+    /// Charges `ns`'s items to `project` (limited by `quota` on this store)
+    /// from now on. Items it already holds move with it.
+    pub fn bind_ns(&mut self, ns: NsId, project: ProjectId, quota: Quota) {
+        let was = self.ns.bound(ns);
+        self.projects.set_quota(project, quota);
+        if was == project {
+            return;
+        }
+        let held = self.ns.get(ns);
+        let from = self.ns.project(ns);
+        self.projects.dropped(from, held.curr_items, held.bytes);
+        if was != UNBOUND {
+            self.projects.namespaces(was, false);
+        }
+        self.ns.set_project(ns, project);
+        self.projects.namespaces(project, true);
+        self.charge_namespaces();
+        self.projects.charged(project, held.curr_items, held.bytes);
+    }
+
+    /// `project`'s quota on this store from now on. A lower cap takes
+    /// effect at the project's next write.
+    pub fn set_quota(&mut self, project: ProjectId, quota: Quota) {
+        self.projects.set_quota(project, quota);
+    }
+
+    /// One project's figures on this store.
+    pub fn project_stats(&self, project: ProjectId) -> ProjectStats {
+        self.projects.get(project)
+    }
+
+    /// Every project holding items or bound here: its figures, and its fair
+    /// share of this store's memory now (see `fair::fair_shares`).
+    pub fn project_figures(&self) -> Vec<(ProjectId, ProjectStats, u64)> {
+        let all: Vec<(ProjectId, ProjectStats)> = self.projects.each().collect();
+        let holding: Vec<Demand> = all
+            .iter()
+            .filter(|(_, s)| s.items > 0)
+            .map(|(_, s)| Demand {
+                bytes: s.bytes,
+                weight: s.quota.weight.max(1),
+                reserve: s.quota.reserve,
+                cap: s.quota.cap,
+            })
+            .collect();
+        let mut shares = fair::fair_shares(&holding, self.limit as u64).into_iter();
+        all.into_iter()
+            .map(|(p, s)| {
+                let share = if s.items > 0 {
+                    shares.next().unwrap_or(0)
+                } else {
+                    // Not holding items: its share if it were the only newcomer.
+                    let mut with: Vec<Demand> = holding.clone();
+                    with.push(Demand {
+                        bytes: 0,
+                        weight: s.quota.weight.max(1),
+                        reserve: s.quota.reserve,
+                        cap: s.quota.cap,
+                    });
+                    fair::fair_shares(&with, self.limit as u64)
+                        .last()
+                        .copied()
+                        .unwrap_or(0)
+                };
+                (p, s, share)
+            })
+            .collect()
+    }
+
+    /// Whether an item of `vlen` value bytes under `k` fits `project`'s
+    /// `cap`, once the project's own items make room: a project at its cap
+    /// evicts its own items, never another's. False if it cannot fit at all.
+    fn within_cap(
+        &mut self,
+        project: ProjectId,
+        cap: u64,
+        k: &Key<'_>,
+        flags: u32,
+        vlen: usize,
+    ) -> bool {
+        let size = layout::item_size(k.ns, flags, k.key.len(), vlen) as u64;
+        if size > cap {
+            return false;
+        }
+        let held = self.projects.get(project).bytes;
+        if held + size > cap {
+            self.evict_own(project, held + size - cap);
+        }
+        self.projects.get(project).bytes + size <= cap
     }
 }

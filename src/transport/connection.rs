@@ -41,7 +41,7 @@ use crate::protocol::{
 use crate::router::{FromShard, ToShard};
 use crate::shard::admin::{Everywhere, Server, Step};
 use crate::stats::Report;
-use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease};
+use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease, Refused};
 
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
@@ -590,17 +590,32 @@ impl Connection {
             ) {
                 Ok(login) => {
                     let limit = shared.config.max_namespaces;
-                    let Ok(lease) =
-                        Namespaces::global().acquire(credentials.project, credentials.cache, limit)
-                    else {
-                        crate::throttled_warn!(
-                            limit,
-                            "refusing a new cache: --max-namespaces reached"
-                        );
-                        if !noreply {
-                            self.out.extend_from_slice(ErrorReply::TooManyCaches.line());
+                    let acquired =
+                        Namespaces::global().acquire(credentials.project, credentials.cache, limit);
+                    let lease = match acquired {
+                        Ok(lease) => lease,
+                        Err(refused) => {
+                            let reply = match refused {
+                                Refused::TooManyNamespaces => {
+                                    crate::throttled_warn!(
+                                        limit,
+                                        "refusing a new cache: --max-namespaces reached"
+                                    );
+                                    ErrorReply::TooManyCaches
+                                }
+                                Refused::TooManyConnections => {
+                                    crate::throttled_warn!(
+                                        project = credentials.project,
+                                        "refusing a connection: the project's connections= quota is reached"
+                                    );
+                                    ErrorReply::TooManyProjectConnections
+                                }
+                            };
+                            if !noreply {
+                                self.out.extend_from_slice(reply.line());
+                            }
+                            return Next::Continue;
                         }
-                        return Next::Continue;
                     };
                     self.ns = lease.ns;
                     self.hasher = self.core.shard.borrow().keys().for_ns(self.ns.id);

@@ -31,6 +31,7 @@ use crate::config::{Config, SocketIo};
 use crate::host::{self, HostError};
 use crate::keyspace::KeyHasher;
 use crate::metrics::{self, Board, CoreSnapshot};
+use crate::quotas::Quotas;
 use crate::router::{Reply, ToShard};
 use crate::shard::Shard;
 use crate::tenancy::{Auth, Namespaces, TokenFileError};
@@ -52,6 +53,7 @@ pub enum StartError {
     Executor(String),
     Host(HostError),
     Tls(String),
+    Quotas(crate::quotas::QuotaFileError),
 }
 
 impl StartError {
@@ -60,7 +62,10 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::Host(e) => e.exit_code(),
-            StartError::Tokens(_) | StartError::Cpus(_) | StartError::Tls(_) => host::EXIT_CONFIG,
+            StartError::Tokens(_)
+            | StartError::Cpus(_)
+            | StartError::Tls(_)
+            | StartError::Quotas(_) => host::EXIT_CONFIG,
             StartError::Bind(_, e) if e.contains("in use") => host::EXIT_ADDR_IN_USE,
             StartError::Bind(..) | StartError::Executor(_) => 1,
         }
@@ -76,6 +81,7 @@ impl std::fmt::Display for StartError {
             StartError::Executor(e) => write!(f, "cannot start an executor: {e}"),
             StartError::Host(e) => write!(f, "{e}"),
             StartError::Tls(e) => write!(f, "TLS: {e}"),
+            StartError::Quotas(e) => write!(f, "quotas file {e}"),
         }
     }
 }
@@ -115,6 +121,11 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         }
         None => Auth::open(),
     };
+    if let Some(path) = &config.quotas {
+        let quotas = Quotas::load(path, config.memory_bytes).map_err(StartError::Quotas)?;
+        info!(file = %path.display(), projects = quotas.len(), "quotas loaded");
+        Namespaces::global().set_quotas(Arc::new(quotas), config.cores);
+    }
     let cpus =
         core_affinity::get_core_ids().ok_or_else(|| StartError::Cpus("none online".into()))?;
     let cores = config.cores;
@@ -377,6 +388,15 @@ fn reload(shared: &Shared) {
         ),
         Ok(_) => info!("SIGHUP ignored: no tokens file (open mode)"),
         Err(e) => error!("tokens file not reloaded, keeping the old grants: {e}"),
+    }
+    if let Some(path) = &shared.config.quotas {
+        match Quotas::load(path, shared.config.memory_bytes) {
+            Ok(quotas) => {
+                info!(projects = quotas.len(), "quotas file reloaded");
+                Namespaces::global().set_quotas(Arc::new(quotas), shared.config.cores);
+            }
+            Err(e) => error!("quotas file not reloaded, keeping the old quotas: {e}"),
+        }
     }
 }
 

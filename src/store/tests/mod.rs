@@ -4,8 +4,10 @@
 //! - `semantics`: the contract's behaviours as one suite, run against the
 //!   model and the real store alike;
 //! - `props`: property tests, the real store against the model;
-//! - `store`: what only the real store has (segments, eviction, memory).
+//! - `store`: what only the real store has (segments, eviction, memory);
+//! - `fair`: fair sharing and quotas in the real store.
 
+mod fair;
 mod model;
 mod props;
 mod semantics;

@@ -1,0 +1,201 @@
+//! `--quotas FILE`, end to end against the real binary: memory caps that
+//! evict only the project's own items, connection limits at the handshake,
+//! SIGHUP reloads, and bad files (issue 14, section 2).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{oauth_request, stat_num, stats_of, within, Conn, GrantsFile, Server};
+
+const TOKENS: &str = "tok-capped-0123456789 capped\ntok-free-0123456789 free\n";
+
+fn login(conn: &mut Conn, token: &str, project: &str) {
+    conn.roundtrip(
+        &oauth_request(&format!("{token} {project} cache")),
+        b"STORED\r\n",
+    );
+}
+
+fn store_many(conn: &mut Conn, prefix: &str, n: usize, value: &[u8]) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+        let mut request = Vec::new();
+        for i in chunk {
+            request.extend_from_slice(
+                format!("set {prefix}{i} 0 0 {} noreply\r\n", value.len()).as_bytes(),
+            );
+            request.extend_from_slice(value);
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"version\r\n");
+        conn.send(&request);
+        conn.read_until(b"\r\n");
+    }
+}
+
+fn count_hits(conn: &mut Conn, prefix: &str, keys: std::ops::Range<usize>) -> usize {
+    let mut hits = 0;
+    for chunk in keys.collect::<Vec<_>>().chunks(256) {
+        let mut request = String::from("get");
+        for i in chunk {
+            request.push_str(&format!(" {prefix}{i}"));
+        }
+        request.push_str("\r\n");
+        conn.send(request.as_bytes());
+        let reply = conn.read_until(b"END\r\n");
+        hits += reply.windows(6).filter(|w| w == b"VALUE ").count();
+    }
+    hits
+}
+
+/// A project capped at 4 MiB writes 16 MiB: it never holds more than its
+/// cap, its newest writes are kept, and the other project, which fits in
+/// what is left, loses nothing: the capped project evicted its own items.
+#[test]
+fn a_memory_cap_evicts_the_projects_own_items_only() {
+    let tokens = GrantsFile::new(TOKENS);
+    let quotas = GrantsFile::new("capped memory=4m\n");
+    let server = Server::start(&[
+        "--memory-mb",
+        "64",
+        "--tokens",
+        tokens.arg(),
+        "--quotas",
+        quotas.arg(),
+    ]);
+    let mut free = server.connect();
+    login(&mut free, "tok-free-0123456789", "free");
+    let value = vec![b'x'; 1000];
+    store_many(&mut free, "f", 8000, &value);
+
+    let mut capped = server.connect();
+    login(&mut capped, "tok-capped-0123456789", "capped");
+    store_many(&mut capped, "c", 16000, &value);
+    let bytes = stat_num(&stats_of(&mut capped, ""), "bytes");
+    assert!(
+        bytes <= 4 << 20,
+        "the capped project holds {bytes} bytes, over its 4 MiB cap"
+    );
+    assert!(
+        bytes >= 3 << 20,
+        "the capped project holds only {bytes} bytes"
+    );
+    let held = count_hits(&mut capped, "c", 0..16000) as u64;
+    assert!(held * 1000 <= 4 << 20, "{held} items held");
+    // Oldest go first: the newest 500 are all there.
+    assert_eq!(count_hits(&mut capped, "c", 15500..16000), 500);
+    assert_eq!(count_hits(&mut free, "f", 0..8000), 8000, "free lost items");
+    let evictions = stat_num(&stats_of(&mut free, ""), "evictions");
+    assert_eq!(evictions, 0);
+}
+
+/// `connections=2`: the third handshake for the project is refused with
+/// the issue's error, other projects are not affected, and closing one
+/// connection makes room again. SIGHUP with a bad file keeps the limit;
+/// with a good one, the new limit applies.
+#[test]
+fn connections_per_project_and_reloads() {
+    let tokens = GrantsFile::new(TOKENS);
+    let quotas = GrantsFile::new("capped connections=2\n");
+    let (server, log) = common::Server::start_logged(
+        &["--cores", "2"],
+        &["--tokens", tokens.arg(), "--quotas", quotas.arg()],
+        "info",
+    );
+    let mut one = server.connect();
+    login(&mut one, "tok-capped-0123456789", "capped");
+    let mut two = server.connect();
+    login(&mut two, "tok-capped-0123456789", "capped");
+    let mut three = server.connect();
+    three.roundtrip(
+        &oauth_request("tok-capped-0123456789 capped other"),
+        b"SERVER_ERROR too many connections for this project\r\n",
+    );
+    // Still unauthenticated: a data command is refused, the connection open.
+    let mut other = server.connect();
+    login(&mut other, "tok-free-0123456789", "free");
+    drop(one);
+    // The close is seen by the server soon after.
+    let retried = within(Duration::from_secs(5), || {
+        three.send(&oauth_request("tok-capped-0123456789 capped other"));
+        three.read_until(b"\r\n") == b"STORED\r\n"
+    });
+    assert!(retried.is_some(), "a freed slot was not reused");
+
+    // A bad file on SIGHUP keeps the old quotas, and says why.
+    quotas.write("capped connections=many\n");
+    server.signal(1);
+    log.wait_for("quotas file not reloaded, keeping the old quotas");
+    let mut four = server.connect();
+    four.roundtrip(
+        &oauth_request("tok-capped-0123456789 capped cache"),
+        b"SERVER_ERROR too many connections for this project\r\n",
+    );
+    // A good one applies.
+    quotas.write("capped connections=3\n");
+    server.signal(1);
+    log.wait_for("quotas file reloaded");
+    four.roundtrip(
+        &oauth_request("tok-capped-0123456789 capped cache"),
+        b"STORED\r\n",
+    );
+    let mut five = server.connect();
+    five.roundtrip(
+        &oauth_request("tok-capped-0123456789 capped cache"),
+        b"SERVER_ERROR too many connections for this project\r\n",
+    );
+}
+
+/// In open mode the quotas apply by project name.
+#[test]
+fn open_mode_applies_quotas_by_project_name() {
+    let quotas = GrantsFile::new("* connections=1\n");
+    let server = Server::start(&["--quotas", quotas.arg()]);
+    let mut a = server.connect();
+    a.roundtrip(&oauth_request("any p1 c"), b"STORED\r\n");
+    let mut b = server.connect();
+    b.roundtrip(
+        &oauth_request("any p1 c2"),
+        b"SERVER_ERROR too many connections for this project\r\n",
+    );
+    b.roundtrip(&oauth_request("any p2 c"), b"STORED\r\n");
+}
+
+/// A bad quotas file at start is a configuration error: exit 78, naming
+/// the file and line.
+#[test]
+fn a_bad_quotas_file_at_start_is_a_config_error() {
+    for (text, line, reason) in [
+        (
+            "a reserve=40m\nb reserve=30m\n",
+            2,
+            "reserves add up to 70m here, more than --memory-mb 64m",
+        ),
+        ("p weight=0\n", 1, "weight=0"),
+        ("p colour=red\n", 1, "unknown key"),
+    ] {
+        let quotas = GrantsFile::new(text);
+        let out = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--cores",
+                "1",
+                "--memory-mb",
+                "64",
+            ])
+            .args(["--quotas", quotas.arg()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run ferrocache");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{text:?}: {stderr}");
+        let at = format!("{}:{line}: ", quotas.arg());
+        assert!(
+            stderr.contains(&at) && stderr.contains(reason),
+            "{text:?}: {stderr}"
+        );
+    }
+}
