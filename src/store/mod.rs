@@ -201,5 +201,5 @@ mod semantics;
 
 // Beyond the list above, `Store` also offers `memory_bytes()`: the bytes of
 // segments and large items it holds now, never above `limit_bytes()`.
-pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaState};
+pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaSet, MetaState};
 pub use segmented::Store;
