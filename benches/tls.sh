@@ -184,3 +184,17 @@ for label in tls-p1 tls-p16 handshakes; do
 done
 printf '  %-22s %14s %14s %14s\n' "idle conn KiB (RSS)" "$MEM_FC_TLS" "$MEM_MC_TLS" "$MEM_FC_PLAIN"
 echo "  targets: p16 ops >= 3x memcached -Z; p1 ops >= 1x and CPU/op <= 1x; handshakes/s >= 1x"
+# Kernel TLS: whether this kernel offers the "tls" upper-layer protocol that
+# kTLS needs. ferrocache keeps TLS in rustls; docs/PERFORMANCE.md says why.
+KTLS="$(python3 - <<'PY'
+import socket
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+try:
+    s.setsockopt(socket.IPPROTO_TCP, 31, b"tls")  # TCP_ULP
+    print("available (TCP_ULP tls accepted)")
+except OSError as e:
+    print("not available here (TCP_ULP tls: %s)" % e.strerror)
+PY
+)"
+echo "  kernel TLS: $KTLS"

@@ -70,6 +70,10 @@ pub struct MetaFlags<'a> {
     pub set_mode: MetaSetMode,
     /// `ma` mode: true for decrement.
     pub decr: bool,
+    /// `c` is among the return flags.
+    pub return_cas: bool,
+    /// The mode letter of an `M` token (`ms`/`ma` read it).
+    mode: Option<u8>,
     /// `J<initial>` (ma)
     pub initial: u64,
     /// `D<delta>` (ma)
@@ -165,14 +169,13 @@ pub(crate) fn parse_meta<'a>(
             }
             Err(e) => return Some(invalid(e)),
         };
-        if command == MetaCommand::Arith {
-            if let Err(e) = arith_mode(rest) {
-                return Some(invalid(e));
+        let flags = if command == MetaCommand::Arith {
+            match arith_mode(flags.mode) {
+                Ok(decr) => MetaFlags { decr, ..flags },
+                Err(e) => return Some(invalid(e)),
             }
-        }
-        let flags = MetaFlags {
-            decr: arith_mode(rest).unwrap_or(false),
-            ..flags
+        } else {
+            flags
         };
         if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
             // memcached's md and ma fold a key that fails to decode into
@@ -219,7 +222,7 @@ pub(crate) fn parse_meta<'a>(
         Ok(flags) => flags,
         Err(e) => return Some(swallowed(e)),
     };
-    let set_mode = match set_mode(rest) {
+    let set_mode = match set_mode(flags.mode) {
         Ok(mode) => mode,
         Err(e) => return Some(swallowed(e)),
     };
@@ -291,6 +294,8 @@ impl MetaFlags<'_> {
             compare_cas: None,
             set_mode: MetaSetMode::Set,
             decr: false,
+            return_cas: false,
+            mode: None,
             initial: 0,
             delta: 1,
         }
@@ -302,16 +307,17 @@ impl MetaFlags<'_> {
 /// let the scan go on, and the last one is reported.
 fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
     let mut flags = MetaFlags::empty(tokens);
-    let mut seen = [false; 128];
+    // One bit per flag letter seen (letters are ASCII, below 127).
+    let mut seen = 0u128;
     let mut error = None;
     let mut rest = tokens;
     while let (Some(tok), after) = next(rest) {
         rest = after;
         let o = tok[0];
-        if o >= 127 || seen[o as usize] {
+        if o >= 127 || seen & (1 << o) != 0 {
             return Err(ErrorReply::MetaDuplicateFlag);
         }
-        seen[o as usize] = true;
+        seen |= 1 << o;
         let arg = &tok[1..];
         let ttl = || parse_i64(arg).map(|t| t as i32 as i64);
         match o {
@@ -333,7 +339,8 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
                     error = Some(ErrorReply::MetaOpaqueTooLong);
                 }
             }
-            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'l' | b'h' => {}
+            b'c' => flags.return_cas = true,
+            b'P' | b'L' | b'k' | b's' | b't' | b'f' | b'l' | b'h' => {}
             b'v' => flags.value = true,
             b'u' => flags.no_update = true,
             b'q' => flags.quiet = true,
@@ -347,7 +354,9 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
                 None => error = Some(ErrorReply::MetaBadToken),
             },
             b'M' => {
-                if tok.len() != 2 {
+                if tok.len() == 2 {
+                    flags.mode = Some(tok[1]);
+                } else {
                     error = Some(ErrorReply::MetaModeLength);
                 }
             }
@@ -370,8 +379,8 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
 }
 
 /// The `M` token of `ms`.
-fn set_mode(tokens: &[u8]) -> Result<MetaSetMode, ErrorReply> {
-    match mode_char(tokens) {
+fn set_mode(mode: Option<u8>) -> Result<MetaSetMode, ErrorReply> {
+    match mode {
         None | Some(b'S') => Ok(MetaSetMode::Set),
         Some(b'E') => Ok(MetaSetMode::Add),
         Some(b'R') => Ok(MetaSetMode::Replace),
@@ -382,22 +391,12 @@ fn set_mode(tokens: &[u8]) -> Result<MetaSetMode, ErrorReply> {
 }
 
 /// The `M` token of `ma`: whether it decrements.
-fn arith_mode(tokens: &[u8]) -> Result<bool, ErrorReply> {
-    match mode_char(tokens) {
+fn arith_mode(mode: Option<u8>) -> Result<bool, ErrorReply> {
+    match mode {
         None | Some(b'I' | b'+') => Ok(false),
         Some(b'D' | b'-') => Ok(true),
         Some(_) => Err(ErrorReply::MetaArithMode),
     }
-}
-
-fn mode_char(mut tokens: &[u8]) -> Option<u8> {
-    while let (Some(tok), rest) = next(tokens) {
-        tokens = rest;
-        if tok[0] == b'M' && tok.len() == 2 {
-            return Some(tok[1]);
-        }
-    }
-    None
 }
 
 /// What an item looks like to the return flags.

@@ -11,7 +11,8 @@ use crate::protocol::meta::{push_return_flags, push_u64, ReturnFields};
 use crate::protocol::reply::MetaCode;
 use crate::protocol::{compose, ErrorReply, Meta, MetaCommand, MetaSetMode, Response, MAX_KEY_LEN};
 use crate::store::{
-    ArithOutcome, Key, MetaDeleteOutcome, MetaGetOptions, MetaLookup, NsId, SetMode, SetOutcome,
+    ArithOutcome, Key, MetaDeleteOutcome, MetaGetOptions, MetaLookup, MetaSet, NsId, SetMode,
+    SetOutcome,
 };
 
 /// Seconds left before `exptime` (-1: never), as `t` and `me` show them.
@@ -23,10 +24,12 @@ fn ttl(exptime: u32, now: u32) -> i64 {
     }
 }
 
+#[inline]
 fn line_start(code: MetaCode, out: &mut Vec<u8>) {
     out.extend_from_slice(code.word());
 }
 
+#[inline]
 fn line_end(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
@@ -56,6 +59,7 @@ impl Shard {
             vivify: f.vivify.map(|t| self.clock.expiry(t, now)),
             recache: f.recache.map(|t| self.clock.expiry(t, now)),
             binary_key: f.base64,
+            want_cas: f.return_cas,
         };
         let lookup = self.store.meta_get(k, opts, now);
         let (hit, expired) = match lookup {
@@ -146,16 +150,16 @@ impl Shard {
         let (outcome, cas) = if cas_mismatch {
             (SetOutcome::Exists, 0)
         } else {
-            self.store.meta_set(
-                k,
+            let set = MetaSet {
                 mode,
-                f.client_flags,
+                flags: f.client_flags,
                 exptime,
-                meta.data,
-                f.invalidate,
-                f.base64,
-                now,
-            )
+                value: meta.data,
+                invalidate: f.invalidate,
+                binary_key: f.base64,
+                want_cas: f.return_cas,
+            };
+            self.store.meta_set(k, set, now)
         };
         let c = self.counters(k.ns);
         c.cmd_set += 1;
@@ -332,5 +336,87 @@ impl Shard {
         out.extend_from_slice(b" cls=1 size=");
         push_u64(out, item.total as u64);
         line_end(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::keyspace::KeyHasher;
+    use crate::protocol::{parse, Limits, Parsed};
+
+    /// Runs every request of `wire` on `shard`; the replies, as text.
+    fn run(shard: &mut Shard, wire: &[u8]) -> String {
+        let limits = Limits {
+            max_item_size: 1 << 20,
+        };
+        let (mut at, mut out) = (0, Vec::new());
+        while at < wire.len() {
+            match parse(&wire[at..], &limits) {
+                Parsed::Request { request, consumed } => {
+                    let key = request.key().expect("keyed");
+                    shard.execute(0, KeyHasher::default().hash(0, key), &request, &mut out);
+                    at += consumed;
+                }
+                Parsed::Invalid {
+                    error, consumed, ..
+                } => {
+                    compose(&Response::Error(error), &mut out);
+                    at += consumed;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn cas_of(reply: &str) -> u64 {
+        let word = reply.split_whitespace().find(|w| w.starts_with('c'));
+        word.and_then(|w| w[1..].parse().ok())
+            .unwrap_or_else(|| panic!("no cas in {reply:?}"))
+    }
+
+    /// The cas unique is computed only when `c` asks for it; whichever
+    /// command shows it, it is the same number, and it is the one a
+    /// compare-and-swap accepts.
+    #[test]
+    fn cas_uniques_agree_whether_or_not_they_were_asked_for() {
+        let mut shard = Shard::new(16 << 20, 1 << 20, Clock::new(), KeyHasher::default());
+        assert_eq!(run(&mut shard, b"ms k 1\r\na\r\n"), "HD\r\n");
+        let from_get = cas_of(&run(&mut shard, b"mg k c\r\n"));
+        assert_ne!(from_get, 0);
+        assert_eq!(run(&mut shard, b"mg k v\r\n"), "VA 1\r\na\r\n");
+        // (The shard answers one key's VALUE; transport adds END.)
+        let from_classic = run(&mut shard, b"gets k\r\n");
+        assert_eq!(from_classic, format!("VALUE k 0 1 {from_get}\r\na\r\n"));
+        // A set that does not ask answers HD alone; one that asks gets the
+        // new unique, which mg then shows and a cas set accepts.
+        assert_eq!(run(&mut shard, b"ms k 1\r\nb\r\n"), "HD\r\n");
+        let stored = cas_of(&run(&mut shard, b"ms k 1 c\r\nc\r\n"));
+        assert_ne!(stored, from_get);
+        assert_eq!(cas_of(&run(&mut shard, b"mg k c\r\n")), stored);
+        let wire = format!("ms k 1 C{stored}\r\nd\r\nms k 1 C{stored}\r\ne\r\nmg k v\r\n");
+        assert_eq!(
+            run(&mut shard, wire.as_bytes()),
+            "HD\r\nEX\r\nVA 1\r\nd\r\n"
+        );
+    }
+
+    /// `ma`'s mode comes from its `M` token; other commands ignore one.
+    #[test]
+    fn arith_mode_is_read_from_the_m_token() {
+        let mut shard = Shard::new(16 << 20, 1 << 20, Clock::new(), KeyHasher::default());
+        assert_eq!(
+            run(
+                &mut shard,
+                b"ms n 2\r\n10\r\nma n MD v\r\nma n M- D3 v\r\nma n v\r\n"
+            ),
+            "HD\r\nVA 1\r\n9\r\nVA 1\r\n6\r\nVA 1\r\n7\r\n"
+        );
+        assert_eq!(
+            run(&mut shard, b"ma n MX\r\n"),
+            "CLIENT_ERROR invalid mode for ma M token\r\n"
+        );
     }
 }

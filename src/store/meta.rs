@@ -26,6 +26,26 @@ pub struct MetaGetOptions {
     pub recache: Option<u32>,
     /// `b`: a created item's key is binary.
     pub binary_key: bool,
+    /// Compute the item's cas unique (`c`); without it `MetaState::cas` is
+    /// 0, sparing the unique's permutation on every lookup.
+    pub want_cas: bool,
+}
+
+/// What `ms` stores: the value and how (`meta_set`'s request).
+#[derive(Clone, Copy, Debug)]
+pub struct MetaSet<'v> {
+    pub mode: SetMode,
+    /// Client flags (`F`).
+    pub flags: u32,
+    /// Server seconds, 0 never.
+    pub exptime: u32,
+    pub value: &'v [u8],
+    /// `I`: with a `Cas` mode, an older cas stores the value as stale.
+    pub invalidate: bool,
+    /// `b`: the key is binary.
+    pub binary_key: bool,
+    /// Answer the stored item's cas unique (`c`); otherwise 0 comes back.
+    pub want_cas: bool,
 }
 
 /// An item's metadata, as it was before the command.
@@ -121,7 +141,8 @@ impl Store {
         }
     }
 
-    fn state_of(&self, e: u64, now: u32) -> MetaState {
+    /// The item's metadata; `cas` is its unique when `want_cas`, else 0.
+    fn state_of(&self, e: u64, now: u32, want_cas: bool) -> MetaState {
         let meta = self.meta_of(e);
         let it = self.item(e);
         let klen = if e & LARGE != 0 {
@@ -132,7 +153,11 @@ impl Store {
         };
         MetaState {
             flags: it.flags,
-            cas: self.seal.unique(it.cas),
+            cas: if want_cas {
+                self.seal.unique(it.cas)
+            } else {
+                0
+            },
             exptime: it.exptime,
             size: it.value.len(),
             total: layout::item_size(it.ns, it.flags, klen, it.value.len()),
@@ -149,7 +174,7 @@ impl Store {
     pub fn meta_peek(&mut self, k: Key<'_>, now: u32) -> Option<MetaState> {
         self.now = now;
         let pos = self.find_live(&k, now).ok()??;
-        Some(self.state_of(self.index.get(pos), now))
+        Some(self.state_of(self.index.get(pos), now, true))
     }
 
     /// `mg`: a lookup that may touch, vivify and hand out the win token.
@@ -174,7 +199,7 @@ impl Store {
             }
         };
         let mut e = self.index.get(pos);
-        let before = self.state_of(e, now);
+        let before = self.state_of(e, now, opts.want_cas);
         let mut exptime = before.exptime;
         if let Some(t) = opts.touch {
             self.set_exptime_of(e, t);
@@ -212,23 +237,21 @@ impl Store {
     /// `invalidate` stores a value whose cas is older than the item's,
     /// keeping that cas and marking the item stale. Answers the outcome
     /// and, when stored, the new item's cas.
-    #[allow(clippy::too_many_arguments)]
-    pub fn meta_set(
-        &mut self,
-        k: Key<'_>,
-        mode: SetMode,
-        flags: u32,
-        exptime: u32,
-        value: &[u8],
-        invalidate: bool,
-        binary_key: bool,
-        now: u32,
-    ) -> (SetOutcome, u64) {
+    pub fn meta_set(&mut self, k: Key<'_>, set: MetaSet<'_>, now: u32) -> (SetOutcome, u64) {
+        let MetaSet {
+            mode,
+            flags,
+            exptime,
+            value,
+            invalidate,
+            binary_key,
+            want_cas,
+        } = set;
         self.now = now;
         if let (SetMode::Cas(cas), true) = (mode, invalidate) {
             if let Ok(Some(pos)) = self.find_live(&k, now) {
                 let e = self.index.get(pos);
-                let old = self.state_of(e, now);
+                let old = self.state_of(e, now, false);
                 // Write stamps are ordered; the uniques clients see are not.
                 let old_stamp = self.item(e).cas;
                 if self.seal.stamp(cas) < old_stamp && value.len() <= self.max_item_size {
@@ -258,7 +281,7 @@ impl Store {
             }
         }
         let r = self.set(k, mode, flags, exptime, value, now);
-        if r != SetOutcome::Stored {
+        if r != SetOutcome::Stored || !(binary_key || want_cas) {
             return (r, 0);
         }
         let Some(pos) = self.find(&k) else {
@@ -269,7 +292,12 @@ impl Store {
             let meta = self.meta_of(e) | META_BINARY_KEY;
             self.set_meta_of(e, meta);
         }
-        (r, self.seal.unique(self.item(e).cas))
+        let unique = if want_cas {
+            self.seal.unique(self.item(e).cas)
+        } else {
+            0
+        };
+        (r, unique)
     }
 
     /// `md`: delete, or with `invalidate` mark stale under a new cas (and
