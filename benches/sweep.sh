@@ -12,7 +12,9 @@
 # CPU per operation is the server's utime+stime over the run (from
 # /proc/PID/stat, all threads) divided by the operations memtier completed;
 # it holds up on a busy machine better than throughput does, but compare
-# only figures from one run.
+# only figures from one run. Sleeps per operation (the server threads'
+# voluntary context switches ÷ operations) count how often a core went to
+# sleep and had to be woken.
 #
 # Environment: DURATION (s per point; 10, QUICK: 3), FRACTIONS (of each
 # server's saturated rate; "0.1 0.25 0.4 0.55 0.7 0.85", QUICK: "0.1 0.4
@@ -68,7 +70,14 @@ fi
 ensure_memcached
 mkdir -p "$OUT"
 TSV="$OUT/sweep.tsv"
-printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\n' >"$TSV"
+printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\tsleeps_per_op\n' >"$TSV"
+
+# Times the server's threads went to sleep (voluntary context switches, all
+# threads): each is a sleep and a wake-up, a figure the machine's other load
+# hardly moves.
+sleeps() {
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
 
 # memtier ARGS...: one memtier run against the current server; JSON to $MT_JSON.
 MT_JSON="$BENCH_TMP/memtier.json"
@@ -99,19 +108,22 @@ point() {
     ((per >= 1)) || per=1
     limit=(--rate-limiting="$per")
   fi
-  local t0 t1
+  local t0 t1 s0 s1
   t0="$(cpu_ticks "$PID")"
+  s0="$(sleeps "$PID")"
   memtier --pipeline="$p" --ratio="$RATIO" --key-pattern=R:R --distinct-client-seed \
     --test-time="$DURATION" "${limit[@]}"
   t1="$(cpu_ticks "$PID")"
-  local count ops p99 cpu
+  s1="$(sleeps "$PID")"
+  local count ops p99 cpu slp
   count="$(json count)"
   ops="$(json ops)"
   p99="$(json p99)"
   cpu="$(calc "($t1 - $t0) / $CLK_TCK * 1000000 / $count" 3)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$p" "$rate" "$ops" "$cpu" "$p99" >>"$TSV"
-  printf '  %-4s p%-2s target %8s ops/s: %10.0f ops/s, %7s us CPU/op, p99 %s ms\n' \
-    "$name" "$p" "${rate/#0/max}" "$ops" "$cpu" "$p99" >&2
+  slp="$(calc "($s1 - $s0) / $count" 3)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$p" "$rate" "$ops" "$cpu" "$p99" "$slp" >>"$TSV"
+  printf '  %-4s p%-2s target %8s ops/s: %10.0f ops/s, %7s us CPU/op, p99 %s ms, %s sleeps/op\n' \
+    "$name" "$p" "${rate/#0/max}" "$ops" "$cpu" "$p99" "$slp" >&2
   echo "$ops"
 }
 
@@ -161,8 +173,10 @@ print(f"\nat {fixed} ops/s (CPU per op ratios; p99 in ms):")
 for p in ("1", "16"):
     c = {s: get(s, p, fixed, "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
     q = {s: get(s, p, fixed, "p99_ms") for s in ("fc1", "fc2", "mc1", "mc2")}
+    z = {s: get(s, p, fixed, "sleeps_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
     print(f"  pipeline {p}: fc2/fc1 {ratio(c['fc2'], c['fc1'])}  fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
-          f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']}")
+          f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']}"
+          f"  sleeps/op fc1 {z['fc1']} fc2 {z['fc2']} mc1 {z['mc1']} mc2 {z['mc2']}")
 print("at saturation (target 0):")
 for p in ("1", "16"):
     c = {s: get(s, p, "0", "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
