@@ -218,6 +218,7 @@ for col, p in enumerate(pipelines):
     axes[1][col].set_ylabel("p99 ms")
     axes[1][col].set_yscale("log")
     axes[1][col].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[1][col].yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     for row in (0, 1):
         axes[row][col].set_xlabel("thousand ops/s (achieved)")
         axes[row][col].grid(True, alpha=0.3)
