@@ -13,7 +13,7 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 .PHONY: all build run test test-unit test-integration test-conformance test-clients test-metrics \
-        deps bench bench-compare bench-fairness bench-scaling lint fuzz soak tune clean install test-deploy
+        deps bench bench-compare bench-fairness bench-scaling bench-sweep lint fuzz soak tune clean install test-deploy
 
 all: build
 
@@ -79,6 +79,12 @@ bench-compare: deps
 ## 1,000 tenants (see benches/fairness.sh).
 bench-fairness:
 	bash benches/fairness.sh
+
+## CPU per operation and p99 against request rate (10% to saturation),
+## ferrocache --cores 1/2 against memcached -t 1/2, pipeline 1 and 16, with
+## memtier_benchmark; writes target/sweep/sweep.{tsv,png}. QUICK=1: short runs.
+bench-sweep: deps
+	bash benches/sweep.sh
 
 ## Scaling over 1-8 cores against memcached -t N (needs 16 CPUs by default:
 ## servers on 0-7, the load generator on 8-15; see benches/README.md).

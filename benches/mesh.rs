@@ -2,14 +2,18 @@
 //!
 //! `local/*` runs a request on the connection's own shard. `forwarded/*`
 //! sends it to another core the way a connection does (a batch of records,
-//! see `router`, over glommio's channel mesh, executed by the owner's real request
+//! see `router`, over the mesh, executed by the owner's real request
 //! handler, answered over the reply mesh) and waits for the answer: the
-//! price of a key that lives on another core. `forwarded/batch16` amortises
-//! one round trip over 16 requests, as pipelined reads do.
+//! price of a key that lives on another core. Both cores run their socket
+//! ring's driver, which polls the mesh and sleeps in the ring when idle, so
+//! a round trip pays for waking the owner, then the asker, as under light
+//! load. `forwarded/batch16` amortises one round trip over 16 requests, as
+//! pipelined reads do.
 //!
-//! `cargo bench --bench mesh`
+//! `cargo bench --bench mesh` (`SPIN_US=N`: glommio's spin before parking)
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +22,12 @@ use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SocketIo};
 use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::{GetKind, Keys, Request, Storage, StoreKind};
-use ferrocache::router::{push_get, push_wire, FromShard, Part, Reply, ToShard};
+use ferrocache::router::{push_get, push_wire, FromShard, Part, ToShard};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
-use ferrocache::transport::core::{Core, Shared};
+use ferrocache::transport::core::{Core, Mesh, Shared};
 use ferrocache::transport::mesh::serve_requests;
-use glommio::channels::channel_mesh::MeshBuilder;
+use ferrocache::transport::uring::{Inbound, Ring};
 use glommio::{LocalExecutorBuilder, Placement};
 
 const MEMORY: usize = 64 << 20;
@@ -40,7 +44,7 @@ fn config() -> Config {
         auth_timeout: None,
         request_timeout: None,
         write_timeout: None,
-        socket_io: SocketIo::Glommio,
+        socket_io: SocketIo::Uring,
         spin_before_park: Duration::ZERO,
         balance_connections: false,
         // The bench runs no server, so nothing seeds the hash: fixed seeds.
@@ -95,13 +99,13 @@ fn get_batch(key: &[u8], n: usize) -> Vec<u8> {
 /// Runs `iters` forwarded round trips of `per_batch` gets; returns the time.
 fn forwarded(iters: u64, per_batch: usize) -> Duration {
     let shared = Arc::new(Shared::new(config(), Auth::open(), Clock::new()));
-    let requests = MeshBuilder::<ToShard, _>::full(2, 1024);
-    let replies = MeshBuilder::<Reply, _>::full(2, 1024);
+    let mesh = Mesh::new(2, 1024).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
     let cpu = |i: usize| cpus.get(i % cpus.len().max(1)).map(|c| c.id).unwrap_or(0);
     let handles: Vec<_> = (0..2)
         .map(|i| {
-            let (shared, requests, replies) = (shared.clone(), requests.clone(), replies.clone());
+            let (shared, mesh, done) = (shared.clone(), mesh.for_core(i), done.clone());
             LocalExecutorBuilder::new(Placement::Fixed(cpu(i)))
                 .spin_before_park(Duration::from_micros(
                     std::env::var("SPIN_US")
@@ -110,22 +114,24 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                         .unwrap_or(0),
                 ))
                 .spawn(move || async move {
-                    let (to_shard, mut from_peers) = requests.join().await.unwrap();
-                    let (reply_tx, mut reply_rx) = replies.join().await.unwrap();
+                    let ring = Ring::new(mesh.bells[i].eventfd()).unwrap();
                     let shard = Shard::new(MEMORY / 2, 1 << 20, shared.clock, KeyHasher::default());
-                    let core = Rc::new(Core::new(shard, shared.clone(), to_shard, reply_tx, None));
-                    let index = core.index;
+                    let core = Rc::new(Core::new(shard, shared.clone(), &mesh, Some(ring.clone())));
+                    let inbound: Rc<dyn Inbound> = core.clone();
+                    let bells = mesh.bells.clone();
+                    glommio::spawn_local(async move { ring.drive(&bells[i], inbound).await })
+                        .detach();
                     let ns = Namespaces::default_namespace();
-                    if index == 1 {
-                        // The owner: serve until the asker hangs up.
-                        let (_, stream) = from_peers.streams().pop().unwrap();
-                        serve_requests(core, stream).await;
+                    if i == 1 {
+                        // The owner: serve until the asker is done.
+                        glommio::spawn_local(serve_requests(core, 0)).detach();
+                        while !done.load(Ordering::Relaxed) {
+                            glommio::timer::sleep(Duration::from_millis(1)).await;
+                        }
                         return Duration::ZERO;
                     }
-                    let (_, answers) = reply_rx.streams().pop().unwrap();
                     let ask = |wire: Vec<u8>| {
                         let core = core.clone();
-                        let answers = &answers;
                         async move {
                             let message = ToShard::Batch {
                                 reply_to: core.reply_id(),
@@ -134,10 +140,10 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                                 answer: Default::default(),
                                 cap: core.forward_limits.max_batch,
                             };
-                            core.to_shard.send_to(1, message).await.unwrap();
-                            match answers.recv().await.unwrap().body {
+                            core.post(1, message).await;
+                            match core.replies.recv(1).await.body {
                                 FromShard::Batch { answer, .. } => answer.out,
-                                _ => unreachable!(),
+                                other => panic!("not a batch answer: {other:?}"),
                             }
                         }
                     };
@@ -150,7 +156,7 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                         assert!(out.starts_with(b"VALUE "));
                     }
                     let elapsed = start.elapsed();
-                    core.to_shard.close();
+                    done.store(true, Ordering::Relaxed);
                     elapsed
                 })
                 .unwrap()

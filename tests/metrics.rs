@@ -314,6 +314,61 @@ fn secure_mode_counts_handshakes_and_only_bound_connections() {
     assert!(!text.contains("project=\"default\""), "{text}");
 }
 
+/// With `--quotas`, each project with items shows its cap and reserve (the
+/// file's values, summed over the shards' parts) and its fair share now.
+#[test]
+fn quota_figures_are_served_per_project() {
+    let dir =
+        std::env::temp_dir().join(format!("ferrocache-metrics-quotas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let quotas = dir.join("quotas");
+    std::fs::write(&quotas, "acme memory=8m reserve=2m\n").unwrap();
+    let server = Server::start(&["--quotas", quotas.to_str().unwrap()]);
+    let mut acme = server.connect();
+    authenticate(&mut acme, "any", "acme");
+    let mut other = server.connect();
+    authenticate(&mut other, "any", "globex");
+    for i in 0..40 {
+        store(&mut acme, &format!("a{i}"), 100);
+        store(&mut other, &format!("g{i}"), 100);
+    }
+    let mut text = String::new();
+    let settled = within(Duration::from_secs(15), || {
+        text = server.scrape();
+        sample(&text, "ferrocache_project_items{project=\"acme\"}").as_deref() == Some("40")
+            && sample(&text, "ferrocache_project_items{project=\"globex\"}").as_deref()
+                == Some("40")
+    });
+    assert!(settled.is_some(), "figures never arrived:\n{text}");
+    let gauge = |series: &str| -> Option<u64> { sample(&text, series).map(|v| v.parse().unwrap()) };
+    assert_eq!(
+        gauge("ferrocache_project_quota_cap_bytes{project=\"acme\"}"),
+        Some(8 << 20),
+        "{text}"
+    );
+    assert_eq!(
+        gauge("ferrocache_project_quota_reserve_bytes{project=\"acme\"}"),
+        Some(2 << 20),
+        "{text}"
+    );
+    // globex has no quota line: no cap or reserve, but a fair share.
+    assert_eq!(
+        gauge("ferrocache_project_quota_cap_bytes{project=\"globex\"}"),
+        None
+    );
+    assert_eq!(
+        gauge("ferrocache_project_quota_reserve_bytes{project=\"globex\"}"),
+        None
+    );
+    for project in ["acme", "globex"] {
+        let share = gauge(&format!(
+            "ferrocache_project_fair_share_bytes{{project=\"{project}\"}}"
+        ));
+        assert!(share.is_some_and(|s| s > 0), "{project}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A Prometheus server in a scratch directory, killed on drop.
 struct Prometheus {
     child: Child,

@@ -123,9 +123,18 @@ impl CoreSnapshot {
             report,
             busy_seconds: thread_cpu_seconds(),
             namespaces,
-            // Filled from the shard's per-project quota figures once the
-            // store has quotas; until then no project has any.
-            quotas: Vec::new(),
+            quotas: shard
+                .project_figures()
+                .into_iter()
+                .filter_map(|f| {
+                    let quota = Quota {
+                        cap: f.cap,
+                        reserve: (f.reserve > 0).then_some(f.reserve),
+                        fair_share: Some(f.fair_share),
+                    };
+                    Some((f.name?, quota))
+                })
+                .collect(),
         }
     }
 }

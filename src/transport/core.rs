@@ -1,8 +1,9 @@
 //! One core's shared state: its shard, its mesh endpoints and its waiters.
 //!
 //! Everything here is owned by one executor thread (`Rc`, `RefCell`, `Cell`):
-//! no lock, no atomic on the request path. Other cores reach this shard only
-//! through the mesh, whose handlers run here too.
+//! no lock on the request path, and no atomic but the queues' and the
+//! other core's parked flag (`bell`) when sending to it. Other cores reach
+//! this shard only through the mesh, whose handlers run here too.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -12,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use glommio::channels::channel_mesh::Senders;
-
-use super::uring::Ring;
+use super::bell::Bell;
+use super::lanes::{Endpoint, Lanes};
+use super::uring::{stir, Inbound, Ring};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::router::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
@@ -121,10 +122,12 @@ pub struct Core {
     pub shards: usize,
     pub shard: RefCell<Shard>,
     pub shared: Arc<Shared>,
-    /// Forwards work to the owning core.
-    pub to_shard: Senders<ToShard>,
-    /// Sends answers back to the asking core.
-    pub replies: Senders<Reply>,
+    /// Forwards work to the owning core, and receives other cores' work.
+    pub to_shard: Endpoint<ToShard>,
+    /// Sends answers back to the asking core, and receives this core's.
+    pub replies: Endpoint<Reply>,
+    /// Every core's bell, this one's at `index`.
+    bells: Arc<[Bell]>,
     pub waiters: Waiters,
     pub conns: RefCell<ConnCounters>,
     /// Requests for each other shard, gathered from every connection until
@@ -141,6 +144,53 @@ pub struct Core {
     /// What this core may be owed by each other core, and the caps of the
     /// batches it sends.
     pub forward_limits: ForwardLimits,
+}
+
+impl Inbound for Core {
+    fn poll(&self) -> usize {
+        self.to_shard.poll() + self.replies.poll()
+    }
+
+    fn pending(&self) -> bool {
+        self.to_shard.pending() || self.replies.pending()
+    }
+
+    fn keep_awake(&self) -> bool {
+        self.to_shard.has_blocked_senders() || self.replies.has_blocked_senders()
+    }
+}
+
+/// The mesh between cores as one core joins it: both meshes' queues, every
+/// core's bell, and which core this is.
+#[derive(Clone)]
+pub struct Mesh {
+    pub index: usize,
+    pub requests: Arc<Lanes<ToShard>>,
+    pub replies: Arc<Lanes<Reply>>,
+    pub bells: Arc<[Bell]>,
+}
+
+impl Mesh {
+    /// The mesh of `cores` cores, `capacity` messages per queue, as core 0
+    /// joins it (`for_core` gives the others').
+    pub fn new(cores: usize, capacity: usize) -> std::io::Result<Mesh> {
+        Ok(Mesh {
+            index: 0,
+            requests: Lanes::new(cores, capacity),
+            replies: Lanes::new(cores, capacity),
+            bells: (0..cores)
+                .map(|_| Bell::new())
+                .collect::<std::io::Result<Vec<_>>>()?
+                .into(),
+        })
+    }
+
+    pub fn for_core(&self, index: usize) -> Mesh {
+        Mesh {
+            index,
+            ..self.clone()
+        }
+    }
 }
 
 /// One shard's pending batch, and buffers that came home for the next.
@@ -171,22 +221,18 @@ fn answer_bytes(a: &Answer) -> usize {
 }
 
 impl Core {
-    pub fn new(
-        shard: Shard,
-        shared: Arc<Shared>,
-        to_shard: Senders<ToShard>,
-        replies: Senders<Reply>,
-        ring: Option<Rc<Ring>>,
-    ) -> Core {
-        let shards = to_shard.nr_consumers();
+    /// Core `mesh.index` of `mesh.bells.len()`, on its own thread.
+    pub fn new(shard: Shard, shared: Arc<Shared>, mesh: &Mesh, ring: Option<Rc<Ring>>) -> Core {
+        let shards = mesh.bells.len();
         let forward_limits = ForwardLimits::new(shared.config.max_item_size);
         Core {
-            index: to_shard.peer_id(),
+            index: mesh.index,
             shards,
             shard: RefCell::new(shard),
             shared,
-            to_shard,
-            replies,
+            to_shard: Endpoint::new(mesh.requests.clone(), mesh.index),
+            replies: Endpoint::new(mesh.replies.clone(), mesh.index),
+            bells: mesh.bells.clone(),
             waiters: Waiters::default(),
             conns: Default::default(),
             outbox: RefCell::new(
@@ -225,6 +271,23 @@ impl Core {
         self.replies.peer_id()
     }
 
+    /// This core's bell, which other cores ring.
+    pub fn bell(&self) -> &Bell {
+        &self.bells[self.index]
+    }
+
+    /// Wakes core `to` if it sleeps: through this core's ring with its next
+    /// enter, or (without one) its eventfd.
+    fn ring_bell(&self, to: usize) {
+        let bell = &self.bells[to];
+        if bell.should_wake() {
+            match &self.ring {
+                Some(ring) => ring.wake(bell),
+                None => bell.ring_eventfd(),
+            }
+        }
+    }
+
     /// Sends `make(reply_to, id)` to `shard`; its answer goes to waiter `id`.
     pub async fn send(&self, shard: usize, make: impl FnOnce(usize, u32) -> ToShard) -> u32 {
         let id = self.waiters.register();
@@ -232,11 +295,31 @@ impl Core {
         id
     }
 
-    /// Puts `message` on the request mesh to `shard`, waiting for room. The
-    /// mesh lives as long as the process, so a closed one is a bug.
-    pub async fn post(&self, shard: usize, message: ToShard) {
-        if self.to_shard.send_to(shard, message).await.is_err() {
-            panic!("the mesh to shard {shard} is closed");
+    /// Puts `message` on the request mesh to `shard`, waiting for room.
+    pub async fn post(&self, shard: usize, mut message: ToShard) {
+        loop {
+            match self.to_shard.try_send(shard, message) {
+                Ok(()) => return self.ring_bell(shard),
+                Err(back) => {
+                    message = back;
+                    self.ring_bell(shard);
+                    self.to_shard.room(shard).await;
+                }
+            }
+        }
+    }
+
+    /// Puts `reply` on the reply mesh to core `to`, waiting for room.
+    pub async fn answer(&self, to: usize, mut reply: Reply) {
+        loop {
+            match self.replies.try_send(to, reply) {
+                Ok(()) => return self.ring_bell(to),
+                Err(back) => {
+                    reply = back;
+                    self.ring_bell(to);
+                    self.replies.room(to).await;
+                }
+            }
         }
     }
 
@@ -273,6 +356,7 @@ impl Core {
 
     fn wake_flusher(&self) {
         if !self.flush_due.replace(true) {
+            stir();
             if let Some(w) = self.flusher.borrow_mut().take() {
                 w.wake();
             }
@@ -444,6 +528,7 @@ impl Waiters {
         let slot = &mut slots[id as usize];
         slot.reply = Some(reply);
         if let Some(w) = slot.waker.take() {
+            stir();
             w.wake();
         }
     }

@@ -1,16 +1,15 @@
 //! The receiving ends of the two channel meshes, and work any core may be
 //! asked to do for another.
 //!
-//! Two meshes, not one: requests and replies travel on separate channels so
+//! Two meshes, not one: requests and replies travel on separate queues so
 //! that a core blocked forwarding requests can always still drain replies,
-//! which rules out a cycle of full channels. We use glommio's `channel_mesh`
-//! rather than crossbeam-channel because its lock-free SPSC queues wake the
-//! receiving executor themselves; crossbeam would need a poller spinning or
-//! sleeping on every core.
+//! which rules out a cycle of full queues. The queues (`lanes`) are polled
+//! by the core's socket ring driver between its turns, and a sender wakes
+//! the receiving core only when it sleeps (`bell`); on glommio's sockets,
+//! [`poll_without_ring`] polls them instead.
 
 use std::rc::Rc;
 
-use glommio::channels::shared_channel::ConnectedReceiver;
 use tracing::{error, warn};
 
 use super::connection::serve;
@@ -22,8 +21,9 @@ use crate::stats::Report;
 use crate::store::NsId;
 
 /// Executes work other cores forwarded to this shard, in arrival order.
-pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard>) {
-    while let Some(message) = from_peer.recv().await {
+pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
+    loop {
+        let message = core.to_shard.recv(from_peer).await;
         let (reply_to, id, body) = match message {
             ToShard::Batch {
                 reply_to,
@@ -75,20 +75,14 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: ConnectedReceiver<ToShard
                 continue;
             }
         };
-        if core
-            .replies
-            .send_to(reply_to, Reply { id, body })
-            .await
-            .is_err()
-        {
-            return;
-        }
+        core.answer(reply_to, Reply { id, body }).await;
     }
 }
 
 /// Hands answers to the connections of this core that wait for them.
-pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) {
-    while let Some(reply) = from_peer.recv().await {
+pub async fn serve_replies(core: Rc<Core>, from_peer: usize) {
+    loop {
+        let reply = core.replies.recv(from_peer).await;
         match reply.body {
             FromShard::Batch {
                 shard,
@@ -99,6 +93,33 @@ pub async fn serve_replies(core: Rc<Core>, from_peer: ConnectedReceiver<Reply>) 
             } => core.deliver(shard, answer, wire, parts, cap),
             body => core.waiters.complete(reply.id, Delivery::Whole(body)),
         }
+    }
+}
+
+/// Polls the mesh on a core without a socket ring (`--socket-io glommio`):
+/// whenever a round of the executor brought nothing, it parks on the core's
+/// bell, whose eventfd glommio reads. Runs for the life of the core.
+pub async fn poll_without_ring(core: Rc<Core>) {
+    use super::uring::Inbound;
+    let bell = core.bell();
+    // SAFETY: dup takes no pointers; it returns a new descriptor or -1.
+    let dup = unsafe { libc::dup(bell.eventfd()) };
+    assert!(dup >= 0, "dup eventfd: {}", std::io::Error::last_os_error());
+    // SAFETY: `dup` is a descriptor we own and hand to glommio, which closes it.
+    let wakeups =
+        unsafe { <glommio::io::BufferedFile as std::os::fd::FromRawFd>::from_raw_fd(dup) };
+    loop {
+        if core.poll() > 0 || core.keep_awake() {
+            futures_lite::future::yield_now().await;
+            continue;
+        }
+        bell.park();
+        if core.pending() {
+            bell.unpark();
+            continue;
+        }
+        let _ = wakeups.read_at(0, 8).await;
+        bell.unpark();
     }
 }
 

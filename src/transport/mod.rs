@@ -3,12 +3,15 @@
 //! Owns everything between the network and a shard: the executors and their
 //! listeners ([`server`]), each connection's read/route/write loop
 //! ([`connection`]), the socket layer ([`socket`]), TLS sessions ([`tls`]), the per-core state
-//! ([`core`]) and the mesh handlers ([`mesh`]). It has no grammar (that is
+//! ([`core`]), the mesh between cores ([`lanes`], woken through [`bell`]) and
+//! its handlers ([`mesh`]). It has no grammar (that is
 //! `protocol`) and no command meaning (that is `shard`).
 
+pub mod bell;
 pub mod connection;
 pub mod core;
 pub mod framing;
+pub mod lanes;
 pub mod mesh;
 pub mod remote;
 pub mod server;

@@ -1,7 +1,7 @@
 //! Start-up and shutdown: one pinned glommio executor per core.
 //!
 //! Each executor binds the listen address itself (SO_REUSEPORT, so the kernel
-//! spreads connections across cores), joins the two channel meshes, owns one
+//! spreads connections across cores), joins the two meshes, owns one
 //! shard and serves the connections it accepts, but for those it hands to a
 //! core serving fewer (`--balance`). The main thread only starts
 //! them, prints the ready line, and handles signals.
@@ -14,15 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use super::connection::serve;
-use super::core::{Core, Shared};
-use super::mesh::{serve_replies, serve_requests};
+use super::core::{Core, Mesh, Shared};
+use super::mesh::{poll_without_ring, serve_replies, serve_requests};
 use super::socket::{Listener, Socket};
 use super::tls::{Tls, TlsFiles, HANDSHAKE_TIMEOUT};
 use super::uring::Ring;
@@ -32,11 +31,11 @@ use crate::host::{self, HostError};
 use crate::keyspace::KeyHasher;
 use crate::metrics::{self, Board, CoreSnapshot};
 use crate::quotas::Quotas;
-use crate::router::{Reply, ToShard};
+use crate::router::ToShard;
 use crate::shard::Shard;
 use crate::tenancy::{Auth, Namespaces, TokenFileError};
 
-/// Messages per channel of each mesh.
+/// Messages per queue of each mesh.
 const MESH_CAPACITY: usize = 1024;
 /// How long in-flight replies get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
@@ -167,8 +166,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         _ => None,
     };
 
-    let requests = MeshBuilder::<ToShard, _>::full(cores, MESH_CAPACITY);
-    let replies = MeshBuilder::<Reply, _>::full(cores, MESH_CAPACITY);
+    let mesh = Mesh::new(cores, MESH_CAPACITY).map_err(|e| StartError::Executor(e.to_string()))?;
     let (tx, rx) = crossbeam_channel::unbounded();
 
     // Core 0 binds first so that port 0 resolves to one port all cores share.
@@ -176,12 +174,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     let mut tls_addr = shared.config.tls.as_ref().map(|t| t.listen);
     for (i, cpu) in cpus.iter().take(cores).enumerate() {
         let watcher = tx.clone();
-        let (shared, requests, replies, tx) = (
-            shared.clone(),
-            requests.clone(),
-            replies.clone(),
-            tx.clone(),
-        );
+        let (shared, mesh, tx) = (shared.clone(), mesh.for_core(i), tx.clone());
         let board = board.clone();
         let tls = tls.clone().zip(tls_addr);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
@@ -195,7 +188,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                     keys,
                     board,
                 };
-                if let Err(e) = executor(start, shared, requests, replies, &tx).await {
+                if let Err(e) = executor(start, shared, mesh, &tx).await {
                     let _ = tx.send(Startup::Failed(e));
                 }
             })
@@ -205,14 +198,14 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             (addr, tls_addr) = wait_bound(&rx)?;
         }
     }
-    for _ in 1..cores {
-        wait_bound(&rx)?;
-    }
-    for _ in 0..cores {
+    // Every core says it bound, then that it is ready; a core's Ready may
+    // come before another's Bound (joining the mesh waits for nobody).
+    let (mut bound, mut ready) = (1, 0);
+    while bound < cores || ready < cores {
         match next_startup(&rx)? {
-            Startup::Ready => {}
+            Startup::Bound(..) => bound += 1,
+            Startup::Ready => ready += 1,
             Startup::Failed(e) => return Err(e),
-            Startup::Bound(..) => return Err(StartError::Executor("startup failed".into())),
         }
     }
     // Every core holds the port now: a listener of another process on it
@@ -415,8 +408,7 @@ struct CoreStart {
 async fn executor(
     start: CoreStart,
     shared: Arc<Shared>,
-    requests: MeshBuilder<ToShard, glommio::channels::channel_mesh::Full>,
-    replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
+    mesh: Mesh,
     startup: &Sender<Startup>,
 ) -> Result<(), StartError> {
     let CoreStart {
@@ -427,7 +419,7 @@ async fn executor(
     } = start;
     let config = &shared.config;
     let ring = match config.socket_io {
-        SocketIo::Uring => match Ring::new() {
+        SocketIo::Uring => match Ring::new(mesh.bells[mesh.index].eventfd()) {
             Ok(ring) => Some(ring),
             Err(e) => {
                 warn!(error = %e, "cannot set up an io_uring for sockets; falling back to glommio's");
@@ -460,33 +452,17 @@ async fn executor(
     };
     let _ = startup.send(Startup::Bound(bound, tls.as_ref().map(|t| t.2)));
 
-    let (to_shard, mut from_peers) = requests
-        .join()
-        .await
-        .map_err(|_| StartError::Executor("request mesh".into()))?;
-    let (reply_tx, mut reply_rx) = replies
-        .join()
-        .await
-        .map_err(|_| StartError::Executor("reply mesh".into()))?;
     let shard = Shard::new(
-        config.memory_bytes / to_shard.nr_consumers(),
+        config.memory_bytes / mesh.bells.len(),
         config.max_item_size,
         shared.clock,
         keys,
     );
-    let core = Rc::new(Core::new(
-        shard,
-        shared.clone(),
-        to_shard,
-        reply_tx,
-        ring.clone(),
-    ));
+    let core = Rc::new(Core::new(shard, shared.clone(), &mesh, ring.clone()));
 
-    for (_, stream) in from_peers.streams() {
-        glommio::spawn_local(serve_requests(core.clone(), stream)).detach();
-    }
-    for (_, stream) in reply_rx.streams() {
-        glommio::spawn_local(serve_replies(core.clone(), stream)).detach();
+    for peer in (0..core.shards).filter(|&p| p != core.index) {
+        glommio::spawn_local(serve_requests(core.clone(), peer)).detach();
+        glommio::spawn_local(serve_replies(core.clone(), peer)).detach();
     }
     glommio::spawn_local(sweep(core.clone())).detach();
     if let Some(board) = board {
@@ -494,10 +470,15 @@ async fn executor(
     }
     glommio::spawn_local(core.clone().flush_outbox()).detach();
     if let Some(ring) = ring {
-        glommio::spawn_local(ring.clone().drive()).detach();
+        let inbound: Rc<dyn super::uring::Inbound> = core.clone();
+        let driver = ring.clone();
+        glommio::spawn_local(async move { driver.drive(&mesh.bells[mesh.index], inbound).await })
+            .detach();
         glommio::spawn_local(ring.clone().submit_parked()).detach();
         // Deadlines also bound TLS handshakes.
         glommio::spawn_local(ring.watch_deadlines()).detach();
+    } else {
+        glommio::spawn_local(poll_without_ring(core.clone())).detach();
     }
 
     shared

@@ -1,38 +1,44 @@
-//! A per-core io_uring of our own, for client sockets.
+//! A per-core io_uring of our own, for client sockets, and the one place a
+//! core sleeps.
 //!
 //! Owns the ring, the in-flight operations and the driver task that submits
-//! and reaps them. It knows nothing of the protocol.
+//! and reaps them, and decides when the core sleeps. It knows nothing of the
+//! protocol.
 //!
 //! Why: glommio's rings are set up without `COOP_TASKRUN`/`DEFER_TASKRUN`, so
 //! every socket completion is delivered by an interrupt-driven task-work run,
-//! and glommio re-arms a one-shot poll after each partial read. On the
-//! virtual machines we measured, that doubles the CPU cost of an unpipelined
-//! request (see the README's performance section). This ring is created with
-//! `SINGLE_ISSUER | DEFER_TASKRUN`: completions are run when *we* enter the
-//! kernel, once per driver turn, for every socket of the core at once.
+//! and glommio re-arms a one-shot poll after each partial read, which costs
+//! an unpipelined request dearly (docs/PERFORMANCE.md). This ring is created
+//! with `SINGLE_ISSUER | DEFER_TASKRUN`: completions are run when *we* enter
+//! the kernel, once per driver turn, for every socket of the core at once.
 //!
 //! Integration with glommio: the driver task runs on the executor like any
 //! other task. While work is flowing it loops (submit + reap in one
-//! `io_uring_enter`, then yield so woken connections run and queue more).
-//! When a turn finds nothing, it parks on an eventfd registered with the
-//! ring, read through glommio, so the executor sleeps as usual and wakes when
-//! a socket completion is pending. Operations queued while the driver is
-//! parked (say, sends of replies that came back from other cores) are
-//! submitted by a second task, woken by the first of them, after the other
-//! tasks runnable then have queued theirs: one `io_uring_enter` for all of
-//! them, not one each. With forwarding, that was 17% of a 2-core server's
-//! CPU at pipeline 16.
+//! `io_uring_enter`, poll the mesh from other cores, then yield so woken
+//! tasks run and queue more). When a turn finds nothing, it yields once more
+//! so that every runnable task runs; if that made nothing happen either, no
+//! task of the core can run until a completion or a message arrives, and the
+//! driver sleeps right here, in `io_uring_enter` on this ring, for a short
+//! while (`SHORT_SLEEP`): socket completions, and wake-ups other cores post
+//! with `IORING_OP_MSG_RING` (see `bell`), end it. glommio's idle path (its
+//! own rings' enters, its timers re-armed, a `membarrier`) stays out of the
+//! way of a short wait. A longer one ends the short sleep, and the driver
+//! then parks on the eventfd registered with this ring, read through
+//! glommio, so the executor sleeps as usual and its timers fire. Operations
+//! queued while the driver is parked there (say, sends of replies that came
+//! back from other cores) are submitted by a second task, woken by the first
+//! of them, after the other tasks runnable then have queued theirs: one
+//! `io_uring_enter` for all of them, not one each.
 //!
 //! Buffers are owned by the operation until its completion arrives, so a
 //! dropped future can never leave the kernel writing into freed memory.
 //!
 //! Read and write deadlines are kept here, not in the kernel: a linked
-//! timeout per receive cost an hrtimer armed and disarmed, a second
-//! completion and a heap-allocated timespec on every request (about 4% of
-//! the server's CPU at pipeline 1). Instead each waiting receive or send
-//! records its deadline, and `watch_deadlines` looks every quarter second
-//! for those past due and cancels them (`IORING_OP_ASYNC_CANCEL`); they
-//! then fail with `TimedOut`.
+//! timeout per receive would cost an hrtimer armed and disarmed, a second
+//! completion and a heap-allocated timespec on every request. Instead each
+//! waiting receive or send records its deadline, and `watch_deadlines` looks
+//! every quarter second for those past due and cancels them
+//! (`IORING_OP_ASYNC_CANCEL`); they then fail with `TimedOut`.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -45,10 +51,19 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::bell::Bell;
 use crate::clock::coarse_now;
 
 /// Completion of a cancellation; carries no operation.
 const CANCEL_USER_DATA: u64 = u64::MAX;
+/// A wake-up another core posted to this ring (`IORING_OP_MSG_RING`).
+const WAKE_USER_DATA: u64 = u64::MAX - 1;
+/// A wake-up this core sent that failed (its success posts nothing here):
+/// the low 32 bits are the woken core's eventfd, rung instead.
+const WAKE_SENT_TAG: u64 = 0xfffe_0000_0000_0000;
+/// The longest a core sleeps in this ring before it parks through glommio,
+/// whose timers it would otherwise hold up.
+const SHORT_SLEEP: Duration = Duration::from_millis(2);
 /// The result an operation cancelled at its deadline finishes with.
 const EXPIRED: i32 = -libc::ETIMEDOUT;
 /// How often waiting receives are checked against their deadlines.
@@ -82,7 +97,11 @@ pub struct Ring {
     ring: RefCell<IoUring>,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
-    eventfd: OwnedFd,
+    /// The bell's eventfd, registered with the ring (and read through
+    /// glommio while the driver is parked there).
+    eventfd: RawFd,
+    /// The driver is parked through glommio (not in a turn, not asleep in
+    /// the ring).
     parked: Cell<bool>,
     /// Operations were queued while parked: the submitter is due.
     submit_due: Cell<bool>,
@@ -92,19 +111,24 @@ pub struct Ring {
 }
 
 impl Ring {
-    pub fn new() -> io::Result<Rc<Ring>> {
+    /// A ring that signals `eventfd` (a bell's, which outlives the ring)
+    /// when a completion arrives while the driver is parked through glommio.
+    /// Fails where the kernel lacks what the ring is built on:
+    /// `DEFER_TASKRUN` (6.1) and `IORING_OP_MSG_RING`.
+    pub fn new(eventfd: RawFd) -> io::Result<Rc<Ring>> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(RING_ENTRIES)?;
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::MsgRingData::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the kernel lacks IORING_OP_MSG_RING",
+            ));
         }
-        // SAFETY: fd is a fresh descriptor we own.
-        let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        ring.submitter().register_eventfd(eventfd)?;
         Ok(Rc::new(Ring {
             ring: RefCell::new(ring),
             slots: RefCell::new(Vec::new()),
@@ -139,9 +163,11 @@ impl Ring {
     /// Queues entries (already tagged); if the driver sleeps, has the
     /// submitter send them.
     fn push(&self, entries: &[squeue::Entry]) {
+        stir();
         let mut ring = self.ring.borrow_mut();
         // SAFETY: every buffer and timespec an entry points to is owned by
-        // the slot table or the ring, and outlives the operation.
+        // the slot table or the ring, and outlives the operation (a
+        // wake-up's and a cancellation's point to nothing).
         unsafe {
             if ring.submission().push_multiple(entries).is_err() {
                 ring.submit().expect("io_uring submit");
@@ -175,6 +201,30 @@ impl Ring {
             if self.parked.get() {
                 let _ = self.ring.borrow_mut().submit();
             }
+        }
+    }
+
+    /// This ring's descriptor, where other cores post wake-ups.
+    pub fn fd(&self) -> RawFd {
+        self.ring.borrow().as_raw_fd()
+    }
+
+    /// Wakes the core that sleeps on `bell`: a completion posted straight
+    /// into its ring (`IORING_OP_MSG_RING`), sent with this ring's next
+    /// enter, along with whatever else is queued; nothing comes back here
+    /// unless it fails. A core without a ring is rung through its eventfd.
+    pub fn wake(&self, bell: &Bell) {
+        match bell.ring() {
+            Some(fd) => {
+                let failed = WAKE_SENT_TAG | u64::from(bell.eventfd() as u32);
+                self.push(&[
+                    opcode::MsgRingData::new(types::Fd(fd), 0, WAKE_USER_DATA, None)
+                        .build()
+                        .flags(squeue::Flags::SKIP_SUCCESS)
+                        .user_data(failed),
+                ]);
+            }
+            None => bell.ring_eventfd(),
         }
     }
 
@@ -283,6 +333,16 @@ impl Ring {
                 continue;
             }
             reaped += 1;
+            if data == WAKE_USER_DATA {
+                // Another core queued us something: the driver polls the mesh.
+                continue;
+            }
+            if data & WAKE_SENT_TAG == WAKE_SENT_TAG {
+                // A wake-up we sent failed; ring the eventfd instead, so the
+                // other core cannot sleep through its message.
+                wake_failed(cqe.result(), data as u32 as RawFd);
+                continue;
+            }
             let slot = &mut slots[data as usize];
             match std::mem::replace(slot, Slot::Free) {
                 Slot::Waiting {
@@ -314,28 +374,52 @@ impl Ring {
         submitted + reaped
     }
 
-    /// The driver: runs for the life of the core.
-    pub async fn drive(self: Rc<Self>) {
+    /// The driver: runs for the life of the core. Between turns it polls
+    /// `inbound` (the mesh), and it sleeps as the module header says,
+    /// marking itself parked on `bell` so other cores wake it.
+    pub async fn drive(self: Rc<Self>, bell: &Bell, inbound: Rc<dyn Inbound>) {
+        bell.set_ring(self.fd());
         // glommio reads the eventfd on its own ring, which is how the
         // executor learns, while asleep, that a socket completion is pending.
-        // SAFETY: a duplicate we own, handed to glommio.
-        let dup = unsafe { libc::dup(self.eventfd.as_raw_fd()) };
+        // SAFETY: dup takes no pointers; it returns a new descriptor or -1.
+        let dup = unsafe { libc::dup(self.eventfd) };
         assert!(dup >= 0, "dup eventfd: {}", io::Error::last_os_error());
-        // SAFETY: `dup` is open and ours alone; the file takes it over.
+        // SAFETY: `dup` is a descriptor we own and hand to glommio, which
+        // closes it.
         let wakeups = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
         // While the driver is busy the eventfd stays muted: otherwise every
         // completion would bump it and each park would end in a spurious
         // wake-up through glommio.
         self.mute_wakeups(true);
         loop {
-            if self.turn() > 0 {
+            if self.turn() + inbound.poll() > 0 {
                 futures_lite::future::yield_now().await;
                 continue;
             }
-            // About to park: unmute, then look once more, because whatever
-            // completed while muted did not signal.
+            // Nothing here: let every task that can run, run, then look
+            // again. If none of them queued anything, nothing on this core
+            // can run until a completion or a message arrives.
+            let seen = activity();
+            futures_lite::future::yield_now().await;
+            if inbound.poll() > 0 || activity() != seen || inbound.keep_awake() {
+                continue;
+            }
+            // Whatever completed meanwhile, the sleep below reaps at once.
+            bell.park();
+            if inbound.pending() {
+                bell.unpark();
+                continue;
+            }
+            if self.sleep(SHORT_SLEEP) {
+                bell.unpark();
+                continue;
+            }
+            // A longer wait: park through glommio, still rung by the bell.
+            // Unmute, then look once more, because whatever completed while
+            // muted did not signal.
             self.mute_wakeups(false);
-            if self.turn() > 0 {
+            if self.turn() > 0 || inbound.pending() {
+                bell.unpark();
                 self.mute_wakeups(true);
                 futures_lite::future::yield_now().await;
                 continue;
@@ -343,8 +427,22 @@ impl Ring {
             self.parked.set(true);
             let _ = wakeups.read_at(0, 8).await;
             self.parked.set(false);
+            bell.unpark();
             self.mute_wakeups(true);
         }
+    }
+
+    /// Sleeps in `io_uring_enter` until a completion arrives or `limit`
+    /// passes, submitting what is queued on the way in. Whether anything
+    /// completed.
+    fn sleep(&self, limit: Duration) -> bool {
+        let mut ring = self.ring.borrow_mut();
+        let ts = types::Timespec::from(limit);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        // ETIME (the limit passed) and EINTR (a signal) both just end it.
+        let _ = ring.submitter().submit_with_args(1, &args);
+        let empty = ring.completion().is_empty();
+        !empty
     }
 
     /// Cancels, every `DEADLINE_CHECK`, the operations waiting past their
@@ -391,6 +489,51 @@ impl Ring {
             completion.enable_eventfd();
         }
     }
+}
+
+/// What the driver polls between turns besides its ring: the mesh from
+/// other cores.
+pub trait Inbound {
+    /// Wakes the tasks that have messages (or room to send) now; how many.
+    fn poll(&self) -> usize;
+    /// Whether a message waits (the last look before sleeping).
+    fn pending(&self) -> bool;
+    /// Whether a task waits on something only another core's progress
+    /// brings, which does not wake this one (room in a full queue).
+    fn keep_awake(&self) -> bool;
+}
+
+thread_local! {
+    /// Bumped whenever a task of this core makes work for another (queues
+    /// an operation, wakes a task): the driver sleeps only if a whole round
+    /// of the executor left it unchanged.
+    static ACTIVITY: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Notes that work was made for another task of this core.
+pub fn stir() {
+    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
+}
+
+fn activity() -> u64 {
+    ACTIVITY.with(Cell::get)
+}
+
+/// A wake-up's `IORING_OP_MSG_RING` failed: ring `eventfd` instead (the
+/// woken core then waits at most `SHORT_SLEEP` before it reads it), and say
+/// so once.
+fn wake_failed(result: i32, eventfd: RawFd) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::warn!(
+            error = %io::Error::from_raw_os_error(-result),
+            "IORING_OP_MSG_RING failed; waking cores through their eventfd"
+        );
+    });
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: 8 bytes from a live local buffer; the descriptor is a bell's,
+    // which lives as long as the process.
+    unsafe { libc::write(eventfd, one.as_ptr().cast(), 8) };
 }
 
 /// One in-flight operation; resolves to (result, buffer).

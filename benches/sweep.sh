@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# A load sweep: server CPU per operation and p99 latency against request
+# rate, from 10% of saturation to saturation, for ferrocache --cores 1 and
+# --cores 2 and memcached -t 1 and -t 2, at pipeline 1 and 16, with
+# memtier_benchmark in text mode (50 connections, 100-byte values, 1:10
+# set:get over 100k keys, --rate-limiting per connection). Draws the curves
+# as a PNG and prints the ratios the wake path is judged by (issue 17).
+#
+#   bash benches/sweep.sh              (make bench-sweep)
+#   QUICK=1 bash benches/sweep.sh      (short runs, fewer rates: a smoke test)
+#
+# CPU per operation is the server's utime+stime over the run (from
+# /proc/PID/stat, all threads) divided by the operations memtier completed;
+# it holds up on a busy machine better than throughput does, but compare
+# only figures from one run. Sleeps per operation (the server threads'
+# voluntary context switches ÷ operations) count how often a core went to
+# sleep and had to be woken.
+#
+# Environment: DURATION (s per point; 10, QUICK: 3), FRACTIONS (of each
+# server's saturated rate; "0.1 0.25 0.4 0.55 0.7 0.85", QUICK: "0.1 0.4
+# 0.8"), FIXED_RATE (ops/s measured for every server as well; 40000),
+# CONNS (50), KEYS (100000), VALUE_SIZE (100), RATIO (1:10), PIPELINES
+# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2"), MEMORY_MB (1024), CPUS1 (the CPU a
+# one-thread server runs on; 0), CPUS2 (a two-thread server's; 0,1),
+# LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), FC_ARGS (more
+# ferrocache flags, say "--spin-us 0"), OUT (where sweep.tsv and sweep.png
+# go; target/sweep), FERROCACHE_BIN (skip the build, use this binary),
+# MEMTIER (memtier_benchmark's path).
+#
+# The plot needs python3 with matplotlib; when it is missing the script
+# tries `pip install --user matplotlib`, and without it still writes the
+# table.
+set -euo pipefail
+# shellcheck source=loadgen/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/loadgen/servers.sh"
+
+QUICK="${QUICK:-0}"
+if ((QUICK)); then
+  DURATION="${DURATION:-3}"
+  FRACTIONS="${FRACTIONS:-0.1 0.4 0.8}"
+else
+  DURATION="${DURATION:-10}"
+  FRACTIONS="${FRACTIONS:-0.1 0.25 0.4 0.55 0.7 0.85}"
+fi
+FIXED_RATE="${FIXED_RATE:-40000}"
+CONNS="${CONNS:-50}"
+KEYS="${KEYS:-100000}"
+VALUE_SIZE="${VALUE_SIZE:-100}"
+RATIO="${RATIO:-1:10}"
+PIPELINES="${PIPELINES:-1 16}"
+SERVERS="${SERVERS:-fc1 fc2 mc1 mc2}"
+MEMORY_MB="${MEMORY_MB:-1024}"
+CPUS1="${CPUS1:-0}"
+CPUS2="${CPUS2:-0,1}"
+if [[ -z ${LOADGEN_CPUS+set} ]]; then
+  LOADGEN_CPUS=""
+  (($(nproc) > 1)) && LOADGEN_CPUS=1
+fi
+FC_ARGS="${FC_ARGS:-}"
+OUT="${OUT:-$ROOT/target/sweep}"
+MEMTIER="${MEMTIER:-$(command -v memtier_benchmark || echo /usr/local/bin/memtier_benchmark)}"
+
+[[ -x "$MEMTIER" ]] || die "memtier_benchmark not found (bash ../shared/tools/build-memtier.sh builds it)"
+cd "$ROOT" || die "cannot cd to $ROOT"
+if [[ -z "${FERROCACHE_BIN:-}" ]]; then
+  echo "building ferrocache (release)..." >&2
+  cargo build --release --bin ferrocache >&2
+  FERROCACHE_BIN="$ROOT/target/release/ferrocache"
+fi
+ensure_memcached
+mkdir -p "$OUT"
+TSV="$OUT/sweep.tsv"
+printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\tsleeps_per_op\n' >"$TSV"
+
+# Times the server's threads went to sleep (voluntary context switches, all
+# threads): each is a sleep and a wake-up, a figure the machine's other load
+# hardly moves.
+sleeps() {
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+
+# memtier ARGS...: one memtier run against the current server; JSON to $MT_JSON.
+MT_JSON="$BENCH_TMP/memtier.json"
+memtier() {
+  local host="${ADDR%:*}" port="${ADDR##*:}"
+  # shellcheck disable=SC2046
+  $(pin "$LOADGEN_CPUS") "$MEMTIER" -s "$host" -p "$port" --protocol=memcache_text \
+    -t 1 -c "$CONNS" --data-size="$VALUE_SIZE" --key-maximum="$KEYS" \
+    --hide-histogram --json-out-file="$MT_JSON" "$@" >"$BENCH_TMP/memtier.out" 2>&1 ||
+    { tail -20 "$BENCH_TMP/memtier.out" >&2; die "memtier failed: $*"; }
+}
+
+# json FIELD: ops count, ops/s or p99 (ms) of the last memtier run.
+json() {
+  python3 - "$MT_JSON" "$1" <<'EOF'
+import json, sys
+t = json.load(open(sys.argv[1]))["ALL STATS"]["Totals"]
+print({"count": t["Count"], "ops": t["Ops/sec"], "p99": t["Percentile Latencies"]["p99.00"]}[sys.argv[2]])
+EOF
+}
+
+# point NAME PIPELINE RATE: one timed load at RATE ops/s in all (0: as fast
+# as memtier goes); appends a row and prints the achieved ops/s.
+point() {
+  local name="$1" p="$2" rate="$3" limit=()
+  if ((rate > 0)); then
+    local per=$(((rate + CONNS / 2) / CONNS))
+    ((per >= 1)) || per=1
+    limit=(--rate-limiting="$per")
+  fi
+  local t0 t1 s0 s1
+  t0="$(cpu_ticks "$PID")"
+  s0="$(sleeps "$PID")"
+  memtier --pipeline="$p" --ratio="$RATIO" --key-pattern=R:R --distinct-client-seed \
+    --test-time="$DURATION" "${limit[@]}"
+  t1="$(cpu_ticks "$PID")"
+  s1="$(sleeps "$PID")"
+  local count ops p99 cpu slp
+  count="$(json count)"
+  ops="$(json ops)"
+  p99="$(json p99)"
+  cpu="$(calc "($t1 - $t0) / $CLK_TCK * 1000000 / $count" 3)"
+  slp="$(calc "($s1 - $s0) / $count" 3)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$p" "$rate" "$ops" "$cpu" "$p99" "$slp" >>"$TSV"
+  printf '  %-4s p%-2s target %8s ops/s: %10.0f ops/s, %7s us CPU/op, p99 %s ms, %s sleeps/op\n' \
+    "$name" "$p" "${rate/#0/max}" "$ops" "$cpu" "$p99" "$slp" >&2
+  echo "$ops"
+}
+
+for name in $SERVERS; do
+  case "$name" in
+    fc1) # shellcheck disable=SC2086
+      start_ferrocache "$name" "$CPUS1" --cores 1 --memory-mb "$MEMORY_MB" $FC_ARGS ;;
+    fc2) # shellcheck disable=SC2086
+      start_ferrocache "$name" "$CPUS2" --cores 2 --memory-mb "$MEMORY_MB" $FC_ARGS ;;
+    mc1) start_memcached "$name" "$CPUS1" "$MEMORY_MB" -t 1 ;;
+    mc2) start_memcached "$name" "$CPUS2" "$MEMORY_MB" -t 2 ;;
+    *) die "unknown server $name (fc1 fc2 mc1 mc2)" ;;
+  esac
+  ADDR="${SRV_ADDR[$name]}"
+  PID="${SRV_PID[$name]}"
+  echo "prefilling $name with $KEYS keys..." >&2
+  memtier --ratio=1:0 --key-pattern=P:P --requests=allkeys --pipeline=16
+  for p in $PIPELINES; do
+    echo "$name pipeline $p: saturation first, then fractions of it" >&2
+    max="$(point "$name" "$p" 0)"
+    rates="$FIXED_RATE"
+    for f in $FRACTIONS; do rates+=" $(calc "$max * $f" 0)"; done
+    for rate in $rates; do
+      point "$name" "$p" "$rate" >/dev/null
+    done
+  done
+  stop_server "$name"
+done
+
+echo >&2
+echo "results: $TSV" >&2
+column -t "$TSV" >&2 || cat "$TSV" >&2
+
+# The ratios issue 17 judges (same run): at FIXED_RATE, and at saturation.
+python3 - "$TSV" "$FIXED_RATE" <<'EOF' >&2
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+fixed = sys.argv[2]
+def get(server, p, target, field):
+    for r in rows:
+        if r["server"] == server and r["pipeline"] == p and r["target_ops"] == target:
+            return float(r[field])
+    return None
+def ratio(a, b):
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+print(f"\nat {fixed} ops/s (CPU per op ratios; p99 in ms):")
+for p in ("1", "16"):
+    c = {s: get(s, p, fixed, "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
+    q = {s: get(s, p, fixed, "p99_ms") for s in ("fc1", "fc2", "mc1", "mc2")}
+    z = {s: get(s, p, fixed, "sleeps_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
+    print(f"  pipeline {p}: fc2/fc1 {ratio(c['fc2'], c['fc1'])}  fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
+          f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']}"
+          f"  sleeps/op fc1 {z['fc1']} fc2 {z['fc2']} mc1 {z['mc1']} mc2 {z['mc2']}")
+print("at saturation (target 0):")
+for p in ("1", "16"):
+    c = {s: get(s, p, "0", "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
+    o = {s: get(s, p, "0", "ops_per_sec") for s in ("fc1", "fc2", "mc1", "mc2")}
+    print(f"  pipeline {p}: CPU fc1/mc1 {ratio(c['fc1'], c['mc1'])} fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
+          f"  ops/s fc1 {o['fc1']} fc2 {o['fc2']} mc1 {o['mc1']} mc2 {o['mc2']}")
+EOF
+
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+  echo "matplotlib missing: trying pip install --user matplotlib" >&2
+  python3 -m pip install --user --quiet matplotlib >&2 || true
+fi
+if python3 -c 'import matplotlib' 2>/dev/null; then
+  python3 - "$TSV" "$OUT/sweep.png" <<'EOF'
+import csv, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+labels = {"fc1": "ferrocache --cores 1", "fc2": "ferrocache --cores 2",
+          "mc1": "memcached -t 1", "mc2": "memcached -t 2"}
+styles = {"fc1": "o-", "fc2": "s-", "mc1": "o--", "mc2": "s--"}
+pipelines = sorted({r["pipeline"] for r in rows}, key=int)
+fig, axes = plt.subplots(2, len(pipelines), figsize=(6 * len(pipelines), 8), squeeze=False)
+for col, p in enumerate(pipelines):
+    for server in labels:
+        pts = sorted((float(r["ops_per_sec"]), float(r["cpu_us_per_op"]), float(r["p99_ms"]))
+                     for r in rows if r["server"] == server and r["pipeline"] == p)
+        if not pts:
+            continue
+        x = [a / 1000 for a, _, _ in pts]
+        axes[0][col].plot(x, [b for _, b, _ in pts], styles[server], label=labels[server])
+        axes[1][col].plot(x, [c for _, _, c in pts], styles[server], label=labels[server])
+    axes[0][col].set_title(f"pipeline {p}: server CPU per operation")
+    axes[0][col].set_ylabel("CPU µs / op")
+    axes[0][col].set_ylim(bottom=0)
+    axes[1][col].set_title(f"pipeline {p}: p99 latency")
+    axes[1][col].set_ylabel("p99 ms")
+    axes[1][col].set_yscale("log")
+    axes[1][col].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[1][col].yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    for row in (0, 1):
+        axes[row][col].set_xlabel("thousand ops/s (achieved)")
+        axes[row][col].grid(True, alpha=0.3)
+        axes[row][col].legend(fontsize=8)
+fig.suptitle("memtier_benchmark, text, 50 conns, 100 B values, 1:10 set:get, 100k keys")
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=100)
+EOF
+  echo "plot: $OUT/sweep.png" >&2
+else
+  echo "no matplotlib: table only (pip install matplotlib for the plot)" >&2
+fi

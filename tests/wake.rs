@@ -1,0 +1,136 @@
+//! The idle and wake path between cores, against the real binary: a core
+//! that sleeps (in its own ring for a short wait, through glommio for a
+//! long one) is woken by every request another core forwards to it, and
+//! shutdown with forwarded requests in flight ends cleanly.
+//!
+//! A lost wake-up shows here as a reply that never comes (the connection's
+//! 10-second read timeout fails the test) or, for the short sleep's bound, as
+//! a round trip far slower than the gap it followed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Conn, Server};
+
+/// Keys enough that about half belong to the other core, whichever core
+/// serves the connection.
+const KEYS: usize = 64;
+
+fn set(conn: &mut Conn, key: &str, value: &str) {
+    let req = format!("set {key} 0 0 {}\r\n{value}\r\n", value.len());
+    conn.roundtrip(req.as_bytes(), b"STORED\r\n");
+}
+
+fn get(conn: &mut Conn, key: &str, value: &str) -> Duration {
+    let start = Instant::now();
+    let expected = format!("VALUE {key} 0 {}\r\n{value}\r\nEND\r\n", value.len());
+    conn.roundtrip(format!("get {key}\r\n").as_bytes(), expected.as_bytes());
+    start.elapsed()
+}
+
+/// Requests one at a time with gaps that let the cores sleep: gaps shorter
+/// than the in-ring sleep's bound (2 ms), and longer ones, after which the
+/// owner parks through glommio. Every reply comes, and the slowest round
+/// trip stays far below the read timeout.
+fn every_forwarded_request_wakes_its_owner(extra: &[&str]) {
+    let server = Server::start(extra);
+    let mut conn = server.connect();
+    for k in 0..KEYS {
+        set(&mut conn, &format!("wake:{k}"), &format!("v{k}"));
+    }
+    let mut slowest = Duration::ZERO;
+    for round in 0..4 {
+        let gap = match round {
+            0 => Duration::ZERO,
+            1 => Duration::from_micros(300),
+            2 => Duration::from_millis(3),
+            _ => Duration::from_millis(20),
+        };
+        for k in 0..KEYS {
+            std::thread::sleep(gap);
+            slowest = slowest.max(get(&mut conn, &format!("wake:{k}"), &format!("v{k}")));
+        }
+    }
+    // A sleeping owner that nobody woke would answer only when something
+    // else woke it (its 250 ms deadline check, at best).
+    assert!(
+        slowest < Duration::from_millis(200),
+        "a round trip took {slowest:?}: a core slept through its message"
+    );
+}
+
+#[test]
+fn every_forwarded_request_wakes_its_owner_on_the_socket_ring() {
+    every_forwarded_request_wakes_its_owner(&[]);
+}
+
+#[test]
+fn every_forwarded_request_wakes_its_owner_with_no_spin() {
+    every_forwarded_request_wakes_its_owner(&["--spin-us", "0"]);
+}
+
+#[test]
+fn every_forwarded_request_wakes_its_owner_on_glommio_sockets() {
+    // No socket ring: the bell is an eventfd glommio reads.
+    every_forwarded_request_wakes_its_owner(&["--socket-io", "glommio"]);
+}
+
+/// Many connections at once, each pipelining gets of keys on both cores:
+/// the queues between the cores fill and drain, and every reply arrives in
+/// order.
+#[test]
+fn pipelined_forwarding_from_many_connections_loses_nothing() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    for k in 0..KEYS {
+        set(&mut conn, &format!("many:{k}"), &format!("value-{k}"));
+    }
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let mut conn = server.connect();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut expected = Vec::new();
+                for i in 0..200 {
+                    let k = (i * 7 + t) % KEYS;
+                    req.extend_from_slice(format!("get many:{k}\r\n").as_bytes());
+                    let v = format!("value-{k}");
+                    expected.extend_from_slice(
+                        format!("VALUE many:{k} 0 {}\r\n{v}\r\nEND\r\n", v.len()).as_bytes(),
+                    );
+                }
+                for _ in 0..20 {
+                    conn.roundtrip(&req, &expected);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+}
+
+/// SIGTERM while connections have thousands of forwarded requests queued
+/// and unread: the server exits, with status 0, within its grace period.
+#[test]
+fn shutdown_with_forwarded_requests_in_flight_exits_cleanly() {
+    let mut server = Server::start(&[]);
+    let mut conn = server.connect();
+    for k in 0..KEYS {
+        set(&mut conn, &format!("bye:{k}"), &"x".repeat(100));
+    }
+    let mut busy: Vec<Conn> = (0..4).map(|_| server.connect()).collect();
+    let mut req = Vec::new();
+    for i in 0..2000 {
+        req.extend_from_slice(format!("get bye:{}\r\n", i % KEYS).as_bytes());
+    }
+    for c in &mut busy {
+        c.send(&req);
+    }
+    server.signal(15);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
