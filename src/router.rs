@@ -1,7 +1,8 @@
 //! Routing: the envelopes forwarded between cores.
 //!
-//! Owns the message types carried by the two channel meshes (the shard that
-//! owns a key is `crate::keyspace::shard_of` of its hash). It never executes
+//! Owns the message types carried by the two meshes between cores
+//! (`transport::lanes`; the shard that owns a key is
+//! `crate::keyspace::shard_of` of its hash). It never executes
 //! a request and never touches a socket.
 //!
 //! Forwarded work travels as records: each carries the key's hash, which
