@@ -111,22 +111,7 @@ impl Shard {
             push_return_flags(f.tokens, &fields, out);
             line_end(out);
         }
-        let touch = f.ttl.is_some();
-        let c = self.counters(k.ns);
-        c.cmd_get += 1;
-        c.get_expired += u64::from(expired);
-        match (touch, hit) {
-            (true, true) => {
-                c.cmd_touch += 1;
-                c.touch_hits += 1;
-            }
-            (true, false) => {
-                c.cmd_touch += 1;
-                c.touch_misses += 1;
-            }
-            (false, true) => c.get_hits += 1,
-            (false, false) => c.get_misses += 1,
-        }
+        self.count_retrieval(k.ns, f.ttl.is_some(), hit, expired);
     }
 
     fn meta_set(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {

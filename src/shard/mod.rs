@@ -317,10 +317,17 @@ impl Shard {
             Lookup::Expired => (false, true),
             Lookup::Missing => (false, false),
         };
-        let c = self.counters(key.ns);
+        self.count_retrieval(key.ns, touch.is_some(), hit, expired);
+    }
+
+    /// Counts one retrieval for `ns`, classic or meta, as memcached does: a
+    /// touching one (`gat`, `mg T`) as a touch hit or miss, a plain one as a
+    /// get hit or miss.
+    fn count_retrieval(&mut self, ns: NsId, touch: bool, hit: bool, expired: bool) {
+        let c = self.counters(ns);
         c.cmd_get += 1;
         c.get_expired += u64::from(expired);
-        match (touch.is_some(), hit) {
+        match (touch, hit) {
             (true, true) => {
                 c.cmd_touch += 1;
                 c.touch_hits += 1;
