@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::core::{ConnectionGuard, Core, Delivery};
+use super::core::{ConnectionGuard, Core};
 use super::framing::{
     Budget, Deadlines, Expiry, IDLE_REPLY_BUFFER, MAX_OAUTH_VALUE, OUTPUT_HIGH_WATER, READ_BUFFER,
     SHRINK_AFTER,
@@ -678,16 +678,12 @@ impl Connection {
             }
             let last = waiting.len().saturating_sub(1);
             for (i, &(shard, id)) in waiting.iter().enumerate() {
-                match core.waiters.wait(id).await {
-                    Delivery::Part(answer, part) => {
-                        // While it waits on other shards, a connection holds
-                        // no answer whose owner's budget is running short.
-                        let keep = i == last || !core.reply_budget_short(shard);
-                        if let Some(answer) = self.remote.answered(shard, answer, part, keep) {
-                            core.release(shard, answer);
-                        }
-                    }
-                    Delivery::Whole(other) => unreachable!("batch answered with {other:?}"),
+                let (answer, part) = core.part_waiters.wait(id).await;
+                // While it waits on other shards, a connection holds no
+                // answer whose owner's budget is running short.
+                let keep = i == last || !core.reply_budget_short(shard);
+                if let Some(answer) = self.remote.answered(shard, answer, part, keep) {
+                    core.release(shard, answer);
                 }
             }
             waiting.clear();

@@ -128,7 +128,10 @@ pub struct Core {
     pub replies: Endpoint<Reply>,
     /// Every core's bell, this one's at `index`.
     bells: Arc<[Bell]>,
-    pub waiters: Waiters,
+    /// Waiters for single messages (flush, stats): each gets its `FromShard`.
+    pub waiters: Waiters<FromShard>,
+    /// Waiters for batch parts: each gets its share of a batch's answer.
+    pub part_waiters: Waiters<PartAnswer>,
     pub conns: RefCell<ConnCounters>,
     /// Requests for each other shard, gathered from every connection until
     /// the flusher sends them as one batch.
@@ -234,6 +237,7 @@ impl Core {
             replies: Endpoint::new(mesh.replies.clone(), mesh.index),
             bells: mesh.bells.clone(),
             waiters: Waiters::default(),
+            part_waiters: Waiters::default(),
             conns: Default::default(),
             outbox: RefCell::new(
                 (0..shards)
@@ -332,19 +336,16 @@ impl Core {
         }
         let mut answers = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.waiters.wait(id).await {
-                Delivery::Whole(body) => answers.push(body),
-                Delivery::Part(..) => unreachable!("a batch answer for a single message"),
-            }
+            answers.push(self.waiters.wait(id).await);
         }
         answers
     }
 
     /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in the
     /// next batch; returns the waiter that receives their replies, as a
-    /// `Delivery::Part` (which says how many of them ran).
+    /// `PartAnswer` in `part_waiters` (which says how many of them ran).
     pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8]) -> u32 {
-        let waiter = self.waiters.register();
+        let waiter = self.part_waiters.register();
         let mut outbox = self.outbox.borrow_mut();
         let o = &mut outbox[shard];
         o.wire.extend_from_slice(wire);
@@ -460,8 +461,8 @@ impl Core {
         self.refund(shard, cap.saturating_sub(answer.out.len()));
         let answer = Rc::new(answer);
         for part in &parts {
-            self.waiters
-                .complete(part.waiter, Delivery::Part(answer.clone(), *part));
+            self.part_waiters
+                .complete(part.waiter, (answer.clone(), *part));
         }
         let mut outbox = self.outbox.borrow_mut();
         let o = &mut outbox[shard];
@@ -490,29 +491,43 @@ impl Core {
     }
 }
 
-/// What a waiter receives.
-pub enum Delivery {
-    /// The answer to a single message (flush, stats).
-    Whole(FromShard),
-    /// A batch's answer, shared by its parts, and this part (where its
-    /// replies start in it, and how much of it ran).
-    Part(Rc<Answer>, Part),
-}
+/// What a batch part's waiter receives: the batch's answer, shared by its
+/// parts, and this part (where its replies start in it, and how much of it
+/// ran). A single message's waiter receives its `FromShard` instead.
+pub type PartAnswer = (Rc<Answer>, Part);
 
-/// Reply slots for requests this core forwarded: a slab of one-shot cells.
-#[derive(Default)]
-pub struct Waiters {
-    slots: RefCell<Vec<Slot>>,
+/// Reply slots for requests this core forwarded: a slab of one-shot cells,
+/// each receiving a `T`. A core keeps one slab per kind of answer, so each
+/// waiter gets the kind it waits for.
+pub struct Waiters<T> {
+    slots: RefCell<Vec<Slot<T>>>,
     free: RefCell<Vec<u32>>,
 }
 
-#[derive(Default)]
-struct Slot {
-    reply: Option<Delivery>,
+impl<T> Default for Waiters<T> {
+    fn default() -> Self {
+        Waiters {
+            slots: RefCell::default(),
+            free: RefCell::default(),
+        }
+    }
+}
+
+struct Slot<T> {
+    reply: Option<T>,
     waker: Option<Waker>,
 }
 
-impl Waiters {
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            reply: None,
+            waker: None,
+        }
+    }
+}
+
+impl<T> Waiters<T> {
     pub fn register(&self) -> u32 {
         if let Some(id) = self.free.borrow_mut().pop() {
             return id;
@@ -523,7 +538,7 @@ impl Waiters {
     }
 
     /// Called by the reply mesh handler.
-    pub fn complete(&self, id: u32, reply: Delivery) {
+    pub fn complete(&self, id: u32, reply: T) {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[id as usize];
         slot.reply = Some(reply);
@@ -533,7 +548,7 @@ impl Waiters {
         }
     }
 
-    pub async fn wait(&self, id: u32) -> Delivery {
+    pub async fn wait(&self, id: u32) -> T {
         let reply = poll_fn(|cx| {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[id as usize];

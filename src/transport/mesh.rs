@@ -13,7 +13,7 @@ use std::rc::Rc;
 use tracing::{error, warn};
 
 use super::connection::serve;
-use super::core::{Core, Delivery};
+use super::core::Core;
 use super::socket::Socket;
 use crate::protocol::{parse, ErrorReply, Limits, Parsed};
 use crate::router::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
@@ -91,7 +91,7 @@ pub async fn serve_replies(core: Rc<Core>, from_peer: usize) {
                 parts,
                 cap,
             } => core.deliver(shard, answer, wire, parts, cap),
-            body => core.waiters.complete(reply.id, Delivery::Whole(body)),
+            body => core.waiters.complete(reply.id, body),
         }
     }
 }
