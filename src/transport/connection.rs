@@ -28,7 +28,6 @@ use super::framing::{
     Budget, Deadlines, Expiry, IDLE_REPLY_BUFFER, MAX_OAUTH_VALUE, OUTPUT_HIGH_WATER, READ_BUFFER,
     SHRINK_AFTER,
 };
-use super::mesh::report_here;
 use super::remote::{Remote, Spliced};
 use super::socket::Socket;
 use crate::clock::coarse_now;
@@ -749,7 +748,7 @@ impl Connection {
 /// where it asks for them.
 async fn everywhere(core: &Rc<Core>, op: Everywhere) -> Option<Report> {
     let mut total = match op {
-        Everywhere::Report { ns } => Some(report_here(core, ns)),
+        Everywhere::Report { ns } => Some(core.report(ns)),
         _ => core.shard.borrow_mut().everywhere(op),
     };
     let others = core

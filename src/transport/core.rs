@@ -20,7 +20,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::router::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
 use crate::shard::Shard;
-use crate::stats::ConnCounters;
+use crate::stats::{ConnCounters, Report};
+use crate::store::NsId;
 use crate::tenancy::{Auth, Namespace};
 
 /// Batch buffers (wire and answers) kept for batches to come may hold this
@@ -290,6 +291,17 @@ impl Core {
                 None => bell.ring_eventfd(),
             }
         }
+    }
+
+    /// This core's figures: one namespace's, or (`None`) the core's totals,
+    /// connection counters included.
+    pub fn report(&self, ns: Option<NsId>) -> Report {
+        let mut report = self.shard.borrow().report(ns);
+        if ns.is_none() {
+            report.conns = *self.conns.borrow();
+            report.conns.forward_reply_bytes = self.forward_reply_bytes() as u64;
+        }
+        report
     }
 
     /// Sends `make(reply_to, id)` to `shard`; its answer goes to waiter `id`.

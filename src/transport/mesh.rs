@@ -17,8 +17,6 @@ use super::core::Core;
 use super::socket::Socket;
 use crate::protocol::{parse, ErrorReply, Limits, Parsed};
 use crate::router::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
-use crate::stats::Report;
-use crate::store::NsId;
 
 /// Executes work other cores forwarded to this shard, in arrival order.
 pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
@@ -53,11 +51,9 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                 core.shard.borrow_mut().flush(ns, delay);
                 (reply_to, id, FromShard::Done)
             }
-            ToShard::Report { reply_to, id, ns } => (
-                reply_to,
-                id,
-                FromShard::Report(Box::new(report_here(&core, ns))),
-            ),
+            ToShard::Report { reply_to, id, ns } => {
+                (reply_to, id, FromShard::Report(Box::new(core.report(ns))))
+            }
             ToShard::Reset { reply_to, id, ns } => {
                 core.shard.borrow_mut().reset_counters(ns);
                 (reply_to, id, FromShard::Done)
@@ -165,15 +161,4 @@ fn execute_batch(core: &Core, parts: &mut [Part], batch: &[u8], answer: &mut Ans
             }
         },
     );
-}
-
-/// This core's figures: one namespace's, or (`None`) the core's totals,
-/// connection counters included.
-pub fn report_here(core: &Core, ns: Option<NsId>) -> Report {
-    let mut report = core.shard.borrow().report(ns);
-    if ns.is_none() {
-        report.conns = *core.conns.borrow();
-        report.conns.forward_reply_bytes = core.forward_reply_bytes() as u64;
-    }
-    report
 }
