@@ -33,6 +33,7 @@ use std::os::fd::OwnedFd;
 
 use crate::keyspace::NsId;
 use crate::protocol::{GetKind, Keys, Request};
+use crate::shard::PREFETCH_AHEAD;
 use crate::stats::Report;
 use crate::tenancy::Namespace;
 
@@ -179,7 +180,7 @@ impl ForwardLimits {
 }
 
 /// Runs a batch's records in order into `answer`, each part in its own
-/// namespace: reads up to `AHEAD` records, hands their hashes to
+/// namespace: reads up to [`PREFETCH_AHEAD`] records, hands their hashes to
 /// `prefetch` (so their cache misses overlap), then `run`s them. Stops
 /// before a record whose reply might take the answer past `cap` (but
 /// always runs the batch's first, so every batch makes progress), and
@@ -194,13 +195,12 @@ pub fn answer_batch(
     mut prefetch: impl FnMut(&[u64]),
     mut run: impl FnMut(Namespace, u64, Record<'_>, &mut Vec<u8>),
 ) {
-    const AHEAD: usize = 16;
     let Answer { out, ends } = answer;
     let cap = cap.min(MAX_ANSWER);
     let mut full = false;
     let mut start = 0;
-    let mut group: Vec<(u64, Record, usize)> = Vec::with_capacity(AHEAD);
-    let mut hashes = [0u64; AHEAD];
+    let mut group: Vec<(u64, Record, usize)> = Vec::with_capacity(PREFETCH_AHEAD);
+    let mut hashes = [0u64; PREFETCH_AHEAD];
     for part in parts.iter_mut() {
         let end = part.end;
         part.first = ends.len() as u32;
@@ -208,7 +208,7 @@ pub fn answer_batch(
         'part: while !full && pos < end {
             group.clear();
             let mut at = pos;
-            while group.len() < AHEAD && at < end {
+            while group.len() < PREFETCH_AHEAD && at < end {
                 let (hash, record, len) = read_record(&wire[at..end]);
                 at += len;
                 hashes[group.len()] = hash;

@@ -22,6 +22,9 @@ use crate::store::{
 };
 use crate::tenancy::{NamespaceHost, Namespaces};
 
+/// Requests whose keys [`Shard::prefetch`] loads as one group.
+pub const PREFETCH_AHEAD: usize = 16;
+
 pub mod admin;
 mod meta;
 
@@ -151,16 +154,18 @@ impl Shard {
         &mut self.counters[i]
     }
 
-    /// Hints for a batch (see `Store::prefetch_bucket`): first stage.
+    /// The one prefetch pipeline, for a connection's own requests and for
+    /// forwarded batches: loads the index buckets of up to
+    /// [`PREFETCH_AHEAD`] keys, then their items, so the group's cache
+    /// misses overlap instead of coming one per request as they run.
     #[inline]
-    pub fn prefetch_bucket(&self, hash: u64) {
-        self.store.prefetch_bucket(hash);
-    }
-
-    /// Hints for a batch (see `Store::prefetch_items`): second stage.
-    #[inline]
-    pub fn prefetch_items(&self, hash: u64) {
-        self.store.prefetch_items(hash);
+    pub fn prefetch(&self, hashes: &[u64]) {
+        for &hash in hashes {
+            self.store.prefetch_bucket(hash);
+        }
+        for &hash in hashes {
+            self.store.prefetch_items(hash);
+        }
     }
 
     /// Runs one single-key request (a `Get` here carries exactly one key) and

@@ -39,6 +39,7 @@ use crate::protocol::{
 };
 use crate::router::{FromShard, ToShard};
 use crate::shard::admin::{Everywhere, Server, Step};
+use crate::shard::PREFETCH_AHEAD;
 use crate::stats::Report;
 use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease, Refused};
 
@@ -51,8 +52,6 @@ const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
 /// How long a refusal (too many connections) may wait to be written.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
-/// Requests of one read whose keys are prefetched before they run.
-const PREFETCH_AHEAD: usize = 16;
 /// Failed handshakes before the connection is closed.
 const MAX_AUTH_FAILURES: u32 = 10;
 
@@ -365,7 +364,7 @@ impl Connection {
         Ok(next)
     }
     /// When a read brought several requests, starts loading the index
-    /// buckets and then the items of the first `PREFETCH_AHEAD` that this
+    /// buckets and then the items of the first [`PREFETCH_AHEAD`] that this
     /// core owns, so their cache misses overlap instead of coming one per
     /// request as they run. (Forwarded requests get the same on their
     /// owner, in `mesh::execute_batch`.) Costs a second parse of those
@@ -389,16 +388,12 @@ impl Connection {
             if let Some(key) = request.key() {
                 let hash = self.hasher.hash(key);
                 if shard_of(hash, self.core.shards) == self.core.index {
-                    self.core.shard.borrow().prefetch_bucket(hash);
                     hashes[n] = hash;
                     n += 1;
                 }
             }
         }
-        let shard = self.core.shard.borrow();
-        for &hash in &hashes[..n] {
-            shard.prefetch_items(hash);
-        }
+        self.core.shard.borrow().prefetch(&hashes[..n]);
     }
 
     async fn process_buffered(&mut self, rbuf: &[u8]) -> io::Result<Next> {

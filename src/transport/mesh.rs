@@ -134,15 +134,7 @@ fn execute_batch(core: &Core, parts: &mut [Part], batch: &[u8], answer: &mut Ans
         answer,
         &core.forward_limits,
         cap,
-        |hashes| {
-            let shard = shard.borrow();
-            for &hash in hashes {
-                shard.prefetch_bucket(hash);
-            }
-            for &hash in hashes {
-                shard.prefetch_items(hash);
-            }
-        },
+        |hashes| shard.borrow().prefetch(hashes),
         |ns, hash, record, out| {
             let request = match record {
                 Record::Get(request) => Some(request),
