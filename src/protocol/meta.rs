@@ -10,7 +10,7 @@
 
 use super::parse::Limits;
 use super::parse::Parsed;
-use super::reply::ErrorReply;
+use super::reply::{push_u64, ErrorReply};
 use super::request::Request;
 use super::MAX_KEY_LEN;
 
@@ -478,20 +478,6 @@ pub fn push_return_flags(tokens: &[u8], fields: &ReturnFields, out: &mut Vec<u8>
             _ => {}
         }
     }
-}
-
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {

@@ -213,7 +213,7 @@ pub fn compose(response: &Response<'_>, out: &mut Vec<u8>) {
 }
 
 /// Decimal formatting without going through `fmt`.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {

@@ -7,7 +7,8 @@
 //! place, since it has no key).
 
 use super::Shard;
-use crate::protocol::meta::{push_return_flags, push_u64, ReturnFields};
+use crate::protocol::meta::{push_return_flags, ReturnFields};
+use crate::protocol::reply::push_u64;
 use crate::protocol::reply::MetaCode;
 use crate::protocol::{compose, ErrorReply, Meta, MetaCommand, MetaSetMode, Response, MAX_KEY_LEN};
 use crate::store::{

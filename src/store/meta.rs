@@ -121,7 +121,8 @@ impl Store {
         }
     }
 
-    fn set_exptime_of(&mut self, e: u64, exptime: u32) {
+    /// Sets the exptime of the item index entry `e` points at.
+    pub(super) fn set_exptime_of(&mut self, e: u64, exptime: u32) {
         if e & LARGE != 0 {
             self.large.get_mut((e & (LARGE - 1)) as u32).exptime = exptime;
         } else {

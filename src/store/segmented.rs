@@ -674,14 +674,7 @@ impl Store {
         self.note_fetch(before, self.now);
         let e = index::hit(before);
         self.index.put(pos, e);
-        if e & LARGE != 0 {
-            self.large.get_mut((e & (LARGE - 1)) as u32).exptime = exptime;
-        } else {
-            let (seg, off) = index::split_seg_loc(e & LOC_MASK);
-            let s = &mut self.segs.segs[seg as usize];
-            layout::set_exptime(&mut s.data, off as usize, exptime);
-            s.note_exptime(exptime);
-        }
+        self.set_exptime_of(e, exptime);
         e
     }
 
