@@ -8,88 +8,14 @@
 //! memcached 1.6.18 binary, which wins where it differs from its document.
 //! It never touches a store: what a flag *does* is the shard's business.
 
-use super::parse::Limits;
-use super::parse::Parsed;
 use super::reply::{push_u64, ErrorReply};
-use super::request::Request;
+use super::request::{
+    Handshake, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
+};
 use super::MAX_KEY_LEN;
 
 /// Opaque tokens (`O...`, flag letter included) may be this long.
 const MAX_OPAQUE: usize = 32;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetaCommand {
-    /// `mg`
-    Get,
-    /// `ms`
-    Set,
-    /// `md`
-    Delete,
-    /// `ma`
-    Arith,
-    /// `me`
-    Debug,
-}
-
-/// `ms` modes (`M` flag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetaSetMode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-}
-
-/// The flags of one meta request, checked. `tokens` keeps them as sent, so
-/// return flags come back in the order asked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetaFlags<'a> {
-    pub tokens: &'a [u8],
-    /// `b`: the key is base64.
-    pub base64: bool,
-    /// `v`
-    pub value: bool,
-    /// `q`
-    pub quiet: bool,
-    /// `u`: no LRU bump, no hit or access-time update.
-    pub no_update: bool,
-    /// `I`
-    pub invalidate: bool,
-    /// `N<ttl>`: vivify on miss (mg) or create on miss (ma).
-    pub vivify: Option<i64>,
-    /// `R<ttl>`
-    pub recache: Option<i64>,
-    /// `T<ttl>`
-    pub ttl: Option<i64>,
-    /// `F<flags>`
-    pub client_flags: u32,
-    /// `C<cas>`
-    pub compare_cas: Option<u64>,
-    /// `ms` mode.
-    pub set_mode: MetaSetMode,
-    /// `ma` mode: true for decrement.
-    pub decr: bool,
-    /// `c` is among the return flags.
-    pub return_cas: bool,
-    /// The mode letter of an `M` token (`ms`/`ma` read it).
-    mode: Option<u8>,
-    /// `J<initial>` (ma)
-    pub initial: u64,
-    /// `D<delta>` (ma)
-    pub delta: u64,
-}
-
-/// One meta request. `key` is the key token as sent (base64 when
-/// `flags.base64`): [`Meta::key`] gives the key's bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Meta<'a> {
-    pub command: MetaCommand,
-    pub key: &'a [u8],
-    pub flags: MetaFlags<'a>,
-    /// `ms`'s data block.
-    pub data: &'a [u8],
-}
 
 impl<'a> Meta<'a> {
     /// The key's bytes: the token, or its base64 decoding (into `buf`).
@@ -106,6 +32,26 @@ impl<'a> Meta<'a> {
     /// Whether this is the IronCache handshake in meta form: `ms oauth`.
     pub fn is_handshake(&self) -> bool {
         self.command == MetaCommand::Set && !self.flags.base64 && self.key == b"oauth"
+    }
+}
+
+impl Handshake<'_> {
+    /// Appends the success reply: `STORED`, or `HD` with the meta return
+    /// flags (`c0`, `koauth`, `O...`).
+    pub fn compose_success(&self, out: &mut Vec<u8>) {
+        match self.meta {
+            None => out.extend_from_slice(b"STORED\r\n"),
+            Some(tokens) => {
+                out.extend_from_slice(b"HD");
+                let fields = ReturnFields {
+                    cas: Some(0),
+                    key: Some((b"oauth", false)),
+                    ..Default::default()
+                };
+                push_return_flags(tokens, &fields, out);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
     }
 }
 

@@ -12,10 +12,12 @@ pub mod parse;
 pub mod reply;
 pub mod request;
 
-pub use meta::{Meta, MetaCommand, MetaFlags, MetaSetMode};
-pub use parse::{parse, Limits, Parsed};
+pub use parse::parse;
 pub use reply::{compose, ErrorReply, Response};
-pub use request::{ArithKind, GetKind, Keys, Request, StatsGroup, Storage, StoreKind};
+pub use request::{
+    ArithKind, GetKind, Keys, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
+    StatsGroup, Storage, StoreKind,
+};
 
 /// memcached's key limit (KEY_MAX_LENGTH).
 pub const MAX_KEY_LEN: usize = 250;

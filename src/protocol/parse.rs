@@ -9,7 +9,9 @@
 use memchr::memchr;
 
 use super::reply::ErrorReply;
-use super::request::{ArithKind, GetKind, Keys, Request, StatsGroup, Storage, StoreKind};
+use super::request::{
+    ArithKind, GetKind, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
+};
 use super::MAX_KEY_LEN;
 
 /// A command line with no newline within this many bytes closes the
@@ -23,33 +25,6 @@ pub const MAX_RETRIEVAL_LINE: usize = 2000 * (MAX_KEY_LEN + 1) + 64;
 /// memcached's MAX_TOKENS: a line splits into at most this many words (the
 /// last holding the rest), so longer lines read as "wrong token count".
 const MAX_TOKENS: usize = 24;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest value accepted by a storage command.
-    pub max_item_size: usize,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// No whole request is buffered yet.
-    Incomplete,
-    Request {
-        request: Request<'a>,
-        consumed: usize,
-    },
-    /// Answer `error` (unless `noreply`) and go on after `consumed` bytes.
-    Invalid {
-        error: ErrorReply,
-        noreply: bool,
-        consumed: usize,
-    },
-    /// Answer `error` and close the connection.
-    Close(ErrorReply),
-    /// Close the connection without a word: the line is another
-    /// protocol's (an HTTP request line), as memcached decides.
-    HangUp,
-}
 
 /// Parses the request at the front of `buf`.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {

@@ -1,6 +1,6 @@
 //! A parsed request: what the client asked for, borrowed from the read buffer.
 
-use super::meta::{Meta, MetaCommand};
+use super::reply::ErrorReply;
 use super::MAX_KEY_LEN;
 
 /// Which retrieval command.
@@ -106,26 +106,6 @@ pub struct Handshake<'a> {
     /// The flags of an `ms` handshake (`None`: `set oauth`); its `HD`
     /// echoes the return flags asked for, as any `ms` reply does.
     pub meta: Option<&'a [u8]>,
-}
-
-impl Handshake<'_> {
-    /// Appends the success reply: `STORED`, or `HD` with the meta return
-    /// flags (`c0`, `koauth`, `O...`).
-    pub fn compose_success(&self, out: &mut Vec<u8>) {
-        match self.meta {
-            None => out.extend_from_slice(b"STORED\r\n"),
-            Some(tokens) => {
-                out.extend_from_slice(b"HD");
-                let fields = super::meta::ReturnFields {
-                    cas: Some(0),
-                    key: Some((b"oauth", false)),
-                    ..Default::default()
-                };
-                super::meta::push_return_flags(tokens, &fields, out);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
 }
 
 /// A storage command: `set`, `add`, `replace`, `append`, `prepend` or
@@ -444,4 +424,105 @@ impl<'a> Request<'a> {
             }
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaCommand {
+    /// `mg`
+    Get,
+    /// `ms`
+    Set,
+    /// `md`
+    Delete,
+    /// `ma`
+    Arith,
+    /// `me`
+    Debug,
+}
+
+/// `ms` modes (`M` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaSetMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+}
+
+/// The flags of one meta request, checked. `tokens` keeps them as sent, so
+/// return flags come back in the order asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaFlags<'a> {
+    pub tokens: &'a [u8],
+    /// `b`: the key is base64.
+    pub base64: bool,
+    /// `v`
+    pub value: bool,
+    /// `q`
+    pub quiet: bool,
+    /// `u`: no LRU bump, no hit or access-time update.
+    pub no_update: bool,
+    /// `I`
+    pub invalidate: bool,
+    /// `N<ttl>`: vivify on miss (mg) or create on miss (ma).
+    pub vivify: Option<i64>,
+    /// `R<ttl>`
+    pub recache: Option<i64>,
+    /// `T<ttl>`
+    pub ttl: Option<i64>,
+    /// `F<flags>`
+    pub client_flags: u32,
+    /// `C<cas>`
+    pub compare_cas: Option<u64>,
+    /// `ms` mode.
+    pub set_mode: MetaSetMode,
+    /// `ma` mode: true for decrement.
+    pub decr: bool,
+    /// `c` is among the return flags.
+    pub return_cas: bool,
+    /// The mode letter of an `M` token (`ms`/`ma` read it).
+    pub(super) mode: Option<u8>,
+    /// `J<initial>` (ma)
+    pub initial: u64,
+    /// `D<delta>` (ma)
+    pub delta: u64,
+}
+
+/// One meta request. `key` is the key token as sent (base64 when
+/// `flags.base64`): [`Meta::key`] gives the key's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta<'a> {
+    pub command: MetaCommand,
+    pub key: &'a [u8],
+    pub flags: MetaFlags<'a>,
+    /// `ms`'s data block.
+    pub data: &'a [u8],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest value accepted by a storage command.
+    pub max_item_size: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// No whole request is buffered yet.
+    Incomplete,
+    Request {
+        request: Request<'a>,
+        consumed: usize,
+    },
+    /// Answer `error` (unless `noreply`) and go on after `consumed` bytes.
+    Invalid {
+        error: ErrorReply,
+        noreply: bool,
+        consumed: usize,
+    },
+    /// Answer `error` and close the connection.
+    Close(ErrorReply),
+    /// Close the connection without a word: the line is another
+    /// protocol's (an HTTP request line), as memcached decides.
+    HangUp,
 }
