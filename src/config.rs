@@ -3,7 +3,7 @@
 //! Owns turning argv into a validated [`Config`]. Never starts anything.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -631,6 +631,44 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     n.checked_shl(shift)
         .filter(|v| v >> shift == n)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Longest project id or cache name accepted, in `set oauth` and in the
+/// tokens and quotas files.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Largest tokens or quotas file read; a larger one is refused (keeping
+/// what was loaded before).
+pub const MAX_CONFIG_FILE: u64 = 4 << 20;
+
+/// Reads a configuration file named by a flag (`--tokens-file`,
+/// `--quotas`): a regular file only (a FIFO, a device or a directory is
+/// refused without reading, so nothing blocks or reads without end), at
+/// most [`MAX_CONFIG_FILE`] bytes, UTF-8.
+pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Opening a FIFO for reading would wait for a writer.
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read: not a regular file".into());
+    }
+    if meta.len() > MAX_CONFIG_FILE {
+        return Err(format!("larger than {MAX_CONFIG_FILE} bytes"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE {
+        return Err(format!("larger than {MAX_CONFIG_FILE} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8".into())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{parse_memory, show_size};
+use crate::config::{parse_memory, read_config_file, show_size, MAX_NAME_LEN};
 use crate::store::Quota;
 
 /// Largest weight: far beyond any useful ratio, small enough for the
@@ -78,7 +78,7 @@ impl Quotas {
             line,
             reason,
         };
-        let text = crate::tenancy::read_config_file(path).map_err(|reason| error(0, reason))?;
+        let text = read_config_file(path).map_err(|reason| error(0, reason))?;
         Quotas::parse(&text, memory_bytes).map_err(|(line, reason)| error(line, reason))
     }
 
@@ -95,13 +95,10 @@ impl Quotas {
             }
             let mut fields = line.split_whitespace();
             let project = fields.next().unwrap_or("");
-            if project.len() > crate::tenancy::MAX_NAME_LEN {
+            if project.len() > MAX_NAME_LEN {
                 return Err((
                     i + 1,
-                    format!(
-                        "project id longer than {} bytes",
-                        crate::tenancy::MAX_NAME_LEN
-                    ),
+                    format!("project id longer than {} bytes", MAX_NAME_LEN),
                 ));
             }
             let mut keys: Vec<(&str, &str)> = Vec::new();

@@ -23,7 +23,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -31,12 +30,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::auth_throttle::AuthThrottle;
 use crate::clock::coarse_now;
+use crate::config::{read_config_file, MAX_NAME_LEN};
 use crate::keyspace::NsId;
 use crate::quotas::Quotas;
 use crate::store::{ProjectId, Quota};
-
-/// Longest project id or cache name accepted.
-pub const MAX_NAME_LEN: usize = 128;
 
 /// A namespace's identity as the shards see it: the id the process interned
 /// (project, cache) to. Keys hash as (id, key) (`crate::keyspace::KeyHasher`):
@@ -103,8 +100,6 @@ fn valid_name(name: &[u8]) -> Result<&str, AuthError> {
     std::str::from_utf8(name).map_err(|_| AuthError::BadFormat)
 }
 
-/// Largest tokens file read; a larger one is refused (keeping the old grants).
-pub const MAX_TOKENS_FILE: u64 = 4 << 20;
 /// Tokens shorter than this draw a warning when the file is loaded.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -167,40 +162,6 @@ impl fmt::Display for TokenFileError {
 
 impl std::error::Error for TokenFileError {}
 
-/// Reads a tokens file: a regular file only (a FIFO, a device or a
-/// directory is refused without reading, so nothing blocks or reads
-/// without end), at most [`MAX_TOKENS_FILE`] bytes.
-fn read_tokens_file(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        // Opening a FIFO for reading would wait for a writer.
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("cannot read: not a regular file".into());
-    }
-    if meta.len() > MAX_TOKENS_FILE {
-        return Err(format!("larger than {MAX_TOKENS_FILE} bytes"));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_TOKENS_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > MAX_TOKENS_FILE {
-        return Err(format!("larger than {MAX_TOKENS_FILE} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8".into())
-}
-
-/// Reads another configuration file (`--quotas`) with the same care as
-/// the tokens file: a regular file only, of bounded size, UTF-8.
-pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
-    read_tokens_file(path)
-}
-
 impl Grants {
     pub fn load(path: &Path) -> Result<Grants, TokenFileError> {
         let error = |line, reason| TokenFileError {
@@ -208,7 +169,7 @@ impl Grants {
             line,
             reason,
         };
-        let text = read_tokens_file(path).map_err(|reason| error(0, reason))?;
+        let text = read_config_file(path).map_err(|reason| error(0, reason))?;
         Grants::parse(&text).map_err(|(line, reason)| error(line, reason))
     }
 
@@ -1241,7 +1202,11 @@ mod tests {
             .expect("a device is refused");
         assert!(e.reason.contains("not a regular file"), "{e}");
         let big = temp_path("big");
-        std::fs::write(&big, "x p\n".repeat(MAX_TOKENS_FILE as usize / 4 + 1)).unwrap();
+        std::fs::write(
+            &big,
+            "x p\n".repeat(crate::config::MAX_CONFIG_FILE as usize / 4 + 1),
+        )
+        .unwrap();
         let e = Grants::load(&big).err().expect("a huge file is refused");
         assert!(e.reason.contains("larger than"), "{e}");
         std::fs::remove_file(&big).unwrap();
