@@ -9,7 +9,8 @@
 //! - [`transport`]: sockets, routing to the owning shard ([`router`]), and the
 //!   order of replies. No grammar.
 //!
-//! Beside them: [`tenancy`] (the IronCache handshake, grants, namespace ids),
+//! Beside them: [`session`] (the session gate and the IronCache handshake,
+//! no I/O), [`tenancy`] (grants, credentials, the namespace interner),
 //! [`keyspace`] (namespace ids, the seeded key hash, the
 //! owning shard), [`stats`] (counters), [`clock`] (exptime rules), [`config`] (flags),
 //! [`host`] (start-up checks of the host: io_uring, limits, the port),
@@ -58,6 +59,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod quotas;
 pub mod router;
+pub mod session;
 pub mod shard;
 pub mod stats;
 pub mod store;

@@ -289,9 +289,15 @@ mod tests {
         let mut session = Session::new(false);
         let mut out = Vec::new();
         assert!(!session.is_bound());
-        assert_eq!(session.gate(&request(b"version\r\n"), &Auth::Open, &mut out), Gate::Run);
+        assert_eq!(
+            session.gate(&request(b"version\r\n"), &Auth::Open, &mut out),
+            Gate::Run
+        );
         assert!(!session.is_bound(), "version binds nothing");
-        assert_eq!(session.gate(&request(b"get k\r\n"), &Auth::Open, &mut out), Gate::Run);
+        assert_eq!(
+            session.gate(&request(b"get k\r\n"), &Auth::Open, &mut out),
+            Gate::Run
+        );
         assert!(session.is_bound());
         assert_eq!(session.ns(), Namespaces::default_namespace());
         // Bound: `set oauth` is an ordinary key now.
@@ -306,7 +312,7 @@ mod tests {
     fn open_mode_may_pick_a_namespace_before_anything_else() {
         let mut session = Session::new(false);
         let mut out = Vec::new();
-        let wire = b"set oauth 0 0 9\r\n- p1 c1\r\n";
+        let wire = b"set oauth 0 0 7\r\n- p1 c1\r\n";
         let Gate::Handshake(handshake) = session.gate(&request(wire), &Auth::Open, &mut out) else {
             panic!("not a handshake");
         };
@@ -322,7 +328,10 @@ mod tests {
         let auth = secure_auth();
         let mut session = Session::new(true);
         let mut out = Vec::new();
-        assert_eq!(session.gate(&request(b"get k\r\n"), &auth, &mut out), Gate::Refused);
+        assert_eq!(
+            session.gate(&request(b"get k\r\n"), &auth, &mut out),
+            Gate::Refused
+        );
         assert_eq!(out, ErrorReply::AuthRequired.line());
         out.clear();
         // noreply: refused without a word.
@@ -331,8 +340,11 @@ mod tests {
             Gate::Refused
         );
         assert!(out.is_empty());
-        assert_eq!(session.gate(&request(b"version\r\n"), &auth, &mut out), Gate::Run);
-        let bad = b"set oauth 0 0 12\r\nwrong p1 c1\r\n";
+        assert_eq!(
+            session.gate(&request(b"version\r\n"), &auth, &mut out),
+            Gate::Run
+        );
+        let bad = b"set oauth 0 0 11\r\nwrong p1 c1\r\n";
         for i in 1..=MAX_AUTH_FAILURES {
             out.clear();
             let Gate::Handshake(h) = session.gate(&request(bad), &auth, &mut out) else {
@@ -340,7 +352,11 @@ mod tests {
             };
             let login = session.authenticate(h, &auth, client(), 100, &mut out);
             assert_eq!(out, ErrorReply::AuthFailed.line());
-            let expected = if i == MAX_AUTH_FAILURES { Login::Close } else { Login::Failed };
+            let expected = if i == MAX_AUTH_FAILURES {
+                Login::Close
+            } else {
+                Login::Failed
+            };
             assert_eq!(login, expected, "failure {i}");
         }
         assert!(!session.is_bound());
@@ -351,18 +367,25 @@ mod tests {
         let auth = secure_auth();
         let mut session = Session::new(true);
         let mut out = Vec::new();
-        let Gate::Handshake(h) = session.gate(&request(b"ms oauth 5 q\r\nx y z\r\n"), &auth, &mut out)
+        let Gate::Handshake(h) =
+            session.gate(&request(b"ms oauth 5 q\r\nx y z\r\n"), &auth, &mut out)
         else {
             panic!("not a handshake");
         };
-        assert_eq!(session.authenticate(h, &auth, client(), 100, &mut out), Login::Failed);
+        assert_eq!(
+            session.authenticate(h, &auth, client(), 100, &mut out),
+            Login::Failed
+        );
         assert_eq!(out, ErrorReply::AuthFailed.line());
         out.clear();
-        let wire = b"ms oauth 30 O7\r\nsecret-token-0123456789 p1 c1\r\n";
+        let wire = b"ms oauth 29 O7\r\nsecret-token-0123456789 p1 c1\r\n";
         let Gate::Handshake(h) = session.gate(&request(wire), &auth, &mut out) else {
             panic!("not a handshake");
         };
-        assert_eq!(session.authenticate(h, &auth, client(), 100, &mut out), Login::Bound);
+        assert_eq!(
+            session.authenticate(h, &auth, client(), 100, &mut out),
+            Login::Bound
+        );
         assert_eq!(out, b"HD O7\r\n");
     }
 }

@@ -1,13 +1,12 @@
-//! One client connection: read, gate, route, reorder, write.
+//! One client connection: read, frame, gate, route, settle, write.
 //!
-//! Owns the connection's buffers, its session (authentication is connection
-//! state: until a connection is bound to a namespace only the handshake and a
-//! few harmless commands get through), and the order of pipelined replies.
-//! It has no grammar of its own (that is `protocol`) and no command meaning
-//! (that is `shard`; a request that names no key is `shard::admin`'s, and
-//! this only carries what it asks of every shard); its limits in time and memory are [`super::framing`]'s
-//! rules, and the replies of other shards are put in place by
-//! [`super::remote`].
+//! Owns the connection's buffers and the order of pipelined replies. It
+//! has no grammar of its own (that is `protocol`), no command meaning (that
+//! is `shard`; a request that names no key is `shard::admin`'s, and this
+//! only carries what it asks of every shard) and no say in authentication
+//! (that is `session`, which it asks about each request). Its limits in
+//! time and memory are [`super::framing`]'s rules, and the replies of other
+//! shards are put in place by [`super::remote`].
 //!
 //! Per read: every whole request in the buffer is parsed. A key this core
 //! owns runs inline, its reply appended to `out`; a key another core owns is
@@ -25,23 +24,20 @@ use tracing::{debug, info};
 
 use super::core::{ConnectionGuard, Core};
 use super::framing::{
-    Budget, Deadlines, Expiry, IDLE_REPLY_BUFFER, MAX_OAUTH_VALUE, OUTPUT_HIGH_WATER, READ_BUFFER,
+    Budget, Deadlines, Expiry, ReadBuffer, IDLE_REPLY_BUFFER, OUTPUT_HIGH_WATER, READ_BUFFER,
     SHRINK_AFTER,
 };
-use super::remote::{Remote, Spliced};
+use super::mesh::everywhere;
+use super::remote::{Forward, Remote, Spliced};
 use super::socket::Socket;
 use crate::clock::coarse_now;
 use crate::keyspace::{shard_of, NsHasher};
-use crate::protocol::binary;
-use crate::protocol::request::Handshake;
 use crate::protocol::{
-    compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response, MAX_KEY_LEN,
+    binary, compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response,
+    MAX_KEY_LEN,
 };
-use crate::router::{FromShard, ToShard};
-use crate::shard::admin::{Everywhere, Server, Step};
-use crate::shard::PREFETCH_AHEAD;
-use crate::stats::Report;
-use crate::tenancy::{AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease, Refused};
+use crate::session::{Client, Gate, Login, Peer, Session};
+use crate::shard::admin::{Server, Step};
 
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
@@ -51,20 +47,6 @@ const MAX_QUEUED_REMOTE: usize = 512;
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
 /// How long a refusal (too many connections) may wait to be written.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
-
-/// Failed handshakes before the connection is closed.
-const MAX_AUTH_FAILURES: u32 = 10;
-
-/// Where the connection stands with authentication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Session {
-    /// Open mode, nothing keyed yet: `set oauth` may still pick a namespace.
-    Fresh,
-    /// Secure mode, not yet authenticated.
-    Unauthenticated,
-    /// Every key lives in this namespace.
-    Bound,
-}
 
 /// What the read loop does after a request.
 enum Next {
@@ -128,13 +110,8 @@ async fn refuse(mut socket: Socket, core: &Core) {
 struct Connection {
     core: Rc<Core>,
     socket: Socket,
-    peer: super::socket::Peer,
+    peer: Peer,
     session: Session,
-    auth_failures: u32,
-    /// What a bound session holds: its namespace, and (secure mode) its
-    /// grant, re-checked after each reload.
-    binding: Option<(NsLease, Option<GrantLease>)>,
-    ns: Namespace,
     hasher: NsHasher,
     limits: Limits,
     budget: Budget,
@@ -143,13 +120,7 @@ struct Connection {
     /// past before any wait.
     armed: Option<Expiry>,
     expired: Option<Expiry>,
-    rbuf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Data bytes of a too-large value still to discard.
-    swallow: usize,
-    /// When the request now half-read began to arrive (`coarse_now` time).
-    partial_since: Option<Duration>,
+    read: ReadBuffer,
     out: Vec<u8>,
     spare: Vec<u8>,
     remote: Remote,
@@ -161,39 +132,30 @@ impl Connection {
     fn new(core: Rc<Core>, socket: Socket) -> Connection {
         let config = &core.shared.config;
         let secure = core.shared.auth.is_secure();
-        let (session, budget) = if secure {
-            (Session::Unauthenticated, Budget::unauthenticated())
+        let budget = if secure {
+            Budget::unauthenticated()
         } else {
-            (Session::Fresh, Budget::bound(config.max_item_size))
+            // Open mode has no handshake: any command binds a connection.
+            Budget::bound(config.max_item_size)
         };
-        // Open mode has no handshake: any command binds a connection.
-        let deadlines = Deadlines::new(config, secure, coarse_now());
-        let ns = Namespaces::default_namespace();
-        let shards = core.shards;
-        let hasher = core.shard.borrow().keys().for_ns(ns.id);
+        let session = Session::new(secure);
+        let hasher = core.shard.borrow().keys().for_ns(session.ns().id);
         Connection {
             peer: socket.peer_addr(),
             socket,
             session,
-            auth_failures: 0,
-            binding: None,
-            ns,
             hasher,
             limits: Limits {
                 max_item_size: budget.max_value,
             },
             budget,
-            deadlines,
+            deadlines: Deadlines::new(config, secure, coarse_now()),
             armed: None,
             expired: None,
-            rbuf: vec![0; READ_BUFFER],
-            start: 0,
-            end: 0,
-            swallow: 0,
-            partial_since: None,
+            read: ReadBuffer::new(),
             out: Vec::with_capacity(IDLE_REPLY_BUFFER),
             spare: Vec::new(),
-            remote: Remote::new(shards),
+            remote: Remote::new(core.shards),
             reported: 0,
             core,
         }
@@ -203,35 +165,40 @@ impl Connection {
         let mut first = true;
         self.report_buffers();
         loop {
-            self.make_room();
+            self.read.make_room(self.budget.max_request);
             let (timeout, shrinking) = self.read_timeout()?;
-            let rbuf = std::mem::take(&mut self.rbuf);
-            let (n, rbuf) = self.socket.read(rbuf, self.end, timeout).await;
-            self.rbuf = rbuf;
+            let (buf, at) = self.read.lend();
+            let (n, buf) = self.socket.read(buf, at, timeout).await;
             let n = match n {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && shrinking => {
+                    self.read.filled(buf, 0);
                     // Quiet for a while after a burst: give its buffers back.
                     self.shrink_idle();
                     self.report_buffers();
                     continue;
                 }
-                result => result?,
+                Err(e) => {
+                    self.read.filled(buf, 0);
+                    return Err(e);
+                }
+                Ok(n) => n,
             };
+            self.read.filled(buf, n);
             if n == 0 {
                 return Ok(());
             }
             self.core.conns.borrow_mut().bytes_read += n as u64;
-            self.end += n;
-            if first {
-                first = false;
-                if self.rbuf[self.start] == binary::REQUEST_MAGIC {
-                    crate::throttled_info!(peer = ?self.peer, "refusing a binary-protocol client");
-                    let refusal = binary::refusal(&self.rbuf[self.start..self.end]);
-                    return self.write(refusal).await.0;
-                }
+            if std::mem::take(&mut first) && self.read.unparsed()[0] == binary::REQUEST_MAGIC {
+                crate::throttled_info!(peer = ?self.peer, "refusing a binary-protocol client");
+                let refusal = binary::refusal(self.read.unparsed());
+                return self.write(refusal).await.0;
             }
             let next = self.process().await;
-            self.shrink();
+            self.read.shrink();
+            if self.out.capacity() > 4 * OUTPUT_HIGH_WATER {
+                self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
+                self.spare = Vec::new();
+            }
             self.report_buffers();
             if matches!(next?, Next::Close | Next::HangUp) || self.core.shared.shutting_down() {
                 return Ok(());
@@ -242,13 +209,14 @@ impl Connection {
     /// How long the next read may wait (`framing::Deadlines`), and whether
     /// it waits only to see the connection quiet enough to shrink.
     fn read_timeout(&mut self) -> io::Result<(Option<Duration>, bool)> {
+        let partial_since = self.read.partial_since();
         let deadline = self
             .deadlines
-            .read(coarse_now(), self.partial_since)
+            .read(coarse_now(), partial_since)
             .map_err(|why| self.expire(why))?;
         self.armed = deadline.map(|(_, why)| why);
         let timeout = deadline.map(|(left, _)| left);
-        let shrink = self.partial_since.is_none()
+        let shrink = partial_since.is_none()
             && self.buffer_bytes() > IDLE_BUFFERS
             && timeout.is_none_or(|t| t > SHRINK_AFTER);
         Ok(if shrink {
@@ -264,52 +232,10 @@ impl Connection {
         io::Error::new(io::ErrorKind::TimedOut, why.describe())
     }
 
-    /// Ensures free space at the end of the read buffer.
-    fn make_room(&mut self) {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        if self.end < self.rbuf.len() {
-            return;
-        }
-        if self.start > 0 {
-            self.rbuf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        } else {
-            // A whole request is larger than the buffer: a big value or a long
-            // multiget. The parser bounds both, so this growth is bounded too.
-            let len = (self.rbuf.len() * 2).min(self.budget.max_request);
-            self.rbuf.resize(len, 0);
-        }
-    }
-
-    /// Gives back the memory of a big request once it is done.
-    fn shrink(&mut self) {
-        if self.rbuf.len() > 4 * READ_BUFFER && self.end - self.start <= READ_BUFFER {
-            self.shrink_read_buffer();
-        }
-        if self.out.capacity() > 4 * OUTPUT_HIGH_WATER {
-            self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
-            self.spare = Vec::new();
-        }
-    }
-
-    fn shrink_read_buffer(&mut self) {
-        let mut small = vec![0; READ_BUFFER];
-        small[..self.end - self.start].copy_from_slice(&self.rbuf[self.start..self.end]);
-        self.end -= self.start;
-        self.start = 0;
-        self.rbuf = small;
-    }
-
     /// Back to an idle connection's buffers: the read buffer and a small
     /// reply buffer. Called only between requests.
     fn shrink_idle(&mut self) {
-        if self.rbuf.len() > READ_BUFFER && self.end - self.start <= READ_BUFFER {
-            self.shrink_read_buffer();
-        }
+        self.read.shrink_idle();
         if self.out.is_empty() && self.out.capacity() > IDLE_REPLY_BUFFER {
             self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
         }
@@ -322,7 +248,7 @@ impl Connection {
     }
 
     fn buffer_bytes(&self) -> usize {
-        self.rbuf.len() + self.out.capacity() + self.spare.capacity() + self.remote.capacity()
+        self.read.capacity() + self.out.capacity() + self.spare.capacity() + self.remote.capacity()
     }
 
     /// Keeps the core's `conn_buffer_bytes` gauge up to date.
@@ -338,22 +264,22 @@ impl Connection {
 
     /// Executes every whole request buffered, then writes the replies.
     async fn process(&mut self) -> io::Result<Next> {
-        let before = (self.start, self.swallow);
-        if self.swallow == 0 && self.session == Session::Bound {
-            self.prefetch(&self.rbuf[self.start..self.end]);
+        let before = self.read.cursor();
+        if !self.read.swallowing() && self.session.is_bound() {
+            let (hasher, shards, index) = (&self.hasher, self.core.shards, self.core.index);
+            self.core
+                .shard
+                .borrow()
+                .prefetch_buffered(self.read.unparsed(), &self.limits, |key| {
+                    let hash = hasher.hash(key);
+                    (shard_of(hash, shards) == index).then_some(hash)
+                });
         }
-        let rbuf = std::mem::take(&mut self.rbuf);
-        let next = self.process_buffered(&rbuf).await;
-        self.rbuf = rbuf;
+        let mut read = std::mem::take(&mut self.read);
+        let next = self.process_buffered(&mut read).await;
+        read.passed(before, coarse_now());
+        self.read = read;
         let next = next?;
-        // Restart the request deadline on progress; start it on a fresh partial.
-        let idle = self.start == self.end && self.swallow == 0;
-        let progress = self.start != before.0 || self.swallow != before.1;
-        if idle {
-            self.partial_since = None;
-        } else if progress || self.partial_since.is_none() {
-            self.partial_since = Some(coarse_now());
-        }
         self.settle().await?;
         if let Next::HangUp = next {
             // As memcached: nothing more is written, not even earlier replies.
@@ -363,56 +289,17 @@ impl Connection {
         self.flush_out().await?;
         Ok(next)
     }
-    /// When a read brought several requests, starts loading the index
-    /// buckets and then the items of the first [`PREFETCH_AHEAD`] that this
-    /// core owns, so their cache misses overlap instead of coming one per
-    /// request as they run. (Forwarded requests get the same on their
-    /// owner, in `mesh::execute_batch`.) Costs a second parse of those
-    /// requests, so a lone request skips it.
-    fn prefetch(&self, buffered: &[u8]) {
-        // One command line and nothing after it: nothing to overlap.
-        if memchr::memchr(b'\n', buffered).is_none_or(|i| i + 1 == buffered.len()) {
-            return;
-        }
-        let mut hashes = [0u64; PREFETCH_AHEAD];
-        let (mut n, mut pos) = (0, 0);
-        while n < PREFETCH_AHEAD {
-            let Parsed::Request { request, consumed } = parse(&buffered[pos..], &self.limits)
-            else {
-                break;
-            };
-            if pos == 0 && consumed == buffered.len() {
-                return;
-            }
-            pos += consumed;
-            if let Some(key) = request.key() {
-                let hash = self.hasher.hash(key);
-                if shard_of(hash, self.core.shards) == self.core.index {
-                    hashes[n] = hash;
-                    n += 1;
-                }
-            }
-        }
-        self.core.shard.borrow().prefetch(&hashes[..n]);
-    }
 
-    async fn process_buffered(&mut self, rbuf: &[u8]) -> io::Result<Next> {
+    async fn process_buffered(&mut self, read: &mut ReadBuffer) -> io::Result<Next> {
+        let (buf, cursor) = read.parts();
         loop {
-            if self.swallow > 0 {
-                let n = self.swallow.min(self.end - self.start);
-                self.start += n;
-                self.swallow -= n;
-                if self.swallow > 0 {
-                    return Ok(Next::Continue);
-                }
-            }
-            if self.start == self.end {
+            if !cursor.discard() {
                 return Ok(Next::Continue);
             }
-            let buffered = &rbuf[self.start..self.end];
+            let buffered = cursor.unparsed(buf);
             match parse(buffered, &self.limits) {
                 Parsed::Incomplete => {
-                    if self.end - self.start >= self.budget.max_request {
+                    if buffered.len() >= self.budget.max_request {
                         self.out.extend_from_slice(ErrorReply::LineTooLong.line());
                         return Ok(Next::Close);
                     }
@@ -435,13 +322,11 @@ impl Connection {
                     if !noreply {
                         self.out.extend_from_slice(error.line());
                     }
-                    self.start += consumed;
+                    cursor.consume(consumed, 0);
                 }
                 Parsed::Request { request, consumed } => {
-                    self.start += consumed;
-                    self.swallow = request.swallow();
-                    let wire = &buffered[..consumed];
-                    if let Next::Close = self.handle(request, wire).await? {
+                    cursor.consume(consumed, request.swallow());
+                    if let Next::Close = self.handle(request, &buffered[..consumed]).await? {
                         return Ok(Next::Close);
                     }
                 }
@@ -467,29 +352,18 @@ impl Connection {
 
     /// One request; `wire` is its bytes as the client sent them.
     async fn handle(&mut self, request: Request<'_>, wire: &[u8]) -> io::Result<Next> {
-        if let Some((_, Some(grant))) = &mut self.binding {
-            if !self.core.shared.auth.still_granted(grant) {
+        match self
+            .session
+            .gate(&request, &self.core.shared.auth, &mut self.out)
+        {
+            Gate::Run => {}
+            Gate::Refused => return Ok(Next::Continue),
+            Gate::Revoked => {
                 info!(peer = ?self.peer, "closing session: its grant was revoked");
                 return Ok(Next::Close);
             }
+            Gate::Handshake(handshake) => return Ok(self.authenticate(handshake)),
         }
-        if self.session != Session::Bound {
-            if let Some(handshake) = request.handshake() {
-                return Ok(self.authenticate(handshake));
-            }
-            match request {
-                _ if request.before_session() => {}
-                _ if self.session == Session::Unauthenticated => {
-                    if !request.noreply() {
-                        self.out.extend_from_slice(ErrorReply::AuthRequired.line());
-                    }
-                    return Ok(Next::Continue);
-                }
-                // Open mode: the first other command settles on (default, default).
-                _ => self.session = Session::Bound,
-            }
-        }
-
         if let Some((kind, keys)) = request.retrieval() {
             for key in keys.iter() {
                 self.get(kind, key);
@@ -501,7 +375,7 @@ impl Connection {
         }
         let mut buf = [0u8; MAX_KEY_LEN];
         if let Some(key) = request.routing_key(&mut buf) {
-            self.keyed(&request, key, Some(wire));
+            self.keyed(&request, key, Forward::Wire(wire));
             return Ok(Next::Continue);
         }
         self.admin(&request).await
@@ -517,10 +391,11 @@ impl Connection {
             shards: core.shards,
             secure: core.shared.auth.is_secure(),
         };
+        let ns = self.session.ns().id;
         let step = core
             .shard
             .borrow_mut()
-            .admin(request, self.ns.id, &server, &mut self.out);
+            .admin(request, ns, &server, &mut self.out);
         match step {
             Step::Done => {}
             Step::Close => return Ok(Next::Close),
@@ -536,19 +411,19 @@ impl Connection {
     }
 
     /// A single-key request: inline if this core owns the key, else queued
-    /// for its owner (as `wire`, the client's own bytes, where given).
-    fn keyed(&mut self, request: &Request, key: &[u8], wire: Option<&[u8]>) {
+    /// for its owner.
+    fn keyed(&mut self, request: &Request, key: &[u8], forward: Forward) {
         let hash = self.hasher.hash(key);
         let owner = shard_of(hash, self.core.shards);
         if owner == self.core.index {
+            let ns = self.session.ns().id;
             self.core
                 .shard
                 .borrow_mut()
-                .execute(self.ns.id, hash, request, &mut self.out);
+                .execute(ns, hash, request, &mut self.out);
         } else {
             self.core.conns.borrow_mut().forward_requests += 1;
-            self.remote
-                .queue(owner, self.out.len(), hash, request, key, wire);
+            self.remote.queue(owner, self.out.len(), hash, forward);
         }
     }
 
@@ -558,100 +433,43 @@ impl Connection {
             kind,
             keys: Keys::single(key),
         };
-        self.keyed(&single, key, None);
+        self.keyed(&single, key, Forward::Get(kind, key));
     }
 
-    /// The IronCache handshake: `set oauth` (or `ms oauth`) with
-    /// `TOKEN PROJECT CACHE`.
-    fn authenticate(&mut self, handshake: Handshake) -> Next {
-        let Handshake {
-            value,
-            noreply,
-            meta,
-        } = handshake;
-        // A meta client reads every error, q or not.
-        let silent_errors = noreply && meta.is_none();
+    /// The IronCache handshake (`session`); a bound connection takes a
+    /// bound connection's budget and has no handshake deadline.
+    fn authenticate(&mut self, handshake: crate::protocol::request::Handshake) -> Next {
         self.core.conns.borrow_mut().auth_cmds += 1;
-        let shared = self.core.shared.clone();
-        // A value longer than credentials may be is refused unparsed.
-        let credentials = (value.len() <= MAX_OAUTH_VALUE).then(|| Credentials::parse(value));
-        let error = match credentials {
-            None | Some(Err(_)) => ErrorReply::BadAuthFormat,
-            Some(Ok(credentials)) => match shared.auth.login(
-                &credentials,
-                self.peer.0.map(|p| p.ip()),
-                self.socket.client_cert().as_ref(),
-            ) {
-                Ok(login) => {
-                    let limit = shared.config.max_namespaces;
-                    let acquired =
-                        Namespaces::global().acquire(credentials.project, credentials.cache, limit);
-                    let lease = match acquired {
-                        Ok(lease) => lease,
-                        Err(refused) => {
-                            let reply = match refused {
-                                Refused::TooManyNamespaces => {
-                                    crate::throttled_warn!(
-                                        limit,
-                                        "refusing a new cache: --max-namespaces reached"
-                                    );
-                                    ErrorReply::TooManyCaches
-                                }
-                                Refused::TooManyConnections => {
-                                    crate::throttled_warn!(
-                                        project = credentials.project,
-                                        "refusing a connection: the project's connections= quota is reached"
-                                    );
-                                    ErrorReply::TooManyProjectConnections
-                                }
-                            };
-                            if !noreply {
-                                self.out.extend_from_slice(reply.line());
-                            }
-                            return Next::Continue;
-                        }
-                    };
-                    self.ns = lease.ns;
-                    self.hasher = self.core.shard.borrow().keys().for_ns(self.ns.id);
-                    self.bind();
-                    self.binding = Some((lease, login.lease));
-                    // The grant's line in the tokens file, never the token.
-                    info!(peer = ?self.peer, project = credentials.project, cache = credentials.cache, grant_line = login.line, "authenticated");
-                    if !noreply {
-                        handshake.compose_success(&mut self.out);
-                    }
-                    return Next::Continue;
-                }
-                Err(AuthError::Throttled) => {
-                    crate::throttled_warn!(peer = ?self.peer, "authentication refused unchecked: too many failures from this address");
-                    ErrorReply::AuthFailed
-                }
-                Err(_) => {
-                    // Log who asked for what, never the token.
-                    crate::throttled_warn!(peer = ?self.peer, project = credentials.project, "authentication failed");
-                    ErrorReply::AuthFailed
-                }
-            },
+        let client = Client {
+            peer: self.peer,
+            cert: self.socket.client_cert(),
         };
-        self.core.conns.borrow_mut().auth_errors += 1;
-        self.auth_failures += 1;
-        if !silent_errors {
-            self.out.extend_from_slice(error.line());
+        let shared = self.core.shared.clone();
+        let max_namespaces = shared.config.max_namespaces;
+        match self.session.authenticate(
+            handshake,
+            &shared.auth,
+            client,
+            max_namespaces,
+            &mut self.out,
+        ) {
+            Login::Bound => {
+                self.hasher = self.core.shard.borrow().keys().for_ns(self.session.ns().id);
+                self.budget = Budget::bound(shared.config.max_item_size);
+                self.limits.max_item_size = self.budget.max_value;
+                self.deadlines.authenticated();
+                Next::Continue
+            }
+            Login::Refused => Next::Continue,
+            Login::Failed => {
+                self.core.conns.borrow_mut().auth_errors += 1;
+                Next::Continue
+            }
+            Login::Close => {
+                self.core.conns.borrow_mut().auth_errors += 1;
+                Next::Close
+            }
         }
-        if self.auth_failures >= MAX_AUTH_FAILURES {
-            crate::throttled_warn!(peer = ?self.peer, "closing connection after {MAX_AUTH_FAILURES} failed authentications");
-            return Next::Close;
-        }
-        Next::Continue
-    }
-
-    /// The connection may use the cache now: a bound connection's budget,
-    /// and no handshake deadline.
-    fn bind(&mut self) {
-        self.session = Session::Bound;
-        self.budget = Budget::bound(self.core.shared.config.max_item_size);
-        self.limits.max_item_size = self.budget.max_value;
-        self.deadlines.authenticated();
     }
 
     /// Sends the queued requests, waits for every answer and splices each
@@ -667,7 +485,7 @@ impl Connection {
             let mut waiting = std::mem::take(&mut self.remote.waiting);
             for shard in 0..core.shards {
                 if let Some((wire, _)) = self.remote.unanswered(shard) {
-                    waiting.push((shard, core.forward(shard, self.ns, wire)));
+                    waiting.push((shard, core.forward(shard, self.session.ns(), wire)));
                 }
             }
             let last = waiting.len().saturating_sub(1);
@@ -737,31 +555,4 @@ impl Connection {
         }
         (result, buf)
     }
-}
-
-/// Does `op` on every shard, this core's first, and sums their reports
-/// where it asks for them.
-async fn everywhere(core: &Rc<Core>, op: Everywhere) -> Option<Report> {
-    let mut total = match op {
-        Everywhere::Report { ns } => Some(core.report(ns)),
-        _ => core.shard.borrow_mut().everywhere(op),
-    };
-    let others = core
-        .ask_others(|reply_to, id| match op {
-            Everywhere::Flush { ns, delay } => ToShard::Flush {
-                reply_to,
-                id,
-                ns,
-                delay,
-            },
-            Everywhere::Report { ns } => ToShard::Report { reply_to, id, ns },
-            Everywhere::Reset { ns } => ToShard::Reset { reply_to, id, ns },
-        })
-        .await;
-    for answer in others {
-        if let (Some(total), FromShard::Report(report)) = (&mut total, answer) {
-            total.add(&report);
-        }
-    }
-    total
 }

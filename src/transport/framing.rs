@@ -1,10 +1,14 @@
-//! A connection's time limits and memory budgets: pure rules, no I/O.
+//! A connection's read buffer, time limits and memory budgets: pure rules,
+//! no I/O.
 //!
 //! Owns when a connection must be closed ([`Deadlines`]: the handshake,
-//! a request stuck mid-transfer, an unread reply, the opt-in idle timeout)
-//! and how much it may buffer at each stage of its session ([`Budget`]).
-//! It never touches a socket and knows no command: `connection` asks it
-//! how long the next read or write may wait, and what to allow.
+//! a request stuck mid-transfer, an unread reply, the opt-in idle timeout),
+//! how much it may buffer at each stage of its session ([`Budget`]), and
+//! its read buffer ([`ReadBuffer`]: growing for one large request, giving
+//! the memory back after it, discarding a too-large value as it arrives,
+//! and since when a half-read request has been arriving). It never touches
+//! a socket and knows no command: `connection` asks it how long the next
+//! read or write may wait, and what to allow.
 //!
 //! Times are `coarse_now()` readings (time since boot), passed in, so the
 //! rules are tested without a clock.
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
+use crate::session::MAX_OAUTH_VALUE;
 
 /// What a connection reads into at a time, and keeps while idle.
 pub const READ_BUFFER: usize = 16 * 1024;
@@ -23,10 +28,6 @@ pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// lines and `VERSION`, and a client that sends many without reading them
 /// must not make us hold more.
 pub const UNAUTHENTICATED_OUTPUT: usize = 4 * 1024;
-/// The longest `set oauth` value (`TOKEN PROJECT_ID CACHE_NAME`): a
-/// longer one is refused as badly formatted, and its bytes are discarded
-/// as they arrive rather than buffered.
-pub const MAX_OAUTH_VALUE: usize = 1024;
 /// What an idle connection keeps for replies: past it, the reply buffer
 /// is given back once the connection has been quiet for `SHRINK_AFTER`.
 pub const IDLE_REPLY_BUFFER: usize = 16 * 1024;
@@ -174,6 +175,165 @@ impl Budget {
     }
 }
 
+/// A connection's read buffer: bytes received and not yet parsed.
+#[derive(Default)]
+pub struct ReadBuffer {
+    buf: Vec<u8>,
+    cursor: Cursor,
+}
+
+/// Where parsing stands in a [`ReadBuffer`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    start: usize,
+    end: usize,
+    /// Data bytes of a too-large value still to discard.
+    swallow: usize,
+    /// When the request now half-read began to arrive (`coarse_now` time).
+    partial_since: Option<Duration>,
+}
+
+impl ReadBuffer {
+    pub fn new() -> ReadBuffer {
+        ReadBuffer {
+            buf: vec![0; READ_BUFFER],
+            cursor: Cursor::default(),
+        }
+    }
+
+    /// Ensures free space at the end. A whole request larger than the
+    /// buffer (a big value or a long multiget) grows it, up to
+    /// `max_request`: the parser bounds both, so the growth is bounded too.
+    pub fn make_room(&mut self, max_request: usize) {
+        let c = &mut self.cursor;
+        if c.start == c.end {
+            c.start = 0;
+            c.end = 0;
+        }
+        if c.end < self.buf.len() {
+            return;
+        }
+        if c.start > 0 {
+            self.buf.copy_within(c.start..c.end, 0);
+            c.end -= c.start;
+            c.start = 0;
+        } else {
+            let len = (self.buf.len() * 2).min(max_request).max(self.buf.len());
+            self.buf.resize(len, 0);
+        }
+    }
+
+    /// Lends the buffer to a read, which fills it from the offset given.
+    pub fn lend(&mut self) -> (Vec<u8>, usize) {
+        (std::mem::take(&mut self.buf), self.cursor.end)
+    }
+
+    /// The buffer back from a read that added `n` bytes.
+    pub fn filled(&mut self, buf: Vec<u8>, n: usize) {
+        self.buf = buf;
+        self.cursor.end += n;
+    }
+
+    /// The bytes received and not yet parsed.
+    pub fn unparsed(&self) -> &[u8] {
+        self.cursor.unparsed(&self.buf)
+    }
+
+    /// The bytes, and the cursor to advance while parsing them.
+    pub fn parts(&mut self) -> (&[u8], &mut Cursor) {
+        (&self.buf, &mut self.cursor)
+    }
+
+    pub fn swallowing(&self) -> bool {
+        self.cursor.swallow > 0
+    }
+
+    /// When the request now half-read began to arrive; `None` when nothing
+    /// is half-read.
+    pub fn partial_since(&self) -> Option<Duration> {
+        self.cursor.partial_since
+    }
+
+    /// Bytes the buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Gives back the memory of a big request once it is done.
+    pub fn shrink(&mut self) {
+        if self.buf.len() > 4 * READ_BUFFER {
+            self.shrink_to_read_buffer();
+        }
+    }
+
+    /// Back to an idle connection's buffer. Called only between requests.
+    pub fn shrink_idle(&mut self) {
+        if self.buf.len() > READ_BUFFER {
+            self.shrink_to_read_buffer();
+        }
+    }
+
+    fn shrink_to_read_buffer(&mut self) {
+        let c = &mut self.cursor;
+        let len = c.end - c.start;
+        if len > READ_BUFFER {
+            return;
+        }
+        let mut small = vec![0; READ_BUFFER];
+        small[..len].copy_from_slice(&self.buf[c.start..c.end]);
+        c.start = 0;
+        c.end = len;
+        self.buf = small;
+    }
+}
+
+impl Cursor {
+    /// Discards what it can of a too-large value. True when there are
+    /// bytes to parse after it.
+    pub fn discard(&mut self) -> bool {
+        let n = self.swallow.min(self.end - self.start);
+        self.start += n;
+        self.swallow -= n;
+        self.swallow == 0 && self.start < self.end
+    }
+
+    /// The bytes not yet parsed, of `buf` (the buffer this cursor is of).
+    pub fn unparsed<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.start..self.end]
+    }
+
+    /// `n` bytes were parsed; `swallow` data bytes follow them, to discard.
+    pub fn consume(&mut self, n: usize, swallow: usize) {
+        self.start += n;
+        self.swallow = swallow;
+    }
+
+    /// After a pass over the buffer that started at `before`, at `now`:
+    /// restarts the request deadline on progress, starts it on a fresh
+    /// partial request, and ends it once everything is parsed.
+    pub fn passed(&mut self, before: Cursor, now: Duration) {
+        let idle = self.start == self.end && self.swallow == 0;
+        let progress = self.start != before.start || self.swallow != before.swallow;
+        if idle {
+            self.partial_since = None;
+        } else if progress || self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+    }
+}
+
+impl ReadBuffer {
+    /// Where parsing stands now, for [`Cursor::passed`].
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// See [`Cursor::passed`].
+    pub fn passed(&mut self, before: Cursor, now: Duration) {
+        self.cursor.passed(before, now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +430,116 @@ mod tests {
         assert!(MAX_LINE + MAX_OAUTH_VALUE + 2 <= unauth.max_request);
         assert!(unauth.max_request <= READ_BUFFER);
         assert!(bound.max_request > (1 << 20) + MAX_LINE);
+    }
+
+    fn received(read: &mut ReadBuffer, bytes: &[u8]) {
+        let (mut buf, at) = read.lend();
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        read.filled(buf, bytes.len());
+    }
+
+    #[test]
+    fn the_read_buffer_grows_for_one_large_request_within_its_budget_and_shrinks_after() {
+        let mut read = ReadBuffer::new();
+        let chunk = vec![b'x'; READ_BUFFER];
+        read.make_room(10 * READ_BUFFER);
+        received(&mut read, &chunk);
+        // Full, nothing parsed: a request larger than the buffer.
+        read.make_room(10 * READ_BUFFER);
+        assert_eq!(read.capacity(), 2 * READ_BUFFER);
+        received(&mut read, &chunk);
+        read.make_room(3 * READ_BUFFER);
+        assert_eq!(read.capacity(), 3 * READ_BUFFER, "never past max_request");
+        received(&mut read, &chunk);
+        read.make_room(3 * READ_BUFFER);
+        assert_eq!(read.capacity(), 3 * READ_BUFFER);
+        assert_eq!(read.unparsed().len(), 3 * READ_BUFFER);
+        // Parsed all but 10 bytes: compacted to the front on the next read.
+        let (_, cursor) = read.parts();
+        cursor.consume(3 * READ_BUFFER - 10, 0);
+        read.make_room(3 * READ_BUFFER);
+        assert_eq!(read.unparsed(), &chunk[..10]);
+        let (buf, at) = read.lend();
+        assert_eq!(at, 10);
+        read.filled(buf, 0);
+        // Below 4 read buffers nothing is given back after each request ...
+        read.shrink();
+        assert_eq!(read.capacity(), 3 * READ_BUFFER);
+        // ... but an idle connection keeps one read buffer, and what it held.
+        read.shrink_idle();
+        assert_eq!(read.capacity(), READ_BUFFER);
+        assert_eq!(read.unparsed(), &chunk[..10]);
+    }
+
+    #[test]
+    fn a_buffer_still_holding_more_than_a_read_buffer_is_not_shrunk() {
+        let mut read = ReadBuffer::new();
+        for _ in 0..5 {
+            read.make_room(8 * READ_BUFFER);
+            let (buf, at) = read.lend();
+            let n = buf.len() - at;
+            read.filled(buf, n);
+        }
+        assert_eq!(read.capacity(), 8 * READ_BUFFER);
+        let (_, cursor) = read.parts();
+        cursor.consume(READ_BUFFER, 0);
+        read.shrink();
+        assert_eq!(read.capacity(), 8 * READ_BUFFER, "7 buffers still unparsed");
+        let (_, cursor) = read.parts();
+        cursor.consume(6 * READ_BUFFER + 1, 0);
+        read.shrink();
+        assert_eq!(read.capacity(), READ_BUFFER);
+        assert_eq!(read.unparsed().len(), READ_BUFFER - 1);
+    }
+
+    #[test]
+    fn a_too_large_value_is_discarded_across_reads() {
+        let mut read = ReadBuffer::new();
+        received(&mut read, b"set k 0 0 10\r\n01234");
+        let (buf, cursor) = read.parts();
+        let line = cursor
+            .unparsed(buf)
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap()
+            + 1;
+        cursor.consume(line, 12);
+        assert!(!cursor.discard(), "the value is not all here yet");
+        assert!(read.swallowing());
+        received(&mut read, b"56789\r\nget k\r\n");
+        let (buf, cursor) = read.parts();
+        assert!(cursor.discard());
+        assert_eq!(cursor.unparsed(buf), b"get k\r\n");
+        assert!(!read.swallowing());
+    }
+
+    #[test]
+    fn the_request_deadline_starts_on_a_partial_request_and_restarts_on_progress() {
+        let mut read = ReadBuffer::new();
+        received(&mut read, b"get a\r\nget");
+        let before = read.cursor();
+        read.passed(before, secs(5));
+        assert_eq!(
+            read.partial_since(),
+            Some(secs(5)),
+            "a fresh partial request"
+        );
+        let before = read.cursor();
+        read.passed(before, secs(9));
+        assert_eq!(
+            read.partial_since(),
+            Some(secs(5)),
+            "no progress: it keeps running"
+        );
+        let before = read.cursor();
+        let (_, cursor) = read.parts();
+        cursor.consume(7, 0);
+        read.passed(before, secs(12));
+        assert_eq!(read.partial_since(), Some(secs(12)), "progress restarts it");
+        let before = read.cursor();
+        let (_, cursor) = read.parts();
+        cursor.consume(3, 0);
+        read.passed(before, secs(13));
+        assert_eq!(read.partial_since(), None, "all parsed: no deadline");
     }
 }

@@ -11,8 +11,17 @@
 
 use std::rc::Rc;
 
-use crate::protocol::Request;
+use crate::protocol::GetKind;
 use crate::router::{push_get, push_wire, Answer, Part};
+
+/// What a connection sends a key's owner.
+#[derive(Clone, Copy, Debug)]
+pub enum Forward<'a> {
+    /// One key of a retrieval, as its kind and key.
+    Get(GetKind, &'a [u8]),
+    /// Any other request, as the client's own bytes.
+    Wire(&'a [u8]),
+}
 
 /// Requests queued for other shards, and where their replies go in the
 /// connection's output.
@@ -106,24 +115,14 @@ impl Remote {
         self.inserts.is_empty()
     }
 
-    /// Queues a request of `key` (hashed to `hash`) for `shard`: a
-    /// retrieval as its kind and key, anything else as its `wire` bytes.
-    /// Its reply belongs at `pos` in the output.
-    pub fn queue(
-        &mut self,
-        shard: usize,
-        pos: usize,
-        hash: u64,
-        request: &Request,
-        key: &[u8],
-        wire: Option<&[u8]>,
-    ) {
+    /// Queues a request (hashed to `hash`) for `shard`. Its reply belongs
+    /// at `pos` in the output.
+    pub fn queue(&mut self, shard: usize, pos: usize, hash: u64, what: Forward) {
         let q = &mut self.queues[shard];
         let before = q.wire.len();
-        match (request, wire) {
-            (Request::Get { kind, .. }, _) => push_get(&mut q.wire, hash, *kind, key),
-            (_, Some(wire)) => push_wire(&mut q.wire, hash, wire),
-            (_, None) => unreachable!("only retrievals are forwarded without their bytes"),
+        match what {
+            Forward::Get(kind, key) => push_get(&mut q.wire, hash, kind, key),
+            Forward::Wire(wire) => push_wire(&mut q.wire, hash, wire),
         }
         self.wire_bytes += q.wire.len() - before;
         self.inserts.push(Insert {
@@ -273,15 +272,7 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{GetKind, Keys};
     use crate::tenancy::Namespace;
-
-    fn get(key: &[u8]) -> Request<'_> {
-        Request::Get {
-            kind: GetKind::Get,
-            keys: Keys::single(key),
-        }
-    }
 
     /// An answer with `replies`, for a part whose first `served` records
     /// ran (each record of `wire` is one get).
@@ -309,7 +300,7 @@ mod tests {
         for (i, shard) in [0, 1, 0, 0].into_iter().enumerate() {
             out.push(b'A' + i as u8);
             let key = [b'a' + i as u8];
-            remote.queue(shard, out.len(), i as u64, &get(&key), &key, None);
+            remote.queue(shard, out.len(), i as u64, Forward::Get(GetKind::Get, &key));
         }
         out.push(b'E');
         (remote, out)

@@ -23,6 +23,7 @@ use socket2::{Domain, Protocol, Socket as Socket2, Type};
 
 use super::tls::TlsStream;
 use super::uring::Ring;
+use crate::session::Peer;
 
 /// Pending connections the kernel queues per core (net.core.somaxconn caps it).
 const LISTEN_BACKLOG: i32 = 1024;
@@ -64,26 +65,6 @@ impl Listener {
             }
             None => Socket::glommio(self.inner.accept().await.map_err(io::Error::from)?),
         }
-    }
-}
-
-/// A client's address as logs write it: `127.0.0.1:55578`, or `unknown`
-/// where the socket no longer has one (`?peer` and `%peer` read the same).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub Option<SocketAddr>);
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(addr) => write!(f, "{addr}"),
-            None => f.write_str("unknown"),
-        }
-    }
-}
-
-impl std::fmt::Debug for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
     }
 }
 
