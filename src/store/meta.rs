@@ -10,7 +10,7 @@
 
 use super::index::{self, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::layout::{self, ACCESS_MASK, META_BINARY_KEY, META_STALE, META_TOKEN_SENT};
-use super::segmented::{is_live, Store};
+use super::segmented::{is_live, Store, Write};
 use super::{Key, SetMode, SetOutcome};
 
 /// How `mg` treats the item.
@@ -192,7 +192,11 @@ impl Store {
                     };
                 };
                 let meta = (now & ACCESS_MASK) | if opts.binary_key { META_BINARY_KEY } else { 0 };
-                let stored = self.store_item(&k, 0, exptime, [&[], &[]], None, 0, true, meta, None);
+                let write = Write {
+                    meta,
+                    ..Write::new(now)
+                };
+                let stored = self.store_item(&k, 0, exptime, [&[], &[]], write);
                 match (stored, self.find(&k)) {
                     (SetOutcome::Stored, Some(pos)) => (pos, true),
                     _ => return MetaLookup::Missing,
@@ -261,17 +265,12 @@ impl Store {
                         | if old.token_sent { META_TOKEN_SENT } else { 0 }
                         | if binary_key { META_BINARY_KEY } else { 0 };
                     // memcached keeps the item's exptime (a `T` is ignored).
-                    let r = self.store_item(
-                        &k,
-                        flags,
-                        old.exptime,
-                        [value, &[]],
-                        Some((pos, e & LOC_MASK)),
-                        e & FREQ_MASK,
-                        true,
+                    let write = Write {
                         meta,
-                        Some(old_stamp),
-                    );
+                        own_cas: Some(old_stamp),
+                        ..Write::new(now).replacing(Some((pos, e & LOC_MASK)), e & FREQ_MASK)
+                    };
+                    let r = self.store_item(&k, flags, old.exptime, [value, &[]], write);
                     let unique = if r == SetOutcome::Stored {
                         self.seal.unique(old_stamp)
                     } else {
@@ -329,17 +328,12 @@ impl Store {
         let value = it.value.to_vec();
         let meta = (self.meta_of(e) | META_STALE) & !META_TOKEN_SENT;
         let keep = e & (FETCHED | FREQ_MASK);
-        match self.store_item(
-            &k,
-            flags,
-            exptime,
-            [&value, &[]],
-            Some((pos, e & LOC_MASK)),
-            keep,
-            false,
+        let write = Write {
+            count: false,
             meta,
-            None,
-        ) {
+            ..Write::new(self.now).replacing(Some((pos, e & LOC_MASK)), keep)
+        };
+        match self.store_item(&k, flags, exptime, [&value, &[]], write) {
             SetOutcome::Stored => MetaDeleteOutcome::Deleted,
             _ => MetaDeleteOutcome::NotFound,
         }

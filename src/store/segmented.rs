@@ -140,6 +140,43 @@ pub struct Store {
     pub(super) expect_broken: bool,
 }
 
+/// How [`Store::store_item`] writes an item.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Write {
+    /// The entry it replaces (position and location, as found before
+    /// writing), unlinked once the new bytes are safely written, so a
+    /// failed write leaves it in place.
+    pub old: Option<(Pos, u64)>,
+    /// Index bits (fetched, frequency) carried over from the old entry.
+    pub keep: u64,
+    /// Whether it counts in `total_items` (a rewrite of the same item,
+    /// memcached's in-place update, does not).
+    pub count: bool,
+    /// The item's meta field (see `layout`).
+    pub meta: u32,
+    /// The cas the item must keep, where it keeps one.
+    pub own_cas: Option<u64>,
+}
+
+impl Write {
+    /// A new item at `now`, replacing nothing: counted, last accessed
+    /// now, with a fresh cas.
+    pub fn new(now: u32) -> Write {
+        Write {
+            old: None,
+            keep: 0,
+            count: true,
+            meta: now & layout::ACCESS_MASK,
+            own_cas: None,
+        }
+    }
+
+    /// The same write, replacing `old` and keeping `keep` of its index bits.
+    pub fn replacing(self, old: Option<(Pos, u64)>, keep: u64) -> Write {
+        Write { old, keep, ..self }
+    }
+}
+
 impl Store {
     /// A store holding at most `limit_bytes` of segments and large items.
     ///
@@ -400,40 +437,23 @@ impl Store {
         self.projects.removed(p, size as u64, why == Why::Evicted);
     }
 
-    /// Write a new item and index it. `old` is the entry it replaces
-    /// (position and location as found before writing), unlinked once the
-    /// new bytes are safely written, so a failed write leaves it in place.
-    /// `keep` carries index bits (fetched, frequency) over from the old entry.
-    #[allow(clippy::too_many_arguments)]
-    fn store_new(
-        &mut self,
-        k: &Key<'_>,
-        flags: u32,
-        exptime: u32,
-        value: [&[u8]; 2],
-        old: Option<(Pos, u64)>,
-        keep: u64,
-        count: bool,
-    ) -> SetOutcome {
-        let meta = self.now & layout::ACCESS_MASK;
-        self.store_item(k, flags, exptime, value, old, keep, count, meta, None)
-    }
-
-    /// `store_new` with the item's meta field (see `layout`) and, where
-    /// the item must keep a cas it had, that cas.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes a new item and indexes it: `write` says what it replaces,
+    /// how it counts and its fields beside the client's.
     pub(super) fn store_item(
         &mut self,
         k: &Key<'_>,
         flags: u32,
         exptime: u32,
         value: [&[u8]; 2],
-        old: Option<(Pos, u64)>,
-        keep: u64,
-        count: bool,
-        meta: u32,
-        own_cas: Option<u64>,
+        write: Write,
     ) -> SetOutcome {
+        let Write {
+            old,
+            keep,
+            count,
+            meta,
+            own_cas,
+        } = write;
         let home = index::home_of(k.hash);
         let item = NewItem {
             ns: k.ns,
@@ -739,12 +759,14 @@ impl Store {
                 } else {
                     [value, &old_value[..]]
                 };
-                let r = self.store_new(&k, flags, exptime, parts, old, keep, true);
+                let write = Write::new(self.now).replacing(old, keep);
+                let r = self.store_item(&k, flags, exptime, parts, write);
                 self.keep_scratch(old_value);
                 return r;
             }
         }
-        self.store_new(&k, flags, exptime, [value, &[]], old, keep, true)
+        let write = Write::new(self.now).replacing(old, keep);
+        self.store_item(&k, flags, exptime, [value, &[]], write)
     }
 
     pub fn delete(&mut self, k: Key<'_>, now: u32) -> bool {
@@ -781,15 +803,11 @@ impl Store {
         } else {
             e & (FETCHED | FREQ_MASK)
         };
-        let r = self.store_new(
-            &k,
-            flags,
-            exptime,
-            [&buf, &[]],
-            Some((pos, e & LOC_MASK)),
-            keep,
-            grew,
-        );
+        let write = Write {
+            count: grew,
+            ..Write::new(self.now).replacing(Some((pos, e & LOC_MASK)), keep)
+        };
+        let r = self.store_item(&k, flags, exptime, [&buf, &[]], write);
         self.keep_scratch(buf);
         match r {
             SetOutcome::Stored => ArithOutcome::Value(new),
