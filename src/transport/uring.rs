@@ -550,10 +550,9 @@ impl Future for Op {
         let mut slots = self.ring.slots.borrow_mut();
         let slot = &mut slots[self.id as usize];
         match slot {
-            Slot::Done { .. } => {
-                let Slot::Done { result, buf } = std::mem::replace(slot, Slot::Free) else {
-                    unreachable!()
-                };
+            Slot::Done { result, buf } => {
+                let (result, buf) = (*result, buf.take());
+                *slot = Slot::Free;
                 drop(slots);
                 self.ring.free.borrow_mut().push(self.id);
                 self.finished = true;
