@@ -21,7 +21,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SocketIo};
 use ferrocache::keyspace::KeyHasher;
-use ferrocache::protocol::{GetKind, Keys, Request, Storage, StoreKind};
+use ferrocache::protocol::{GetKind, Keyed, Request, Storage, StoreKind};
 use ferrocache::router::{push_get, push_wire, FromShard, Part, ToShard};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
@@ -67,7 +67,7 @@ fn key_hash(key: &[u8]) -> u64 {
 /// A set as its wire bytes (what `set_batch` sends, and the local bench runs).
 fn set_wire(key: &[u8]) -> Vec<u8> {
     let mut wire = Vec::new();
-    Request::Store(Storage {
+    Request::Keyed(Keyed::Store(Storage {
         kind: StoreKind::Set,
         key,
         flags: 0,
@@ -75,7 +75,7 @@ fn set_wire(key: &[u8]) -> Vec<u8> {
         cas: 0,
         data: &[b'v'; 100],
         noreply: false,
-    })
+    }))
     .encode(&mut wire);
     wire
 }
@@ -186,13 +186,16 @@ fn local_vs_forwarded(c: &mut Criterion) {
             max_item_size: 1 << 20,
         },
     ) {
-        ferrocache::protocol::Parsed::Request { request, .. } => request,
+        ferrocache::protocol::Parsed::Request {
+            request: Request::Keyed(keyed),
+            ..
+        } => keyed,
         other => panic!("{other:?}"),
     };
     shard.execute(ns.id, hash, &set_request, &mut out);
-    let get = Request::Get {
+    let get = Keyed::Get {
         kind: GetKind::Get,
-        keys: Keys::single(key),
+        key,
     };
     group.bench_function("local/get_hit_100b", |b| {
         b.iter(|| {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ferrocache::clock::Clock;
 use ferrocache::keyspace::KeyHasher;
-use ferrocache::protocol::{parse, Limits, Parsed};
+use ferrocache::protocol::{parse, Limits, Parsed, Request};
 use ferrocache::shard::Shard;
 
 const KEYS: u64 = 100_000;
@@ -39,9 +39,11 @@ fn run(shard: &mut Shard, wire: &[u8], out: &mut Vec<u8>) -> usize {
     let mut n = 0;
     while at < wire.len() {
         match parse(&wire[at..], &LIMITS) {
-            Parsed::Request { request, consumed } => {
-                let key = request.key().expect("keyed request");
-                shard.execute(0, KeyHasher::default().hash(0, key), &request, out);
+            Parsed::Request {
+                request: Request::Keyed(keyed),
+                consumed,
+            } => {
+                shard.execute(0, KeyHasher::default().hash(0, keyed.key()), &keyed, out);
                 at += consumed;
                 n += 1;
             }

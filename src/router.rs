@@ -32,7 +32,7 @@
 use std::os::fd::OwnedFd;
 
 use crate::keyspace::NsId;
-use crate::protocol::{GetKind, Keys, Request};
+use crate::protocol::{GetKind, Keyed};
 use crate::shard::PREFETCH_AHEAD;
 use crate::stats::Report;
 use crate::tenancy::Namespace;
@@ -291,7 +291,7 @@ pub fn push_wire(batch: &mut Vec<u8>, hash: u64, wire: &[u8]) {
 #[derive(Debug, PartialEq)]
 pub enum Record<'a> {
     /// A retrieval, ready to run.
-    Get(Request<'a>),
+    Get(Keyed<'a>),
     /// A request's wire bytes, to parse.
     Wire(&'a [u8]),
 }
@@ -324,8 +324,8 @@ pub fn read_record(batch: &[u8]) -> (u64, Record<'_>, usize) {
     };
     let len = batch[at] as usize;
     at += 1;
-    let keys = Keys::single(&batch[at..at + len]);
-    (hash, Record::Get(Request::Get { kind, keys }), at + len)
+    let key = &batch[at..at + len];
+    (hash, Record::Get(Keyed::Get { kind, key }), at + len)
 }
 
 /// An answer on the reply mesh, for waiter `id` of the receiving core (a
@@ -359,8 +359,8 @@ mod tests {
         for (i, &kind) in kinds.iter().enumerate() {
             let (hash, record, len) = read_record(&batch[pos..]);
             assert_eq!(hash, i as u64);
-            let keys = Keys::single(&long[..1 + i * 83]);
-            assert_eq!(record, Record::Get(Request::Get { kind, keys }));
+            let key = &long[..1 + i * 83];
+            assert_eq!(record, Record::Get(Keyed::Get { kind, key }));
             pos += len;
         }
         let (hash, record, len) = read_record(&batch[pos..]);
@@ -370,14 +370,14 @@ mod tests {
         );
         pos += len;
         let (hash, record, len) = read_record(&batch[pos..]);
-        let keys = Keys::single(b"last");
+        let key = b"last";
         assert_eq!(
             (hash, record),
             (
                 7,
-                Record::Get(Request::Get {
+                Record::Get(Keyed::Get {
                     kind: GetKind::Get,
-                    keys
+                    key
                 })
             )
         );

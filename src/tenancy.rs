@@ -1245,13 +1245,13 @@ mod tests {
 
     /// A real shard to reclaim on: `n` items of `ns` stored in it.
     fn shard_with(ns: NsId, n: usize) -> crate::shard::Shard {
-        use crate::protocol::{Request, Storage, StoreKind};
+        use crate::protocol::{Keyed, Storage, StoreKind};
         let keys = crate::keyspace::KeyHasher::default();
         let mut shard =
             crate::shard::Shard::new(16 << 20, 1 << 20, crate::clock::Clock::new(), keys);
         for i in 0..n {
             let key = format!("k{i}");
-            let request = Request::Store(Storage {
+            let request = Keyed::Store(Storage {
                 kind: StoreKind::Set,
                 key: key.as_bytes(),
                 flags: 0,
@@ -1347,9 +1347,9 @@ mod tests {
             (0, 0, 0)
         );
         let mut out = Vec::new();
-        let request = crate::protocol::Request::Get {
+        let request = crate::protocol::Keyed::Get {
             kind: crate::protocol::GetKind::Get,
-            keys: crate::protocol::Keys::single(b"k0"),
+            key: b"k0",
         };
         let hash = shards[1].keys().hash(c.ns.id, b"k0");
         shards[1].execute(c.ns.id, hash, &request, &mut out);

@@ -10,7 +10,7 @@
 //! generated as bytes and compared by their key lists.
 
 use ferrocache::protocol::{
-    parse, ArithKind, GetKind, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
+    parse, ArithKind, GetKind, Keyed, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -93,7 +93,7 @@ impl Spec {
                 cas,
                 data,
                 noreply,
-            } => Request::Store(Storage {
+            } => Request::Keyed(Keyed::Store(Storage {
                 kind: *kind,
                 key,
                 flags: *flags,
@@ -101,31 +101,31 @@ impl Spec {
                 cas: if *kind == StoreKind::Cas { *cas } else { 0 },
                 data,
                 noreply: *noreply,
-            }),
-            Spec::Delete { key, noreply } => Request::Delete {
+            })),
+            Spec::Delete { key, noreply } => Request::Keyed(Keyed::Delete {
                 key,
                 noreply: *noreply,
-            },
+            }),
             Spec::Arith {
                 kind,
                 key,
                 delta,
                 noreply,
-            } => Request::Arith {
+            } => Request::Keyed(Keyed::Arith {
                 kind: *kind,
                 key,
                 delta: *delta,
                 noreply: *noreply,
-            },
+            }),
             Spec::Touch {
                 key,
                 exptime,
                 noreply,
-            } => Request::Touch {
+            } => Request::Keyed(Keyed::Touch {
                 key,
                 exptime: *exptime,
                 noreply: *noreply,
-            },
+            }),
             Spec::FlushAll { delay, noreply } => Request::FlushAll {
                 delay: *delay,
                 noreply: *noreply,

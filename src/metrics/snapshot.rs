@@ -157,11 +157,10 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::keyspace::KeyHasher;
-    use crate::protocol::{GetKind, Keys, Request, Storage, StoreKind};
+    use crate::protocol::{GetKind, Keyed, Storage, StoreKind};
 
-    fn run(shard: &mut Shard, ns: NsId, request: &Request) {
-        let key = request.key().expect("keyed");
-        let hash = KeyHasher::default().hash(ns, key);
+    fn run(shard: &mut Shard, ns: NsId, request: &Keyed) {
+        let hash = KeyHasher::default().hash(ns, request.key());
         shard.execute(ns, hash, request, &mut Vec::new());
     }
 
@@ -169,7 +168,7 @@ mod tests {
     fn a_snapshot_counts_each_namespace_apart() {
         let mut shard = Shard::new(16 << 20, 1 << 20, Clock::new(), KeyHasher::default());
         let set = |key: &'static [u8]| {
-            Request::Store(Storage {
+            Keyed::Store(Storage {
                 kind: StoreKind::Set,
                 key,
                 flags: 0,
@@ -179,9 +178,9 @@ mod tests {
                 noreply: false,
             })
         };
-        let get = |key: &'static [u8]| Request::Get {
+        let get = |key: &'static [u8]| Keyed::Get {
             kind: GetKind::Get,
-            keys: Keys::single(key),
+            key,
         };
         run(&mut shard, 3, &set(b"a"));
         run(&mut shard, 3, &set(b"b"));

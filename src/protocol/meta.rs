@@ -10,7 +10,7 @@
 
 use super::reply::{push_u64, ErrorReply};
 use super::request::{
-    Handshake, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
+    Handshake, Keyed, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
 };
 use super::MAX_KEY_LEN;
 
@@ -147,10 +147,10 @@ pub(crate) fn parse_meta<'a>(
     let len = len as usize;
     if len > limits.max_item_size {
         return Some(Parsed::Request {
-            request: Request::MetaTooLarge {
+            request: Request::Keyed(Keyed::MetaTooLarge {
                 key,
                 swallow: len + 2,
-            },
+            }),
             consumed: line_len,
         });
     }
@@ -183,12 +183,12 @@ pub(crate) fn parse_meta<'a>(
         return Some(swallowed(ErrorReply::BadDataChunk));
     }
     Some(Parsed::Request {
-        request: Request::Meta(Meta {
+        request: Request::Keyed(Keyed::Meta(Meta {
             command,
             key,
             flags,
             data: &buf[line_len..end - 2],
-        }),
+        })),
         consumed: end,
     })
 }
@@ -208,12 +208,12 @@ fn finish_key<'a>(
         return invalid(ErrorReply::BadCommandLine);
     }
     Parsed::Request {
-        request: Request::Meta(Meta {
+        request: Request::Keyed(Keyed::Meta(Meta {
             command,
             key,
             flags,
             data,
-        }),
+        })),
         consumed: line_len,
     }
 }

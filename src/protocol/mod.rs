@@ -15,8 +15,8 @@ pub mod request;
 pub use parse::parse;
 pub use reply::{compose, ErrorReply, Response};
 pub use request::{
-    ArithKind, GetKind, Keys, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
-    StatsGroup, Storage, StoreKind,
+    ArithKind, GetKind, Keyed, Keys, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed,
+    Request, StatsGroup, Storage, StoreKind,
 };
 
 /// memcached's key limit (KEY_MAX_LENGTH).

@@ -10,7 +10,7 @@ use memchr::memchr;
 
 use super::reply::ErrorReply;
 use super::request::{
-    ArithKind, GetKind, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
+    ArithKind, GetKind, Keyed, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
 };
 use super::MAX_KEY_LEN;
 
@@ -119,7 +119,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             if !valid_key(key) {
                 return invalid(ErrorReply::BadCommandLine, noreply);
             }
-            request(Request::Delete { key, noreply })
+            request(Request::Keyed(Keyed::Delete { key, noreply }))
         }
         b"incr" | b"decr" => {
             let KeyAndArgument {
@@ -138,12 +138,12 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             } else {
                 ArithKind::Decr
             };
-            request(Request::Arith {
+            request(Request::Keyed(Keyed::Arith {
                 kind,
                 key,
                 delta,
                 noreply,
-            })
+            }))
         }
         b"touch" => {
             let KeyAndArgument {
@@ -157,11 +157,11 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             let Some(exptime) = parse_exptime(exptime) else {
                 return invalid(ErrorReply::InvalidExptime, noreply);
             };
-            request(Request::Touch {
+            request(Request::Keyed(Keyed::Touch {
                 key,
                 exptime,
                 noreply,
-            })
+            }))
         }
         b"flush_all" => {
             let args = Tokens::split(rest);
@@ -299,12 +299,12 @@ fn parse_storage<'a>(
     let len = len as usize;
     if len > limits.max_item_size {
         return Parsed::Request {
-            request: Request::StoreTooLarge {
+            request: Request::Keyed(Keyed::StoreTooLarge {
                 kind,
                 key,
                 noreply,
                 swallow: len + 2,
-            },
+            }),
             consumed: line_len,
         };
     }
@@ -320,7 +320,7 @@ fn parse_storage<'a>(
         };
     }
     Parsed::Request {
-        request: Request::Store(Storage {
+        request: Request::Keyed(Keyed::Store(Storage {
             kind,
             key,
             flags,
@@ -328,7 +328,7 @@ fn parse_storage<'a>(
             cas,
             data: &buf[line_len..end - 2],
             noreply,
-        }),
+        })),
         consumed: end,
     }
 }
@@ -534,7 +534,7 @@ mod tests {
         let r = req(b"set k 5 -1 3 noreply\r\na\nb\r\n");
         assert_eq!(
             r,
-            Request::Store(Storage {
+            Request::Keyed(Keyed::Store(Storage {
                 kind: StoreKind::Set,
                 key: b"k",
                 flags: 5,
@@ -542,20 +542,20 @@ mod tests {
                 cas: 0,
                 data: b"a\nb",
                 noreply: true
-            })
+            }))
         );
         assert!(matches!(
             req(b"cas k 0 0 1 99\r\nx\r\n"),
-            Request::Store(Storage {
+            Request::Keyed(Keyed::Store(Storage {
                 kind: StoreKind::Cas,
                 cas: 99,
                 ..
-            })
+            }))
         ));
         // An unknown sixth word is ignored, as memcached does.
         assert!(matches!(
             req(b"set k 0 0 1 foo\r\nx\r\n"),
-            Request::Store(Storage { noreply: false, .. })
+            Request::Keyed(Keyed::Store(Storage { noreply: false, .. }))
         ));
         assert_eq!(parse(b"set k 0 0 3\r\nab", &LIMITS), Parsed::Incomplete);
         assert_eq!(parse(b"set k 0 0 3\r\nabc\r", &LIMITS), Parsed::Incomplete);
@@ -582,12 +582,12 @@ mod tests {
         let too_large = format!("set k 0 0 {}\r\n", 2 * 1024 * 1024);
         assert_eq!(
             req(too_large.as_bytes()),
-            Request::StoreTooLarge {
+            Request::Keyed(Keyed::StoreTooLarge {
                 kind: StoreKind::Set,
                 key: b"k",
                 noreply: false,
                 swallow: 2 * 1024 * 1024 + 2
-            }
+            })
         );
     }
 
@@ -595,20 +595,20 @@ mod tests {
     fn other_commands() {
         assert_eq!(
             req(b"delete k 0 noreply\r\n"),
-            Request::Delete {
+            Request::Keyed(Keyed::Delete {
                 key: b"k",
                 noreply: true
-            }
+            })
         );
         assert_eq!(err(b"delete k 5\r\n").0, ErrorReply::DeleteUsage);
         assert_eq!(
             req(b"incr k 18446744073709551615\r\n"),
-            Request::Arith {
+            Request::Keyed(Keyed::Arith {
                 kind: ArithKind::Incr,
                 key: b"k",
                 delta: u64::MAX,
                 noreply: false
-            }
+            })
         );
         assert_eq!(err(b"decr k -1\r\n").0, ErrorReply::InvalidDelta);
         assert_eq!(err(b"touch k x\r\n").0, ErrorReply::InvalidExptime);
@@ -739,7 +739,7 @@ mod tests {
     #[test]
     fn encode_then_parse_round_trips() {
         let reqs = [
-            Request::Store(Storage {
+            Request::Keyed(Keyed::Store(Storage {
                 kind: StoreKind::Cas,
                 key: b"k",
                 flags: 1,
@@ -747,22 +747,22 @@ mod tests {
                 cas: 7,
                 data: b"v\r\nv",
                 noreply: true,
-            }),
-            Request::Arith {
+            })),
+            Request::Keyed(Keyed::Arith {
                 kind: ArithKind::Decr,
                 key: b"n",
                 delta: 3,
                 noreply: false,
-            },
-            Request::Touch {
+            }),
+            Request::Keyed(Keyed::Touch {
                 key: b"t",
                 exptime: -5,
                 noreply: true,
-            },
-            Request::Delete {
+            }),
+            Request::Keyed(Keyed::Delete {
                 key: b"d",
                 noreply: false,
-            },
+            }),
             Request::Version,
         ];
         for r in reqs {

@@ -125,9 +125,35 @@ pub struct Storage<'a> {
 /// One request. Keys and data borrow the connection's read buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
+    /// A request for one key: it runs on the shard that owns the key.
+    Keyed(Keyed<'a>),
+    /// A retrieval of any number of keys: each runs as a [`Keyed::Get`] on
+    /// its own key's shard, and one `END` closes the reply.
     Get {
         kind: GetKind,
         keys: Keys<'a>,
+    },
+    FlushAll {
+        delay: i64,
+        noreply: bool,
+    },
+    Stats(StatsGroup<'a>),
+    Version,
+    Verbosity {
+        noreply: bool,
+    },
+    Quit,
+    /// `mn`: answers `MN` in its place.
+    MetaNoOp,
+}
+
+/// A request that names one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keyed<'a> {
+    /// One key of a retrieval.
+    Get {
+        kind: GetKind,
+        key: &'a [u8],
     },
     Store(Storage<'a>),
     /// A storage command whose value exceeds the item size limit. Its data
@@ -153,20 +179,8 @@ pub enum Request<'a> {
         exptime: i64,
         noreply: bool,
     },
-    FlushAll {
-        delay: i64,
-        noreply: bool,
-    },
-    Stats(StatsGroup<'a>),
-    Version,
-    Verbosity {
-        noreply: bool,
-    },
-    Quit,
     /// A meta command (`mg`, `ms`, `md`, `ma`, `me`).
     Meta(Meta<'a>),
-    /// `mn`: answers `MN` in its place.
-    MetaNoOp,
     /// An `ms` whose value exceeds the item size limit; `key` is the token
     /// as sent. Its data block (`swallow` bytes) is discarded.
     MetaTooLarge {
@@ -175,38 +189,51 @@ pub enum Request<'a> {
     },
 }
 
+impl<'a> Keyed<'a> {
+    /// The key as sent (a meta command's may be base64: see
+    /// [`Keyed::routing_key`]).
+    pub fn key(&self) -> &'a [u8] {
+        match *self {
+            Keyed::Get { key, .. }
+            | Keyed::Store(Storage { key, .. })
+            | Keyed::StoreTooLarge { key, .. }
+            | Keyed::Delete { key, .. }
+            | Keyed::Arith { key, .. }
+            | Keyed::Touch { key, .. }
+            | Keyed::MetaTooLarge { key, .. } => key,
+            Keyed::Meta(meta) => meta.key,
+        }
+    }
+
+    /// The key's bytes, which decide the shard that runs the request (a
+    /// meta command's base64 key decoded into `buf`).
+    pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> &'b [u8] {
+        match self {
+            Keyed::Meta(meta) => meta.key(buf),
+            _ => self.key(),
+        }
+    }
+
+    /// Whether the client asked not to be answered.
+    pub fn noreply(&self) -> bool {
+        match *self {
+            Keyed::Store(Storage { noreply, .. })
+            | Keyed::StoreTooLarge { noreply, .. }
+            | Keyed::Delete { noreply, .. }
+            | Keyed::Arith { noreply, .. }
+            | Keyed::Touch { noreply, .. } => noreply,
+            Keyed::Get { .. } | Keyed::Meta(_) | Keyed::MetaTooLarge { .. } => false,
+        }
+    }
+}
+
 impl<'a> Request<'a> {
     /// The key of a single-key request (a `get` yields its first key).
     pub fn key(&self) -> Option<&'a [u8]> {
-        match *self {
-            Request::Get { keys, .. } => keys.iter().next(),
-            Request::Store(Storage { key, .. })
-            | Request::StoreTooLarge { key, .. }
-            | Request::Delete { key, .. }
-            | Request::Arith { key, .. }
-            | Request::Touch { key, .. }
-            | Request::MetaTooLarge { key, .. } => Some(key),
-            Request::Meta(meta) => Some(meta.key),
-            _ => None,
-        }
-    }
-
-    /// The retrieval's kind and keys, for a `get` of any number of keys.
-    pub fn retrieval(&self) -> Option<(GetKind, Keys<'a>)> {
-        match *self {
-            Request::Get { kind, keys } => Some((kind, keys)),
-            _ => None,
-        }
-    }
-
-    /// The one key a request other than a retrieval names, which decides
-    /// the shard that runs it (a meta command's base64 key decoded into
-    /// `buf`). `None`: the request names no key.
-    pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> Option<&'b [u8]> {
         match self {
-            Request::Get { .. } => None,
-            Request::Meta(meta) => Some(meta.key(buf)),
-            _ => self.key(),
+            Request::Keyed(keyed) => Some(keyed.key()),
+            Request::Get { keys, .. } => keys.iter().next(),
+            _ => None,
         }
     }
 
@@ -223,9 +250,8 @@ impl<'a> Request<'a> {
     /// discarded.
     pub fn swallow(&self) -> usize {
         match *self {
-            Request::StoreTooLarge { swallow, .. } | Request::MetaTooLarge { swallow, .. } => {
-                swallow
-            }
+            Request::Keyed(Keyed::StoreTooLarge { swallow, .. })
+            | Request::Keyed(Keyed::MetaTooLarge { swallow, .. }) => swallow,
             _ => 0,
         }
     }
@@ -233,13 +259,8 @@ impl<'a> Request<'a> {
     /// Whether the client asked not to be answered.
     pub fn noreply(&self) -> bool {
         match *self {
-            Request::Store(Storage { noreply, .. })
-            | Request::StoreTooLarge { noreply, .. }
-            | Request::Delete { noreply, .. }
-            | Request::Arith { noreply, .. }
-            | Request::Touch { noreply, .. }
-            | Request::FlushAll { noreply, .. }
-            | Request::Verbosity { noreply } => noreply,
+            Request::Keyed(keyed) => keyed.noreply(),
+            Request::FlushAll { noreply, .. } | Request::Verbosity { noreply } => noreply,
             _ => false,
         }
     }
@@ -249,18 +270,18 @@ impl<'a> Request<'a> {
     /// The grammar decides this, so transport never matches a key.
     pub fn handshake(&self) -> Option<Handshake<'a>> {
         match *self {
-            Request::Store(Storage {
+            Request::Keyed(Keyed::Store(Storage {
                 kind: StoreKind::Set,
                 key: b"oauth",
                 data,
                 noreply,
                 ..
-            }) => Some(Handshake {
+            })) => Some(Handshake {
                 value: data,
                 noreply,
                 meta: None,
             }),
-            Request::Meta(meta) if meta.is_handshake() => Some(Handshake {
+            Request::Keyed(Keyed::Meta(meta)) if meta.is_handshake() => Some(Handshake {
                 value: meta.data,
                 noreply: meta.flags.quiet,
                 meta: Some(meta.flags.tokens),
@@ -268,17 +289,17 @@ impl<'a> Request<'a> {
             // Longer than any credentials may be (the data is swallowed, not
             // buffered): a handshake whose empty value is refused as badly
             // formatted.
-            Request::StoreTooLarge {
+            Request::Keyed(Keyed::StoreTooLarge {
                 kind: StoreKind::Set,
                 key: b"oauth",
                 noreply,
                 ..
-            } => Some(Handshake {
+            }) => Some(Handshake {
                 value: b"",
                 noreply,
                 meta: None,
             }),
-            Request::MetaTooLarge { key: b"oauth", .. } => Some(Handshake {
+            Request::Keyed(Keyed::MetaTooLarge { key: b"oauth", .. }) => Some(Handshake {
                 value: b"",
                 noreply: false,
                 meta: Some(b""),
@@ -309,7 +330,7 @@ impl<'a> Request<'a> {
                 }
                 out.extend_from_slice(b"\r\n");
             }
-            Request::Store(Storage {
+            Request::Keyed(Keyed::Store(Storage {
                 kind,
                 key,
                 flags,
@@ -317,7 +338,7 @@ impl<'a> Request<'a> {
                 cas,
                 data,
                 noreply,
-            }) => {
+            })) => {
                 out.extend_from_slice(kind.verb().as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(key);
@@ -329,20 +350,42 @@ impl<'a> Request<'a> {
                 out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
             }
-            Request::StoreTooLarge { .. } => {
-                unreachable!("a too-large store is never constructed by a client")
+            Request::Keyed(Keyed::Get { kind, key }) => Request::Get {
+                kind,
+                keys: Keys::single(key),
             }
-            Request::Delete { key, noreply } => {
+            .encode(out),
+            // A value past the size limit: the line as sent, with data of
+            // the length it gave (flags, exptime and cas are not kept).
+            Request::Keyed(Keyed::StoreTooLarge {
+                kind,
+                key,
+                noreply,
+                swallow,
+            }) => {
+                out.extend_from_slice(kind.verb().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(key);
+                let len = swallow.saturating_sub(2);
+                out.extend_from_slice(format!(" 0 0 {len}").as_bytes());
+                if kind == StoreKind::Cas {
+                    out.extend_from_slice(b" 0");
+                }
+                nr(out, noreply);
+                out.resize(out.len() + len, b'x');
+                out.extend_from_slice(b"\r\n");
+            }
+            Request::Keyed(Keyed::Delete { key, noreply }) => {
                 out.extend_from_slice(b"delete ");
                 out.extend_from_slice(key);
                 nr(out, noreply);
             }
-            Request::Arith {
+            Request::Keyed(Keyed::Arith {
                 kind,
                 key,
                 delta,
                 noreply,
-            } => {
+            }) => {
                 out.extend_from_slice(if kind == ArithKind::Incr {
                     b"incr "
                 } else {
@@ -352,11 +395,11 @@ impl<'a> Request<'a> {
                 out.extend_from_slice(format!(" {delta}").as_bytes());
                 nr(out, noreply);
             }
-            Request::Touch {
+            Request::Keyed(Keyed::Touch {
                 key,
                 exptime,
                 noreply,
-            } => {
+            }) => {
                 out.extend_from_slice(b"touch ");
                 out.extend_from_slice(key);
                 out.extend_from_slice(format!(" {exptime}").as_bytes());
@@ -393,7 +436,7 @@ impl<'a> Request<'a> {
                 nr(out, noreply);
             }
             Request::Quit => out.extend_from_slice(b"quit\r\n"),
-            Request::Meta(meta) => {
+            Request::Keyed(Keyed::Meta(meta)) => {
                 out.extend_from_slice(match meta.command {
                     MetaCommand::Get => b"mg ",
                     MetaCommand::Set => b"ms ",
@@ -419,8 +462,14 @@ impl<'a> Request<'a> {
                 }
             }
             Request::MetaNoOp => out.extend_from_slice(b"mn\r\n"),
-            Request::MetaTooLarge { .. } => {
-                unreachable!("a too-large store is never constructed by a client")
+            // The flags are not kept: `ms` with the length it gave.
+            Request::Keyed(Keyed::MetaTooLarge { key, swallow }) => {
+                let len = swallow.saturating_sub(2);
+                out.extend_from_slice(b"ms ");
+                out.extend_from_slice(key);
+                out.extend_from_slice(format!(" {len}\r\n").as_bytes());
+                out.resize(out.len() + len, b'x');
+                out.extend_from_slice(b"\r\n");
             }
         }
     }

@@ -330,7 +330,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::keyspace::KeyHasher;
-    use crate::protocol::{parse, Limits, Parsed};
+    use crate::protocol::{parse, Keyed, Limits, Parsed, Request};
 
     /// Runs every request of `wire` on `shard`; the replies, as text.
     fn run(shard: &mut Shard, wire: &[u8]) -> String {
@@ -340,9 +340,23 @@ mod tests {
         let (mut at, mut out) = (0, Vec::new());
         while at < wire.len() {
             match parse(&wire[at..], &limits) {
-                Parsed::Request { request, consumed } => {
-                    let key = request.key().expect("keyed");
-                    shard.execute(0, KeyHasher::default().hash(0, key), &request, &mut out);
+                Parsed::Request {
+                    request: Request::Keyed(keyed),
+                    consumed,
+                } => {
+                    let mut buf = [0; crate::protocol::MAX_KEY_LEN];
+                    let hash = KeyHasher::default().hash(0, keyed.routing_key(&mut buf));
+                    shard.execute(0, hash, &keyed, &mut out);
+                    at += consumed;
+                }
+                Parsed::Request {
+                    request: Request::Get { kind, keys },
+                    consumed,
+                } => {
+                    for key in keys.iter() {
+                        let hash = KeyHasher::default().hash(0, key);
+                        shard.execute(0, hash, &Keyed::Get { kind, key }, &mut out);
+                    }
                     at += consumed;
                 }
                 Parsed::Invalid {

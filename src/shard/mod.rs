@@ -13,8 +13,8 @@
 
 use crate::clock::Clock;
 use crate::protocol::{
-    compose, parse, ArithKind, ErrorReply, GetKind, Limits, Parsed, Request, Response, Storage,
-    StoreKind,
+    compose, parse, ArithKind, ErrorReply, GetKind, Keyed, Limits, Parsed, Request, Response,
+    Storage, StoreKind,
 };
 use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{
@@ -215,7 +215,10 @@ impl Shard {
         out: &mut Vec<u8>,
     ) {
         match parse(wire, limits) {
-            Parsed::Request { request, .. } => self.execute(ns, hash, &request, out),
+            Parsed::Request {
+                request: Request::Keyed(keyed),
+                ..
+            } => self.execute(ns, hash, &keyed, out),
             other => {
                 // The sender parsed these bytes already: a bug, not input.
                 debug_assert!(false, "unparseable forwarded request: {other:?}");
@@ -225,21 +228,16 @@ impl Shard {
         }
     }
 
-    /// Runs one single-key request (a `Get` here carries exactly one key) and
-    /// appends its reply to `out` unless the client said noreply.
-    pub fn execute(&mut self, ns: NsId, hash: u64, request: &Request, out: &mut Vec<u8>) {
+    /// Runs one single-key request and appends its reply to `out` unless
+    /// the client said noreply.
+    pub fn execute(&mut self, ns: NsId, hash: u64, request: &Keyed, out: &mut Vec<u8>) {
         if self.store.ns_project(ns).is_none() {
             self.bind(ns);
         }
         let now = self.clock.now();
         let response = match *request {
-            Request::Get { kind, keys } => {
-                for key in keys.iter() {
-                    self.get(Key { ns, hash, key }, kind, now, out);
-                }
-                return;
-            }
-            Request::Store(storage) => {
+            Keyed::Get { kind, key } => return self.get(Key { ns, hash, key }, kind, now, out),
+            Keyed::Store(storage) => {
                 let key = Key {
                     ns,
                     hash,
@@ -251,7 +249,7 @@ impl Shard {
                 }
                 response
             }
-            Request::StoreTooLarge {
+            Keyed::StoreTooLarge {
                 kind, key, noreply, ..
             } => {
                 self.counters(ns).cmd_set += 1;
@@ -265,7 +263,7 @@ impl Shard {
                 }
                 Response::Error(ErrorReply::TooLarge)
             }
-            Request::Delete { key, noreply } => {
+            Keyed::Delete { key, noreply } => {
                 let deleted = self.store.delete(Key { ns, hash, key }, now);
                 let c = self.counters(ns);
                 if deleted {
@@ -282,7 +280,7 @@ impl Shard {
                     Response::NotFound
                 }
             }
-            Request::Arith {
+            Keyed::Arith {
                 kind,
                 key,
                 delta,
@@ -315,7 +313,7 @@ impl Shard {
                 }
                 response
             }
-            Request::Touch {
+            Keyed::Touch {
                 key,
                 exptime,
                 noreply,
@@ -338,8 +336,8 @@ impl Shard {
                     Response::NotFound
                 }
             }
-            Request::Meta(meta) => return self.execute_meta(ns, hash, &meta, out),
-            Request::MetaTooLarge { key, .. } => {
+            Keyed::Meta(meta) => return self.execute_meta(ns, hash, &meta, out),
+            Keyed::MetaTooLarge { key, .. } => {
                 let c = self.counters(ns);
                 c.cmd_set += 1;
                 c.store_too_large += 1;
@@ -347,12 +345,6 @@ impl Shard {
                 self.store.delete(Key { ns, hash, key }, now);
                 Response::Error(ErrorReply::TooLarge)
             }
-            Request::FlushAll { .. }
-            | Request::MetaNoOp
-            | Request::Stats(_)
-            | Request::Version
-            | Request::Verbosity { .. }
-            | Request::Quit => unreachable!("not a keyed request: {request:?}"),
         };
         compose(&response, out);
     }

@@ -33,8 +33,7 @@ use super::socket::Socket;
 use crate::clock::coarse_now;
 use crate::keyspace::{shard_of, NsHasher};
 use crate::protocol::{
-    binary, compose, parse, ErrorReply, GetKind, Keys, Limits, Parsed, Request, Response,
-    MAX_KEY_LEN,
+    binary, compose, parse, ErrorReply, Keyed, Limits, Parsed, Request, Response, MAX_KEY_LEN,
 };
 use crate::session::{Client, Gate, Login, Peer, Session};
 use crate::shard::admin::{Server, Step};
@@ -364,21 +363,24 @@ impl Connection {
             }
             Gate::Handshake(handshake) => return Ok(self.authenticate(handshake)),
         }
-        if let Some((kind, keys)) = request.retrieval() {
-            for key in keys.iter() {
-                self.get(kind, key);
-                // A multiget of large values is written as it goes.
-                self.relieve().await?;
+        match request {
+            Request::Keyed(keyed) => {
+                let mut buf = [0u8; MAX_KEY_LEN];
+                let key = keyed.routing_key(&mut buf);
+                self.keyed(&keyed, key, Forward::Wire(wire));
+                Ok(Next::Continue)
             }
-            compose(&Response::End, &mut self.out);
-            return Ok(Next::Continue);
+            Request::Get { kind, keys } => {
+                for key in keys.iter() {
+                    self.keyed(&Keyed::Get { kind, key }, key, Forward::Get(kind, key));
+                    // A multiget of large values is written as it goes.
+                    self.relieve().await?;
+                }
+                compose(&Response::End, &mut self.out);
+                Ok(Next::Continue)
+            }
+            _ => self.admin(&request).await,
         }
-        let mut buf = [0u8; MAX_KEY_LEN];
-        if let Some(key) = request.routing_key(&mut buf) {
-            self.keyed(&request, key, Forward::Wire(wire));
-            return Ok(Next::Continue);
-        }
-        self.admin(&request).await
     }
 
     /// A request that names no key. Its meaning is the shard's
@@ -412,7 +414,7 @@ impl Connection {
 
     /// A single-key request: inline if this core owns the key, else queued
     /// for its owner.
-    fn keyed(&mut self, request: &Request, key: &[u8], forward: Forward) {
+    fn keyed(&mut self, request: &Keyed, key: &[u8], forward: Forward) {
         let hash = self.hasher.hash(key);
         let owner = shard_of(hash, self.core.shards);
         if owner == self.core.index {
@@ -425,15 +427,6 @@ impl Connection {
             self.core.conns.borrow_mut().forward_requests += 1;
             self.remote.queue(owner, self.out.len(), hash, forward);
         }
-    }
-
-    /// One key of a retrieval, as a single-key get of its own.
-    fn get(&mut self, kind: GetKind, key: &[u8]) {
-        let single = Request::Get {
-            kind,
-            keys: Keys::single(key),
-        };
-        self.keyed(&single, key, Forward::Get(kind, key));
     }
 
     /// The IronCache handshake (`session`); a bound connection takes a

@@ -16,7 +16,7 @@ use ferrocache::clock::Clock;
 use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::parse::{valid_key, MAX_LINE, MAX_RETRIEVAL_LINE};
 use ferrocache::protocol::{
-    parse, ArithKind, ErrorReply, GetKind, Keys, Limits, MetaCommand, Parsed, Request, Storage,
+    parse, ArithKind, ErrorReply, GetKind, Keyed, Limits, MetaCommand, Parsed, Request, Storage,
     StoreKind,
 };
 use ferrocache::shard::Shard;
@@ -94,8 +94,8 @@ pub fn check_parse(data: &[u8]) {
                 check_request(rest, &request, consumed);
                 check_prefixes(rest, consumed);
                 let swallow = match request {
-                    Request::StoreTooLarge { swallow, .. }
-                    | Request::MetaTooLarge { swallow, .. } => swallow,
+                    Request::Keyed(Keyed::StoreTooLarge { swallow, .. })
+                    | Request::Keyed(Keyed::MetaTooLarge { swallow, .. }) => swallow,
                     _ => 0,
                 };
                 let next = (consumed + swallow).min(rest.len());
@@ -176,9 +176,9 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             }
             assert_eq!(consumed, line);
         }
-        Request::Store(Storage {
+        Request::Keyed(Keyed::Store(Storage {
             key, data, kind, ..
-        }) => {
+        })) => {
             assert!(valid_key(key), "invalid key {key:?}");
             let declared = declared_len(rest);
             assert_eq!(data.len(), declared, "value length");
@@ -188,18 +188,20 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             assert_eq!(&rest[consumed - 2..consumed], b"\r\n");
             assert_eq!(words(rest)[0], kind.verb().as_bytes());
         }
-        Request::StoreTooLarge { key, swallow, .. } => {
+        Request::Keyed(Keyed::StoreTooLarge { key, swallow, .. }) => {
             assert!(valid_key(key), "invalid key {key:?}");
             let declared = declared_len(rest);
             assert!(declared > MAX_ITEM_SIZE);
             assert_eq!(swallow, declared + 2);
             assert_eq!(consumed, line);
         }
-        Request::Delete { key, .. } | Request::Arith { key, .. } | Request::Touch { key, .. } => {
+        Request::Keyed(Keyed::Delete { key, .. })
+        | Request::Keyed(Keyed::Arith { key, .. })
+        | Request::Keyed(Keyed::Touch { key, .. }) => {
             assert!(valid_key(key), "invalid key {key:?}");
             assert_eq!(consumed, line);
         }
-        Request::Meta(meta) => {
+        Request::Keyed(Keyed::Meta(meta)) => {
             // The key as sent is 1 to 250 bytes with no space or control
             // byte; a base64 key decodes to 1 to 250 bytes (any bytes).
             assert!(valid_key(meta.key), "invalid meta key {:?}", meta.key);
@@ -217,7 +219,7 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
                 assert_eq!(consumed, line);
             }
         }
-        Request::MetaTooLarge { swallow, .. } => {
+        Request::Keyed(Keyed::MetaTooLarge { swallow, .. }) => {
             assert!(declared_len(rest) > MAX_ITEM_SIZE);
             assert_eq!(swallow, declared_len(rest) + 2);
             assert_eq!(consumed, line);
@@ -237,7 +239,7 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
     }
     if !matches!(
         request,
-        Request::StoreTooLarge { .. } | Request::MetaTooLarge { .. }
+        Request::Keyed(Keyed::StoreTooLarge { .. }) | Request::Keyed(Keyed::MetaTooLarge { .. })
     ) {
         let mut wire = Vec::new();
         request.encode(&mut wire);
@@ -317,23 +319,19 @@ pub fn check_connection(data: &[u8]) {
             Parsed::Request { request, consumed } => (request, consumed),
         };
         let swallow = match request {
-            Request::StoreTooLarge { swallow, .. } | Request::MetaTooLarge { swallow, .. } => {
-                swallow
-            }
+            Request::Keyed(Keyed::StoreTooLarge { swallow, .. })
+            | Request::Keyed(Keyed::MetaTooLarge { swallow, .. }) => swallow,
             _ => 0,
         };
         let next = (consumed + swallow).min(rest.len());
         match request {
             Request::MetaNoOp => {}
-            Request::Meta(_) | Request::MetaTooLarge { .. } => {
+            Request::Keyed(keyed @ (Keyed::Meta(_) | Keyed::MetaTooLarge { .. })) => {
                 let mut buf = [0u8; ferrocache::protocol::MAX_KEY_LEN];
-                let key = match request {
-                    Request::Meta(ref meta) => meta.key(&mut buf).to_vec(),
-                    _ => request.key().unwrap().to_vec(),
-                };
+                let key = keyed.routing_key(&mut buf).to_vec();
                 out.clear();
-                shard.execute(ns, hasher.hash(&key), &request, &mut out);
-                check_meta_reply(&request, &out);
+                shard.execute(ns, hasher.hash(&key), &keyed, &mut out);
+                check_meta_reply(&keyed, &out);
                 // Meta commands can change the item in ways the model does
                 // not follow (stale copies, vivified items, touched TTLs).
                 model.insert(key, Known::Unknown);
@@ -341,11 +339,7 @@ pub fn check_connection(data: &[u8]) {
             Request::Get { kind, keys } => {
                 for key in keys.iter() {
                     out.clear();
-                    let single = Request::Get {
-                        kind,
-                        keys: Keys::single(key),
-                    };
-                    shard.execute(ns, hasher.hash(key), &single, &mut out);
+                    shard.execute(ns, hasher.hash(key), &Keyed::Get { kind, key }, &mut out);
                     let state = model.entry(key.to_vec()).or_insert(Known::Absent);
                     check_get(state, kind, key, &out);
                 }
@@ -359,8 +353,8 @@ pub fn check_connection(data: &[u8]) {
             | Request::Stats(_)
             | Request::Version
             | Request::Verbosity { .. } => {}
-            keyed => {
-                let key = keyed.key().unwrap();
+            Request::Keyed(keyed) => {
+                let key = keyed.key();
                 out.clear();
                 shard.execute(ns, hasher.hash(key), &keyed, &mut out);
                 let state = model.entry(key.to_vec()).or_insert(Known::Absent);
@@ -373,7 +367,7 @@ pub fn check_connection(data: &[u8]) {
 
 /// A meta reply is empty (quiet), or status lines: a meta code or an
 /// error, each ending in "\r\n", with a value block after `VA <n>`.
-fn check_meta_reply(request: &Request, out: &[u8]) {
+fn check_meta_reply(request: &Keyed, out: &[u8]) {
     let mut rest = out;
     while !rest.is_empty() {
         let eol = rest
@@ -448,13 +442,13 @@ const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
 const NO_MEMORY: &[u8] = b"SERVER_ERROR out of memory storing object\r\n";
 const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
 
-fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
+fn check_keyed(state: &mut Known, request: &Keyed, out: &[u8]) {
     if request.noreply() {
         assert!(out.is_empty(), "noreply answered {}", show(out));
     }
     let got = |expected: &[u8]| request.noreply() || out == expected;
     match *request {
-        Request::Store(Storage {
+        Keyed::Store(Storage {
             kind,
             flags,
             exptime,
@@ -534,13 +528,13 @@ fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
                 (None, _) => Known::Unknown,
             };
         }
-        Request::StoreTooLarge { kind, .. } => {
+        Keyed::StoreTooLarge { kind, .. } => {
             assert!(got(TOO_LARGE), "too large answered {}", show(out));
             if kind == StoreKind::Set {
                 *state = Known::Absent;
             }
         }
-        Request::Delete { .. } => {
+        Keyed::Delete { .. } => {
             let ok = match state {
                 Known::Absent => got(b"NOT_FOUND\r\n"),
                 Known::Present { .. } => got(b"DELETED\r\n"),
@@ -549,7 +543,7 @@ fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
             assert!(ok, "delete in state {state:?} answered {}", show(out));
             *state = Known::Absent;
         }
-        Request::Arith { kind, delta, .. } => {
+        Keyed::Arith { kind, delta, .. } => {
             let number = out.strip_suffix(b"\r\n").is_some_and(|n| {
                 !n.is_empty() && n.iter().all(u8::is_ascii_digit) && show(n).parse::<u64>().is_ok()
             });
@@ -585,7 +579,7 @@ fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
                 ),
             }
         }
-        Request::Touch { exptime, .. } => {
+        Keyed::Touch { exptime, .. } => {
             let ok = match state {
                 Known::Absent => got(b"NOT_FOUND\r\n"),
                 Known::Present { .. } => got(b"TOUCHED\r\n"),
@@ -596,6 +590,8 @@ fn check_keyed(state: &mut Known, request: &Request, out: &[u8]) {
                 *state = Known::Unknown;
             }
         }
-        _ => unreachable!("not keyed: {request:?}"),
+        Keyed::Get { .. } | Keyed::Meta(_) | Keyed::MetaTooLarge { .. } => {
+            unreachable!("checked by check_get and check_meta_reply: {request:?}")
+        }
     }
 }
