@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::core::{ConnectionGuard, Core};
+use super::admission::admit;
+use super::core::Core;
 use super::framing::{
     Budget, Deadlines, Expiry, ReadBuffer, IDLE_REPLY_BUFFER, OUTPUT_HIGH_WATER, READ_BUFFER,
     SHRINK_AFTER,
 };
-use super::mesh::everywhere;
 use super::remote::{Forward, Remote, Spliced};
 use super::socket::Socket;
 use crate::clock::coarse_now;
@@ -44,8 +44,6 @@ const MAX_QUEUED_REMOTE: usize = 512;
 /// buffer and a few small reply buffers. Past it, they are given back
 /// once it has been quiet for `SHRINK_AFTER`.
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
-/// How long a refusal (too many connections) may wait to be written.
-const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// What the read loop does after a request.
 enum Next {
@@ -56,9 +54,7 @@ enum Next {
 }
 
 pub async fn serve(core: Rc<Core>, socket: Socket) {
-    let _placed = Placed(core.clone());
-    let Some(_guard) = ConnectionGuard::admit(&core) else {
-        refuse(socket, &core).await;
+    let Some((socket, _admission)) = admit(&core, socket).await else {
         return;
     };
     let mut conn = Connection::new(core, socket);
@@ -80,30 +76,6 @@ pub async fn serve(core: Rc<Core>, socket: Socket) {
     }
     conn.core.conns.borrow_mut().conn_buffer_bytes -= conn.reported as u64;
     conn.socket.close().await;
-}
-
-/// A connection counted on this core by `Shared::place`, until it closes.
-struct Placed(Rc<Core>);
-
-impl Drop for Placed {
-    fn drop(&mut self) {
-        self.0.shared.unplace(self.0.index);
-    }
-}
-
-/// Past --max-connections: one error line, then close (as memcached does).
-async fn refuse(mut socket: Socket, core: &Core) {
-    crate::throttled_warn!(
-        max = core.shared.config.max_connections,
-        "refusing connection: too many open connections"
-    );
-    let _ = socket
-        .write_all(
-            ErrorReply::TooManyConnections.line().to_vec(),
-            Some(REFUSAL_WRITE),
-        )
-        .await;
-    socket.close().await;
 }
 
 struct Connection {
@@ -403,7 +375,7 @@ impl Connection {
             Step::Close => return Ok(Next::Close),
             Step::Everywhere(op) => {
                 self.settle().await?;
-                let total = everywhere(&core, op).await;
+                let total = core.everywhere(op).await;
                 core.shard
                     .borrow()
                     .finish(request, total.as_ref(), &server, &mut self.out);

@@ -16,9 +16,11 @@ use std::task::{Poll, Waker};
 use super::bell::Bell;
 use super::lanes::{Endpoint, Lanes};
 use super::uring::{stir, Inbound, Ring};
+use super::waiters::{PartAnswer, Waiters};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::router::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
+use crate::shard::admin::Everywhere;
 use crate::shard::Shard;
 use crate::stats::{ConnCounters, Report};
 use crate::store::NsId;
@@ -339,6 +341,33 @@ impl Core {
         }
     }
 
+    /// Does `op` on every shard, this core's first, and sums their reports
+    /// where it asks for them.
+    pub async fn everywhere(&self, op: Everywhere) -> Option<Report> {
+        let mut total = match op {
+            Everywhere::Report { ns } => Some(self.report(ns)),
+            _ => self.shard.borrow_mut().everywhere(op),
+        };
+        let others = self
+            .ask_others(|reply_to, id| match op {
+                Everywhere::Flush { ns, delay } => ToShard::Flush {
+                    reply_to,
+                    id,
+                    ns,
+                    delay,
+                },
+                Everywhere::Report { ns } => ToShard::Report { reply_to, id, ns },
+                Everywhere::Reset { ns } => ToShard::Reset { reply_to, id, ns },
+            })
+            .await;
+        for answer in others {
+            if let (Some(total), FromShard::Report(report)) = (&mut total, answer) {
+                total.add(&report);
+            }
+        }
+        total
+    }
+
     /// Sends `make(reply_to, id)` to every other shard at once, then waits
     /// for all their answers (admin commands: flush_all, stats).
     pub async fn ask_others(&self, make: impl Fn(usize, u32) -> ToShard) -> Vec<FromShard> {
@@ -500,113 +529,6 @@ impl Core {
                 spares.push(answer);
             }
         }
-    }
-}
-
-/// What a batch part's waiter receives: the batch's answer, shared by its
-/// parts, and this part (where its replies start in it, and how much of it
-/// ran). A single message's waiter receives its `FromShard` instead.
-pub type PartAnswer = (Rc<Answer>, Part);
-
-/// Reply slots for requests this core forwarded: a slab of one-shot cells,
-/// each receiving a `T`. A core keeps one slab per kind of answer, so each
-/// waiter gets the kind it waits for.
-pub struct Waiters<T> {
-    slots: RefCell<Vec<Slot<T>>>,
-    free: RefCell<Vec<u32>>,
-}
-
-impl<T> Default for Waiters<T> {
-    fn default() -> Self {
-        Waiters {
-            slots: RefCell::default(),
-            free: RefCell::default(),
-        }
-    }
-}
-
-struct Slot<T> {
-    reply: Option<T>,
-    waker: Option<Waker>,
-}
-
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot {
-            reply: None,
-            waker: None,
-        }
-    }
-}
-
-impl<T> Waiters<T> {
-    pub fn register(&self) -> u32 {
-        if let Some(id) = self.free.borrow_mut().pop() {
-            return id;
-        }
-        let mut slots = self.slots.borrow_mut();
-        slots.push(Slot::default());
-        (slots.len() - 1) as u32
-    }
-
-    /// Called by the reply mesh handler.
-    pub fn complete(&self, id: u32, reply: T) {
-        let mut slots = self.slots.borrow_mut();
-        let slot = &mut slots[id as usize];
-        slot.reply = Some(reply);
-        if let Some(w) = slot.waker.take() {
-            stir();
-            w.wake();
-        }
-    }
-
-    pub async fn wait(&self, id: u32) -> T {
-        let reply = poll_fn(|cx| {
-            let mut slots = self.slots.borrow_mut();
-            let slot = &mut slots[id as usize];
-            match slot.reply.take() {
-                Some(r) => Poll::Ready(r),
-                None => {
-                    slot.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await;
-        self.free.borrow_mut().push(id);
-        reply
-    }
-}
-
-/// Keeps a connection counted in `open_connections` and the core's counters.
-pub struct ConnectionGuard {
-    core: Rc<Core>,
-}
-
-impl ConnectionGuard {
-    /// Counts a new connection, or refuses it past `--max-connections`.
-    pub fn admit(core: &Rc<Core>) -> Option<ConnectionGuard> {
-        let shared = &core.shared;
-        let open = shared.open_connections.fetch_add(1, Ordering::Relaxed);
-        if open >= shared.config.max_connections {
-            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
-            core.conns.borrow_mut().rejected_connections += 1;
-            return None;
-        }
-        let mut c = core.conns.borrow_mut();
-        c.curr_connections += 1;
-        c.total_connections += 1;
-        Some(ConnectionGuard { core: core.clone() })
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.core
-            .shared
-            .open_connections
-            .fetch_sub(1, Ordering::Relaxed);
-        self.core.conns.borrow_mut().curr_connections -= 1;
     }
 }
 

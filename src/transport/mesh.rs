@@ -17,8 +17,6 @@ use super::core::Core;
 use super::socket::Socket;
 use crate::protocol::Limits;
 use crate::router::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
-use crate::shard::admin::Everywhere;
-use crate::stats::Report;
 
 /// Executes work other cores forwarded to this shard, in arrival order.
 pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
@@ -144,31 +142,4 @@ fn execute_batch(core: &Core, parts: &mut [Part], batch: &[u8], answer: &mut Ans
                 .execute_wire(ns.id, hash, wire, &limits, out),
         },
     );
-}
-
-/// Does `op` on every shard, this core's first, and sums their reports
-/// where it asks for them.
-pub async fn everywhere(core: &Rc<Core>, op: Everywhere) -> Option<Report> {
-    let mut total = match op {
-        Everywhere::Report { ns } => Some(core.report(ns)),
-        _ => core.shard.borrow_mut().everywhere(op),
-    };
-    let others = core
-        .ask_others(|reply_to, id| match op {
-            Everywhere::Flush { ns, delay } => ToShard::Flush {
-                reply_to,
-                id,
-                ns,
-                delay,
-            },
-            Everywhere::Report { ns } => ToShard::Report { reply_to, id, ns },
-            Everywhere::Reset { ns } => ToShard::Reset { reply_to, id, ns },
-        })
-        .await;
-    for answer in others {
-        if let (Some(total), FromShard::Report(report)) = (&mut total, answer) {
-            total.add(&report);
-        }
-    }
-    total
 }

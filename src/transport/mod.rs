@@ -1,12 +1,16 @@
 //! Transport: sockets, routing to shards, and the order of replies.
 //!
 //! Owns everything between the network and a shard: the executors and their
-//! listeners ([`server`]), each connection's read/route/write loop
-//! ([`connection`]), the socket layer ([`socket`]), TLS sessions ([`tls`]), the per-core state
-//! ([`core`]), the mesh between cores ([`lanes`], woken through [`bell`]) and
-//! its handlers ([`mesh`]). It has no grammar (that is
+//! listeners ([`server`]), admitting a connection ([`admission`]), each
+//! connection's read/route/write loop ([`connection`]) with its read buffer
+//! and limits ([`framing`]) and the splicing of other shards' replies
+//! ([`remote`]), the socket layer ([`socket`], [`uring`]), TLS sessions
+//! ([`tls`]), the per-core state ([`core`]) and its reply slots
+//! ([`waiters`]), the mesh between cores ([`lanes`], woken through
+//! [`bell`]) and its handlers ([`mesh`]). It has no grammar (that is
 //! `protocol`) and no command meaning (that is `shard`).
 
+pub mod admission;
 pub mod bell;
 pub mod connection;
 pub mod core;
@@ -18,3 +22,4 @@ pub mod server;
 pub mod socket;
 pub mod tls;
 pub mod uring;
+pub mod waiters;
