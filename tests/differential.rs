@@ -9,33 +9,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
-
-use common::{Memcached, Server};
-
-/// Sends `request`, half-closes, and returns everything until the server closes.
-fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request).expect("write");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            // A reset after the last reply also means "closed".
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("reading reply to {:?}: {e}", show(request)),
-        }
-    }
-    out
-}
+use common::{exchange, show, Memcached, Server};
 
 /// CAS uniques are per-server counters: replace the fifth word of every
 /// `VALUE key flags bytes cas` line with `<cas>`.
@@ -65,15 +39,6 @@ fn normalize_cas(reply: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn show(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    if s.len() > 300 {
-        format!("{}...({} bytes)", &s[..300], bytes.len())
-    } else {
-        s.into_owned()
-    }
 }
 
 fn long(prefix: &str, n: usize, suffix: &str) -> Vec<u8> {
@@ -272,8 +237,8 @@ fn same_bytes_as_memcached() {
     let cases = same_cases();
     let mut failures = Vec::new();
     for (name, request) in &cases {
-        let want = normalize_cas(&exchange(memcached.addr, request));
-        let got = normalize_cas(&exchange(ferrocache.addr, request));
+        let want = normalize_cas(&exchange(memcached.addr, request, usize::MAX));
+        let got = normalize_cas(&exchange(ferrocache.addr, request, usize::MAX));
         if want != got {
             failures.push(format!(
                 "{name}: request {:?}\n  memcached:  {:?}\n  ferrocache: {:?}",
@@ -284,7 +249,11 @@ fn same_bytes_as_memcached() {
         }
     }
     // `stats items` lists slab classes in memcached; ferrocache has none.
-    let got = exchange(ferrocache.addr, b"stats items\r\nstats slabs\r\n");
+    let got = exchange(
+        ferrocache.addr,
+        b"stats items\r\nstats slabs\r\n",
+        usize::MAX,
+    );
     assert_eq!(show(&got), "END\r\nEND\r\n");
     assert!(
         failures.is_empty(),
@@ -304,12 +273,12 @@ fn documented_differences_hold() {
     let ferrocache = Server::start(&[]);
     for (name, request, want_memcached, want_ferrocache) in documented_differences() {
         assert_eq!(
-            show(&exchange(memcached.addr, &request)),
+            show(&exchange(memcached.addr, &request, usize::MAX)),
             show(&want_memcached),
             "memcached, {name}"
         );
         assert_eq!(
-            show(&exchange(ferrocache.addr, &request)),
+            show(&exchange(ferrocache.addr, &request, usize::MAX)),
             show(&want_ferrocache),
             "ferrocache, {name}"
         );
@@ -355,8 +324,8 @@ fn undocumented_differences() {
         .collect();
     let mut failures = Vec::new();
     for request in &cases {
-        let want = exchange(memcached.addr, request);
-        let got = exchange(ferrocache.addr, request);
+        let want = exchange(memcached.addr, request, usize::MAX);
+        let got = exchange(ferrocache.addr, request, usize::MAX);
         if want != got {
             failures.push(format!(
                 "request {:?}\n  memcached:  {:?}\n  ferrocache: {:?}",

@@ -11,35 +11,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Memcached, Server};
+use common::{exchange, show, Memcached, Server};
 use ferrocache::protocol::{parse, Limits, Parsed};
-
-/// Sends `request` (in `chunk`-byte writes), half-closes, reads to EOF.
-fn exchange(addr: SocketAddr, request: &[u8], chunk: usize) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    for part in request.chunks(chunk) {
-        stream.write_all(part).expect("write");
-    }
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("reading reply to {:?}: {e}", show(request)),
-        }
-    }
-    out
-}
 
 /// Masks what differs by design: cas uniques (` c123` return flags and
 /// `me`'s `cas=123`) and `me`'s `size=` (item sizes are ferrocache's own,
@@ -76,15 +52,6 @@ fn normalize(reply: &[u8]) -> String {
         out.push_str("\r\n");
     }
     out
-}
-
-fn show(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    if s.len() > 300 {
-        format!("{}...({} bytes)", &s[..300], bytes.len())
-    } else {
-        s.into_owned()
-    }
 }
 
 /// (name, request). Keys are unique per case, as both servers keep state.

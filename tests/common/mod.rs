@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -420,5 +420,42 @@ impl Drop for Memcached {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One case of a differential test, on a fresh connection: sends
+/// `request` (in `chunk`-byte writes), half-closes, and reads until the
+/// server closes. A server processes everything buffered before it sees
+/// EOF, so this captures every byte a case produces, including nothing.
+pub fn exchange(addr: SocketAddr, request: &[u8], chunk: usize) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for part in request.chunks(chunk) {
+        stream.write_all(part).expect("write");
+    }
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset after the last reply also means "closed".
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading reply to {:?}: {e}", show(request)),
+        }
+    }
+    out
+}
+
+/// Bytes as text for an assertion message, cut at 300 characters.
+pub fn show(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    match s.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...({} bytes)", &s[..cut], bytes.len()),
+        None => s.into_owned(),
     }
 }

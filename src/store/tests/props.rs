@@ -201,6 +201,22 @@ struct CasMap {
 }
 
 impl CasMap {
+    /// `mode` as the store and the model each take it: a cas names the
+    /// same write in both by their own uniques.
+    fn modes(&self, mode: Mode) -> (SetMode, SetMode) {
+        match mode {
+            Mode::Set => (SetMode::Set, SetMode::Set),
+            Mode::Add => (SetMode::Add, SetMode::Add),
+            Mode::Replace => (SetMode::Replace, SetMode::Replace),
+            Mode::Append => (SetMode::Append, SetMode::Append),
+            Mode::Prepend => (SetMode::Prepend, SetMode::Prepend),
+            Mode::Cas(i) => match self.seen.get(i) {
+                Some(&(r, m)) => (SetMode::Cas(r), SetMode::Cas(m)),
+                None => (SetMode::Cas(u64::MAX), SetMode::Cas(u64::MAX)),
+            },
+        }
+    }
+
     fn check(&mut self, real: u64, model: u64) {
         match (self.to_model.get(&real), self.to_real.get(&model)) {
             (None, None) => {
@@ -250,17 +266,7 @@ fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
             }
             Op::Set(k, mode, flags, e, v) => {
                 let (ns, kb) = key_of(*k);
-                let (rm, mm) = match *mode {
-                    Mode::Set => (SetMode::Set, SetMode::Set),
-                    Mode::Add => (SetMode::Add, SetMode::Add),
-                    Mode::Replace => (SetMode::Replace, SetMode::Replace),
-                    Mode::Append => (SetMode::Append, SetMode::Append),
-                    Mode::Prepend => (SetMode::Prepend, SetMode::Prepend),
-                    Mode::Cas(i) => match cas.seen.get(i) {
-                        Some(&(r, m)) => (SetMode::Cas(r), SetMode::Cas(m)),
-                        None => (SetMode::Cas(u64::MAX), SetMode::Cas(u64::MAX)),
-                    },
-                };
+                let (rm, mm) = cas.modes(*mode);
                 let bytes = v.bytes();
                 let t = exp_at(*e, now);
                 let r: SetOutcome = real.set(key(ns, &kb), rm, *flags, t, &bytes, now);
@@ -365,17 +371,7 @@ fn run_evicting(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
             }
             Op::Set(k, mode, flags, e, v) => {
                 let (ns, kb) = key_of(*k);
-                let (rm, mm) = match *mode {
-                    Mode::Set => (SetMode::Set, SetMode::Set),
-                    Mode::Add => (SetMode::Add, SetMode::Add),
-                    Mode::Replace => (SetMode::Replace, SetMode::Replace),
-                    Mode::Append => (SetMode::Append, SetMode::Append),
-                    Mode::Prepend => (SetMode::Prepend, SetMode::Prepend),
-                    Mode::Cas(i) => match cas.seen.get(i) {
-                        Some(&(r, m)) => (SetMode::Cas(r), SetMode::Cas(m)),
-                        None => (SetMode::Cas(u64::MAX), SetMode::Cas(u64::MAX)),
-                    },
-                };
+                let (rm, mm) = cas.modes(*mode);
                 let bytes = v.bytes();
                 let t = exp_at(*e, now);
                 let r = real.set(key(ns, &kb), rm, *flags, t, &bytes, now);
