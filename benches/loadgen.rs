@@ -133,8 +133,9 @@ struct Args {
     /// Speak TLS (rustls with ring) instead of plain TCP.
     #[arg(long)]
     tls: bool,
-    /// PEM file of the CA (or self-signed certificate) the server's
-    /// certificate must chain to.
+    /// PEM file of the CA certificates the server's certificate must chain
+    /// to (webpki refuses a CA certificate as the server's own, so a
+    /// self-signed `openssl req -x509` certificate needs --tls-skip-verify).
     #[arg(long, requires = "tls")]
     tls_ca: Option<PathBuf>,
     /// Accept any server certificate (the handshake signature is still

@@ -106,15 +106,17 @@ memtier() {
   shift 3
   local tls_args=()
   [ "$tls" = 1 ] && tls_args=(--tls --tls-skip-verify --sni localhost)
-  taskset -c "$LOADGEN_CPU" memtier_benchmark -s 127.0.0.1 -p "$port" \
+  # memtier's own CPU (user, system, wall seconds) goes to OUT.time.
+  local TIMEFORMAT='%3U %3S %3R'
+  { time taskset -c "$LOADGEN_CPU" memtier_benchmark -s 127.0.0.1 -p "$port" \
     --protocol=memcache_text "${tls_args[@]}" -t 1 --hide-histogram \
-    --key-maximum="$KEYS" -d "$VALUE_SIZE" --json-out-file="$out.json" "$@" >"$out.log" 2>&1
+    --key-maximum="$KEYS" -d "$VALUE_SIZE" --json-out-file="$out.json" "$@" >"$out.log" 2>&1; } 2>"$out.time"
 }
 # The total operations per second and operations of a memtier JSON report.
 ops_per_sec() { python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["ALL STATS"]["Totals"]; print("%.0f" % t["Ops/sec"])' "$1.json"; }
 total_ops() { python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["ALL STATS"]["Totals"]; print("%.0f" % t["Count"] if "Count" in t else "")' "$1.json"; }
 
-declare -A OPS CPU
+declare -A OPS CPU CLIENT
 # measure NAME PORT TLS LABEL ARGS...: ops/s and server CPU µs per operation.
 measure() {
   local name=$1 port=$2 tls=$3 label=$4 pid out t0 t1 ops count
@@ -131,6 +133,7 @@ measure() {
   [ -n "$count" ] || count="$(calc "$ops * $DURATION" 0)"
   OPS[$name,$label]=$ops
   CPU[$name,$label]="$(calc "($t1 - $t0) / $CLK_TCK * 1000000 / $count" 2)"
+  CLIENT[$name,$label]="$(awk '{ printf "%.2f", ($1 + $2) / $3 }' "$out.time")"
 }
 
 if has_tool memtier; then
@@ -257,6 +260,9 @@ for label in tls-p1 tls-p16 handshakes; do
   [ "$label" != handshakes ] && plain="${CPU[fc,plain-${label#tls-}]}"
   printf '  %-22s %14s %14s %14s %10s\n' "$label CPU us/op" "${CPU[fc,$label]}" "${CPU[mc,$label]}" "$plain" \
     "$(calc "${CPU[fc,$label]} / ${CPU[mc,$label]}")"
+  plain=""
+  [ "$label" != handshakes ] && plain="${CLIENT[fc,plain-${label#tls-}]}"
+  printf '  %-22s %14s %14s %14s\n' "$label memtier CPUs" "${CLIENT[fc,$label]}" "${CLIENT[mc,$label]}" "$plain"
 done
 echo "  targets: p16 ops >= 3x memcached -Z; p1 ops >= 1x and CPU/op <= 1x; handshakes/s >= 1x"
 fi

@@ -51,7 +51,7 @@ pub struct Client {
 
 /// The settings `--tls*` give.
 pub struct Options<'a> {
-    /// PEM file of the CA (or self-signed certificate) to verify against.
+    /// PEM file of the CA certificates to verify against.
     pub ca: Option<&'a Path>,
     /// Accept any certificate (still checking the handshake signature).
     pub skip_verify: bool,
