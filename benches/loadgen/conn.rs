@@ -153,8 +153,10 @@ impl<T: Transport> Conn<T> {
         self.pending.len()
     }
 
+    /// Whether there is something the socket's writability would let go
+    /// (EPOLLOUT is wanted).
     pub fn has_unsent(&self) -> bool {
-        self.wpos < self.wbuf.len() || self.t.has_unsent()
+        (self.wpos < self.wbuf.len() && self.t.write_ready()) || self.t.has_unsent()
     }
 
     /// Tops the pipeline up to the workload's depth. Sets owed by

@@ -302,6 +302,11 @@ impl Transport for TlsStream {
         self.tls.wants_write()
     }
 
+    #[inline]
+    fn write_ready(&self) -> bool {
+        !self.tls.is_handshaking()
+    }
+
     fn take_handshake(&mut self) -> Option<Handshake> {
         if self.counted || self.tls.is_handshaking() {
             return None;

@@ -53,6 +53,11 @@ pub trait Transport: Sized {
     /// Whether the layer below still holds bytes for the socket.
     fn has_unsent(&self) -> bool;
 
+    /// Whether `write` can take plaintext once the socket drains; false
+    /// while a TLS handshake is under way (only the server's answer moves
+    /// it on, so waiting for writability would spin).
+    fn write_ready(&self) -> bool;
+
     /// `Some` once, when the connection's handshake has finished.
     fn take_handshake(&mut self) -> Option<Handshake>;
 
@@ -107,6 +112,11 @@ impl Transport for TcpStream {
     #[inline]
     fn has_unsent(&self) -> bool {
         false
+    }
+
+    #[inline]
+    fn write_ready(&self) -> bool {
+        true
     }
 
     #[inline]
