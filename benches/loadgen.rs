@@ -10,7 +10,7 @@
 //! writing decimal digits.
 //!
 //! `--tls` speaks TLS (rustls on ring, as the server) instead of plain TCP;
-//! `--reconnect-every N` replaces each connection after N replies, so with
+//! `--reconnect-every N` replaces each connection after N requests, so with
 //! TLS every replacement pays a handshake (full, or resumed with
 //! `--tls-resume`) and the run measures handshakes per second.
 //!

@@ -7,7 +7,7 @@
 //!
 //! Generic over its [`Transport`] (plain TCP or TLS), which moves the bytes;
 //! with `--reconnect-every N` it opens a fresh connection (and handshake)
-//! after every N replies.
+//! once N requests have been answered.
 
 use std::collections::VecDeque;
 use std::io;
@@ -44,8 +44,8 @@ pub struct Conn<T> {
     /// Meta protocol: `mg <key> v k` and `ms <key> <len>`, answered
     /// `VA <len> k<key>` / `EN` and `HD`.
     meta: bool,
-    /// `--reconnect-every`: replies per connection before it is replaced by
-    /// a new one (0: never).
+    /// `--reconnect-every`: requests per connection (cache-aside refills
+    /// not counted) before it is replaced by a new one (0: never).
     reconnect_every: u64,
     /// Requests this connection may still issue before it is replaced.
     left: u64,
@@ -239,8 +239,10 @@ impl<T: Transport> Conn<T> {
         Ok(())
     }
 
-    /// One read, then parses every complete reply. An `Err` means the
-    /// connection is finished (the reason has been counted and reported).
+    /// One socket read, then parses every complete reply (over TLS, as the
+    /// plaintext of that read comes out of rustls). Counts a handshake that
+    /// finished. An `Err` means the connection is finished (the reason has
+    /// been counted and reported).
     pub fn read_and_parse(&mut self, w: &mut Workload, now: Instant) -> Result<(), ()> {
         loop {
             self.make_room();
