@@ -9,6 +9,11 @@
 //! bottleneck, so the hot path does no allocation and no formatting beyond
 //! writing decimal digits.
 //!
+//! `--tls` speaks TLS (rustls on ring, as the server) instead of plain TCP;
+//! `--reconnect-every N` replaces each connection after N requests, so with
+//! TLS every replacement pays a handshake (full, or resumed with
+//! `--tls-resume`) and the run measures handshakes per second.
+//!
 //! Prints a human summary and one machine-readable `RESULT key=value ...`
 //! line (the scripts in `benches/` parse it). Exits 1 if no operation
 //! succeeded or any reply was an error, malformed or wrong; 2 on bad
@@ -22,13 +27,17 @@ mod conn;
 mod rng;
 #[path = "loadgen/stats.rs"]
 mod stats;
+#[path = "loadgen/tls.rs"]
+mod tls;
+#[path = "loadgen/transport.rs"]
+mod transport;
 #[path = "loadgen/value.rs"]
 mod value;
 #[path = "loadgen/workload.rs"]
 mod workload;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -37,6 +46,8 @@ use clap::Parser;
 
 use conn::Conn;
 use stats::{Counts, Stats};
+use tls::TlsStream;
+use transport::Transport;
 use value::{KeyFormat, VERIFY_OVERHEAD};
 use workload::{Config, Dist, Phase, Workload};
 
@@ -114,6 +125,34 @@ struct Args {
     /// Threads, each with its own epoll loop and share of the connections.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Replace each connection by a new one after this many requests (0:
+    /// never); with --tls each new one does a handshake. Prefill is not
+    /// paced by it.
+    #[arg(long, default_value_t = 0)]
+    reconnect_every: u64,
+    /// Speak TLS (rustls with ring) instead of plain TCP.
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA certificates the server's certificate must chain
+    /// to (webpki refuses a CA certificate as the server's own, so a
+    /// self-signed `openssl req -x509` certificate needs --tls-skip-verify).
+    #[arg(long, requires = "tls")]
+    tls_ca: Option<PathBuf>,
+    /// Accept any server certificate (the handshake signature is still
+    /// checked): for test certificates only.
+    #[arg(long, requires = "tls")]
+    tls_skip_verify: bool,
+    /// Name to verify the certificate against and send as SNI (default: the
+    /// host of --server; an IP address sends no SNI).
+    #[arg(long, requires = "tls")]
+    tls_server_name: Option<String>,
+    /// Keep session tickets and resume with them on reconnect (default:
+    /// every handshake is a full one).
+    #[arg(long, requires = "tls")]
+    tls_resume: bool,
+    /// TLS versions to offer.
+    #[arg(long, value_enum, default_value = "any", requires = "tls")]
+    tls_version: tls::Version,
     /// Checks the samplers and the value encoding, then exits.
     #[arg(long)]
     self_test: bool,
@@ -237,19 +276,43 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     Workload::new(&cfg, 0, args.seed)?;
 
     let addr = resolve(&args.server)?;
-    let mut groups: Vec<Vec<Conn>> = (0..args.threads).map(|_| Vec::new()).collect();
+    if args.tls {
+        let host = args
+            .server
+            .rsplit_once(':')
+            .map_or(&*args.server, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let client = tls::Client::new(&tls::Options {
+            ca: args.tls_ca.as_deref(),
+            skip_verify: args.tls_skip_verify,
+            server_name: args.tls_server_name.as_deref().unwrap_or(host),
+            resume: args.tls_resume,
+            version: args.tls_version,
+        })?;
+        run_over::<TlsStream>(args, &cfg, addr, &client)
+    } else {
+        run_over::<TcpStream>(args, &cfg, addr, &())
+    }
+}
+
+/// The run over one kind of transport.
+fn run_over<T: Transport + Send>(
+    args: &Args,
+    cfg: &Config,
+    addr: SocketAddr,
+    ctx: &T::Ctx,
+) -> Result<ExitCode, String> {
+    let mut groups: Vec<Vec<Conn<T>>> = (0..args.threads).map(|_| Vec::new()).collect();
     for id in 0..args.conns {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_nonblocking(true))
-            .map_err(|e| format!("socket options: {e}"))?;
+        let stream =
+            transport::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let t = T::open(stream, ctx).map_err(|e| format!("connection {id}: {e}"))?;
         groups[id % args.threads].push(Conn::new(
-            stream,
+            t,
             id as u64,
             args.oauth.as_deref(),
             cfg.meta,
+            args.reconnect_every,
         ));
     }
 
@@ -262,7 +325,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         (None, Some(_)) => None,
     };
     println!(
-        "loadgen: {addr} conns={} pipeline={} threads={} ratio={}:{} keys={} dist={} value={} verify={} cache_aside={} scan_fraction={} seed={}",
+        "loadgen: {addr} conns={} pipeline={} threads={} ratio={}:{} keys={} dist={} value={} verify={} cache_aside={} scan_fraction={} seed={} tls={} reconnect_every={}",
         args.conns,
         args.pipeline,
         args.threads,
@@ -282,6 +345,12 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         args.cache_aside,
         args.scan_fraction,
         args.seed,
+        match (args.tls, args.tls_resume) {
+            (false, _) => "off",
+            (true, false) => "full",
+            (true, true) => "resume",
+        },
+        args.reconnect_every,
     );
 
     let barrier = Barrier::new(args.threads);
@@ -294,13 +363,14 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         warmup: args.warmup_requests,
         seed: args.seed,
     };
+    let dial = Dial { addr, ctx };
     let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .into_iter()
             .enumerate()
             .map(|(t, conns)| {
-                let (cfg, plan, barrier) = (&cfg, &plan, &barrier);
-                s.spawn(move || run_thread(cfg, plan, t, conns, barrier))
+                let (plan, barrier, dial) = (&plan, &barrier, &dial);
+                s.spawn(move || run_thread(cfg, plan, t, conns, barrier, dial))
             })
             .collect();
         handles
@@ -332,6 +402,12 @@ fn resolve(server: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--server {server:?} resolves to nothing"))
 }
 
+/// Where a reconnect goes, shared read-only.
+struct Dial<'a, T: Transport> {
+    addr: SocketAddr,
+    ctx: &'a T::Ctx,
+}
+
 /// What the threads are to do, shared read-only.
 struct Plan {
     prefill: bool,
@@ -347,6 +423,8 @@ struct Outcome {
     measured: Duration,
     prefill: Counts,
     prefill_time: Duration,
+    /// What the first connection negotiated (TLS), for the summary.
+    session: Option<String>,
 }
 
 /// `total` split over `parts`, part `i` of it.
@@ -354,16 +432,17 @@ fn share(total: u64, parts: usize, i: usize) -> u64 {
     total / parts as u64 + u64::from((i as u64) < total % parts as u64)
 }
 
-fn run_thread(
+fn run_thread<T: Transport>(
     cfg: &Config,
     plan: &Plan,
     t: usize,
-    mut conns: Vec<Conn>,
+    mut conns: Vec<Conn<T>>,
     barrier: &Barrier,
+    dial: &Dial<T>,
 ) -> Result<Outcome, String> {
     let poller = Poller::new()?;
     for (i, c) in conns.iter().enumerate() {
-        poller.add(c.stream.as_raw_fd(), i)?;
+        poller.add(c.t.fd(), i)?;
     }
     let mut w = Workload::new(cfg, t, plan.seed)?;
     let mut prefill = Counts::default();
@@ -374,7 +453,7 @@ fn run_thread(
         let hi = share_start(cfg.keys, cfg.threads, t + 1);
         w.phase = Phase::Prefill { next: lo, end: hi };
         let start = Instant::now();
-        drive(&mut conns, &poller, &mut w, None);
+        drive(&mut conns, &poller, &mut w, None, dial);
         prefill_time = start.elapsed();
         prefill = w.stats.counts;
     }
@@ -385,7 +464,7 @@ fn run_thread(
     if plan.load {
         let budget = plan.requests.map(|r| share(r, cfg.threads, t));
         w.start_load(budget, share(plan.warmup, cfg.threads, t));
-        drive(&mut conns, &poller, &mut w, plan.duration);
+        drive(&mut conns, &poller, &mut w, plan.duration, dial);
         measured = w
             .measure_start
             .map(|s| s.elapsed())
@@ -398,6 +477,7 @@ fn run_thread(
         measured,
         prefill,
         prefill_time,
+        session: conns.iter().find_map(|c| c.t.describe()),
     })
 }
 
@@ -408,7 +488,13 @@ fn share_start(total: u64, parts: usize, i: usize) -> u64 {
 /// Runs the current phase until it issues nothing more and every reply is in
 /// (or the drain/stall limits end it). `duration` counts from the end of
 /// warm-up.
-fn drive(conns: &mut [Conn], poller: &Poller, w: &mut Workload, duration: Option<Duration>) {
+fn drive<T: Transport>(
+    conns: &mut [Conn<T>],
+    poller: &Poller,
+    w: &mut Workload,
+    duration: Option<Duration>,
+    dial: &Dial<T>,
+) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let now = Instant::now();
     for (i, c) in conns.iter_mut().enumerate() {
@@ -448,6 +534,9 @@ fn drive(conns: &mut [Conn], poller: &Poller, w: &mut Workload, duration: Option
                     DRAIN.as_secs()
                 ));
                 w.stats.counts.conn_errors += live as u64;
+                for c in conns.iter().filter(|c| !c.dead && c.in_flight() > 0) {
+                    w.report_error(format_args!("{}", c.describe_stuck()));
+                }
                 break;
             }
         }
@@ -460,6 +549,9 @@ fn drive(conns: &mut [Conn], poller: &Poller, w: &mut Workload, duration: Option
                 "no reply for {} s on {stuck} connections; giving up",
                 STALL.as_secs()
             ));
+            for c in conns.iter().filter(|c| !c.dead && c.in_flight() > 0) {
+                w.report_error(format_args!("{}", c.describe_stuck()));
+            }
             w.stats.counts.conn_errors += stuck as u64;
             break;
         }
@@ -482,6 +574,20 @@ fn drive(conns: &mut [Conn], poller: &Poller, w: &mut Workload, duration: Option
                 kill(c, poller);
                 continue;
             }
+            if c.due_for_reconnect() && !w.stopped {
+                let old = c.t.fd();
+                poller.remove(old);
+                let moved = c
+                    .reconnect(dial.addr, dial.ctx, now)
+                    .and_then(|()| poller.ctl(libc::EPOLL_CTL_ADD, c.t.fd(), i, false));
+                if let Err(e) = moved {
+                    w.stats.counts.conn_errors += 1;
+                    w.report_error(format_args!("reconnect: {e}"));
+                    kill(c, poller);
+                    continue;
+                }
+                w.stats.counts.connects += 1;
+            }
             c.fill(w, now);
             write_side(c, i, poller, w);
         }
@@ -489,7 +595,7 @@ fn drive(conns: &mut [Conn], poller: &Poller, w: &mut Workload, duration: Option
 }
 
 /// Flushes `c` and keeps its EPOLLOUT interest in step with its backlog.
-fn write_side(c: &mut Conn, i: usize, poller: &Poller, w: &mut Workload) {
+fn write_side<T: Transport>(c: &mut Conn<T>, i: usize, poller: &Poller, w: &mut Workload) {
     if let Err(e) = c.flush() {
         w.stats.counts.conn_errors += 1;
         w.report_error(format_args!("write: {e}"));
@@ -499,7 +605,7 @@ fn write_side(c: &mut Conn, i: usize, poller: &Poller, w: &mut Workload) {
     let want = c.has_unsent();
     if want != c.want_write {
         c.want_write = want;
-        if let Err(e) = poller.modify(c.stream.as_raw_fd(), i, want) {
+        if let Err(e) = poller.modify(c.t.fd(), i, want) {
             w.stats.counts.conn_errors += 1;
             w.report_error(format_args!("epoll_ctl: {e}"));
             kill(c, poller);
@@ -507,10 +613,10 @@ fn write_side(c: &mut Conn, i: usize, poller: &Poller, w: &mut Workload) {
     }
 }
 
-fn kill(c: &mut Conn, poller: &Poller) {
+fn kill<T: Transport>(c: &mut Conn<T>, poller: &Poller) {
     c.dead = true;
-    poller.remove(c.stream.as_raw_fd());
-    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    poller.remove(c.t.fd());
+    c.t.close();
 }
 
 /// A level-triggered epoll set; the event's data is the connection index.
@@ -598,6 +704,8 @@ fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>, client_cpu: f64) -> 
     } else {
         0.0
     };
+    let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let handshakes = c.handshakes_full + c.handshakes_resumed;
     let q = |p: f64| stats.latency.value_at_quantile(p) as f64 / 1000.0;
     let (p50, p99, p999, max) = if c.ops() > 0 {
         (
@@ -644,6 +752,20 @@ fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>, client_cpu: f64) -> 
             );
         }
         println!("latency us: p50 {p50:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
+        if args.reconnect_every > 0 {
+            println!("reconnects: {} ({:.0}/s)", c.connects, per_sec(c.connects));
+        }
+        if args.tls {
+            println!(
+                "handshakes: {} full, {} resumed ({:.0}/s)",
+                c.handshakes_full,
+                c.handshakes_resumed,
+                per_sec(handshakes)
+            );
+        }
+    }
+    if let Some(session) = outcomes.iter().find_map(|o| o.session.as_deref()) {
+        println!("tls:        {session}");
     }
     println!(
         "client:     {client_cpu:.2} CPUs busy (of {} threads){}",
@@ -662,7 +784,7 @@ fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>, client_cpu: f64) -> 
         c.conn_errors + prefill.conn_errors
     );
     println!(
-        "RESULT ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} gets={} sets={} hits={} misses={} hit_ratio={:.4} key_hit_ratio={:.4} scan_gets={} errors={errors} wrong_values={} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} prefill_sets={} prefill_secs={:.3} client_cpu={client_cpu:.2}",
+        "RESULT ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} gets={} sets={} hits={} misses={} hit_ratio={:.4} key_hit_ratio={:.4} scan_gets={} errors={errors} wrong_values={} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} prefill_sets={} prefill_secs={:.3} client_cpu={client_cpu:.2} connects={} handshakes={handshakes} handshakes_full={} handshakes_resumed={} handshakes_per_sec={:.0}",
         c.ops(),
         c.gets,
         c.sets,
@@ -674,6 +796,10 @@ fn report(args: &Args, plan: &Plan, outcomes: Vec<Outcome>, client_cpu: f64) -> 
         c.wrong_values + prefill.wrong_values,
         prefill.sets,
         prefill_time.as_secs_f64(),
+        c.connects,
+        c.handshakes_full,
+        c.handshakes_resumed,
+        per_sec(handshakes),
     );
     if errors > 0 {
         eprintln!("loadgen: FAILED: {errors} errors");

@@ -4,12 +4,17 @@
 //! replies strictly: anything that is not the exact reply a request allows is
 //! counted as malformed and the connection is dropped, because after that the
 //! stream can no longer be trusted to line up.
+//!
+//! Generic over its [`Transport`] (plain TCP or TLS), which moves the bytes;
+//! with `--reconnect-every N` it opens a fresh connection (and handshake)
+//! once N requests have been answered.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::transport::{connect_nonblocking, Handshake, Transport};
 use crate::value::{check_value, push_decimal, push_value, SCAN_BIT, VERIFY_OVERHEAD};
 use crate::workload::{Op, Phase, Workload};
 
@@ -18,8 +23,8 @@ struct Pending {
     sent: Instant,
 }
 
-pub struct Conn {
-    pub stream: TcpStream,
+pub struct Conn<T> {
+    pub t: T,
     /// Global connection number; makes `--verify` versions unique per writer.
     id: u64,
     version: u64,
@@ -39,15 +44,36 @@ pub struct Conn {
     /// Meta protocol: `mg <key> v k` and `ms <key> <len>`, answered
     /// `VA <len> k<key>` / `EN` and `HD`.
     meta: bool,
+    /// `--reconnect-every`: requests per connection (cache-aside refills
+    /// not counted) before it is replaced by a new one (0: never).
+    reconnect_every: u64,
+    /// Requests this connection may still issue before it is replaced.
+    left: u64,
+    /// The auth request, sent again on every new connection.
+    auth: Vec<u8>,
 }
 
 /// Reads this much at a time; big enough to swallow many pipelined replies.
 const READ_CHUNK: usize = 64 * 1024;
 
-impl Conn {
-    pub fn new(stream: TcpStream, id: u64, oauth: Option<&str>, meta: bool) -> Conn {
+impl<T: Transport> Conn<T> {
+    pub fn new(t: T, id: u64, oauth: Option<&str>, meta: bool, reconnect_every: u64) -> Conn<T> {
+        let mut auth = Vec::new();
+        if let Some(token) = oauth {
+            // IronCache authentication: the token set as the value of key
+            // "oauth"; the server answers STORED and scopes later keys.
+            auth.extend_from_slice(if meta {
+                b"ms oauth "
+            } else {
+                b"set oauth 0 0 "
+            });
+            push_decimal(&mut auth, token.len() as u64);
+            auth.extend_from_slice(b"\r\n");
+            auth.extend_from_slice(token.as_bytes());
+            auth.extend_from_slice(b"\r\n");
+        }
         let mut c = Conn {
-            stream,
+            t,
             id,
             version: 0,
             wbuf: Vec::with_capacity(READ_CHUNK),
@@ -61,33 +87,76 @@ impl Conn {
             dead: false,
             name: Vec::with_capacity(64),
             meta,
-        };
-        if let Some(auth) = oauth {
-            // IronCache authentication: the token set as the value of key
-            // "oauth"; the server answers STORED and scopes later keys.
-            c.wbuf.extend_from_slice(if meta {
-                b"ms oauth "
+            reconnect_every,
+            left: if reconnect_every == 0 {
+                u64::MAX
             } else {
-                b"set oauth 0 0 "
-            });
-            push_decimal(&mut c.wbuf, auth.len() as u64);
-            c.wbuf.extend_from_slice(b"\r\n");
-            c.wbuf.extend_from_slice(auth.as_bytes());
-            c.wbuf.extend_from_slice(b"\r\n");
-            c.pending.push_back(Pending {
+                reconnect_every
+            },
+            auth,
+        };
+        c.queue_auth(Instant::now());
+        c
+    }
+
+    fn queue_auth(&mut self, now: Instant) {
+        if !self.auth.is_empty() {
+            self.wbuf.extend_from_slice(&self.auth);
+            self.pending.push_back(Pending {
                 op: Op::Auth,
-                sent: Instant::now(),
+                sent: now,
             });
         }
-        c
+    }
+
+    /// Whether this connection has issued its `--reconnect-every` share and
+    /// every reply to it is in, so it is due to be replaced.
+    pub fn due_for_reconnect(&self) -> bool {
+        self.left == 0 && self.pending.is_empty() && self.refill.is_empty()
+    }
+
+    /// Replaces the connection with a new one to `addr` (non-blocking
+    /// connect; the handshake runs as the event loop drives it). The caller
+    /// moves the epoll registration to the new descriptor.
+    pub fn reconnect(&mut self, addr: SocketAddr, ctx: &T::Ctx, now: Instant) -> io::Result<()> {
+        self.t.close();
+        let stream = connect_nonblocking(addr)?;
+        self.t.reopen(stream, ctx)?;
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.rstart = 0;
+        self.rend = 0;
+        self.want_write = false;
+        self.left = self.reconnect_every;
+        self.queue_auth(now);
+        Ok(())
+    }
+
+    /// Where a connection that owes replies stands, for the stall report:
+    /// whether the bytes are still here or the server holds them.
+    pub fn describe_stuck(&self) -> String {
+        format!(
+            "connection {}: {} replies owed, {} request bytes unsent{}, {} reply bytes parsed in part",
+            self.id,
+            self.pending.len(),
+            self.wbuf.len() - self.wpos,
+            if self.t.has_unsent() {
+                " (and records below)"
+            } else {
+                ""
+            },
+            self.rend - self.rstart,
+        )
     }
 
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }
 
+    /// Whether there is something the socket's writability would let go
+    /// (EPOLLOUT is wanted).
     pub fn has_unsent(&self) -> bool {
-        self.wpos < self.wbuf.len()
+        (self.wpos < self.wbuf.len() && self.t.write_ready()) || self.t.has_unsent()
     }
 
     /// Tops the pipeline up to the workload's depth. Sets owed by
@@ -95,11 +164,17 @@ impl Conn {
     /// miss, and they must go out even once the load has stopped.
     pub fn fill(&mut self, w: &mut Workload, now: Instant) {
         let depth = w.depth();
+        // Reconnects pace only the measured load, not the prefill.
+        let bounded = self.reconnect_every != 0 && matches!(w.phase, Phase::Load);
         while self.pending.len() < depth {
             let op = match self.refill.pop_front() {
                 Some(key) => Op::Set(key, w.value_len()),
+                None if bounded && self.left == 0 => break,
                 None => match w.next_op() {
-                    Some(op) => op,
+                    Some(op) => {
+                        self.left -= u64::from(bounded);
+                        op
+                    }
                     None => break,
                 },
             };
@@ -148,7 +223,7 @@ impl Conn {
     /// then asks epoll for writability).
     pub fn flush(&mut self) -> io::Result<()> {
         while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+            match self.t.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -156,6 +231,7 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        self.t.flush()?;
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
@@ -163,9 +239,55 @@ impl Conn {
         Ok(())
     }
 
-    /// One read, then parses every complete reply. An `Err` means the
-    /// connection is finished (the reason has been counted and reported).
+    /// One socket read, then parses every complete reply (over TLS, as the
+    /// plaintext of that read comes out of rustls). Counts a handshake that
+    /// finished. An `Err` means the connection is finished (the reason has
+    /// been counted and reported).
     pub fn read_and_parse(&mut self, w: &mut Workload, now: Instant) -> Result<(), ()> {
+        loop {
+            self.make_room();
+            let got = self.t.read(&mut self.rbuf[self.rend..]);
+            match self.t.take_handshake() {
+                Some(Handshake::Full) => w.stats.counts.handshakes_full += 1,
+                Some(Handshake::Resumed) => w.stats.counts.handshakes_resumed += 1,
+                None => {}
+            }
+            match got {
+                Ok(0) => {
+                    if !self.pending.is_empty() {
+                        w.stats.counts.conn_errors += 1;
+                        w.report_error(format_args!(
+                            "server closed connection {} with {} replies owed",
+                            self.id,
+                            self.pending.len()
+                        ));
+                    }
+                    return Err(());
+                }
+                Ok(n) => self.rend += n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    return Ok(())
+                }
+                Err(e) => {
+                    w.stats.counts.conn_errors += 1;
+                    w.report_error(format_args!("connection {}: read: {e}", self.id));
+                    return Err(());
+                }
+            }
+            self.parse(w, now)?;
+            // Plain TCP: one read per readiness event. TLS: until the
+            // plaintext of that one socket read has all been parsed.
+            if !self.t.has_buffered() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Keeps at least half a read chunk free at the end of the read buffer.
+    fn make_room(&mut self) {
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
@@ -179,32 +301,6 @@ impl Conn {
                 self.rbuf.resize(len, 0);
             }
         }
-        match self.stream.read(&mut self.rbuf[self.rend..]) {
-            Ok(0) => {
-                if !self.pending.is_empty() {
-                    w.stats.counts.conn_errors += 1;
-                    w.report_error(format_args!(
-                        "server closed connection {} with {} replies owed",
-                        self.id,
-                        self.pending.len()
-                    ));
-                }
-                return Err(());
-            }
-            Ok(n) => self.rend += n,
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted =>
-            {
-                return Ok(())
-            }
-            Err(e) => {
-                w.stats.counts.conn_errors += 1;
-                w.report_error(format_args!("connection {}: read: {e}", self.id));
-                return Err(());
-            }
-        }
-        self.parse(w, now)
     }
 
     fn parse(&mut self, w: &mut Workload, now: Instant) -> Result<(), ()> {

@@ -23,6 +23,11 @@ pub struct Counts {
     pub malformed: u64,
     /// Connections lost (reset, closed by the server with replies owed).
     pub conn_errors: u64,
+    /// Connections opened again by `--reconnect-every`.
+    pub connects: u64,
+    /// TLS handshakes finished, full and resumed.
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
 }
 
 impl Counts {
@@ -45,6 +50,9 @@ impl Counts {
         self.wrong_values += o.wrong_values;
         self.malformed += o.malformed;
         self.conn_errors += o.conn_errors;
+        self.connects += o.connects;
+        self.handshakes_full += o.handshakes_full;
+        self.handshakes_resumed += o.handshakes_resumed;
     }
 
     /// Hits over all gets (0 when there were none).
