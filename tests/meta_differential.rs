@@ -165,6 +165,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             b"mg k2 b\r\nmg ==== b\r\nmg Zg== b v\r\nmd Zm9v= b\r\nma Zm9v= b\r\nms foo 3 b\r\nbar\r\nmn\r\n"
                 .to_vec(),
         ),
+        (
+            "base64 padding and trailing bits",
+            b"ms Zg== 1 b\r\nx\r\nmg Zh== b k v\r\nmg Zg b v\r\nmg Z=g= b v\r\nmg Zm8 b\r\nmg Zm9=vv== b\r\nmg AA== b k v\r\nmg Zg*== b k v\r\nmg Z.g.=.= b v\r\nmg A=== b\r\nmg Zg==Zg== b k v\r\nmn\r\n"
+                .to_vec(),
+        ),
         ("extra spaces", b"mg  l1  v\r\nms  l1  1  T0\r\n1\r\nmg l1 v \r\n".to_vec()),
         (
             "classic and meta mixed",

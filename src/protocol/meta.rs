@@ -8,6 +8,10 @@
 //! memcached 1.6.18 binary, which wins where it differs from its document.
 //! It never touches a store: what a flag *does* is the shard's business.
 
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, PAD};
+use base64::engine::Engine;
+
 use super::reply::{push_u64, ErrorReply};
 use super::request::{
     Handshake, Keyed, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
@@ -467,34 +471,55 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
     Some(if negative { -magnitude } else { magnitude })
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Standard base64 with padding, for the keys meta replies return (`k`
+/// with `b`): memcached encodes them the standard way.
+const BASE64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, PAD);
 
-fn sextet(c: u8) -> Option<u32> {
-    ALPHABET.iter().position(|&a| a == c).map(|p| p as u32)
-}
-
-/// Decodes padded base64 into `out`; `None` if `s` is not valid base64, is
-/// empty when decoded, or does not fit.
+/// Decodes a `b` key into `out` as memcached 1.6.18's own decoder does
+/// (its `base64.c`, after Jouni Malinen's): bytes outside the alphabet are
+/// skipped, `=` counts as a zero digit, the digits must come in whole
+/// blocks of four, and decoding stops after the first block that holds
+/// padding (more than two `=` in it is an error). `None` where memcached
+/// answers `CLIENT_ERROR error decoding key`: nothing decoded, or no room
+/// in `out`. A general codec rejects what memcached accepts here (`Z=g=`
+/// is `f` to it), so this one is written out; the differential test holds
+/// it to the real binary.
 pub fn base64_decode(s: &[u8], out: &mut [u8]) -> Option<usize> {
-    if s.is_empty() || !s.len().is_multiple_of(4) {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            b'=' => Some(0),
+            _ => None,
+        }
+    }
+    let digits = s.iter().filter(|&&c| digit(c).is_some()).count();
+    if digits == 0 || !digits.is_multiple_of(4) {
         return None;
     }
-    let mut n = 0;
-    let chunks = s.len() / 4;
-    for (i, chunk) in s.chunks(4).enumerate() {
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != chunks) {
-            return None;
+    let (mut block, mut k, mut pad, mut n) = ([0u8; 4], 0, 0, 0);
+    for &c in s {
+        let Some(d) = digit(c) else { continue };
+        pad += usize::from(c == b'=');
+        block[k] = d;
+        k += 1;
+        if k < 4 {
+            continue;
         }
-        let mut v = 0u32;
-        for &c in &chunk[..4 - pad] {
-            v = (v << 6) | sextet(c)?;
-        }
-        v <<= 6 * pad as u32;
-        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
-        for &b in &bytes[..3 - pad] {
-            *out.get_mut(n)? = b;
-            n += 1;
+        let bytes = [
+            (block[0] << 2) | (block[1] >> 4),
+            (block[1] << 4) | (block[2] >> 2),
+            (block[2] << 6) | block[3],
+        ];
+        let keep = 3usize.checked_sub(pad).filter(|&keep| keep > 0)?;
+        out.get_mut(n..n + keep)?.copy_from_slice(&bytes[..keep]);
+        n += keep;
+        k = 0;
+        if pad > 0 {
+            break;
         }
     }
     (n > 0).then_some(n)
@@ -502,21 +527,10 @@ pub fn base64_decode(s: &[u8], out: &mut [u8]) -> Option<usize> {
 
 /// Appends the padded base64 of `data`.
 pub fn base64_encode(data: &[u8], out: &mut Vec<u8>) {
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
+    let at = out.len();
+    out.resize(at + base64::encoded_len(data.len(), true).unwrap_or(0), 0);
+    let n = BASE64.encode_slice(data, &mut out[at..]).unwrap_or(0);
+    out.truncate(at + n);
 }
 
 #[cfg(test)]
@@ -535,7 +549,24 @@ mod tests {
         let mut buf = [0u8; MAX_KEY_LEN];
         assert_eq!(base64_decode(b"foo", &mut buf), None);
         assert_eq!(base64_decode(b"Zm9v", &mut buf), Some(3));
-        assert_eq!(base64_decode(b"Zg==Zg==", &mut buf), None);
+        assert_eq!(
+            base64_decode(b"Zg==Zg==", &mut buf),
+            Some(1),
+            "the first padded block ends it"
+        );
+        // memcached's rules: padding is required, bits past the last byte
+        // are ignored, `=` mid-block is a zero digit, bytes outside the
+        // alphabet are skipped, and a padded block ends the key.
+        assert_eq!(base64_decode(b"Zg", &mut buf), None);
+        assert_eq!(base64_decode(b"Zh==", &mut buf), Some(1));
+        assert_eq!(buf[0], b'f');
+        assert_eq!(base64_decode(b"Z=g=", &mut buf), Some(1));
+        assert_eq!(base64_decode(b"Zm9=vv==", &mut buf), Some(2));
+        assert_eq!(&buf[..2], b"fo");
+        assert_eq!(base64_decode(b"Zm*9v", &mut buf), Some(3));
+        assert_eq!(base64_decode(b"A===", &mut buf), None);
+        assert_eq!(base64_decode(b"", &mut buf), None);
+        assert_eq!(base64_decode(b"Zm9v", &mut [0; 2]), None, "does not fit");
     }
 
     #[test]
