@@ -6,7 +6,7 @@
 //!   [`protocol::Response`] to bytes. No I/O, no storage.
 //! - [`shard`] over [`store`]: meaning. A shard executes a request against its
 //!   store and composes the reply. No I/O.
-//! - [`transport`]: sockets, routing to the owning shard ([`router`]), and the
+//! - [`transport`]: sockets, routing to the owning shard, and the
 //!   order of replies. No grammar.
 //!
 //! Beside them: [`session`] (the session gate and the IronCache handshake,
@@ -58,7 +58,6 @@ pub mod logthrottle;
 pub mod metrics;
 pub mod protocol;
 pub mod quotas;
-pub mod router;
 pub mod session;
 pub mod shard;
 pub mod stats;

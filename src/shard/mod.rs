@@ -174,7 +174,7 @@ impl Shard {
     /// keys this shard owns (`local` gives such a key's hash, `None` for
     /// another shard's), so their cache misses overlap instead of coming
     /// one per request as they run. Forwarded requests get the same on
-    /// their owner, in `router::answer_batch`. Costs a second parse of
+    /// their owner, in `envelope::answer_batch`. Costs a second parse of
     /// those requests, so a lone request skips it.
     pub fn prefetch_buffered(
         &self,

@@ -309,7 +309,7 @@ impl Connection {
     /// Writes out what is pending once it passes the output budget, or once
     /// enough waits on other shards, so one connection's replies and
     /// forwarded requests stay bounded in memory. (What other shards
-    /// answer is bounded by `router::answer_batch`, whatever was asked.)
+    /// answer is bounded by `envelope::answer_batch`, whatever was asked.)
     async fn relieve(&mut self) -> io::Result<()> {
         if self.out.len() >= self.budget.output
             || self.remote.pending() >= MAX_QUEUED_REMOTE

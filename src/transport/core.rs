@@ -19,12 +19,12 @@ use super::uring::{stir, Inbound, Ring};
 use super::waiters::{PartAnswer, Waiters};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::router::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
 use crate::shard::admin::Everywhere;
 use crate::shard::Shard;
 use crate::stats::{ConnCounters, Report};
 use crate::store::NsId;
 use crate::tenancy::{Auth, Namespace};
+use crate::transport::envelope::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
 
 /// Batch buffers (wire and answers) kept for batches to come may hold this
 /// much per core in all; past it, buffers that come home are freed. A busy

@@ -16,7 +16,7 @@ use super::connection::serve;
 use super::core::Core;
 use super::socket::Socket;
 use crate::protocol::Limits;
-use crate::router::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
+use crate::transport::envelope::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
 
 /// Executes work other cores forwarded to this shard, in arrival order.
 pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
@@ -119,7 +119,7 @@ pub async fn poll_without_ring(core: Rc<Core>) {
     }
 }
 
-/// Runs a forwarded batch (see `router::answer_batch`, which bounds its
+/// Runs a forwarded batch (see `envelope::answer_batch`, which bounds its
 /// answer by `cap`): retrievals come parsed, anything else as wire bytes
 /// to parse. Each group of records has its index buckets, then its items,
 /// loaded before it runs, so the group's cache misses overlap.

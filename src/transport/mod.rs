@@ -7,13 +7,14 @@
 //! ([`remote`]), the socket layer ([`socket`], [`uring`]), TLS sessions
 //! ([`tls`]), the per-core state ([`core`]) and its reply slots
 //! ([`waiters`]), the mesh between cores ([`lanes`], woken through
-//! [`bell`]) and its handlers ([`mesh`]). It has no grammar (that is
+//! [`bell`]), the messages on it ([`envelope`]) and its handlers ([`mesh`]). It has no grammar (that is
 //! `protocol`) and no command meaning (that is `shard`).
 
 pub mod admission;
 pub mod bell;
 pub mod connection;
 pub mod core;
+pub mod envelope;
 pub mod framing;
 pub mod lanes;
 pub mod mesh;

@@ -4,7 +4,7 @@
 //! Owns the per-shard queues of forwarded records, where each reply
 //! belongs in the connection's output, and the replies that arrived but
 //! cannot be placed yet. An owner may answer only part of what was sent
-//! (`router::answer_batch` bounds every answer): the rest is sent again,
+//! (`envelope::answer_batch` bounds every answer): the rest is sent again,
 //! and the replies already in hand wait, in order, until everything
 //! before them is there. It never touches a socket or a core: the
 //! connection forwards, waits and writes.
@@ -12,7 +12,7 @@
 use std::rc::Rc;
 
 use crate::protocol::GetKind;
-use crate::router::{push_get, push_wire, Answer, Part};
+use crate::transport::envelope::{push_get, push_wire, Answer, Part};
 
 /// What a connection sends a key's owner.
 #[derive(Clone, Copy, Debug)]
@@ -284,7 +284,7 @@ mod tests {
         }
         let mut consumed = 0;
         for _ in 0..served {
-            consumed += crate::router::read_record(&wire[consumed..]).2;
+            consumed += crate::transport::envelope::read_record(&wire[consumed..]).2;
         }
         let mut part = Part::new(Namespace { id: 0 }, wire.len(), 0);
         part.served = served;

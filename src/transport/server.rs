@@ -31,9 +31,9 @@ use crate::host::{self, HostError};
 use crate::keyspace::KeyHasher;
 use crate::metrics::{self, Board, CoreSnapshot};
 use crate::quotas::Quotas;
-use crate::router::ToShard;
 use crate::shard::Shard;
 use crate::tenancy::{Auth, Namespaces, TokenFileError};
+use crate::transport::envelope::ToShard;
 
 /// Messages per queue of each mesh.
 const MESH_CAPACITY: usize = 1024;

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use super::uring::stir;
-use crate::router::{Answer, Part};
+use crate::transport::envelope::{Answer, Part};
 
 /// What a batch part's waiter receives: the batch's answer, shared by its
 /// parts, and this part (where its replies start in it, and how much of it

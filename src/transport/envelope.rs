@@ -1,4 +1,4 @@
-//! Routing: the envelopes forwarded between cores.
+//! The envelopes forwarded between cores.
 //!
 //! Owns the message types carried by the two meshes between cores
 //! (`transport::lanes`; the shard that owns a key is
