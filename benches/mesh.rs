@@ -138,10 +138,10 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
                                 parts: vec![Part::new(ns, wire.len(), 0)],
                                 wire,
                                 answer: Default::default(),
-                                cap: core.forward_limits.max_batch,
+                                cap: core.forward_limits().max_batch,
                             };
                             core.post(1, message).await;
-                            match core.replies.recv(1).await.body {
+                            match core.next_reply(1).await.body {
                                 FromShard::Batch { answer, .. } => answer.out,
                                 other => panic!("not a batch answer: {other:?}"),
                             }

@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 
 use super::bell::Bell;
 use super::lanes::{Endpoint, Lanes};
+use super::outbox::Outboxes;
 use super::uring::{stir, Inbound, Ring};
 use super::waiters::{PartAnswer, Waiters};
 use crate::clock::Clock;
@@ -25,11 +26,6 @@ use crate::stats::{ConnCounters, Report};
 use crate::store::NsId;
 use crate::tenancy::{Auth, Namespace};
 use crate::transport::envelope::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
-
-/// Batch buffers (wire and answers) kept for batches to come may hold this
-/// much per core in all; past it, buffers that come home are freed. A busy
-/// core's batches to one owner reach a few hundred KiB at pipeline 16.
-const SPARE_BUDGET: usize = 4 << 20;
 
 /// Has the allocator give large buffers back to the system when they are
 /// freed. glibc's default raises its mmap threshold each time a large
@@ -121,35 +117,33 @@ impl Shared {
 
 pub struct Core {
     /// This core's shard number, which is also its id on the request mesh.
-    pub index: usize,
-    pub shards: usize,
-    pub shard: RefCell<Shard>,
-    pub shared: Arc<Shared>,
+    pub(super) index: usize,
+    pub(super) shards: usize,
+    pub(super) shard: RefCell<Shard>,
+    pub(super) shared: Arc<Shared>,
     /// Forwards work to the owning core, and receives other cores' work.
-    pub to_shard: Endpoint<ToShard>,
+    pub(super) to_shard: Endpoint<ToShard>,
     /// Sends answers back to the asking core, and receives this core's.
-    pub replies: Endpoint<Reply>,
+    pub(super) replies: Endpoint<Reply>,
     /// Every core's bell, this one's at `index`.
     bells: Arc<[Bell]>,
     /// Waiters for single messages (flush, stats): each gets its `FromShard`.
-    pub waiters: Waiters<FromShard>,
+    pub(super) waiters: Waiters<FromShard>,
     /// Waiters for batch parts: each gets its share of a batch's answer.
-    pub part_waiters: Waiters<PartAnswer>,
-    pub conns: RefCell<ConnCounters>,
+    pub(super) part_waiters: Waiters<PartAnswer>,
+    pub(super) conns: RefCell<ConnCounters>,
     /// Requests for each other shard, gathered from every connection until
     /// the flusher sends them as one batch.
-    pub outbox: RefCell<Vec<Outbox>>,
+    outbox: RefCell<Outboxes>,
     /// The flusher's waker, and whether a flush is due.
-    pub flusher: RefCell<Option<Waker>>,
-    pub flush_due: Cell<bool>,
-    /// Bytes of the spare buffers in the outboxes (up to `SPARE_BUDGET`).
-    spare_bytes: Cell<usize>,
+    flusher: RefCell<Option<Waker>>,
+    flush_due: Cell<bool>,
     /// This core's socket ring (`None`: glommio's sockets), for connections
     /// other cores hand over.
-    pub ring: Option<Rc<Ring>>,
+    pub(super) ring: Option<Rc<Ring>>,
     /// What this core may be owed by each other core, and the caps of the
     /// batches it sends.
-    pub forward_limits: ForwardLimits,
+    pub(super) forward_limits: ForwardLimits,
 }
 
 impl Inbound for Core {
@@ -199,33 +193,6 @@ impl Mesh {
     }
 }
 
-/// One shard's pending batch, and buffers that came home for the next.
-#[derive(Default)]
-pub struct Outbox {
-    wire: Vec<u8>,
-    parts: Vec<Part>,
-    /// The part of the budget for replies from this shard not spoken for
-    /// (batches in flight count at their caps, answers at their size).
-    left: usize,
-    /// A batch waits for `left` to grow.
-    starved: bool,
-    spare_wires: Vec<Vec<u8>>,
-    spare_parts: Vec<Vec<Part>>,
-    spare_answers: Vec<Answer>,
-}
-
-/// Buffers of each kind kept per shard for batches to come: enough for
-/// the batches in flight at once. Unpipelined load sends many small
-/// batches, several in flight to each owner.
-const SPARES: usize = 16;
-/// What a batch buffer made afresh starts with, so a small batch does not
-/// grow by doubling from nothing.
-const FRESH_BATCH: usize = 2048;
-
-fn answer_bytes(a: &Answer) -> usize {
-    a.out.capacity() + a.ends.capacity() * 4
-}
-
 impl Core {
     /// Core `mesh.index` of `mesh.bells.len()`, on its own thread.
     pub fn new(shard: Shard, shared: Arc<Shared>, mesh: &Mesh, ring: Option<Rc<Ring>>) -> Core {
@@ -242,40 +209,29 @@ impl Core {
             waiters: Waiters::default(),
             part_waiters: Waiters::default(),
             conns: Default::default(),
-            outbox: RefCell::new(
-                (0..shards)
-                    .map(|_| Outbox {
-                        left: forward_limits.budget,
-                        ..Outbox::default()
-                    })
-                    .collect(),
-            ),
+            outbox: RefCell::new(Outboxes::new(shards, forward_limits)),
             flusher: RefCell::new(None),
             flush_due: Cell::new(false),
-            spare_bytes: Cell::new(0),
             ring,
             forward_limits,
         }
     }
 
-    /// Takes room for `bytes` of spare buffers from the budget, if it has it.
-    fn keep(&self, bytes: usize) -> bool {
-        let kept = self.spare_bytes.get() + bytes;
-        let fits = kept <= SPARE_BUDGET;
-        if fits {
-            self.spare_bytes.set(kept);
-        }
-        fits
-    }
-
-    /// Gives the room of a spare buffer taken back into use.
-    fn unkeep(&self, bytes: usize) {
-        self.spare_bytes.set(self.spare_bytes.get() - bytes);
-    }
-
     /// This core's id on the reply mesh (where its answers must be sent).
     pub fn reply_id(&self) -> usize {
         self.replies.peer_id()
+    }
+
+    /// The bounds of forwarded work, for a driver outside transport (the
+    /// mesh benchmark).
+    pub fn forward_limits(&self) -> ForwardLimits {
+        self.forward_limits
+    }
+
+    /// The next reply from core `from` (for a driver outside transport;
+    /// transport's own handler is `mesh::serve_replies`).
+    pub async fn next_reply(&self, from: usize) -> Reply {
+        self.replies.recv(from).await
     }
 
     /// This core's bell, which other cores ring.
@@ -387,11 +343,7 @@ impl Core {
     /// `PartAnswer` in `part_waiters` (which says how many of them ran).
     pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8]) -> u32 {
         let waiter = self.part_waiters.register();
-        let mut outbox = self.outbox.borrow_mut();
-        let o = &mut outbox[shard];
-        o.wire.extend_from_slice(wire);
-        o.parts.push(Part::new(ns, o.wire.len(), waiter));
-        drop(outbox);
+        self.outbox.borrow_mut().queue(shard, ns, wire, waiter);
         self.wake_flusher();
         waiter
     }
@@ -407,24 +359,19 @@ impl Core {
 
     /// Bytes of replies other cores owe this core or it still holds.
     pub fn forward_reply_bytes(&self) -> usize {
-        let budget = self.forward_limits.budget;
-        self.outbox.borrow().iter().map(|o| budget - o.left).sum()
+        self.outbox.borrow().owed()
     }
 
     /// Whether less than half of the reply budget for `shard` is free.
     pub fn reply_budget_short(&self, shard: usize) -> bool {
-        self.outbox.borrow()[shard].left < self.forward_limits.budget / 2
+        self.outbox.borrow().short(shard)
     }
 
     /// Gives `bytes` of `shard`'s reply budget back; a batch that waited
     /// for it may go.
     fn refund(&self, shard: usize, bytes: usize) {
-        let mut outbox = self.outbox.borrow_mut();
-        let o = &mut outbox[shard];
-        o.left += bytes;
-        debug_assert!(o.left <= self.forward_limits.budget);
-        if std::mem::take(&mut o.starved) {
-            drop(outbox);
+        let waited = self.outbox.borrow_mut().refund(shard, bytes);
+        if waited {
             self.wake_flusher();
         }
     }
@@ -444,43 +391,15 @@ impl Core {
             })
             .await;
             for shard in 0..self.shards {
-                let message = {
-                    let mut outbox = self.outbox.borrow_mut();
-                    let o = &mut outbox[shard];
-                    if o.parts.is_empty() {
-                        continue;
-                    }
-                    // Past its budget, the batch waits for answers to be let go.
-                    let Some(cap) = self.forward_limits.batch_cap(o.left) else {
-                        o.starved = true;
-                        continue;
-                    };
-                    o.left -= cap;
-                    let wire = match o.spare_wires.pop() {
-                        Some(wire) => {
-                            self.unkeep(wire.capacity());
-                            wire
-                        }
-                        None => Vec::with_capacity(FRESH_BATCH),
-                    };
-                    let parts = o.spare_parts.pop().unwrap_or_default();
-                    let answer = match o.spare_answers.pop() {
-                        Some(answer) => {
-                            self.unkeep(answer_bytes(&answer));
-                            answer
-                        }
-                        None => Answer {
-                            out: Vec::with_capacity(FRESH_BATCH),
-                            ends: Vec::with_capacity(FRESH_BATCH / 64),
-                        },
-                    };
-                    ToShard::Batch {
-                        reply_to: self.reply_id(),
-                        parts: std::mem::replace(&mut o.parts, parts),
-                        wire: std::mem::replace(&mut o.wire, wire),
-                        answer,
-                        cap,
-                    }
+                let Some(batch) = self.outbox.borrow_mut().take_batch(shard) else {
+                    continue;
+                };
+                let message = ToShard::Batch {
+                    reply_to: self.reply_id(),
+                    parts: batch.parts,
+                    wire: batch.wire,
+                    answer: batch.answer,
+                    cap: batch.cap,
                 };
                 self.conns.borrow_mut().forward_batches += 1;
                 self.post(shard, message).await;
@@ -496,7 +415,7 @@ impl Core {
         shard: usize,
         answer: Answer,
         wire: Vec<u8>,
-        mut parts: Vec<Part>,
+        parts: Vec<Part>,
         cap: usize,
     ) {
         self.refund(shard, cap.saturating_sub(answer.out.len()));
@@ -505,28 +424,16 @@ impl Core {
             self.part_waiters
                 .complete(part.waiter, (answer.clone(), *part));
         }
-        let mut outbox = self.outbox.borrow_mut();
-        let o = &mut outbox[shard];
-        if o.spare_wires.len() < SPARES && self.keep(wire.capacity()) {
-            o.spare_wires.push(wire);
-        }
-        if o.spare_parts.len() < SPARES {
-            parts.clear();
-            o.spare_parts.push(parts);
-        }
+        self.outbox.borrow_mut().reuse_request(shard, wire, parts);
     }
 
     /// A connection is done with a batch answer from `shard`: the last one
     /// to let go sends its buffers home with the next batch.
     pub fn release(&self, shard: usize, answer: Rc<Answer>) {
-        if let Ok(mut answer) = Rc::try_unwrap(answer) {
-            self.refund(shard, answer.out.len());
-            let mut outbox = self.outbox.borrow_mut();
-            let spares = &mut outbox[shard].spare_answers;
-            if spares.len() < SPARES && self.keep(answer_bytes(&answer)) {
-                answer.out.clear();
-                answer.ends.clear();
-                spares.push(answer);
+        if let Ok(answer) = Rc::try_unwrap(answer) {
+            let waited = self.outbox.borrow_mut().reuse_answer(shard, answer);
+            if waited {
+                self.wake_flusher();
             }
         }
     }

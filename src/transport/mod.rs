@@ -5,8 +5,8 @@
 //! connection's read/route/write loop ([`connection`]) with its read buffer
 //! and limits ([`framing`]) and the splicing of other shards' replies
 //! ([`remote`]), the socket layer ([`socket`], [`uring`]), TLS sessions
-//! ([`tls`]), the per-core state ([`core`]) and its reply slots
-//! ([`waiters`]), the mesh between cores ([`lanes`], woken through
+//! ([`tls`]), the per-core state ([`core`]) with its outgoing batches
+//! ([`outbox`]) and reply slots ([`waiters`]), the mesh between cores ([`lanes`], woken through
 //! [`bell`]), the messages on it ([`envelope`]) and its handlers ([`mesh`]). It has no grammar (that is
 //! `protocol`) and no command meaning (that is `shard`).
 
@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod framing;
 pub mod lanes;
 pub mod mesh;
+pub mod outbox;
 pub mod remote;
 pub mod server;
 pub mod socket;
