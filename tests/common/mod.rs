@@ -383,32 +383,52 @@ impl Memcached {
             eprintln!("SKIP {test}: {MEMCACHED} is not installed (set CI to make this fail)");
             return None;
         }
-        // A free port: bind :0, note it, let it go. memcached has no port 0 mode
-        // that reports the port back, so this small race is unavoidable.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(MEMCACHED)
-            .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn memcached");
-        let mut server = Memcached {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        // Ready once it accepts a connection; retry with a deadline.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect(server.addr).is_ok() {
+        // A free port: bind :0, note it, let it go. memcached has no port 0
+        // mode that reports the port back, so another test's server may take
+        // the port first: then memcached exits (it cannot bind), or the port
+        // answers as some other server. Either way, try another port.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(MEMCACHED)
+                .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
+                .args(["-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn memcached");
+            let mut server = Memcached {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            if server.ready() {
                 return Some(server);
             }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("memcached exited before it was ready: {status}");
+        }
+        panic!("memcached never started on a free port");
+    }
+
+    /// Waits until this memcached answers `version` on its port: true, or
+    /// false if it exited or something else holds the port.
+    fn ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if let Ok(mut stream) = TcpStream::connect(self.addr) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reply = [0u8; 32];
+                let n = stream
+                    .write_all(b"version\r\n")
+                    .and_then(|()| stream.read(&mut reply))
+                    .unwrap_or(0);
+                // memcached's own answer; ferrocache's names itself.
+                return &reply[..n] == b"VERSION 1.6.18\r\n"
+                    && self.child.try_wait().unwrap().is_none();
             }
             assert!(Instant::now() < deadline, "memcached never accepted");
             std::thread::yield_now();
@@ -429,11 +449,14 @@ impl Drop for Memcached {
 /// EOF, so this captures every byte a case produces, including nothing.
 pub fn exchange(addr: SocketAddr, request: &[u8], chunk: usize) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).unwrap();
+    if chunk < request.len() {
+        // Each write its own segment, so the server sees the cuts.
+        stream.set_nodelay(true).unwrap();
+    }
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    for part in request.chunks(chunk) {
+    for part in request.chunks(chunk.max(1)) {
         stream.write_all(part).expect("write");
     }
     stream.shutdown(Shutdown::Write).expect("half-close");
