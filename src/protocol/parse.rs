@@ -771,4 +771,29 @@ mod tests {
             assert_eq!(req(&wire), r);
         }
     }
+
+    #[test]
+    fn a_too_large_request_encodes_as_its_line_and_data_of_its_length() {
+        let small = Limits { max_item_size: 4 };
+        for r in [
+            Request::Keyed(Keyed::StoreTooLarge {
+                kind: StoreKind::Cas,
+                key: b"k",
+                noreply: true,
+                swallow: 12,
+            }),
+            Request::Keyed(Keyed::MetaTooLarge {
+                key: b"m",
+                swallow: 7,
+            }),
+        ] {
+            let mut wire = Vec::new();
+            r.encode(&mut wire);
+            let Parsed::Request { request, consumed } = parse(&wire, &small) else {
+                panic!("{wire:?} is not a request");
+            };
+            assert_eq!(request, r);
+            assert_eq!(consumed + r.swallow(), wire.len(), "{wire:?}");
+        }
+    }
 }
