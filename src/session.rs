@@ -98,9 +98,9 @@ pub enum Login {
 pub struct Session {
     standing: Standing,
     failures: u32,
-    ns: Namespace,
-    /// What a bound session holds: its namespace, and (secure mode) its
-    /// grant, re-checked after each reload.
+    /// What an authenticated session holds: its namespace, and (secure
+    /// mode) its grant, re-checked after each reload. Without it, the
+    /// session's keys live in the default namespace.
     binding: Option<(NsLease, Option<GrantLease>)>,
 }
 
@@ -115,7 +115,6 @@ impl Session {
                 Standing::Fresh
             },
             failures: 0,
-            ns: Namespaces::default_namespace(),
             binding: None,
         }
     }
@@ -126,7 +125,10 @@ impl Session {
 
     /// The namespace the session's keys live in.
     pub fn ns(&self) -> Namespace {
-        self.ns
+        match &self.binding {
+            Some((lease, _)) => lease.ns,
+            None => Namespaces::default_namespace(),
+        }
     }
 
     /// Whether `request` may run now. A refusal's error line goes to `out`.
@@ -241,7 +243,6 @@ impl Session {
                 (ErrorReply::TooManyProjectConnections, false)
             }
         })?;
-        self.ns = lease.ns;
         self.standing = Standing::Bound;
         self.binding = Some((lease, login.lease));
         // The grant's line in the tokens file, never the token.

@@ -254,6 +254,16 @@ impl ReadBuffer {
         self.cursor.partial_since
     }
 
+    /// Where parsing stands now, for [`ReadBuffer::passed`].
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// See [`Cursor::passed`].
+    pub fn passed(&mut self, before: Cursor, now: Duration) {
+        self.cursor.passed(before, now);
+    }
+
     /// Bytes the buffer holds.
     pub fn capacity(&self) -> usize {
         self.buf.len()
@@ -319,18 +329,6 @@ impl Cursor {
         } else if progress || self.partial_since.is_none() {
             self.partial_since = Some(now);
         }
-    }
-}
-
-impl ReadBuffer {
-    /// Where parsing stands now, for [`Cursor::passed`].
-    pub fn cursor(&self) -> Cursor {
-        self.cursor
-    }
-
-    /// See [`Cursor::passed`].
-    pub fn passed(&mut self, before: Cursor, now: Duration) {
-        self.cursor.passed(before, now);
     }
 }
 
