@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use ferrocache::clock::Clock;
+use ferrocache::clock::{thread_cpu_time, Clock};
 use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::{parse, Limits, Parsed, Request};
 use ferrocache::shard::Shard;
@@ -23,14 +23,7 @@ const LIMITS: Limits = Limits {
 };
 
 fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through the valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID unavailable");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    thread_cpu_time().expect("CLOCK_THREAD_CPUTIME_ID unavailable")
 }
 
 /// Parses and executes every request of `wire` on `shard`, replies into `out`.

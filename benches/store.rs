@@ -13,20 +13,14 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use ferrocache::clock::thread_cpu_time;
 use ferrocache::store::{Key, KeyHasher, Lookup, SetMode, Store};
 
 /// Criterion measurement: CPU time of the calling thread.
 struct ThreadCpuTime;
 
 fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through the valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID unavailable");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    thread_cpu_time().expect("CLOCK_THREAD_CPUTIME_ID unavailable")
 }
 
 /// Durations print the same whichever clock measured them.

@@ -27,6 +27,19 @@ pub fn coarse_now() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// CPU time the calling thread has used (`None` where the kernel cannot
+/// say): what a core reports as busy time, and what the benchmarks charge
+/// to the code they time.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     started: Duration,

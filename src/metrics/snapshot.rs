@@ -121,7 +121,7 @@ impl CoreSnapshot {
         CoreSnapshot {
             core,
             report,
-            busy_seconds: thread_cpu_seconds(),
+            busy_seconds: crate::clock::thread_cpu_time().map_or(0.0, |t| t.as_secs_f64()),
             namespaces,
             quotas: shard
                 .project_figures()
@@ -137,19 +137,6 @@ impl CoreSnapshot {
                 .collect(),
         }
     }
-}
-
-/// CPU time the calling thread has used, in seconds (0 if unreadable).
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 #[cfg(test)]
