@@ -100,28 +100,23 @@ fn a_reserve_keeps_items_a_weight_would_not() {
         reserve: 1 << 20,
         ..Quota::default()
     };
-    let mut s = store(8 << 20, &[(1, heavy), (2, reserved)]);
-    for i in 0..800 {
-        set(&mut s, 2, &format!("b{i}"), 1000);
-    }
-    for i in 0..20_000 {
-        set(&mut s, 1, &format!("a{i}"), 4000);
-    }
-    let kept = (0..800)
-        .filter(|i| hit(&mut s, 2, &format!("b{i}")))
-        .count();
-    assert_eq!(kept, 800, "the reserve did not hold");
+    // Project 2 writes 800 items, then project 1 floods: how many of
+    // project 2's are left.
+    let kept_after_flood = |quota2: Quota| {
+        let mut s = store(8 << 20, &[(1, heavy), (2, quota2)]);
+        for i in 0..800 {
+            set(&mut s, 2, &format!("b{i}"), 1000);
+        }
+        for i in 0..20_000 {
+            set(&mut s, 1, &format!("a{i}"), 4000);
+        }
+        (0..800)
+            .filter(|i| hit(&mut s, 2, &format!("b{i}")))
+            .count()
+    };
+    assert_eq!(kept_after_flood(reserved), 800, "the reserve did not hold");
     // Without the reserve, weight 100 to 1 leaves project 2 little.
-    let mut s = store(8 << 20, &[(1, heavy), (2, Quota::default())]);
-    for i in 0..800 {
-        set(&mut s, 2, &format!("b{i}"), 1000);
-    }
-    for i in 0..20_000 {
-        set(&mut s, 1, &format!("a{i}"), 4000);
-    }
-    let kept = (0..800)
-        .filter(|i| hit(&mut s, 2, &format!("b{i}")))
-        .count();
+    let kept = kept_after_flood(Quota::default());
     assert!(kept < 400, "kept {kept} without a reserve");
 }
 

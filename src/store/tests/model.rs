@@ -170,18 +170,15 @@ impl Store {
     }
 
     pub fn get(&mut self, k: Key<'_>, now: u32) -> Lookup<'_> {
-        let mk = Self::mk(&k);
-        if self.reclaim_if_expired(&mk, now) {
-            return Lookup::Expired;
-        }
-        if !self.items.contains_key(&mk) {
-            return Lookup::Missing;
-        }
-        self.bump(&mk);
-        Lookup::Hit(self.view(&mk))
+        self.lookup(k, None, now)
     }
 
     pub fn get_and_touch(&mut self, k: Key<'_>, exptime: u32, now: u32) -> Lookup<'_> {
+        self.lookup(k, Some(exptime), now)
+    }
+
+    /// `get`, and where `touch` says, the item's new exptime.
+    fn lookup(&mut self, k: Key<'_>, touch: Option<u32>, now: u32) -> Lookup<'_> {
         let mk = Self::mk(&k);
         if self.reclaim_if_expired(&mk, now) {
             return Lookup::Expired;
@@ -190,7 +187,9 @@ impl Store {
             return Lookup::Missing;
         }
         self.bump(&mk);
-        self.items.get_mut(&mk).unwrap().exptime = exptime;
+        if let Some(exptime) = touch {
+            self.items.get_mut(&mk).unwrap().exptime = exptime;
+        }
         Lookup::Hit(self.view(&mk))
     }
 

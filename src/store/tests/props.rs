@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use super::model;
 use super::semantics::key;
 use crate::store::layout;
-use crate::store::{ArithOutcome, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
+use crate::store::{ArithOutcome, Key, KeyHasher, Lookup, NsId, SetMode, SetOutcome, Store};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -230,6 +230,23 @@ impl CasMap {
     }
 }
 
+/// A `Get` or `Gat` on both the store and the model.
+fn lookup_both<'a>(
+    real: &'a mut Store,
+    model: &'a mut model::Store,
+    op: &Op,
+    k: Key<'_>,
+    now: u32,
+) -> (Lookup<'a>, Lookup<'a>) {
+    match *op {
+        Op::Gat(_, e) => (
+            real.get_and_touch(k, exp_at(e, now), now),
+            model.get_and_touch(k, exp_at(e, now), now),
+        ),
+        _ => (real.get(k, now), model.get(k, now)),
+    }
+}
+
 fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
     let mut real = Store::with_segment_size(limit, max_item, seg_size, KeyHasher::default());
     let mut model = model::Store::new(limit, max_item);
@@ -239,13 +256,7 @@ fn run(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
         match &op {
             Op::Get(k) | Op::Gat(k, _) => {
                 let (ns, kb) = key_of(*k);
-                let (r, m) = match op {
-                    Op::Gat(_, e) => (
-                        real.get_and_touch(key(ns, &kb), exp_at(e, now), now),
-                        model.get_and_touch(key(ns, &kb), exp_at(e, now), now),
-                    ),
-                    _ => (real.get(key(ns, &kb), now), model.get(key(ns, &kb), now)),
-                };
+                let (r, m) = lookup_both(&mut real, &mut model, &op, key(ns, &kb), now);
                 match (r, m) {
                     (Lookup::Hit(r), Lookup::Hit(m)) => {
                         assert_eq!((r.value, r.flags), (m.value, m.flags), "{op:?}");
@@ -343,13 +354,7 @@ fn run_evicting(ops: Vec<Op>, limit: usize, max_item: usize, seg_size: usize) {
         match &op {
             Op::Get(k) | Op::Gat(k, _) => {
                 let (ns, kb) = key_of(*k);
-                let (r, m) = match op {
-                    Op::Gat(_, e) => (
-                        real.get_and_touch(key(ns, &kb), exp_at(e, now), now),
-                        model.get_and_touch(key(ns, &kb), exp_at(e, now), now),
-                    ),
-                    _ => (real.get(key(ns, &kb), now), model.get(key(ns, &kb), now)),
-                };
+                let (r, m) = lookup_both(&mut real, &mut model, &op, key(ns, &kb), now);
                 match (r, m) {
                     (Lookup::Hit(r), Lookup::Hit(m)) => {
                         assert_eq!((r.value, r.flags), (m.value, m.flags), "{op:?}");
