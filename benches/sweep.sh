@@ -5,6 +5,8 @@
 # memtier_benchmark in text mode (50 connections, 100-byte values, 1:10
 # set:get over 100k keys, --rate-limiting per connection). Draws the curves
 # as a PNG and prints the ratios the wake path is judged by (issue 17).
+# With PELIKAN_BIN set (benches/build-pelikan.sh builds Pelikan segcache
+# from its public source), Pelikan with one worker ("pk1") is measured too.
 #
 #   bash benches/sweep.sh              (make bench-sweep)
 #   QUICK=1 bash benches/sweep.sh      (short runs, fewer rates: a smoke test)
@@ -20,7 +22,7 @@
 # server's saturated rate; "0.1 0.25 0.4 0.55 0.7 0.85", QUICK: "0.1 0.4
 # 0.8"), FIXED_RATE (ops/s measured for every server as well; 40000),
 # CONNS (50), KEYS (100000), VALUE_SIZE (100), RATIO (1:10), PIPELINES
-# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2"), MEMORY_MB (1024), CPUS1 (the CPU a
+# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2", and pk1 with PELIKAN_BIN), MEMORY_MB (1024), CPUS1 (the CPU a
 # one-thread server runs on; 0), CPUS2 (a two-thread server's; 0,1),
 # LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), FC_ARGS (more
 # ferrocache flags, say "--spin-us 0"), OUT (where sweep.tsv and sweep.png
@@ -48,7 +50,11 @@ KEYS="${KEYS:-100000}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 RATIO="${RATIO:-1:10}"
 PIPELINES="${PIPELINES:-1 16}"
-SERVERS="${SERVERS:-fc1 fc2 mc1 mc2}"
+if [[ -n "${PELIKAN_BIN:-}" ]]; then
+  SERVERS="${SERVERS:-fc1 fc2 mc1 mc2 pk1}"
+else
+  SERVERS="${SERVERS:-fc1 fc2 mc1 mc2}"
+fi
 MEMORY_MB="${MEMORY_MB:-1024}"
 CPUS1="${CPUS1:-0}"
 CPUS2="${CPUS2:-0,1}"
@@ -135,7 +141,8 @@ for name in $SERVERS; do
       start_ferrocache "$name" "$CPUS2" --cores 2 --memory-mb "$MEMORY_MB" $FC_ARGS ;;
     mc1) start_memcached "$name" "$CPUS1" "$MEMORY_MB" -t 1 ;;
     mc2) start_memcached "$name" "$CPUS2" "$MEMORY_MB" -t 2 ;;
-    *) die "unknown server $name (fc1 fc2 mc1 mc2)" ;;
+    pk1) start_pelikan "$name" "$CPUS1" "$MEMORY_MB" ;;
+    *) die "unknown server $name (fc1 fc2 mc1 mc2 pk1)" ;;
   esac
   ADDR="${SRV_ADDR[$name]}"
   PID="${SRV_PID[$name]}"
@@ -171,18 +178,20 @@ def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 print(f"\nat {fixed} ops/s (CPU per op ratios; p99 in ms):")
 for p in ("1", "16"):
-    c = {s: get(s, p, fixed, "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
-    q = {s: get(s, p, fixed, "p99_ms") for s in ("fc1", "fc2", "mc1", "mc2")}
-    z = {s: get(s, p, fixed, "sleeps_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
+    c = {s: get(s, p, fixed, "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
+    q = {s: get(s, p, fixed, "p99_ms") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
+    z = {s: get(s, p, fixed, "sleeps_per_op") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
     print(f"  pipeline {p}: fc2/fc1 {ratio(c['fc2'], c['fc1'])}  fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
-          f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']}"
-          f"  sleeps/op fc1 {z['fc1']} fc2 {z['fc2']} mc1 {z['mc1']} mc2 {z['mc2']}")
+          f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  fc1/pk1 {ratio(c['fc1'], c['pk1'])}"
+          f"  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']} pk1 {q['pk1']}"
+          f"  sleeps/op fc1 {z['fc1']} fc2 {z['fc2']} mc1 {z['mc1']} mc2 {z['mc2']} pk1 {z['pk1']}")
 print("at saturation (target 0):")
 for p in ("1", "16"):
-    c = {s: get(s, p, "0", "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2")}
-    o = {s: get(s, p, "0", "ops_per_sec") for s in ("fc1", "fc2", "mc1", "mc2")}
+    c = {s: get(s, p, "0", "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
+    o = {s: get(s, p, "0", "ops_per_sec") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
     print(f"  pipeline {p}: CPU fc1/mc1 {ratio(c['fc1'], c['mc1'])} fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
-          f"  ops/s fc1 {o['fc1']} fc2 {o['fc2']} mc1 {o['mc1']} mc2 {o['mc2']}")
+          f" fc1/pk1 {ratio(c['fc1'], c['pk1'])}"
+          f"  ops/s fc1 {o['fc1']} fc2 {o['fc2']} mc1 {o['mc1']} mc2 {o['mc2']} pk1 {o['pk1']}")
 EOF
 
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
@@ -198,8 +207,9 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 labels = {"fc1": "ferrocache --cores 1", "fc2": "ferrocache --cores 2",
-          "mc1": "memcached -t 1", "mc2": "memcached -t 2"}
-styles = {"fc1": "o-", "fc2": "s-", "mc1": "o--", "mc2": "s--"}
+          "mc1": "memcached -t 1", "mc2": "memcached -t 2",
+          "pk1": "Pelikan segcache, 1 worker"}
+styles = {"fc1": "o-", "fc2": "s-", "mc1": "o--", "mc2": "s--", "pk1": "^:"}
 pipelines = sorted({r["pipeline"] for r in rows}, key=int)
 fig, axes = plt.subplots(2, len(pipelines), figsize=(6 * len(pipelines), 8), squeeze=False)
 for col, p in enumerate(pipelines):

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shell helpers shared by benches/compare.sh, memory.sh and soak.sh: build
-# the binaries, start ferrocache and memcached on ephemeral ports and wait
+# Shell helpers shared by benches/compare.sh, memory.sh, soak.sh and sweep.sh:
+# build the binaries, start ferrocache, memcached and Pelikan on free ports and wait
 # for them to say they are ready, read their CPU time and RSS, run the load
 # generator, and stop everything that was started when the script exits.
 # Sourced, never run; the caller has `set -euo pipefail`.
@@ -136,6 +136,70 @@ start_memcached() {
   SRV_ADDR[$name]="127.0.0.1:$port"
   SRV_PID[$name]="$pid"
   echo "started $name: memcached -m $mb $* on ${SRV_ADDR[$name]} (pid $pid${cpus:+, cpus $cpus})" >&2
+}
+
+# free_port: a TCP port on 127.0.0.1 nothing listens on now (for servers
+# that cannot bind port 0 and say which port they got).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_pelikan NAME CPUS MEMORY_MB: Pelikan segcache (PELIKAN_BIN, built by
+# benches/build-pelikan.sh) with one worker thread, on a free port; ready
+# when its port answers `version`.
+start_pelikan() {
+  local name="$1" cpus="$2" mb="$3"
+  [[ -x "${PELIKAN_BIN:-}" ]] || die "PELIKAN_BIN is not set to a pelikan-segcache binary (benches/build-pelikan.sh builds one)"
+  local port admin conf="$BENCH_TMP/$name.toml" err="$BENCH_TMP/$name.err"
+  port="$(free_port)"
+  admin="$(free_port)"
+  cat >"$conf" <<EOF
+[admin]
+host = "127.0.0.1"
+port = "$admin"
+http_enabled = false
+
+[server]
+host = "127.0.0.1"
+port = "$port"
+
+[worker]
+threads = 1
+
+[seg]
+heap_size = "${mb}MB"
+segment_size = "1MB"
+# 2^20 buckets of 8 slots: room for millions of keys (the default, 2^16,
+# fills up and answers SERVER_ERROR before a sweep's 100k keys are in).
+hash_power = 20
+
+[time]
+time_type = "Memcache"
+
+[debug]
+log_level = "warn"
+
+[klog]
+sample = 0
+EOF
+  # shellcheck disable=SC2046
+  $(pin "$cpus") "$PELIKAN_BIN" "$conf" >"$err" 2>&1 &
+  local pid=$!
+  STARTED_PIDS+=("$pid")
+  await_ready "pelikan ($name)" "$pid" "$err" probe_version "127.0.0.1" "$port" >/dev/null
+  SRV_ADDR[$name]="127.0.0.1:$port"
+  SRV_PID[$name]="$pid"
+  echo "started $name: pelikan-segcache, 1 worker, ${mb} MB heap on ${SRV_ADDR[$name]} (pid $pid${cpus:+, cpus $cpus})" >&2
+}
+
+# probe_version HOST PORT: prints the server's VERSION line, if it answers.
+probe_version() {
+  local line=""
+  exec 8<>"/dev/tcp/$1/$2" || return 1
+  printf 'version\r\n' >&8
+  IFS= read -r -t 2 line <&8 || true
+  exec 8>&-
+  [[ "$line" == VERSION* ]] && printf '%s\n' "$line"
 }
 
 # stop_server NAME: stops one server early (frees its memory between runs).
