@@ -83,8 +83,12 @@ bench-fairness:
 ## CPU per operation and p99 against request rate (10% to saturation),
 ## ferrocache --cores 1/2 against memcached -t 1/2, pipeline 1 and 16, with
 ## memtier_benchmark; writes target/sweep/sweep.{tsv,png}. QUICK=1: short runs.
+## PELIKAN=1 also builds Pelikan segcache from its public source (needs
+## GitHub, or PELIKAN_SRC=a local checkout) and measures it beside them.
 bench-sweep: deps
-	bash benches/sweep.sh
+	if [ -n "$(PELIKAN)" ]; then \
+	  PELIKAN_BIN="$$(bash benches/build-pelikan.sh)" && export PELIKAN_BIN && bash benches/sweep.sh; \
+	else bash benches/sweep.sh; fi
 
 ## Scaling over 1-8 cores against memcached -t N (needs 16 CPUs by default:
 ## servers on 0-7, the load generator on 8-15; see benches/README.md).
