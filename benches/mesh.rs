@@ -106,20 +106,21 @@ fn forwarded(iters: u64, per_batch: usize) -> Duration {
     let handles: Vec<_> = (0..2)
         .map(|i| {
             let (shared, mesh, done) = (shared.clone(), mesh.for_core(i), done.clone());
+            let spin = Duration::from_micros(
+                std::env::var("SPIN_US")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            );
             LocalExecutorBuilder::new(Placement::Fixed(cpu(i)))
-                .spin_before_park(Duration::from_micros(
-                    std::env::var("SPIN_US")
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                ))
+                .spin_before_park(spin)
                 .spawn(move || async move {
                     let ring = Ring::new(mesh.bells[i].eventfd()).unwrap();
                     let shard = Shard::new(MEMORY / 2, 1 << 20, shared.clock, KeyHasher::default());
                     let core = Rc::new(Core::new(shard, shared.clone(), &mesh, Some(ring.clone())));
                     let inbound: Rc<dyn Inbound> = core.clone();
                     let bells = mesh.bells.clone();
-                    glommio::spawn_local(async move { ring.drive(&bells[i], inbound).await })
+                    glommio::spawn_local(async move { ring.drive(&bells[i], inbound, spin).await })
                         .detach();
                     let ns = Namespaces::default_namespace();
                     if i == 1 {

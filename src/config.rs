@@ -10,11 +10,6 @@ use clap::Parser;
 
 /// memcached's `-I` ceiling.
 const MAX_ITEM_SIZE_CEILING: usize = 1 << 30;
-/// How long a core of several polls before it sleeps, unless --spin-us says:
-/// a short spin catches the next request or forwarded batch without the
-/// cost of parking and waking, at no more CPU per operation under load
-/// (measurements: docs/PERFORMANCE.md, "Idle spin").
-const DEFAULT_SPIN_US: u64 = 20;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -122,14 +117,15 @@ pub struct Args {
     #[arg(long = "socket-io", value_enum, default_value_t = SocketIo::Uring)]
     pub socket_io: SocketIo,
 
-    /// Microseconds an idle core keeps polling before it sleeps: trades idle
-    /// CPU for latency. Spinning answers a request that arrives within the
-    /// spin a few microseconds sooner (and cheaper, when cores forward keys
-    /// to each other), but a lightly loaded server then shows busy cores.
-    /// 0 never spins (least CPU when idle). Default: 20 with two or more
-    /// cores, 0 with one.
-    #[arg(long = "spin-us", value_name = "US")]
-    pub spin_us: Option<u64>,
+    /// Microseconds an idle core keeps polling (without system calls) for
+    /// a request or another core's message before it sleeps: trades CPU
+    /// for latency. A request or forwarded answer that arrives within the
+    /// spin is served without the core sleeping and being woken, a few
+    /// microseconds sooner, but the spin itself is CPU time, and a lightly
+    /// loaded server then shows busy cores. 0 never spins: the least CPU
+    /// per request at everyday load (docs/PERFORMANCE.md, "Idle spin").
+    #[arg(long = "spin-us", value_name = "US", default_value_t = 0)]
+    pub spin_us: u64,
 
     /// Spread client connections evenly over the cores: a core that accepts
     /// a connection while another core serves fewer hands it over (`on`),
@@ -388,11 +384,7 @@ impl Config {
             request_timeout: seconds(args.request_timeout),
             write_timeout: seconds(args.write_timeout),
             socket_io: args.socket_io,
-            spin_before_park: Duration::from_micros(args.spin_us.unwrap_or(if cores > 1 {
-                DEFAULT_SPIN_US
-            } else {
-                0
-            })),
+            spin_before_park: Duration::from_micros(args.spin_us),
             balance_connections: args.balance == Switch::On,
             hash_seed: match args.hash_seed {
                 Some(seed) => seed,
@@ -719,21 +711,19 @@ mod tests {
     }
 
     #[test]
-    fn cores_spin_before_sleeping_only_where_they_forward() {
+    fn cores_spin_before_sleeping_only_when_told() {
         let config = |args: &[&str]| {
             let args = Args::parse_from([&["ferrocache"], args].concat());
             Config::from_args(args).unwrap()
         };
-        let one = config(&["--cores", "1"]);
-        assert_eq!(one.spin_before_park, Duration::ZERO);
+        assert_eq!(config(&["--cores", "1"]).spin_before_park, Duration::ZERO);
         let set = config(&["--cores", "1", "--spin-us", "75"]);
         assert_eq!(set.spin_before_park, Duration::from_micros(75));
         // Two cores, where the machine has them (CI has two).
         if core_affinity::get_core_ids().map_or(0, |c| c.len()) >= 2 {
-            let two = config(&["--cores", "2"]);
-            assert_eq!(two.spin_before_park, Duration::from_micros(DEFAULT_SPIN_US));
-            let off = config(&["--cores", "2", "--spin-us", "0"]);
-            assert_eq!(off.spin_before_park, Duration::ZERO);
+            assert_eq!(config(&["--cores", "2"]).spin_before_park, Duration::ZERO);
+            let set = config(&["--cores", "2", "--spin-us", "20"]);
+            assert_eq!(set.spin_before_park, Duration::from_micros(20));
         }
     }
 

@@ -659,7 +659,8 @@ fn flag_messages_say_what_they_mean() {
         "{too_much}"
     );
     let help = run_for(ferrocache(&["--help"]), Duration::from_secs(10)).stdout;
-    assert!(help.contains("trades idle"), "{help}");
+    assert!(help.contains("trades CPU"), "{help}");
+    assert!(help.contains("0 never spins"), "{help}");
     assert!(!help.contains("membarrier"), "{help}");
 }
 

@@ -472,8 +472,11 @@ async fn executor(
     if let Some(ring) = ring {
         let inbound: Rc<dyn super::uring::Inbound> = core.clone();
         let driver = ring.clone();
-        glommio::spawn_local(async move { driver.drive(&mesh.bells[mesh.index], inbound).await })
-            .detach();
+        let spin = config.spin_before_park;
+        glommio::spawn_local(
+            async move { driver.drive(&mesh.bells[mesh.index], inbound, spin).await },
+        )
+        .detach();
         glommio::spawn_local(ring.clone().submit_parked()).detach();
         // Deadlines also bound TLS handshakes.
         glommio::spawn_local(ring.watch_deadlines()).detach();
