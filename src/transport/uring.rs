@@ -326,8 +326,7 @@ impl Ring {
     fn turn(&self) -> usize {
         let mut ring = self.ring.borrow_mut();
         let queued = ring.submission().len();
-        if queued == 0 && !ring.submission().taskrun() && ring.completion().is_empty() {
-            // Nothing to submit, and the kernel holds no completions for us.
+        if queued == 0 && !Self::kernel_holds_completions(&mut ring) {
             return 0;
         }
         // SAFETY: GETEVENTS with min_complete 0 never blocks; no argument.
@@ -385,13 +384,22 @@ impl Ring {
         submitted + reaped
     }
 
+    /// Whether completions wait for us: in the completion queue, in the
+    /// kernel (`TASKRUN`: they are posted when we enter it), or past a full
+    /// queue (`CQ_OVERFLOW`). Reads shared memory only.
+    fn kernel_holds_completions(ring: &mut IoUring) -> bool {
+        let flagged = {
+            let sq = ring.submission();
+            sq.taskrun() || sq.cq_overflow()
+        };
+        flagged || !ring.completion().is_empty()
+    }
+
     /// Whether a turn would find something: entries to submit, or
-    /// completions the kernel holds for us. Reads shared memory only.
+    /// completions waiting. Reads shared memory only.
     fn has_work(&self) -> bool {
         let mut ring = self.ring.borrow_mut();
-        !ring.submission().is_empty()
-            || ring.submission().taskrun()
-            || !ring.completion().is_empty()
+        !ring.submission().is_empty() || Self::kernel_holds_completions(&mut ring)
     }
 
     /// Polls, without a system call, for up to `limit`: whether a socket
