@@ -169,41 +169,6 @@ impl Shard {
         }
     }
 
-    /// When a read brought several requests, starts loading the index
-    /// buckets and then the items of the first [`PREFETCH_AHEAD`] whose
-    /// keys this shard owns (`local` gives such a key's hash, `None` for
-    /// another shard's), so their cache misses overlap instead of coming
-    /// one per request as they run. Forwarded requests get the same on
-    /// their owner, in `envelope::answer_batch`. Costs a second parse of
-    /// those requests, so a lone request skips it.
-    pub fn prefetch_buffered(
-        &self,
-        buffered: &[u8],
-        limits: &Limits,
-        local: impl Fn(&[u8]) -> Option<u64>,
-    ) {
-        // One command line and nothing after it: nothing to overlap.
-        if memchr::memchr(b'\n', buffered).is_none_or(|i| i + 1 == buffered.len()) {
-            return;
-        }
-        let mut hashes = [0u64; PREFETCH_AHEAD];
-        let (mut n, mut pos) = (0, 0);
-        while n < PREFETCH_AHEAD {
-            let Parsed::Request { request, consumed } = parse(&buffered[pos..], limits) else {
-                break;
-            };
-            if pos == 0 && consumed == buffered.len() {
-                return;
-            }
-            pos += consumed;
-            if let Some(hash) = request.key().and_then(&local) {
-                hashes[n] = hash;
-                n += 1;
-            }
-        }
-        self.prefetch(&hashes[..n]);
-    }
-
     /// Runs a forwarded request that came as the client's bytes (parsed
     /// once already, by the connection that forwarded it).
     pub fn execute_wire(

@@ -16,6 +16,7 @@
 //! answers are bounded): what is in order is written, and the rest is sent
 //! again.
 
+use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ use crate::protocol::{
 };
 use crate::session::{Client, Gate, Login, Peer, Session};
 use crate::shard::admin::{Server, Step};
+use crate::shard::PREFETCH_AHEAD;
 
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
@@ -236,16 +238,6 @@ impl Connection {
     /// Executes every whole request buffered, then writes the replies.
     async fn process(&mut self) -> io::Result<Next> {
         let before = self.read.cursor();
-        if !self.read.swallowing() && self.session.is_bound() {
-            let (hasher, shards, index) = (&self.hasher, self.core.shards, self.core.index);
-            self.core
-                .shard
-                .borrow()
-                .prefetch_buffered(self.read.unparsed(), &self.limits, |key| {
-                    let hash = hasher.hash(key);
-                    (shard_of(hash, shards) == index).then_some(hash)
-                });
-        }
         let mut read = std::mem::take(&mut self.read);
         let next = self.process_buffered(&mut read).await;
         read.passed(before, coarse_now());
@@ -261,14 +253,25 @@ impl Connection {
         Ok(next)
     }
 
+    /// Parses each request once. Up to [`PREFETCH_AHEAD`] whole requests
+    /// are parsed ahead of the one handled, and the shard starts loading
+    /// the items of those whose keys it owns, so their cache misses overlap
+    /// instead of coming one per request as they run.
     async fn process_buffered(&mut self, read: &mut ReadBuffer) -> io::Result<Next> {
         let (buf, cursor) = read.parts();
+        let mut ahead: VecDeque<Parsed<'_>> = VecDeque::with_capacity(PREFETCH_AHEAD);
         loop {
             if !cursor.discard() {
                 return Ok(Next::Continue);
             }
             let buffered = cursor.unparsed(buf);
-            match parse(buffered, &self.limits) {
+            if ahead.is_empty() {
+                self.look_ahead(buffered, &mut ahead);
+            }
+            match ahead
+                .pop_front()
+                .unwrap_or_else(|| parse(buffered, &self.limits))
+            {
                 Parsed::Incomplete => {
                     if buffered.len() >= self.budget.max_request {
                         self.out.extend_from_slice(ErrorReply::LineTooLong.line());
@@ -303,6 +306,44 @@ impl Connection {
                 }
             }
             self.relieve().await?;
+        }
+    }
+
+    /// Parses up to [`PREFETCH_AHEAD`] requests from the start of
+    /// `buffered` into `ahead`, up to and including the first that is not a
+    /// whole request or is followed by a value to discard, and prefetches
+    /// the items of the keys this core owns. Before the session is bound
+    /// there is no namespace to hash keys in, and requests are parsed one
+    /// at a time. (Parsing does not depend on what the requests ahead do:
+    /// a bound session's limits stay as they are.)
+    fn look_ahead<'b>(&self, buffered: &'b [u8], ahead: &mut VecDeque<Parsed<'b>>) {
+        if !self.session.is_bound() {
+            return;
+        }
+        let mut hashes = [0u64; PREFETCH_AHEAD];
+        let (mut n, mut pos) = (0, 0);
+        while ahead.len() < PREFETCH_AHEAD {
+            let parsed = parse(&buffered[pos..], &self.limits);
+            let Parsed::Request { request, consumed } = &parsed else {
+                ahead.push_back(parsed);
+                break;
+            };
+            pos += consumed;
+            if let Some(key) = request.key() {
+                let hash = self.hasher.hash(key);
+                if shard_of(hash, self.core.shards) == self.core.index {
+                    hashes[n] = hash;
+                    n += 1;
+                }
+            }
+            let swallow = request.swallow();
+            ahead.push_back(parsed);
+            if swallow > 0 || pos == buffered.len() {
+                break;
+            }
+        }
+        if n > 1 {
+            self.core.shard.borrow().prefetch(&hashes[..n]);
         }
     }
 
