@@ -13,7 +13,8 @@
 //! the kernel, once per driver turn, for every socket of the core at once.
 //! With `TASKRUN_FLAG`, the kernel also says in shared memory when
 //! completions wait for us, so a turn with nothing to submit and nothing
-//! waiting makes no system call, and neither does the spin below.
+//! waiting in the kernel makes no system call (it reaps what a sleep
+//! posted), and neither does the spin below.
 //!
 //! Integration with glommio: the driver task runs on the executor like any
 //! other task. While work is flowing it loops (submit + reap in one
@@ -326,15 +327,23 @@ impl Ring {
     fn turn(&self) -> usize {
         let mut ring = self.ring.borrow_mut();
         let queued = ring.submission().len();
-        if queued == 0 && !Self::kernel_holds_completions(&mut ring) {
-            return 0;
-        }
-        // SAFETY: GETEVENTS with min_complete 0 never blocks; no argument.
-        let submitted = unsafe {
-            ring.submitter()
-                .enter::<libc::sigset_t>(queued as u32, 0, IORING_ENTER_GETEVENTS, None)
-        }
-        .unwrap_or(0);
+        // Completions already in the queue (say, those a sleep posted) are
+        // reaped without entering the kernel; it is entered to submit, and
+        // for completions it still holds.
+        let submitted = if queued > 0 || Self::kernel_holds_completions(&mut ring) {
+            // SAFETY: GETEVENTS with min_complete 0 never blocks; no argument.
+            unsafe {
+                ring.submitter().enter::<libc::sigset_t>(
+                    queued as u32,
+                    0,
+                    IORING_ENTER_GETEVENTS,
+                    None,
+                )
+            }
+            .unwrap_or(0)
+        } else {
+            0
+        };
         let mut reaped = 0;
         let mut slots = self.slots.borrow_mut();
         for cqe in ring.completion() {
@@ -384,22 +393,22 @@ impl Ring {
         submitted + reaped
     }
 
-    /// Whether completions wait for us: in the completion queue, in the
-    /// kernel (`TASKRUN`: they are posted when we enter it), or past a full
-    /// queue (`CQ_OVERFLOW`). Reads shared memory only.
+    /// Whether the kernel holds completions for us that it posts only when
+    /// we enter it (`TASKRUN`), or past a full queue (`CQ_OVERFLOW`).
+    /// Reads shared memory only.
     fn kernel_holds_completions(ring: &mut IoUring) -> bool {
-        let flagged = {
-            let sq = ring.submission();
-            sq.taskrun() || sq.cq_overflow()
-        };
-        flagged || !ring.completion().is_empty()
+        let sq = ring.submission();
+        sq.taskrun() || sq.cq_overflow()
     }
 
     /// Whether a turn would find something: entries to submit, or
-    /// completions waiting. Reads shared memory only.
+    /// completions, in the queue or still in the kernel. Reads shared
+    /// memory only.
     fn has_work(&self) -> bool {
         let mut ring = self.ring.borrow_mut();
-        !ring.submission().is_empty() || Self::kernel_holds_completions(&mut ring)
+        !ring.submission().is_empty()
+            || Self::kernel_holds_completions(&mut ring)
+            || !ring.completion().is_empty()
     }
 
     /// Polls, without a system call, for up to `limit`: whether a socket
