@@ -86,9 +86,7 @@ bench-fairness:
 ## PELIKAN=1 also builds Pelikan segcache from its public source (needs
 ## GitHub, or PELIKAN_SRC=a local checkout) and measures it beside them.
 bench-sweep: deps
-	if [ -n "$(PELIKAN)" ]; then \
-	  PELIKAN_BIN="$$(bash benches/build-pelikan.sh)" && export PELIKAN_BIN && bash benches/sweep.sh; \
-	else bash benches/sweep.sh; fi
+	bash benches/sweep.sh
 
 ## Scaling over 1-8 cores against memcached -t N (needs 16 CPUs by default:
 ## servers on 0-7, the load generator on 8-15; see benches/README.md).

@@ -5,8 +5,9 @@
 # memtier_benchmark in text mode (50 connections, 100-byte values, 1:10
 # set:get over 100k keys, --rate-limiting per connection). Draws the curves
 # as a PNG and prints the ratios the wake path is judged by (issue 17).
-# With PELIKAN_BIN set (benches/build-pelikan.sh builds Pelikan segcache
-# from its public source), Pelikan with one worker ("pk1") is measured too.
+# With PELIKAN=1 (benches/build-pelikan.sh then builds Pelikan segcache from
+# its public source) or PELIKAN_BIN set to such a binary, Pelikan with one
+# worker ("pk1") is measured too.
 #
 #   bash benches/sweep.sh              (make bench-sweep)
 #   QUICK=1 bash benches/sweep.sh      (short runs, fewer rates: a smoke test)
@@ -22,8 +23,9 @@
 # server's saturated rate; "0.1 0.25 0.4 0.55 0.7 0.85", QUICK: "0.1 0.4
 # 0.8"), FIXED_RATE (ops/s measured for every server as well; 40000),
 # CONNS (50), KEYS (100000), VALUE_SIZE (100), RATIO (1:10), PIPELINES
-# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2", and pk1 with PELIKAN_BIN), MEMORY_MB (1024), CPUS1 (the CPU a
-# one-thread server runs on; 0), CPUS2 (a two-thread server's; 0,1),
+# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2", and pk1 with Pelikan), MEMORY_MB
+# (1024), CPUS1 (the CPU a one-thread server runs on; 0), CPUS2 (a
+# two-thread server's; 0,1),
 # LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), FC_ARGS (more
 # ferrocache flags, say "--spin-us 0"), OUT (where sweep.tsv and sweep.png
 # go; target/sweep), FERROCACHE_BIN (skip the build, use this binary),
@@ -50,6 +52,9 @@ KEYS="${KEYS:-100000}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 RATIO="${RATIO:-1:10}"
 PIPELINES="${PIPELINES:-1 16}"
+if [[ -n "${PELIKAN:-}" && -z "${PELIKAN_BIN:-}" ]]; then
+  PELIKAN_BIN="$(bash "$ROOT/benches/build-pelikan.sh")"
+fi
 if [[ -n "${PELIKAN_BIN:-}" ]]; then
   SERVERS="${SERVERS:-fc1 fc2 mc1 mc2 pk1}"
 else
@@ -169,6 +174,7 @@ python3 - "$TSV" "$FIXED_RATE" <<'EOF' >&2
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fixed = sys.argv[2]
+servers = ("fc1", "fc2", "mc1", "mc2", "pk1")
 def get(server, p, target, field):
     for r in rows:
         if r["server"] == server and r["pipeline"] == p and r["target_ops"] == target:
@@ -178,17 +184,17 @@ def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 print(f"\nat {fixed} ops/s (CPU per op ratios; p99 in ms):")
 for p in ("1", "16"):
-    c = {s: get(s, p, fixed, "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
-    q = {s: get(s, p, fixed, "p99_ms") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
-    z = {s: get(s, p, fixed, "sleeps_per_op") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
+    c = {s: get(s, p, fixed, "cpu_us_per_op") for s in servers}
+    q = {s: get(s, p, fixed, "p99_ms") for s in servers}
+    z = {s: get(s, p, fixed, "sleeps_per_op") for s in servers}
     print(f"  pipeline {p}: fc2/fc1 {ratio(c['fc2'], c['fc1'])}  fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
           f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  fc1/pk1 {ratio(c['fc1'], c['pk1'])}"
           f"  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']} pk1 {q['pk1']}"
           f"  sleeps/op fc1 {z['fc1']} fc2 {z['fc2']} mc1 {z['mc1']} mc2 {z['mc2']} pk1 {z['pk1']}")
 print("at saturation (target 0):")
 for p in ("1", "16"):
-    c = {s: get(s, p, "0", "cpu_us_per_op") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
-    o = {s: get(s, p, "0", "ops_per_sec") for s in ("fc1", "fc2", "mc1", "mc2", "pk1")}
+    c = {s: get(s, p, "0", "cpu_us_per_op") for s in servers}
+    o = {s: get(s, p, "0", "ops_per_sec") for s in servers}
     print(f"  pipeline {p}: CPU fc1/mc1 {ratio(c['fc1'], c['mc1'])} fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
           f" fc1/pk1 {ratio(c['fc1'], c['pk1'])}"
           f"  ops/s fc1 {o['fc1']} fc2 {o['fc2']} mc1 {o['mc1']} mc2 {o['mc2']} pk1 {o['pk1']}")
