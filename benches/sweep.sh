@@ -26,7 +26,9 @@
 # ("1 16"), SERVERS ("fc1 fc2 mc1 mc2", and pk1 with Pelikan), MEMORY_MB
 # (1024), CPUS1 (the CPU a one-thread server runs on; 0), CPUS2 (a
 # two-thread server's; 0,1),
-# LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), FC_ARGS (more
+# LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), MC_PIN (1: pin
+# memcached -t 2's worker threads one to each CPU of CPUS2, as ferrocache
+# pins its cores, instead of letting the kernel move them), FC_ARGS (more
 # ferrocache flags, say "--spin-us 0"), OUT (where sweep.tsv and sweep.png
 # go; target/sweep), FERROCACHE_BIN (skip the build, use this binary),
 # MEMTIER (memtier_benchmark's path).
@@ -67,6 +69,7 @@ if [[ -z ${LOADGEN_CPUS+set} ]]; then
   LOADGEN_CPUS=""
   (($(nproc) > 1)) && LOADGEN_CPUS=1
 fi
+MC_PIN="${MC_PIN:-0}"
 FC_ARGS="${FC_ARGS:-}"
 OUT="${OUT:-$ROOT/target/sweep}"
 MEMTIER="${MEMTIER:-$(command -v memtier_benchmark || echo /usr/local/bin/memtier_benchmark)}"
@@ -88,6 +91,19 @@ printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\tsleeps
 # hardly moves.
 sleeps() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+
+# pin_workers PID CPULIST: pins memcached's worker threads (named
+# mc-worker) one to each CPU of CPULIST, in thread order.
+pin_workers() {
+  local cpus i=0 t
+  IFS=, read -ra cpus <<<"$2"
+  for t in /proc/"$1"/task/*; do
+    [[ $(cat "$t/comm") == mc-worker ]] || continue
+    taskset -pc "${cpus[i % ${#cpus[@]}]}" "${t##*/}" >/dev/null
+    echo "pinned memcached worker ${t##*/} to CPU ${cpus[i % ${#cpus[@]}]}" >&2
+    i=$((i + 1))
+  done
 }
 
 # memtier ARGS...: one memtier run against the current server; JSON to $MT_JSON.
@@ -145,7 +161,10 @@ for name in $SERVERS; do
     fc2) # shellcheck disable=SC2086
       start_ferrocache "$name" "$CPUS2" --cores 2 --memory-mb "$MEMORY_MB" $FC_ARGS ;;
     mc1) start_memcached "$name" "$CPUS1" "$MEMORY_MB" -t 1 ;;
-    mc2) start_memcached "$name" "$CPUS2" "$MEMORY_MB" -t 2 ;;
+    mc2)
+      start_memcached "$name" "$CPUS2" "$MEMORY_MB" -t 2
+      ((MC_PIN)) && pin_workers "${SRV_PID[$name]}" "$CPUS2"
+      ;;
     pk1) start_pelikan "$name" "$CPUS1" "$MEMORY_MB" ;;
     *) die "unknown server $name (fc1 fc2 mc1 mc2 pk1)" ;;
   esac
