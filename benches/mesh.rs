@@ -47,6 +47,7 @@ fn config() -> Config {
         socket_io: SocketIo::Uring,
         spin_before_park: Duration::ZERO,
         balance_connections: false,
+        owner_writes: false,
         // The bench runs no server, so nothing seeds the hash: fixed seeds.
         hash_seed: 0,
         user: None,

@@ -134,6 +134,16 @@ pub struct Args {
     #[arg(long = "balance", value_enum, default_value_t = Switch::On, value_name = "on|off")]
     pub balance: Switch,
 
+    /// With two or more cores: when a connection's only outstanding request
+    /// is for a key another core owns, that core writes the reply straight
+    /// to the client (`on`), instead of handing it back to the connection's
+    /// core to write (`off`). This saves the connection's core a wake-up
+    /// per such request at everyday load. Never for TLS connections, or
+    /// for pipelined requests, whose replies keep their order through the
+    /// connection's core.
+    #[arg(long = "owner-writes", value_enum, default_value_t = Switch::On, value_name = "on|off")]
+    pub owner_writes: Switch,
+
     /// Seed of the key hash, which picks each key's shard and index chain
     /// [default: random at every start]. Give one only to reproduce where
     /// keys land (tests, benchmarks): a client that knows the seed can craft
@@ -271,6 +281,9 @@ pub struct Config {
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
     pub balance_connections: bool,
+    /// `--owner-writes`: a key's owner may write an unpipelined request's
+    /// reply to the client (`transport::envelope::Pen`).
+    pub owner_writes: bool,
     /// For `crate::keyspace::KeyHasher::from_seed`.
     pub hash_seed: u64,
     /// `-u`: the user to switch to when started as root.
@@ -386,6 +399,7 @@ impl Config {
             socket_io: args.socket_io,
             spin_before_park: Duration::from_micros(args.spin_us),
             balance_connections: args.balance == Switch::On,
+            owner_writes: args.owner_writes == Switch::On,
             hash_seed: match args.hash_seed {
                 Some(seed) => seed,
                 None => random_seed()?,

@@ -50,6 +50,9 @@ counters! {
         forward_batches,
         // Keyed requests (each key of a multiget) sent to another core's shard.
         forward_requests,
+        // Forwarded requests whose reply the owning core wrote straight to
+        // the client (`--owner-writes`), counted by the owner.
+        owner_written_replies,
         // Gauges: bytes the connections' buffers hold now, and bytes of
         // forwarded replies that other cores owe or this core still holds.
         conn_buffer_bytes, forward_reply_bytes,

@@ -307,6 +307,12 @@ impl Collector for Exposition {
         )?;
         counter(
             enc,
+            "ferrocache_owner_written_replies",
+            "Forwarded requests whose reply the owning core wrote straight to the client.",
+            conns.owner_written_replies,
+        )?;
+        counter(
+            enc,
             "ferrocache_forwarded_batches",
             "Batches of forwarded requests sent between cores.",
             conns.forward_batches,

@@ -12,14 +12,27 @@
 //! does not sleep, or the sender finds the flag and wakes it. The sender that
 //! turns the flag from true to false is the one that wakes, so many senders
 //! cost one wake-up; a sender finding it false costs nothing but the fence.
+//!
+//! A deferred message (one whose replies were already written for the
+//! core, `envelope::write_pens`) wakes the sleeper only if it parked
+//! wanting such messages: it says so in the same store, so the same
+//! argument holds for it. Otherwise it waits in its queue for the next
+//! time the core is awake.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{fence, AtomicI32, AtomicU8, Ordering};
+
+/// The sleeper is awake.
+const AWAKE: u8 = 0;
+/// Asleep: any message wakes it.
+const PARKED: u8 = 1;
+/// Asleep: a deferred message does not wake it.
+const PARKED_DEFERRING: u8 = 2;
 
 /// One core's bell, shared by every core.
 pub struct Bell {
-    parked: AtomicBool,
+    parked: AtomicU8,
     /// The core's socket ring, for `IORING_OP_MSG_RING`; -1 until it has
     /// one (and always, on glommio's sockets).
     ring_fd: AtomicI32,
@@ -38,7 +51,7 @@ impl Bell {
             return Err(io::Error::last_os_error());
         }
         Ok(Bell {
-            parked: AtomicBool::new(false),
+            parked: AtomicU8::new(AWAKE),
             ring_fd: AtomicI32::new(-1),
             // SAFETY: fd is a fresh descriptor nothing else owns.
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -62,26 +75,45 @@ impl Bell {
     }
 
     /// The sleeper, before its last look at its queues: from here on,
-    /// senders wake it.
-    pub fn park(&self) {
-        self.parked.store(true, Ordering::Relaxed);
+    /// senders wake it; senders of deferred messages only if it
+    /// `wants_deferred`.
+    pub fn park(&self, wants_deferred: bool) {
+        let state = if wants_deferred {
+            PARKED
+        } else {
+            PARKED_DEFERRING
+        };
+        self.parked.store(state, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 
     /// The sleeper is awake (or found work and will not sleep).
     pub fn unpark(&self) {
-        self.parked.store(false, Ordering::Relaxed);
+        self.parked.store(AWAKE, Ordering::Relaxed);
     }
 
     pub fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Relaxed)
+        self.parked.load(Ordering::Relaxed) != AWAKE
     }
 
     /// A sender, after pushing: whether it must wake the owner. True for
     /// exactly one sender per park.
     pub fn should_wake(&self) -> bool {
         fence(Ordering::SeqCst);
-        self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel)
+        self.parked.load(Ordering::Relaxed) != AWAKE
+            && self.parked.swap(AWAKE, Ordering::AcqRel) != AWAKE
+    }
+
+    /// A sender of a deferred message, after pushing: whether it must wake
+    /// the owner, which it must only if the owner parked wanting it. Never
+    /// true for a park another sender already ended.
+    pub fn should_wake_deferred(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.parked.load(Ordering::Relaxed) == PARKED
+            && self
+                .parked
+                .compare_exchange(PARKED, AWAKE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Wakes the owner through its eventfd (one system call).
@@ -126,6 +158,17 @@ mod tests {
     /// runs out its whole timeout while a queue holds something).
     #[test]
     fn no_wake_up_is_lost() {
+        senders_never_leave_the_sleeper_asleep(Bell::should_wake);
+    }
+
+    /// The same with deferred messages, to a sleeper that parks wanting
+    /// them.
+    #[test]
+    fn no_deferred_wake_up_is_lost_when_it_is_wanted() {
+        senders_never_leave_the_sleeper_asleep(Bell::should_wake_deferred);
+    }
+
+    fn senders_never_leave_the_sleeper_asleep(should_wake: fn(&Bell) -> bool) {
         const SENDERS: usize = 3;
         const MESSAGES: u64 = 20_000;
         for round in 0..5 {
@@ -142,11 +185,11 @@ mod tests {
                             while let Err(back) = queues[s].push(m) {
                                 m = back;
                                 std::hint::spin_loop();
-                                if bell.should_wake() {
+                                if should_wake(&bell) {
                                     bell.ring_eventfd();
                                 }
                             }
-                            if bell.should_wake() {
+                            if should_wake(&bell) {
                                 wakes.fetch_add(1, Ordering::Relaxed);
                                 bell.ring_eventfd();
                             }
@@ -172,7 +215,7 @@ mod tests {
                 if got > 0 {
                     continue;
                 }
-                bell.park();
+                bell.park(true);
                 parks += 1;
                 if queues.iter().any(|q| !q.is_empty()) {
                     bell.unpark();
@@ -199,10 +242,24 @@ mod tests {
     fn only_one_sender_wakes_a_parked_core() {
         let bell = Bell::new().unwrap();
         assert!(!bell.should_wake(), "awake: nobody wakes it");
-        bell.park();
+        bell.park(false);
         assert!(bell.should_wake());
         assert!(!bell.should_wake(), "the first sender already did");
         assert!(!bell.is_parked());
+    }
+
+    #[test]
+    fn a_deferred_message_wakes_only_a_core_that_wants_it() {
+        let bell = Bell::new().unwrap();
+        bell.park(false);
+        assert!(!bell.should_wake_deferred(), "not wanted: it waits");
+        assert!(bell.is_parked(), "and the core sleeps on");
+        assert!(bell.should_wake(), "any other message still wakes it");
+        assert!(!bell.should_wake_deferred(), "awake now");
+        bell.park(true);
+        assert!(bell.should_wake_deferred());
+        assert!(!bell.should_wake(), "one wake-up per park");
+        assert!(!bell.should_wake_deferred());
     }
 
     #[test]

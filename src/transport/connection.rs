@@ -15,16 +15,27 @@
 //! `out` is written in one go. An owner may answer part of a queue (its
 //! answers are bounded): what is in order is written, and the rest is sent
 //! again.
+//!
+//! A connection whose only outstanding request went to another core, with
+//! nothing of its own to write but a short tail, lends that core its
+//! socket (`envelope::Pen`, `--owner-writes`): the owner writes the reply,
+//! and the connection goes back to reading at once instead of waiting to
+//! be woken for the answer. Until the answer is back it writes nothing and
+//! keeps its descriptor open; what the owner could not write, it writes.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tracing::{debug, info};
 
 use super::admission::admit;
 use super::core::Core;
+use super::envelope::{Answer, Part, Pen};
 use super::framing::{
     Budget, Deadlines, Expiry, ReadBuffer, IDLE_REPLY_BUFFER, OUTPUT_HIGH_WATER, READ_BUFFER,
     SHRINK_AFTER,
@@ -76,13 +87,28 @@ pub async fn serve(core: Rc<Core>, socket: Socket) {
         }
         Err(e) => debug!(peer = ?conn.peer, error = %e, "connection error"),
     }
+    // Nothing closes the descriptor while another core may write to it.
+    if let Err(e) = conn.finish_lent().await {
+        debug!(peer = ?conn.peer, error = %e, "connection error");
+    }
     conn.core.conns.borrow_mut().conn_buffer_bytes -= conn.reported as u64;
-    conn.socket.close().await;
+    conn.take_socket().close().await;
+}
+
+/// A request forwarded with the connection's socket lent to its owner.
+#[derive(Clone, Copy)]
+struct Lent {
+    shard: usize,
+    waiter: u32,
 }
 
 struct Connection {
     core: Rc<Core>,
-    socket: Socket,
+    /// Dropped by hand (see `Drop`), or taken to be closed.
+    socket: ManuallyDrop<Socket>,
+    socket_taken: bool,
+    /// The request whose socket is lent, until its answer is back.
+    lent: Option<Lent>,
     peer: Peer,
     session: Session,
     hasher: NsHasher,
@@ -101,7 +127,27 @@ struct Connection {
     reported: usize,
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // A connection dropped midway (its core shutting down) while
+        // another core may still write to its descriptor leaks it: closed,
+        // the number could be reused for another connection.
+        if !self.socket_taken && self.lent.is_none() {
+            // SAFETY: the socket was not taken, and is dropped only here.
+            unsafe { ManuallyDrop::drop(&mut self.socket) };
+        }
+    }
+}
+
 impl Connection {
+    /// The socket, to close; the connection no longer drops it.
+    fn take_socket(&mut self) -> Socket {
+        debug_assert!(!self.socket_taken && self.lent.is_none());
+        self.socket_taken = true;
+        // SAFETY: taken once (the flag), and `Drop` then leaves it alone.
+        unsafe { ManuallyDrop::take(&mut self.socket) }
+    }
+
     fn new(core: Rc<Core>, socket: Socket) -> Connection {
         let config = &core.shared.config;
         let secure = core.shared.auth.is_secure();
@@ -115,7 +161,9 @@ impl Connection {
         let hasher = core.shard.borrow().keys().for_ns(session.ns().id);
         Connection {
             peer: socket.peer_addr(),
-            socket,
+            socket: ManuallyDrop::new(socket),
+            socket_taken: false,
+            lent: None,
             session,
             hasher,
             limits: Limits {
@@ -141,7 +189,7 @@ impl Connection {
             self.read.make_room(self.budget.max_request);
             let (timeout, shrinking) = self.read_timeout()?;
             let (buf, at) = self.read.lend();
-            let (n, buf) = self.socket.read(buf, at, timeout).await;
+            let (n, buf) = self.read_socket(buf, at, timeout).await;
             let n = match n {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && shrinking => {
                     self.read.filled(buf, 0);
@@ -160,6 +208,8 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
+            // Nothing is written before the lent socket's answer is back.
+            self.finish_lent().await?;
             self.core.conns.borrow_mut().bytes_read += n as u64;
             if std::mem::take(&mut first) && self.read.unparsed()[0] == binary::REQUEST_MAGIC {
                 crate::throttled_info!(peer = ?self.peer, "refusing a binary-protocol client");
@@ -168,7 +218,8 @@ impl Connection {
             }
             let next = self.process().await;
             self.read.shrink();
-            if self.out.capacity() > 4 * OUTPUT_HIGH_WATER {
+            // (A lent socket's tail waits in `out`.)
+            if self.out.capacity() > 4 * OUTPUT_HIGH_WATER && self.lent.is_none() {
                 self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
                 self.spare = Vec::new();
             }
@@ -243,6 +294,11 @@ impl Connection {
         read.passed(before, coarse_now());
         self.read = read;
         let next = next?;
+        if let Next::Continue = next {
+            if self.lend_socket() {
+                return Ok(next);
+            }
+        }
         self.settle().await?;
         if let Next::HangUp = next {
             // As memcached: nothing more is written, not even earlier replies.
@@ -478,6 +534,100 @@ impl Connection {
         }
     }
 
+    /// Forwards the one queued request with the socket lent to its owner,
+    /// where that is all there is to reply: no reply of this core's before
+    /// it, and at most a short tail after it. True if it went.
+    fn lend_socket(&mut self) -> bool {
+        if !self.core.shared.config.owner_writes {
+            return false;
+        }
+        let Some((shard, 0)) = self.remote.only_one() else {
+            return false;
+        };
+        let Some((fd, _)) = self.socket.lendable() else {
+            return false;
+        };
+        let Some(pen) = Pen::new(fd, &self.out) else {
+            return false;
+        };
+        let Some((wire, _)) = self.remote.unanswered(shard) else {
+            return false;
+        };
+        let waiter = self.core.forward(shard, self.session.ns(), wire, Some(pen));
+        self.lent = Some(Lent { shard, waiter });
+        true
+    }
+
+    /// Reads, as `Socket::read`. While the socket is lent, the owner's
+    /// answer usually comes deferred and is taken after the read; one that
+    /// left part of the reply unwritten wakes this core, and that part is
+    /// written while the read waits.
+    async fn read_socket(
+        &mut self,
+        buf: Vec<u8>,
+        at: usize,
+        timeout: Option<Duration>,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let (Some(lent), Some((fd, ring))) = (self.lent, self.socket.lendable()) else {
+            return self.socket.read(buf, at, timeout).await;
+        };
+        let read = ring.recv(fd, buf, at, timeout);
+        futures_lite::pin!(read);
+        let core = self.core.clone();
+        let first = poll_fn(|cx| match read.as_mut().poll(cx) {
+            Poll::Ready(done) => Poll::Ready(Some(done)),
+            Poll::Pending if core.part_waiters.poll_ready(lent.waiter, cx) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        if let Some(done) = first {
+            return done;
+        }
+        let (answer, part) = core.part_waiters.wait(lent.waiter).await;
+        self.lent = None;
+        if let Err(e) = self.lent_answered(lent, answer, part).await {
+            // The read is cancelled with its buffer; the connection closes.
+            return (Err(e), Vec::new());
+        }
+        read.await
+    }
+
+    /// Waits for the lent socket's answer, if one is due, and writes what
+    /// the owner did not.
+    async fn finish_lent(&mut self) -> io::Result<()> {
+        let Some(lent) = self.lent else {
+            return Ok(());
+        };
+        let (answer, part) = self.core.wait_deferred(lent.waiter).await;
+        self.lent = None;
+        self.lent_answered(lent, answer, part).await
+    }
+
+    /// The owner's answer to a request sent with the socket lent: done if
+    /// it wrote the whole reply; otherwise the reply is placed as usual
+    /// (sent again if the owner did not run it) and written, but for the
+    /// bytes the owner wrote.
+    async fn lent_answered(
+        &mut self,
+        lent: Lent,
+        answer: Rc<Answer>,
+        part: Part,
+    ) -> io::Result<()> {
+        let written = part.written as usize;
+        self.core.conns.borrow_mut().bytes_written += written as u64;
+        if part.written_whole() {
+            self.remote.written_by_owner();
+            self.out.clear();
+            return Ok(());
+        }
+        if let Some(answer) = self.remote.answered(lent.shard, answer, part, true) {
+            self.core.release(lent.shard, answer);
+        }
+        self.settle().await?;
+        self.out.drain(..written.min(self.out.len()));
+        self.flush_out().await
+    }
+
     /// Sends the queued requests, waits for every answer and splices each
     /// reply into its place, so `out` holds the replies in request order.
     /// Where an owner answered only part of what it was sent, what is in
@@ -491,7 +641,7 @@ impl Connection {
             let mut waiting = std::mem::take(&mut self.remote.waiting);
             for shard in 0..core.shards {
                 if let Some((wire, _)) = self.remote.unanswered(shard) {
-                    waiting.push((shard, core.forward(shard, self.session.ns(), wire)));
+                    waiting.push((shard, core.forward(shard, self.session.ns(), wire, None)));
                 }
             }
             let last = waiting.len().saturating_sub(1);

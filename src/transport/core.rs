@@ -25,7 +25,7 @@ use crate::shard::Shard;
 use crate::stats::{ConnCounters, Report};
 use crate::store::NsId;
 use crate::tenancy::{Auth, Namespace};
-use crate::transport::envelope::{Answer, ForwardLimits, FromShard, Part, Reply, ToShard};
+use crate::transport::envelope::{Answer, ForwardLimits, FromShard, Part, Pen, Reply, ToShard};
 
 /// Has the allocator give large buffers back to the system when they are
 /// freed. glibc's default raises its mmap threshold each time a large
@@ -144,6 +144,11 @@ pub struct Core {
     /// What this core may be owed by each other core, and the caps of the
     /// batches it sends.
     pub(super) forward_limits: ForwardLimits,
+    /// Connections waiting for a deferred answer (`bell`).
+    deferred_waits: Cell<usize>,
+    /// What a part whose replies its owner wrote gets instead of the
+    /// batch's answer: it has nothing to place.
+    nothing_to_place: Rc<Answer>,
 }
 
 impl Inbound for Core {
@@ -157,6 +162,12 @@ impl Inbound for Core {
 
     fn keep_awake(&self) -> bool {
         self.to_shard.has_blocked_senders() || self.replies.has_blocked_senders()
+    }
+
+    /// A connection waits for the answer to a reply written on its behalf,
+    /// or a batch waits for the budget answers give back.
+    fn wants_deferred(&self) -> bool {
+        self.deferred_waits.get() > 0 || self.outbox.borrow().starving()
     }
 }
 
@@ -214,6 +225,8 @@ impl Core {
             flush_due: Cell::new(false),
             ring,
             forward_limits,
+            deferred_waits: Cell::new(0),
+            nothing_to_place: Rc::new(Answer::default()),
         }
     }
 
@@ -239,11 +252,17 @@ impl Core {
         &self.bells[self.index]
     }
 
-    /// Wakes core `to` if it sleeps: through this core's ring with its next
-    /// enter, or (without one) its eventfd.
-    fn ring_bell(&self, to: usize) {
+    /// Wakes core `to` if it sleeps (for a `deferred` message, only if it
+    /// wants one): through this core's ring with its next enter, or
+    /// (without one) its eventfd.
+    fn ring_bell(&self, to: usize, deferred: bool) {
         let bell = &self.bells[to];
-        if bell.should_wake() {
+        let wake = if deferred {
+            bell.should_wake_deferred()
+        } else {
+            bell.should_wake()
+        };
+        if wake {
             match &self.ring {
                 Some(ring) => ring.wake(bell),
                 None => bell.ring_eventfd(),
@@ -273,10 +292,10 @@ impl Core {
     pub async fn post(&self, shard: usize, mut message: ToShard) {
         loop {
             match self.to_shard.try_send(shard, message) {
-                Ok(()) => return self.ring_bell(shard),
+                Ok(()) => return self.ring_bell(shard, false),
                 Err(back) => {
                     message = back;
-                    self.ring_bell(shard);
+                    self.ring_bell(shard, false);
                     self.to_shard.room(shard).await;
                 }
             }
@@ -285,12 +304,14 @@ impl Core {
 
     /// Puts `reply` on the reply mesh to core `to`, waiting for room.
     pub async fn answer(&self, to: usize, mut reply: Reply) {
+        let deferred = reply.deferred;
         loop {
             match self.replies.try_send(to, reply) {
-                Ok(()) => return self.ring_bell(to),
+                Ok(()) => return self.ring_bell(to, deferred),
                 Err(back) => {
                     reply = back;
-                    self.ring_bell(to);
+                    // A full queue: its owner must drain it, whatever it wants.
+                    self.ring_bell(to, false);
                     self.replies.room(to).await;
                 }
             }
@@ -339,11 +360,12 @@ impl Core {
     }
 
     /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in the
-    /// next batch; returns the waiter that receives their replies, as a
-    /// `PartAnswer` in `part_waiters` (which says how many of them ran).
-    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8]) -> u32 {
+    /// next batch, with the connection's socket if it lends it (`pen`);
+    /// returns the waiter that receives their replies, as a `PartAnswer` in
+    /// `part_waiters` (which says how many of them ran).
+    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8], pen: Option<Pen>) -> u32 {
         let waiter = self.part_waiters.register();
-        self.outbox.borrow_mut().queue(shard, ns, wire, waiter);
+        self.outbox.borrow_mut().queue(shard, ns, wire, waiter, pen);
         self.wake_flusher();
         waiter
     }
@@ -407,9 +429,24 @@ impl Core {
         }
     }
 
+    /// Waits for the answer to a part whose socket was lent (`waiter`),
+    /// having the core woken for it even though it comes deferred.
+    pub async fn wait_deferred(&self, waiter: u32) -> PartAnswer {
+        struct Waiting<'a>(&'a Cell<usize>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        self.deferred_waits.set(self.deferred_waits.get() + 1);
+        let _waiting = Waiting(&self.deferred_waits);
+        self.part_waiters.wait(waiter).await
+    }
+
     /// A batch's answer arrived: what its cap reserved beyond its size goes
-    /// back to the budget, each part's waiter gets the shared answer, and
-    /// the batch's buffers go back to the outbox.
+    /// back to the budget, each part's waiter gets the shared answer (or,
+    /// if its owner wrote its replies, nothing to place), and the batch's
+    /// buffers go back to the outbox.
     pub fn deliver(
         &self,
         shard: usize,
@@ -421,10 +458,16 @@ impl Core {
         self.refund(shard, cap.saturating_sub(answer.out.len()));
         let answer = Rc::new(answer);
         for part in &parts {
-            self.part_waiters
-                .complete(part.waiter, (answer.clone(), *part));
+            let share = if part.written_whole() {
+                self.nothing_to_place.clone()
+            } else {
+                answer.clone()
+            };
+            self.part_waiters.complete(part.waiter, (share, *part));
         }
         self.outbox.borrow_mut().reuse_request(shard, wire, parts);
+        // If no part holds it, the answer goes home now.
+        self.release(shard, answer);
     }
 
     /// A connection is done with a batch answer from `shard`: the last one

@@ -23,6 +23,15 @@
 //! offsets (`u32`) cannot wrap, and what one core is owed is bounded
 //! whatever the number of connections.
 //!
+//! A connection with exactly one request outstanding, whose reply is all
+//! it has to write, may lend its socket with the request (a [`Pen`]): the
+//! owner then writes the reply, and what followed it in the connection's
+//! output, straight to the client ([`write_pens`]), and says how much it
+//! wrote. The asking core need not wake for an answer that only tells it
+//! the reply is out, so such an answer is sent deferred (`Reply::deferred`).
+//! The connection keeps its descriptor open, and writes nothing, until that
+//! answer has come back.
+//!
 //! Buffers go home to be reused rather than freed on the other core: the
 //! answer carries the request buffer back, and the next batch to the same
 //! owner carries the answer buffers back. So a steady flow of batches
@@ -108,6 +117,10 @@ pub struct Part {
     pub first: u32,
     pub served: u32,
     pub consumed: usize,
+    /// The asking connection's socket, lent for its reply (see the module
+    /// header), and what the owner wrote of it.
+    pub pen: Option<Pen>,
+    pub written: u32,
 }
 
 impl Part {
@@ -119,8 +132,91 @@ impl Part {
             first: 0,
             served: 0,
             consumed: 0,
+            pen: None,
+            written: 0,
         }
     }
+
+    /// Whether the owner wrote this part's whole reply, and its tail, to
+    /// the client: nothing is left for the connection to write.
+    pub fn written_whole(&self) -> bool {
+        self.pen.is_some_and(|pen| pen.whole == Some(self.written))
+    }
+}
+
+/// The most a lent socket's tail may hold: what a connection appends after
+/// a forwarded retrieval (`END\r\n`), with room to spare.
+pub const TAIL_MAX: usize = 16;
+
+/// A connection's socket, lent with its one forwarded request: the owner
+/// writes the reply, then `tail` (the bytes the connection's output holds
+/// after the reply), with one non-blocking system call.
+#[derive(Clone, Copy, Debug)]
+pub struct Pen {
+    pub fd: i32,
+    tail: [u8; TAIL_MAX],
+    tail_len: u8,
+    /// Set by the owner: the bytes it had to write (reply and tail);
+    /// `None` if it did not run the whole part, and wrote nothing.
+    whole: Option<u32>,
+}
+
+impl Pen {
+    /// `None` if `tail` is longer than [`TAIL_MAX`].
+    pub fn new(fd: i32, tail: &[u8]) -> Option<Pen> {
+        let mut pen = Pen {
+            fd,
+            tail: [0; TAIL_MAX],
+            tail_len: tail.len() as u8,
+            whole: None,
+        };
+        pen.tail.get_mut(..tail.len())?.copy_from_slice(tail);
+        Some(pen)
+    }
+
+    pub fn tail(&self) -> &[u8] {
+        &self.tail[..self.tail_len as usize]
+    }
+}
+
+/// The owner's side of lent sockets, after [`answer_batch`]: each part
+/// that came with a [`Pen`] and ran whole has its replies and tail written
+/// by `send` (which writes what it can without waiting and returns how
+/// much; it never blocks), and records what it wrote. True if every part
+/// came with a pen and its reply is out whole, so the asking core has
+/// nothing to write and need not be woken for the answer.
+pub fn write_pens(
+    parts: &mut [Part],
+    answer: &Answer,
+    mut send: impl FnMut(i32, &[u8], &[u8]) -> usize,
+) -> bool {
+    let mut start = 0;
+    let mut all_whole = true;
+    for part in parts.iter_mut() {
+        let ran_whole = part.consumed == part.end - start && part.served > 0;
+        start = part.end;
+        match &mut part.pen {
+            Some(pen) if ran_whole => {
+                let first = part.first as usize;
+                let from = if first == 0 {
+                    0
+                } else {
+                    answer.ends[first - 1] as usize
+                };
+                let to = answer.ends[first + part.served as usize - 1] as usize;
+                let reply = &answer.out[from..to];
+                let whole = (reply.len() + pen.tail().len()) as u32;
+                pen.whole = Some(whole);
+                // A quiet or `noreply` request may have nothing to write.
+                if whole > 0 {
+                    part.written = send(pen.fd, reply, pen.tail()) as u32;
+                }
+                all_whole &= part.written == whole;
+            }
+            _ => all_whole = false,
+        }
+    }
+    all_whole
 }
 
 /// Replies one connection's run may take in one answer, past its first
@@ -334,6 +430,10 @@ pub fn read_record(batch: &[u8]) -> (u64, Record<'_>, usize) {
 pub struct Reply {
     pub id: u32,
     pub body: FromShard,
+    /// Nothing waits on it but bookkeeping: every reply it carries is
+    /// already written ([`write_pens`]). A core asleep is woken for it
+    /// only if it asked to be (`bell`).
+    pub deferred: bool,
 }
 
 #[cfg(test)]
@@ -523,5 +623,93 @@ mod tests {
         let limits = ForwardLimits::new(1 << 20);
         assert_eq!(limits.budget, 32 << 20);
         assert_eq!(limits.max_batch, 16 << 20);
+    }
+
+    /// Three parts of one record each; the middle one lent no socket.
+    fn three_parts() -> (Vec<Part>, Answer) {
+        let mut answer = Answer::default();
+        let mut parts = Vec::new();
+        for (i, reply) in [
+            &b"STORED\r\n"[..],
+            b"NOT_FOUND\r\n",
+            b"VALUE k 0 1\r\nv\r\n",
+        ]
+        .iter()
+        .enumerate()
+        {
+            answer.out.extend_from_slice(reply);
+            answer.ends.push(answer.out.len() as u32);
+            let mut part = Part::new(Namespace { id: 0 }, 10 * (i + 1), 0);
+            part.first = i as u32;
+            part.served = 1;
+            part.consumed = 10;
+            part.pen = (i != 1)
+                .then(|| Pen::new(100 + i as i32, if i == 2 { b"END\r\n" } else { b"" }).unwrap());
+            parts.push(part);
+        }
+        (parts, answer)
+    }
+
+    #[test]
+    fn the_owner_writes_each_lent_reply_and_its_tail() {
+        let (mut parts, answer) = three_parts();
+        let mut sent: Vec<(i32, Vec<u8>)> = Vec::new();
+        let all = write_pens(&mut parts, &answer, |fd, a, b| {
+            sent.push((fd, [a, b].concat()));
+            a.len() + b.len()
+        });
+        assert!(
+            !all,
+            "the middle part lent no socket: its core must be woken"
+        );
+        assert_eq!(
+            sent,
+            [
+                (100, b"STORED\r\n".to_vec()),
+                (102, b"VALUE k 0 1\r\nv\r\nEND\r\n".to_vec())
+            ]
+        );
+        assert!(parts[0].written_whole() && parts[2].written_whole());
+        assert!(!parts[1].written_whole() && parts[1].written == 0);
+
+        // Every part lent, every reply out whole: the answer may be deferred.
+        let (mut parts, answer) = three_parts();
+        parts[1].pen = Pen::new(101, b"");
+        assert!(write_pens(&mut parts, &answer, |_, a, b| a.len() + b.len()));
+    }
+
+    #[test]
+    fn a_reply_written_short_or_not_run_is_left_to_the_connection() {
+        // The socket takes only 3 bytes.
+        let (mut parts, answer) = three_parts();
+        parts[1].pen = Pen::new(101, b"");
+        assert!(!write_pens(&mut parts, &answer, |_, _, _| 3));
+        assert!(parts.iter().all(|p| p.written == 3 && !p.written_whole()));
+        // A part the owner did not run (its cap ran out) is not written.
+        let (mut parts, answer) = three_parts();
+        parts[2].served = 0;
+        parts[2].consumed = 0;
+        let mut fds = Vec::new();
+        write_pens(&mut parts, &answer, |fd, a, b| {
+            fds.push(fd);
+            a.len() + b.len()
+        });
+        assert_eq!(fds, [100]);
+        assert!(!parts[2].written_whole());
+        // Nothing to write (a quiet request): done, without a system call.
+        let (mut parts, mut answer) = three_parts();
+        answer.out.truncate(answer.ends[1] as usize);
+        answer.ends[2] = answer.ends[1];
+        parts[2].pen = Pen::new(102, b"");
+        fds.clear();
+        write_pens(&mut parts, &answer, |fd, a, b| {
+            fds.push(fd);
+            a.len() + b.len()
+        });
+        assert_eq!(fds, [100]);
+        assert!(parts[2].written_whole());
+        // A tail longer than a pen holds is refused: the connection writes.
+        assert!(Pen::new(1, &[b'x'; TAIL_MAX + 1]).is_none());
+        assert_eq!(Pen::new(1, b"END\r\n").unwrap().tail(), b"END\r\n");
     }
 }

@@ -14,15 +14,17 @@ use tracing::warn;
 
 use super::connection::serve;
 use super::core::Core;
-use super::socket::Socket;
+use super::socket::{send_now, Socket};
 use crate::protocol::Limits;
-use crate::transport::envelope::{answer_batch, Answer, FromShard, Part, Record, Reply, ToShard};
+use crate::transport::envelope::{
+    answer_batch, write_pens, Answer, FromShard, Part, Record, Reply, ToShard,
+};
 
 /// Executes work other cores forwarded to this shard, in arrival order.
 pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
     loop {
         let message = core.to_shard.recv(from_peer).await;
-        let (reply_to, id, body) = match message {
+        let (reply_to, id, body, deferred) = match message {
             ToShard::Batch {
                 reply_to,
                 mut parts,
@@ -31,6 +33,14 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                 cap,
             } => {
                 execute_batch(&core, &mut parts, &wire, &mut answer, cap);
+                // Lent sockets get their replies now; an answer that only
+                // says so need not wake the asking core.
+                let mut deferred = false;
+                if parts.iter().any(|p| p.pen.is_some()) {
+                    deferred = write_pens(&mut parts, &answer, send_now);
+                    let written = parts.iter().filter(|p| p.written_whole()).count();
+                    core.conns.borrow_mut().owner_written_replies += written as u64;
+                }
                 wire.clear();
                 let body = FromShard::Batch {
                     shard: core.index,
@@ -40,7 +50,7 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                     cap,
                 };
                 // A batch's waiters are in its parts.
-                (reply_to, 0, body)
+                (reply_to, 0, body, deferred)
             }
             ToShard::Flush {
                 reply_to,
@@ -49,14 +59,17 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                 delay,
             } => {
                 core.shard.borrow_mut().flush(ns, delay);
-                (reply_to, id, FromShard::Done)
+                (reply_to, id, FromShard::Done, false)
             }
-            ToShard::Report { reply_to, id, ns } => {
-                (reply_to, id, FromShard::Report(Box::new(core.report(ns))))
-            }
+            ToShard::Report { reply_to, id, ns } => (
+                reply_to,
+                id,
+                FromShard::Report(Box::new(core.report(ns))),
+                false,
+            ),
             ToShard::Reset { reply_to, id, ns } => {
                 core.shard.borrow_mut().reset_counters(ns);
-                (reply_to, id, FromShard::Done)
+                (reply_to, id, FromShard::Done, false)
             }
             ToShard::Adopt(fd) => {
                 match Socket::adopt(fd, core.ring.clone()) {
@@ -71,7 +84,7 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                 continue;
             }
         };
-        core.answer(reply_to, Reply { id, body }).await;
+        core.answer(reply_to, Reply { id, body, deferred }).await;
     }
 }
 
@@ -109,7 +122,7 @@ pub async fn poll_without_ring(core: Rc<Core>) {
             futures_lite::future::yield_now().await;
             continue;
         }
-        bell.park();
+        bell.park(core.wants_deferred());
         if core.pending() {
             bell.unpark();
             continue;

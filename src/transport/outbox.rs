@@ -10,7 +10,7 @@
 //! [`Outboxes::take_batch`] gives and wakes the flusher when
 //! [`Outboxes::refund`] says a waiting batch may go.
 
-use super::envelope::{Answer, ForwardLimits, Part};
+use super::envelope::{Answer, ForwardLimits, Part, Pen};
 use crate::tenancy::Namespace;
 
 /// Spare batch buffers (wire and answers) kept for batches to come may hold
@@ -77,10 +77,24 @@ impl Outboxes {
 
     /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in its
     /// next batch; `waiter` receives their replies.
-    pub fn queue(&mut self, shard: usize, ns: Namespace, wire: &[u8], waiter: u32) {
+    pub fn queue(
+        &mut self,
+        shard: usize,
+        ns: Namespace,
+        wire: &[u8],
+        waiter: u32,
+        pen: Option<Pen>,
+    ) {
         let o = &mut self.boxes[shard];
         o.wire.extend_from_slice(wire);
-        o.parts.push(Part::new(ns, o.wire.len(), waiter));
+        let mut part = Part::new(ns, o.wire.len(), waiter);
+        part.pen = pen;
+        o.parts.push(part);
+    }
+
+    /// Whether a batch waits for budget (which every answer may give back).
+    pub fn starving(&self) -> bool {
+        self.boxes.iter().any(|o| o.starved)
     }
 
     /// Bytes of replies other shards owe this core or it still holds.
@@ -182,7 +196,7 @@ mod tests {
     }
 
     fn queued(outboxes: &mut Outboxes, shard: usize) {
-        outboxes.queue(shard, Namespace { id: 0 }, b"0123456789", 7);
+        outboxes.queue(shard, Namespace { id: 0 }, b"0123456789", 7, None);
     }
 
     #[test]

@@ -133,6 +133,28 @@ impl Remote {
         q.count += 1;
     }
 
+    /// The shard and output position of the one request queued, when one
+    /// is all there is and nothing of it was sent yet.
+    pub fn only_one(&self) -> Option<(usize, usize)> {
+        match self.inserts.as_slice() {
+            [insert] if self.next == 0 && self.waiting.is_empty() => {
+                let q = &self.queues[insert.shard as usize];
+                (q.answered == 0).then_some((insert.shard as usize, insert.pos))
+            }
+            _ => None,
+        }
+    }
+
+    /// Every request queued was answered and its reply written by its
+    /// owner (`envelope::Pen`): nothing is left to place.
+    pub fn written_by_owner(&mut self) {
+        for q in &mut self.queues {
+            q.answered = q.count;
+            q.answer = None;
+        }
+        self.reset();
+    }
+
     /// What `shard` has yet to answer: the records' bytes and their count.
     pub fn unanswered(&self, shard: usize) -> Option<(&[u8], u32)> {
         let q = &self.queues[shard];
@@ -304,6 +326,24 @@ mod tests {
         }
         out.push(b'E');
         (remote, out)
+    }
+
+    #[test]
+    fn only_a_lone_request_not_yet_sent_may_lend_the_socket() {
+        let (remote, _) = queued();
+        assert_eq!(remote.only_one(), None, "four requests");
+        let mut remote = Remote::new(2);
+        assert_eq!(remote.only_one(), None, "none");
+        remote.queue(1, 0, 7, Forward::Get(GetKind::Get, b"k"));
+        assert_eq!(remote.only_one(), Some((1, 0)));
+        // Its owner wrote the reply: nothing is left to place, and the
+        // connection starts afresh.
+        remote.written_by_owner();
+        assert!(remote.is_empty() && remote.unanswered(1).is_none());
+        remote.queue(0, 3, 7, Forward::Wire(b"delete k\r\n"));
+        assert_eq!(remote.only_one(), Some((0, 3)), "after a local reply");
+        remote.waiting.push((0, 1));
+        assert_eq!(remote.only_one(), None, "already sent");
     }
 
     #[test]

@@ -225,6 +225,17 @@ impl Socket {
         }
     }
 
+    /// The descriptor and ring of a plain socket on the ring, which another
+    /// core may write a reply to (`envelope::Pen`) while this one reads:
+    /// none for TLS, whose records only this core can write, or for
+    /// glommio's sockets.
+    pub fn lendable(&self) -> Option<(RawFd, Rc<Ring>)> {
+        match self {
+            Socket::Uring { stream, ring } => Some((stream.as_raw_fd(), ring.clone())),
+            _ => None,
+        }
+    }
+
     pub async fn close(self) {
         match self {
             Socket::Glommio(mut s) => {
@@ -232,6 +243,32 @@ impl Socket {
             }
             Socket::Uring { stream, .. } => drop(stream),
             Socket::Tls(tls) => tls.close().await,
+        }
+    }
+}
+
+/// Writes `first`, then `second`, to the socket `fd` as far as it can
+/// without waiting (one `sendmsg`, retried only when a signal interrupts
+/// it); returns the bytes written, 0 on any error. For a reply written on
+/// another core's behalf (`envelope::write_pens`): that core writes the
+/// rest, or meets the error itself.
+pub fn send_now(fd: RawFd, first: &[u8], second: &[u8]) -> usize {
+    let iov = [first, second].map(|b| libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    });
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len();
+    loop {
+        // SAFETY: `msg` points at `iov`, whose buffers live across the call.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return n as usize;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return 0;
         }
     }
 }

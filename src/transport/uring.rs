@@ -465,7 +465,7 @@ impl Ring {
                 continue;
             }
             // Whatever completed meanwhile, the sleep below reaps at once.
-            bell.park();
+            bell.park(inbound.wants_deferred());
             if inbound.pending() {
                 bell.unpark();
                 continue;
@@ -561,6 +561,11 @@ pub trait Inbound {
     /// Whether a task waits on something only another core's progress
     /// brings, which does not wake this one (room in a full queue).
     fn keep_awake(&self) -> bool;
+    /// Whether a task waits on a deferred message (`bell`), so one must
+    /// wake this core while it sleeps.
+    fn wants_deferred(&self) -> bool {
+        true
+    }
 }
 
 thread_local! {

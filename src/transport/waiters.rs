@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use super::uring::stir;
 use crate::transport::envelope::{Answer, Part};
@@ -66,6 +66,17 @@ impl<T> Waiters<T> {
             stir();
             w.wake();
         }
+    }
+
+    /// Whether waiter `id`'s reply is in (to take with [`Waiters::wait`]);
+    /// if not, `cx` is woken when it comes.
+    pub fn poll_ready(&self, id: u32, cx: &mut Context<'_>) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[id as usize];
+        if slot.reply.is_none() {
+            slot.waker = Some(cx.waker().clone());
+        }
+        slot.reply.is_some()
     }
 
     pub async fn wait(&self, id: u32) -> T {

@@ -1,0 +1,113 @@
+//! `--owner-writes`, against the real binary: a lone request for a key
+//! another core owns is answered by that core, straight to the client's
+//! socket, byte for byte as the connection's own core would answer it; a
+//! reply the owner cannot write at once (the client reads nothing) is
+//! finished by the connection's core, in order; and pipelined requests
+//! keep going the usual way.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{stat_num, stats_of, Conn, Server};
+
+/// A key of `prefix` that the other core owns, whichever core serves
+/// `conn`: a lone `get` of it is forwarded (`forward_requests` grows).
+fn remote_key(conn: &mut Conn, prefix: &str) -> String {
+    for i in 0..256 {
+        let key = format!("{prefix}{i}");
+        let before = stat_num(&stats_of(conn, ""), "forward_requests");
+        conn.roundtrip(format!("get {key}\r\n").as_bytes(), b"END\r\n");
+        if stat_num(&stats_of(conn, ""), "forward_requests") > before {
+            return key;
+        }
+    }
+    panic!("256 keys and none on the other core");
+}
+
+fn owner_written(conn: &mut Conn) -> u64 {
+    stat_num(&stats_of(conn, ""), "owner_written_replies")
+}
+
+fn lone_requests(extra: &[&str]) -> u64 {
+    let server = Server::start(extra);
+    let mut conn = server.connect();
+    let key = remote_key(&mut conn, "lone:");
+    let before = owner_written(&mut conn);
+    conn.roundtrip(
+        format!("set {key} 5 0 3\r\nabc\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
+    let value = format!("VALUE {key} 5 3\r\nabc\r\nEND\r\n");
+    conn.roundtrip(format!("get {key}\r\n").as_bytes(), value.as_bytes());
+    conn.roundtrip(
+        format!("mg {key} v f\r\n").as_bytes(),
+        b"VA 3 f5\r\nabc\r\n",
+    );
+    conn.roundtrip(
+        format!("incr {key} 1\r\n").as_bytes(),
+        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+    );
+    conn.roundtrip(format!("delete {key}\r\n").as_bytes(), b"DELETED\r\n");
+    conn.roundtrip(format!("get {key}\r\n").as_bytes(), b"END\r\n");
+    let written = owner_written(&mut conn) - before;
+    // A quiet miss has no reply at all; the `mn` after it, read on its
+    // own, still comes after it.
+    conn.send(format!("mg {key} v q\r\n").as_bytes());
+    std::thread::sleep(Duration::from_millis(20));
+    conn.roundtrip(b"mn\r\n", b"MN\r\n");
+    // The same requests pipelined: one read, replies in order, through
+    // the connection's core.
+    let pipelined = format!("set {key} 0 0 1\r\nx\r\nget {key}\r\ndelete {key}\r\n");
+    let replies = format!("STORED\r\nVALUE {key} 0 1\r\nx\r\nEND\r\nDELETED\r\n");
+    conn.roundtrip(pipelined.as_bytes(), replies.as_bytes());
+    written
+}
+
+#[test]
+fn a_lone_request_for_another_core_is_answered_by_its_owner() {
+    // Six lone requests for the other core, all written by their owner.
+    assert_eq!(lone_requests(&[]), 6);
+}
+
+#[test]
+fn without_owner_writes_the_connections_core_writes_every_reply() {
+    assert_eq!(lone_requests(&["--owner-writes", "off"]), 0);
+}
+
+#[test]
+fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
+    let server = Server::start(&[]);
+    let mut setup = server.connect();
+    // A client that reads nothing for a while, with a small receive
+    // buffer: the replies below fill the server's send buffer, so some
+    // owner's write stops short, and the connection's core writes the rest.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut conn = Conn::new(TcpStream::from(socket));
+    let key = remote_key(&mut conn, "big:");
+    let value: Vec<u8> = (0..900_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut set = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    setup.send(&set);
+    assert_eq!(setup.read_until(b"\r\n"), b"STORED\r\n");
+
+    const GETS: usize = 8; // 7.2 MB, past any send buffer the kernel allows
+    for _ in 0..GETS {
+        conn.send(format!("get {key}\r\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut expected = format!("VALUE {key} 0 {}\r\n", value.len()).into_bytes();
+    expected.extend_from_slice(&value);
+    expected.extend_from_slice(b"\r\nEND\r\n");
+    for i in 0..GETS {
+        let got = conn.read_exact_n(expected.len());
+        assert!(got == expected, "reply {i} differs from the value stored");
+    }
+    // The connection goes on as usual.
+    conn.roundtrip(format!("delete {key}\r\n").as_bytes(), b"DELETED\r\n");
+    conn.roundtrip(b"mn\r\n", b"MN\r\n");
+}
