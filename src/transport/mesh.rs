@@ -122,7 +122,8 @@ pub async fn poll_without_ring(core: Rc<Core>) {
             futures_lite::future::yield_now().await;
             continue;
         }
-        bell.park(core.wants_deferred());
+        // Parked for as long as it takes: any message wakes it.
+        bell.park(true);
         if core.pending() {
             bell.unpark();
             continue;

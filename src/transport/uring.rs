@@ -474,9 +474,12 @@ impl Ring {
                 bell.unpark();
                 continue;
             }
-            // A longer wait: park through glommio, still rung by the bell.
-            // Unmute, then look once more, because whatever completed while
-            // muted did not signal.
+            // A longer wait: park through glommio, still rung by the bell,
+            // now by deferred messages too, so an idle core holds none of
+            // them (nor the buffers and budget they carry) past the short
+            // sleep. Unmute, then look once more, because whatever completed
+            // while muted did not signal.
+            bell.park(true);
             self.mute_wakeups(false);
             if self.turn() > 0 || inbound.pending() {
                 bell.unpark();
