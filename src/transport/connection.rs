@@ -568,7 +568,11 @@ impl Connection {
         at: usize,
         timeout: Option<Duration>,
     ) -> (io::Result<usize>, Vec<u8>) {
-        let (Some(lent), Some((fd, ring))) = (self.lent, self.socket.lendable()) else {
+        let Some(lent) = self.lent else {
+            return self.socket.read(buf, at, timeout).await;
+        };
+        let Some((fd, ring)) = self.socket.lendable() else {
+            debug_assert!(false, "only a socket on the ring is lent");
             return self.socket.read(buf, at, timeout).await;
         };
         let read = ring.recv(fd, buf, at, timeout);
