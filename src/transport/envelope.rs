@@ -182,41 +182,39 @@ impl Pen {
 /// The owner's side of lent sockets, after [`answer_batch`]: each part
 /// that came with a [`Pen`] and ran whole has its replies and tail written
 /// by `send` (which writes what it can without waiting and returns how
-/// much; it never blocks), and records what it wrote. True if every part
-/// came with a pen and its reply is out whole, so the asking core has
+/// much; it never blocks), and records what it wrote. Returns how many
+/// parts have their reply out whole: if all of them, the asking core has
 /// nothing to write and need not be woken for the answer.
 pub fn write_pens(
     parts: &mut [Part],
     answer: &Answer,
     mut send: impl FnMut(i32, &[u8], &[u8]) -> usize,
-) -> bool {
+) -> usize {
     let mut start = 0;
-    let mut all_whole = true;
+    let mut out_whole = 0;
     for part in parts.iter_mut() {
         let ran_whole = part.consumed == part.end - start && part.served > 0;
         start = part.end;
-        match &mut part.pen {
-            Some(pen) if ran_whole => {
-                let first = part.first as usize;
-                let from = if first == 0 {
-                    0
-                } else {
-                    answer.ends[first - 1] as usize
-                };
-                let to = answer.ends[first + part.served as usize - 1] as usize;
-                let reply = &answer.out[from..to];
-                let whole = (reply.len() + pen.tail().len()) as u32;
-                pen.whole = Some(whole);
-                // A quiet or `noreply` request may have nothing to write.
-                if whole > 0 {
-                    part.written = send(pen.fd, reply, pen.tail()) as u32;
-                }
-                all_whole &= part.written == whole;
-            }
-            _ => all_whole = false,
+        let Some(pen) = part.pen.as_mut().filter(|_| ran_whole) else {
+            continue;
+        };
+        let first = part.first as usize;
+        let from = if first == 0 {
+            0
+        } else {
+            answer.ends[first - 1] as usize
+        };
+        let to = answer.ends[first + part.served as usize - 1] as usize;
+        let reply = &answer.out[from..to];
+        let whole = (reply.len() + pen.tail().len()) as u32;
+        pen.whole = Some(whole);
+        // A quiet or `noreply` request may have nothing to write.
+        if whole > 0 {
+            part.written = send(pen.fd, reply, pen.tail()) as u32;
         }
+        out_whole += usize::from(part.written == whole);
     }
-    all_whole
+    out_whole
 }
 
 /// Replies one connection's run may take in one answer, past its first
@@ -654,12 +652,12 @@ mod tests {
     fn the_owner_writes_each_lent_reply_and_its_tail() {
         let (mut parts, answer) = three_parts();
         let mut sent: Vec<(i32, Vec<u8>)> = Vec::new();
-        let all = write_pens(&mut parts, &answer, |fd, a, b| {
+        let whole = write_pens(&mut parts, &answer, |fd, a, b| {
             sent.push((fd, [a, b].concat()));
             a.len() + b.len()
         });
-        assert!(
-            !all,
+        assert_eq!(
+            whole, 2,
             "the middle part lent no socket: its core must be woken"
         );
         assert_eq!(
@@ -675,7 +673,10 @@ mod tests {
         // Every part lent, every reply out whole: the answer may be deferred.
         let (mut parts, answer) = three_parts();
         parts[1].pen = Pen::new(101, b"");
-        assert!(write_pens(&mut parts, &answer, |_, a, b| a.len() + b.len()));
+        assert_eq!(
+            write_pens(&mut parts, &answer, |_, a, b| a.len() + b.len()),
+            3
+        );
     }
 
     #[test]
@@ -683,7 +684,7 @@ mod tests {
         // The socket takes only 3 bytes.
         let (mut parts, answer) = three_parts();
         parts[1].pen = Pen::new(101, b"");
-        assert!(!write_pens(&mut parts, &answer, |_, _, _| 3));
+        assert_eq!(write_pens(&mut parts, &answer, |_, _, _| 3), 0);
         assert!(parts.iter().all(|p| p.written == 3 && !p.written_whole()));
         // A part the owner did not run (its cap ran out) is not written.
         let (mut parts, answer) = three_parts();

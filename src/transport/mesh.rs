@@ -35,12 +35,11 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                 execute_batch(&core, &mut parts, &wire, &mut answer, cap);
                 // Lent sockets get their replies now; an answer that only
                 // says so need not wake the asking core.
-                let mut deferred = false;
-                if parts.iter().any(|p| p.pen.is_some()) {
-                    deferred = write_pens(&mut parts, &answer, send_now);
-                    let written = parts.iter().filter(|p| p.written_whole()).count();
-                    core.conns.borrow_mut().owner_written_replies += written as u64;
+                let whole = write_pens(&mut parts, &answer, send_now);
+                if whole > 0 {
+                    core.conns.borrow_mut().owner_written_replies += whole as u64;
                 }
+                let deferred = whole == parts.len();
                 wire.clear();
                 let body = FromShard::Batch {
                     shard: core.index,
