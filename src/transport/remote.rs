@@ -164,7 +164,9 @@ impl Remote {
     /// `shard`'s answer to what `unanswered` gave it arrived. With `keep`
     /// false its replies are copied out at once and the answer is returned
     /// to be let go (so a connection waiting on other shards holds none
-    /// of a budget they may need).
+    /// of a budget they may need). An answer that ran none of it holds
+    /// nothing to place and is returned at once, so the requests can be
+    /// sent again before anything is placed.
     pub fn answered(
         &mut self,
         shard: usize,
@@ -172,6 +174,9 @@ impl Remote {
         part: Part,
         keep: bool,
     ) -> Option<Rc<Answer>> {
+        if part.served == 0 {
+            return Some(answer);
+        }
         let q = &mut self.queues[shard];
         debug_assert!(q.answer.is_none());
         let base = q.answered;
@@ -344,6 +349,29 @@ mod tests {
         assert_eq!(remote.only_one(), Some((0, 3)), "after a local reply");
         remote.waiting.push((0, 1));
         assert_eq!(remote.only_one(), None, "already sent");
+    }
+
+    #[test]
+    fn an_answer_that_ran_nothing_is_let_go_and_the_request_sent_again() {
+        let mut remote = Remote::new(2);
+        remote.queue(1, 0, 7, Forward::Get(GetKind::Get, b"k"));
+        let (wire, _) = remote.unanswered(1).map(|(w, n)| (w.to_vec(), n)).unwrap();
+        // The owner's cap ran out before this request: nothing to keep.
+        let (none, part) = answer(&[], &wire, 0);
+        let back = remote.answered(1, none.clone(), part, true);
+        assert!(back.is_some_and(|a| Rc::ptr_eq(&a, &none)));
+        assert_eq!(remote.unanswered(1).map(|(_, n)| n), Some(1));
+        // Sent again and answered, before any placing: nothing was held
+        // over, so no answer is dropped without being let go.
+        let (a, p) = answer(&[b"V"], &wire, 1);
+        assert!(remote.answered(1, a, p, true).is_none());
+        let (mut out, mut ready) = (Vec::new(), Vec::new());
+        let mut released = 0;
+        assert_eq!(
+            remote.place(&mut out, &mut ready, |_, _| released += 1),
+            Spliced::All
+        );
+        assert_eq!((ready.as_slice(), released), (&b"V"[..], 1));
     }
 
     #[test]
