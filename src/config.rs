@@ -117,15 +117,24 @@ pub struct Args {
     #[arg(long = "socket-io", value_enum, default_value_t = SocketIo::Uring)]
     pub socket_io: SocketIo,
 
-    /// Microseconds an idle core keeps polling (without system calls) for
-    /// a request or another core's message before it sleeps: trades CPU
-    /// for latency. A request or forwarded answer that arrives within the
-    /// spin is served without the core sleeping and being woken, a few
-    /// microseconds sooner, but the spin itself is CPU time, and a lightly
-    /// loaded server then shows busy cores. 0 never spins: the least CPU
-    /// per request at everyday load (docs/PERFORMANCE.md, "Idle spin").
-    #[arg(long = "spin-us", value_name = "US", default_value_t = 0)]
-    pub spin_us: u64,
+    /// Microseconds an idle core may keep polling (without system calls)
+    /// for a request or another core's message before it sleeps. It polls
+    /// only while it was busy at least --spin-busy-pct (90%) of its last
+    /// 10 ms: a saturated
+    /// core then waits out the few microseconds until another core's answer
+    /// instead of sleeping and being woken, while at everyday load a core
+    /// sleeps at once and costs no CPU idling. Polling time counts as CPU
+    /// time. Default: 50 with two or more cores, 0 (never) with one, which
+    /// has no other core to wait on (docs/PERFORMANCE.md, "Idle spin").
+    #[arg(long = "spin-us", value_name = "US")]
+    pub spin_us: Option<u64>,
+
+    /// The busy share, in percent of its last 10 ms, a core needs before
+    /// it polls (`--spin-us`) rather than sleeping at once. Lower trades
+    /// more idle CPU for latency; 0 polls whenever it is idle.
+    #[arg(long = "spin-busy-pct", value_name = "PCT", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub spin_busy_pct: u32,
 
     /// Spread client connections evenly over the cores: a core that accepts
     /// a connection while another core serves fewer hands it over (`on`),
@@ -246,6 +255,8 @@ pub struct TlsConfig {
 /// Namespaces in use at once: each costs about 212 bytes per core and up to
 /// about 600 bytes of names, so 4 Ki of them stay within a few MiB.
 pub const DEFAULT_MAX_NAMESPACES: usize = 4096;
+/// `--spin-us` with two or more cores (`transport::spin_gate`).
+pub const DEFAULT_SPIN_US: u64 = 50;
 /// Failed logins per address per minute before it is refused unchecked.
 pub const DEFAULT_AUTH_FAILURES: u32 = 30;
 /// Projects with series of their own on /metrics (the rest are summed).
@@ -280,6 +291,8 @@ pub struct Config {
     pub write_timeout: Option<Duration>,
     pub socket_io: SocketIo,
     pub spin_before_park: Duration,
+    /// `--spin-busy-pct` (`transport::spin_gate`).
+    pub spin_busy_pct: u32,
     pub balance_connections: bool,
     /// `--owner-writes`: a key's owner may write an unpipelined request's
     /// reply to the client (`transport::envelope::Pen`).
@@ -397,7 +410,12 @@ impl Config {
             request_timeout: seconds(args.request_timeout),
             write_timeout: seconds(args.write_timeout),
             socket_io: args.socket_io,
-            spin_before_park: Duration::from_micros(args.spin_us),
+            spin_before_park: Duration::from_micros(args.spin_us.unwrap_or(if cores > 1 {
+                DEFAULT_SPIN_US
+            } else {
+                0
+            })),
+            spin_busy_pct: args.spin_busy_pct,
             balance_connections: args.balance == Switch::On,
             owner_writes: args.owner_writes == Switch::On,
             hash_seed: match args.hash_seed {
@@ -725,7 +743,7 @@ mod tests {
     }
 
     #[test]
-    fn cores_spin_before_sleeping_only_when_told() {
+    fn several_cores_may_poll_before_sleeping_and_one_only_when_told() {
         let config = |args: &[&str]| {
             let args = Args::parse_from([&["ferrocache"], args].concat());
             Config::from_args(args).unwrap()
@@ -735,10 +753,26 @@ mod tests {
         assert_eq!(set.spin_before_park, Duration::from_micros(75));
         // Two cores, where the machine has them (CI has two).
         if core_affinity::get_core_ids().map_or(0, |c| c.len()) >= 2 {
-            assert_eq!(config(&["--cores", "2"]).spin_before_park, Duration::ZERO);
+            assert_eq!(
+                config(&["--cores", "2"]).spin_before_park,
+                Duration::from_micros(DEFAULT_SPIN_US)
+            );
+            let off = config(&["--cores", "2", "--spin-us", "0"]);
+            assert_eq!(off.spin_before_park, Duration::ZERO);
             let set = config(&["--cores", "2", "--spin-us", "20"]);
             assert_eq!(set.spin_before_park, Duration::from_micros(20));
         }
+    }
+
+    #[test]
+    fn the_busy_share_before_polling_is_a_percentage() {
+        let parse = |pct: &str| Args::try_parse_from(["ferrocache", "--spin-busy-pct", pct]);
+        assert_eq!(parse("0").unwrap().spin_busy_pct, 0);
+        assert_eq!(parse("100").unwrap().spin_busy_pct, 100);
+        assert!(parse("101").is_err());
+        assert!(parse("-1").is_err());
+        let args = Args::parse_from(["ferrocache", "--cores", "1"]);
+        assert_eq!(Config::from_args(args).unwrap().spin_busy_pct, 90);
     }
 
     fn error_of(args: &[&str]) -> String {

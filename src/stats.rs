@@ -53,6 +53,10 @@ counters! {
         // Forwarded requests whose reply the owning core wrote straight to
         // the client (`--owner-writes`), counted by the owner.
         owner_written_replies,
+        // Times an idle core polled before sleeping (`--spin-us`, when its
+        // busy share opened the gate), and how many of those polls found
+        // work before the limit.
+        idle_polls, idle_poll_hits,
         // Gauges: bytes the connections' buffers hold now, and bytes of
         // forwarded replies that other cores owe or this core still holds.
         conn_buffer_bytes, forward_reply_bytes,

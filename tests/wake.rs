@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, Server};
+use common::{stat_num, stats_of, Conn, Server};
 
 /// Keys enough that about half belong to the other core, whichever core
 /// serves the connection.
@@ -32,8 +32,9 @@ fn get(conn: &mut Conn, key: &str, value: &str) -> Duration {
 /// Requests one at a time with gaps that let the cores sleep: gaps shorter
 /// than the in-ring sleep's bound (2 ms), and longer ones, after which the
 /// owner parks through glommio. Every reply comes, and the slowest round
-/// trip stays far below the read timeout.
-fn every_forwarded_request_wakes_its_owner(extra: &[&str]) {
+/// trip stays far below the read timeout. Returns the server's `stats`
+/// counts of idle polls and of those that found work.
+fn every_forwarded_request_wakes_its_owner(extra: &[&str]) -> (u64, u64) {
     let server = Server::start(extra);
     let mut conn = server.connect();
     for k in 0..KEYS {
@@ -58,6 +59,11 @@ fn every_forwarded_request_wakes_its_owner(extra: &[&str]) {
         slowest < Duration::from_millis(200),
         "a round trip took {slowest:?}: a core slept through its message"
     );
+    let stats = stats_of(&mut conn, "");
+    (
+        stat_num(&stats, "idle_polls"),
+        stat_num(&stats, "idle_poll_hits"),
+    )
 }
 
 #[test]
@@ -69,8 +75,13 @@ fn every_forwarded_request_wakes_its_owner_on_the_socket_ring() {
 fn every_forwarded_request_wakes_its_owner_after_a_spin() {
     // The spin polls the ring's flag and the mesh before the sleep: it
     // catches messages that come within it, and must not lose those that
-    // come after it gave up.
-    every_forwarded_request_wakes_its_owner(&["--spin-us", "100"]);
+    // come after it gave up. One round trip at a time never makes a core
+    // busy enough for the default gate, so it polls whenever idle here.
+    let (polls, hits) =
+        every_forwarded_request_wakes_its_owner(&["--spin-us", "100", "--spin-busy-pct", "0"]);
+    // Every idle stretch began with a poll, and the gaps outlast most.
+    assert!(polls >= 64, "only {polls} polls");
+    assert!(hits <= polls);
 }
 
 #[test]

@@ -313,6 +313,18 @@ impl Collector for Exposition {
         )?;
         counter(
             enc,
+            "ferrocache_idle_polls",
+            "Times an idle core polled before sleeping (--spin-us, opened by its busy share).",
+            conns.idle_polls,
+        )?;
+        counter(
+            enc,
+            "ferrocache_idle_poll_hits",
+            "Idle polls that found work before their limit, so the core did not sleep.",
+            conns.idle_poll_hits,
+        )?;
+        counter(
+            enc,
             "ferrocache_forwarded_batches",
             "Batches of forwarded requests sent between cores.",
             conns.forward_batches,

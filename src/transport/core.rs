@@ -277,6 +277,9 @@ impl Core {
         if ns.is_none() {
             report.conns = *self.conns.borrow();
             report.conns.forward_reply_bytes = self.forward_reply_bytes() as u64;
+            if let Some(ring) = &self.ring {
+                (report.conns.idle_polls, report.conns.idle_poll_hits) = ring.idle_polls();
+            }
         }
         report
     }

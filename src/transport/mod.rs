@@ -4,7 +4,7 @@
 //! listeners ([`server`]), admitting a connection ([`admission`]), each
 //! connection's read/route/write loop ([`connection`]) with its read buffer
 //! and limits ([`framing`]) and the splicing of other shards' replies
-//! ([`remote`]), the socket layer ([`socket`], [`uring`]), TLS sessions
+//! ([`remote`]), the socket layer ([`socket`], [`uring`], whose idle poll [`spin_gate`] opens), TLS sessions
 //! ([`tls`]), the per-core state ([`core`]) with its outgoing batches
 //! ([`outbox`]) and reply slots ([`waiters`]), the mesh between cores ([`lanes`], woken through
 //! [`bell`]), the messages on it ([`envelope`]) and its handlers ([`mesh`]). It has no grammar (that is
@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod remote;
 pub mod server;
 pub mod socket;
+pub mod spin_gate;
 pub mod tls;
 pub mod uring;
 pub mod waiters;

@@ -23,6 +23,7 @@ use super::connection::serve;
 use super::core::{Core, Mesh, Shared};
 use super::mesh::{poll_without_ring, serve_replies, serve_requests};
 use super::socket::{Listener, Socket};
+use super::spin_gate::SpinGate;
 use super::tls::{Tls, TlsFiles, HANDSHAKE_TIMEOUT};
 use super::uring::Ring;
 use crate::clock::Clock;
@@ -178,7 +179,12 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         let board = board.clone();
         let tls = tls.clone().zip(tls_addr);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu.id))
-            .spin_before_park(shared.config.spin_before_park)
+            // On our ring the driver polls, gated (`spin_gate`); glommio's
+            // own poll would run ungated before each long park.
+            .spin_before_park(match shared.config.socket_io {
+                SocketIo::Uring => Duration::ZERO,
+                SocketIo::Glommio => shared.config.spin_before_park,
+            })
             .io_memory(host::GLOMMIO_IO_MEMORY)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
@@ -472,9 +478,13 @@ async fn executor(
     if let Some(ring) = ring {
         let inbound: Rc<dyn super::uring::Inbound> = core.clone();
         let driver = ring.clone();
-        let spin = config.spin_before_park;
+        let gate = SpinGate::new(
+            config.spin_before_park,
+            config.spin_busy_pct,
+            std::time::Instant::now(),
+        );
         glommio::spawn_local(
-            async move { driver.drive(&mesh.bells[mesh.index], inbound, spin).await },
+            async move { driver.drive(&mesh.bells[mesh.index], inbound, gate).await },
         )
         .detach();
         glommio::spawn_local(ring.clone().submit_parked()).detach();

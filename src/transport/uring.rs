@@ -22,10 +22,11 @@
 //! tasks run and queue more). When a turn finds nothing, it yields once more
 //! so that every runnable task runs; if that made nothing happen either, no
 //! task of the core can run until a completion or a message arrives. The
-//! driver then polls for one for up to `--spin-us` (0 by default), and
-//! sleeps right here, in `io_uring_enter` on this ring, for a short
-//! while (`SHORT_SLEEP`): socket completions, and wake-ups other cores post
-//! with `IORING_OP_MSG_RING` (see `bell`), end it. glommio's idle path (its
+//! driver then polls for one for up to `--spin-us`, if the core has lately
+//! been busy enough for that to pay (`spin_gate`), and sleeps right here,
+//! in `io_uring_enter` on this ring, for a short while (`SHORT_SLEEP`):
+//! socket completions, and wake-ups other cores post with
+//! `IORING_OP_MSG_RING` (see `bell`), end it. glommio's idle path (its
 //! own rings' enters, its timers re-armed, a `membarrier`) stays out of the
 //! way of a short wait. A longer one ends the short sleep, and the driver
 //! then parks on the eventfd registered with this ring, read through
@@ -57,6 +58,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, squeue, types, IoUring};
 
 use super::bell::Bell;
+use super::spin_gate::SpinGate;
 use crate::clock::coarse_now;
 
 /// Completion of a cancellation; carries no operation.
@@ -113,6 +115,9 @@ pub struct Ring {
     submitter: RefCell<Option<Waker>>,
     /// Operations waiting with a deadline (so the check can skip the scan).
     with_deadline: Cell<usize>,
+    /// Polls before sleeping, and those that found work (`stats`).
+    polls: Cell<u64>,
+    poll_hits: Cell<u64>,
 }
 
 impl Ring {
@@ -146,6 +151,8 @@ impl Ring {
             submit_due: Cell::new(false),
             submitter: RefCell::new(None),
             with_deadline: Cell::new(0),
+            polls: Cell::new(0),
+            poll_hits: Cell::new(0),
         }))
     }
 
@@ -210,6 +217,12 @@ impl Ring {
                 let _ = self.ring.borrow_mut().submit();
             }
         }
+    }
+
+    /// How often the idle core polled before sleeping, and how often that
+    /// found work.
+    pub fn idle_polls(&self) -> (u64, u64) {
+        (self.polls.get(), self.poll_hits.get())
     }
 
     /// This ring's descriptor, where other cores post wake-ups.
@@ -415,8 +428,10 @@ impl Ring {
     /// completion or a message from another core arrived meanwhile.
     fn spin(&self, limit: Duration, inbound: &dyn Inbound) -> bool {
         let start = Instant::now();
+        self.polls.set(self.polls.get() + 1);
         loop {
             if self.has_work() || inbound.pending() {
+                self.poll_hits.set(self.poll_hits.get() + 1);
                 return true;
             }
             if start.elapsed() >= limit {
@@ -431,10 +446,10 @@ impl Ring {
     /// The driver: runs for the life of the core. Between turns it polls
     /// `inbound` (the mesh), and it sleeps as the module header says,
     /// marking itself parked on `bell` so other cores wake it. Before it
-    /// sleeps it polls for up to `spin` (`--spin-us`): a request or an
-    /// answer from another core that comes within it costs no sleep and no
-    /// wake-up.
-    pub async fn drive(self: Rc<Self>, bell: &Bell, inbound: Rc<dyn Inbound>, spin: Duration) {
+    /// sleeps it polls for up to `--spin-us` while `gate` says the core is
+    /// busy enough: a request or an answer from another core that comes
+    /// within it costs no sleep and no wake-up.
+    pub async fn drive(self: Rc<Self>, bell: &Bell, inbound: Rc<dyn Inbound>, mut gate: SpinGate) {
         bell.set_ring(self.fd());
         // glommio reads the eventfd on its own ring, which is how the
         // executor learns, while asleep, that a socket completion is pending.
@@ -461,17 +476,18 @@ impl Ring {
             if inbound.poll() > 0 || activity() != seen || inbound.keep_awake() {
                 continue;
             }
-            if !spin.is_zero() && self.spin(spin, &*inbound) {
-                continue;
-            }
-            // Whatever completed meanwhile, the sleep below reaps at once.
-            bell.park(inbound.wants_deferred());
-            if inbound.pending() {
-                bell.unpark();
-                continue;
-            }
-            if self.sleep(SHORT_SLEEP) {
-                bell.unpark();
+            // Idle from here until work comes back (`gate.busy`).
+            let poll = if gate.polls() {
+                gate.idle(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let found = (!poll.is_zero() && self.spin(poll, &*inbound))
+                || self.short_sleep(bell, &*inbound);
+            if found {
+                if gate.polls() {
+                    gate.busy(Instant::now());
+                }
                 continue;
             }
             // A longer wait: park through glommio, still rung by the bell,
@@ -484,6 +500,9 @@ impl Ring {
             if self.turn() > 0 || inbound.pending() {
                 bell.unpark();
                 self.mute_wakeups(true);
+                if gate.polls() {
+                    gate.busy(Instant::now());
+                }
                 futures_lite::future::yield_now().await;
                 continue;
             }
@@ -492,7 +511,21 @@ impl Ring {
             self.parked.set(false);
             bell.unpark();
             self.mute_wakeups(true);
+            if gate.polls() {
+                gate.busy(Instant::now());
+            }
         }
+    }
+
+    /// Parked on `bell`, sleeps in the ring for up to `SHORT_SLEEP`; whether
+    /// work came (whatever completed before, the sleep reaps at once).
+    fn short_sleep(&self, bell: &Bell, inbound: &dyn Inbound) -> bool {
+        bell.park(inbound.wants_deferred());
+        let woke = inbound.pending() || self.sleep(SHORT_SLEEP);
+        if woke {
+            bell.unpark();
+        }
+        woke
     }
 
     /// Sleeps in `io_uring_enter` until a completion arrives or `limit`
@@ -723,6 +756,7 @@ mod tests {
             ring.spin(Duration::from_secs(10), &Alone),
             "the spin sees the data arrive"
         );
+        assert_eq!(ring.idle_polls(), (2, 1), "two polls, one found work");
         assert!(ring.turn() > 0, "the turn reaps it");
         let (read, buf) = block_on(recv);
         assert_eq!(&buf[..read.unwrap()], b"hello");
