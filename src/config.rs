@@ -120,12 +120,12 @@ pub struct Args {
     /// Microseconds an idle core may keep polling (without system calls)
     /// for a request or another core's message before it sleeps. It polls
     /// only while it was busy at least --spin-busy-pct (90%) of its last
-    /// 10 ms: a saturated
-    /// core then waits out the few microseconds until another core's answer
-    /// instead of sleeping and being woken, while at everyday load a core
-    /// sleeps at once and costs no CPU idling. Polling time counts as CPU
-    /// time. Default: 50 with two or more cores, 0 (never) with one, which
-    /// has no other core to wait on (docs/PERFORMANCE.md, "Idle spin").
+    /// 10 ms: a saturated core then waits out the few microseconds until
+    /// another core's answer instead of sleeping and being woken, while at
+    /// everyday load a core sleeps at once and costs no CPU idling. Polling
+    /// time counts as CPU time. Default: 50 with two or more cores, 0
+    /// (never) with one, which has no other core to wait on
+    /// (docs/PERFORMANCE.md, "Idle spin").
     #[arg(long = "spin-us", value_name = "US")]
     pub spin_us: Option<u64>,
 
