@@ -78,9 +78,25 @@ impl SpinGate {
         self.roll(now);
     }
 
-    /// Whether the gate ever opens: callers skip reading the clock if not.
+    /// Whether the gate ever opens.
     pub fn polls(&self) -> bool {
         !self.limit.is_zero()
+    }
+
+    /// `idle` now; reads no clock if the gate never opens.
+    pub fn went_idle(&mut self) -> Duration {
+        if self.polls() {
+            self.idle(Instant::now())
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// `busy` now; reads no clock if the gate never opens.
+    pub fn work_came(&mut self) {
+        if self.polls() {
+            self.busy(Instant::now());
+        }
     }
 
     /// Judges the window once it is whole, and starts the next. An idle

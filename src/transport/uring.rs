@@ -476,18 +476,12 @@ impl Ring {
             if inbound.poll() > 0 || activity() != seen || inbound.keep_awake() {
                 continue;
             }
-            // Idle from here until work comes back (`gate.busy`).
-            let poll = if gate.polls() {
-                gate.idle(Instant::now())
-            } else {
-                Duration::ZERO
-            };
+            // Idle from here until work comes back (`gate.work_came`).
+            let poll = gate.went_idle();
             let found = (!poll.is_zero() && self.spin(poll, &*inbound))
                 || self.short_sleep(bell, &*inbound);
             if found {
-                if gate.polls() {
-                    gate.busy(Instant::now());
-                }
+                gate.work_came();
                 continue;
             }
             // A longer wait: park through glommio, still rung by the bell,
@@ -500,9 +494,7 @@ impl Ring {
             if self.turn() > 0 || inbound.pending() {
                 bell.unpark();
                 self.mute_wakeups(true);
-                if gate.polls() {
-                    gate.busy(Instant::now());
-                }
+                gate.work_came();
                 futures_lite::future::yield_now().await;
                 continue;
             }
@@ -511,9 +503,7 @@ impl Ring {
             self.parked.set(false);
             bell.unpark();
             self.mute_wakeups(true);
-            if gate.polls() {
-                gate.busy(Instant::now());
-            }
+            gate.work_came();
         }
     }
 
