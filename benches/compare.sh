@@ -58,7 +58,7 @@ for s in fc mc; do
     "${LOAD[@]}" --prefill --requests 0
 done
 
-declare -A OPS P99 CPU
+declare -A OPS P99 CPU SYS
 CLIENT_CPU_MAX=0
 # measure NAME PIPELINE ROUND: one timed load; records ops/s, p99 and CPU
 # µs/op under [NAME,PIPELINE,ROUND].
@@ -67,17 +67,18 @@ measure() {
   p="${label#meta-}"
   [[ $label == meta-* ]] && proto=meta
   echo "load: $s $proto pipeline $p for ${DURATION}s (round $r of $ROUNDS)" >&2
-  local t0 t1
-  t0="$(cpu_ticks "${SRV_PID[$s]}")"
+  local t0 t1 k0 k1
+  t0="$(cpu_ticks "${SRV_PID[$s]}")" k0="$(sys_ticks "${SRV_PID[$s]}")"
   run_loadgen "$out" "$LOADGEN_CPU" --server "${SRV_ADDR[$s]}" "${LOAD[@]}" \
     --pipeline "$p" --protocol "$proto" --duration "$DURATION"
-  t1="$(cpu_ticks "${SRV_PID[$s]}")"
+  t1="$(cpu_ticks "${SRV_PID[$s]}")" k1="$(sys_ticks "${SRV_PID[$s]}")"
   p="$label"
   OPS[$s,$p,$r]="$(result "$out" ops_per_sec)"
   P99[$s,$p,$r]="$(result "$out" p99_us)"
   # The server's CPU over the run includes the drain after the deadline,
   # so divide by every operation the generator completed.
   CPU[$s,$p,$r]="$(calc "($t1 - $t0) / $CLK_TCK * 1000000 / $(result "$out" ops)" 3)"
+  SYS[$s,$p,$r]="$(calc "($k1 - $k0) / $CLK_TCK * 1000000 / $(result "$out" ops)" 3)"
   CLIENT_CPU_MAX="$(calc "max($CLIENT_CPU_MAX, $(result "$out" client_cpu))")"
 }
 # max() for calc's awk.
@@ -98,6 +99,7 @@ for p in $LABELS; do
     OPS[$s,$p]="${OPS[$s,$p,$median]}"
     P99[$s,$p]="${P99[$s,$p,$median]}"
     CPU[$s,$p]="${CPU[$s,$p,$median]}"
+    SYS[$s,$p]="${SYS[$s,$p,$median]}"
   done
 done
 
@@ -131,18 +133,26 @@ echo
 echo "ferrocache --cores 1 vs memcached -t 1: $CONNS conns, ${VALUE_SIZE}-byte values," \
   "$RATIO set:get, $KEYS keys, ${MEMORY_MB} MB, ${DURATION}s per load x $ROUNDS rounds, $NCPU CPUs;" \
   "loadgen peak $CLIENT_CPU_MAX CPUs"
-printf '%-18s %8s %12s %10s %12s\n' server pipeline ops/s p99_us cpu_us/op
+printf '%-18s %8s %12s %10s %12s %12s\n' server pipeline ops/s p99_us cpu_us/op sys_us/op
 for p in $LABELS; do
   for s in fc mc; do
     name=ferrocache
     [[ $s == mc ]] && name=memcached
-    printf '%-18s %8s %12s %10s %12s\n' "$name" "$p" "${OPS[$s,$p]}" "${P99[$s,$p]}" "${CPU[$s,$p]}"
+    printf '%-18s %8s %12s %10s %12s %12s\n' "$name" "$p" "${OPS[$s,$p]}" "${P99[$s,$p]}" \
+      "${CPU[$s,$p]}" "${SYS[$s,$p]}"
   done
-  printf '%-18s %8s %11sx %9sx %11sx\n' "ferrocache/memc." "$p" \
+  printf '%-18s %8s %11sx %9sx %11sx %11sx\n' "ferrocache/memc." "$p" \
     "$(calc "${OPS[fc,$p]} / ${OPS[mc,$p]}")" \
     "$(calc "${P99[fc,$p]} / ${P99[mc,$p]}")" \
-    "$(calc "${CPU[fc,$p]} / ${CPU[mc,$p]}")"
+    "$(calc "${CPU[fc,$p]} / ${CPU[mc,$p]}")" \
+    "$(calc "${SYS[fc,$p]} / ${SYS[mc,$p]}")"
 done
+# A saturated one-core server serves 1 / (CPU per op). Its kernel time per
+# op (sys_us/op: the system calls, and the loopback TCP work its sends do
+# for the client) stays whatever its own code costs, so memcached's CPU per
+# op over ferrocache's kernel time per op bounds the throughput ratio that
+# any user-space work could reach on this host.
+kernel_bound() { calc "${CPU[mc,$1]} / max(${SYS[fc,$1]}, 0.001)"; }
 
 missed=0
 verdict() { # verdict TEXT CONDITION
@@ -155,6 +165,7 @@ echo "targets:"
 if [[ " $LABELS " == *" 16 "* ]]; then
   verdict "pipeline 16: ops/s >= 4x memcached ($(calc "${OPS[fc,16]} / ${OPS[mc,16]}")x)" \
     "${OPS[fc,16]} >= 4 * ${OPS[mc,16]}"
+  echo "        kernel bound: $(kernel_bound 16)x"
 fi
 if [[ " $LABELS " == *" 1 "* ]]; then
   verdict "pipeline 1: ops/s >= memcached ($(calc "${OPS[fc,1]} / ${OPS[mc,1]}")x)" \
@@ -167,6 +178,8 @@ fi
 if [[ " $LABELS " == *" meta-16 "* ]]; then
   verdict "meta pipeline 16: ops/s >= 4x memcached ($(calc "${OPS[fc,meta-16]} / ${OPS[mc,meta-16]}")x)" \
     "${OPS[fc,meta-16]} >= 4 * ${OPS[mc,meta-16]}"
+  echo "        kernel bound: $(kernel_bound meta-16)x (memcached's CPU/op over ferrocache's" \
+    "sys time per op: the ratio with no user-space time at all)"
 fi
 if [[ " $LABELS " == *" meta-1 "* ]]; then
   verdict "meta pipeline 1: ops/s >= memcached ($(calc "${OPS[fc,meta-1]} / ${OPS[mc,meta-1]}")x)" \

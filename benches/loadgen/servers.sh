@@ -224,6 +224,11 @@ cpu_ticks() {
   # 12th and 13th (14th and 15th of the whole line).
   sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
+# sys_ticks PID: the kernel's share of cpu_ticks (stime): system calls, and
+# the TCP work a loopback send does for its receiver.
+sys_ticks() {
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $13 }'
+}
 # shellcheck disable=SC2034 # used by the scripts that source this file
 CLK_TCK="$(getconf CLK_TCK)"
 
