@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferrocache::clock::Clock;
-use ferrocache::config::{Config, SocketIo};
+use ferrocache::config::{Config, SchedPolicy, SocketIo};
 use ferrocache::keyspace::KeyHasher;
 use ferrocache::protocol::{GetKind, Keyed, Request, Storage, StoreKind};
 use ferrocache::shard::Shard;
@@ -48,6 +48,7 @@ fn config() -> Config {
         socket_io: SocketIo::Uring,
         spin_before_park: Duration::ZERO,
         spin_busy_pct: 90,
+        sched_policy: SchedPolicy::Batch,
         balance_connections: false,
         owner_writes: false,
         // The bench runs no server, so nothing seeds the hash: fixed seeds.

@@ -136,6 +136,18 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub spin_busy_pct: u32,
 
+    /// Linux scheduling policy of the core threads. `batch` (SCHED_BATCH)
+    /// keeps a core that a socket or another core wakes from preempting
+    /// whatever else runs on its CPU (a load generator, a sidecar): the
+    /// running task finishes its turn, the core then serves everything that
+    /// came meanwhile in one wake-up. `other` (SCHED_OTHER, the kernel's
+    /// default) preempts on every wake-up, for lower latency on a shared
+    /// CPU at more CPU per request. On CPUs the server has to itself the
+    /// two behave the same (docs/PERFORMANCE.md, round 11).
+    #[arg(long = "sched-policy", value_enum, default_value_t = SchedPolicy::Batch,
+          value_name = "batch|other")]
+    pub sched_policy: SchedPolicy,
+
     /// Spread client connections evenly over the cores: a core that accepts
     /// a connection while another core serves fewer hands it over (`on`),
     /// or every core serves what the kernel's SO_REUSEPORT hash gave it
@@ -270,6 +282,15 @@ pub enum Switch {
     Off,
 }
 
+/// `--sched-policy`: the Linux scheduling policy of the core threads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedPolicy {
+    /// SCHED_BATCH: no preemption of the CPU's running task on wake-up.
+    Batch,
+    /// SCHED_OTHER: the kernel's default.
+    Other,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketIo {
     Uring,
@@ -293,6 +314,7 @@ pub struct Config {
     pub spin_before_park: Duration,
     /// `--spin-busy-pct` (`transport::spin_gate`).
     pub spin_busy_pct: u32,
+    pub sched_policy: SchedPolicy,
     pub balance_connections: bool,
     /// `--owner-writes`: a key's owner may write an unpipelined request's
     /// reply to the client (`transport::envelope::Pen`).
@@ -416,6 +438,7 @@ impl Config {
                 0
             })),
             spin_busy_pct: args.spin_busy_pct,
+            sched_policy: args.sched_policy,
             balance_connections: args.balance == Switch::On,
             owner_writes: args.owner_writes == Switch::On,
             hash_seed: match args.hash_seed {

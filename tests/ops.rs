@@ -336,6 +336,12 @@ fn out_of_descriptors_at_run_time_clients_get_the_error_not_silence() {
 /// A seccomp filter that fails io_uring_setup/enter/register (425-427 on
 /// every architecture) with `errno`, as Docker's default profile does.
 fn block_io_uring(cmd: &mut Command, errno: u32) {
+    block_syscalls(cmd, 425, 427, errno);
+}
+
+/// A seccomp filter that fails the system calls numbered `first..=last`
+/// with `errno`.
+fn block_syscalls(cmd: &mut Command, first: u32, last: u32, errno: u32) {
     #[repr(C)]
     struct Insn {
         code: u16,
@@ -368,13 +374,13 @@ fn block_io_uring(cmd: &mut Command, errno: u32) {
                     code: JGE_K,
                     jt: 0,
                     jf: 2,
-                    k: 425,
+                    k: first,
                 },
                 Insn {
                     code: JGT_K,
                     jt: 1,
                     jf: 0,
-                    k: 427,
+                    k: last,
                 },
                 Insn {
                     code: RET_K,
@@ -423,6 +429,84 @@ fn io_uring_blocked_by_seccomp_is_one_line_and_status_78() {
             ),
         );
     }
+}
+
+// ---- the core threads' scheduling policy ----
+
+/// Each thread of `pid` as (name, scheduling policy): field 41 of its
+/// /proc stat (0 SCHED_OTHER, 3 SCHED_BATCH).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // Fields after the parenthesised name start at field 3.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = after.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        threads.push((name.trim().to_string(), policy));
+    }
+    threads
+}
+
+#[test]
+fn each_core_thread_runs_under_the_scheduling_policy_asked_for() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    for (extra, policy) in [
+        (&[][..], SCHED_BATCH),
+        (&["--sched-policy", "batch"][..], SCHED_BATCH),
+        (&["--sched-policy", "other"][..], SCHED_OTHER),
+    ] {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--cores", "2"];
+        args.extend_from_slice(extra);
+        let server = Running::start(ferrocache(&args));
+        let threads = thread_policies(server.child.id());
+        // glommio names a core's executor thread and its helper alike
+        // (`ferrocache-0-1`); the executor is the one that serves.
+        for core in 0..2 {
+            let prefix = format!("ferrocache-{core}-");
+            assert!(
+                threads
+                    .iter()
+                    .any(|(name, p)| name.starts_with(&prefix) && *p == policy),
+                "{extra:?}: no thread of core {core} under policy {policy}: {threads:?}"
+            );
+        }
+        // Only the core threads change: the rest keep the default.
+        let batch = threads.iter().filter(|(_, p)| *p == SCHED_BATCH).count();
+        assert_eq!(
+            batch,
+            if policy == SCHED_BATCH { 2 } else { 0 },
+            "{threads:?}"
+        );
+        assert!(threads
+            .iter()
+            .all(|(_, p)| [SCHED_OTHER, SCHED_BATCH].contains(p)));
+        assert_eq!(one_line(server.addr, b"version\r\n").unwrap(), VERSION);
+    }
+}
+
+#[test]
+fn a_refused_scheduling_policy_is_a_warning_and_the_server_serves() {
+    let nr = libc::SYS_sched_setscheduler as u32;
+    let mut cmd = ferrocache(&["--listen", "127.0.0.1:0", "--cores", "2"]);
+    block_syscalls(&mut cmd, nr, nr, libc::EPERM as u32);
+    let server = Running::start(cmd);
+    let log = server.stderr_with("core 1: cannot set");
+    for core in 0..2 {
+        assert!(
+            log.contains(&format!(
+                "core {core}: cannot set its scheduling policy (Operation not permitted (os \
+                 error 1)); it keeps the kernel's default"
+            )),
+            "{log}"
+        );
+    }
+    assert!(thread_policies(server.child.id())
+        .iter()
+        .all(|(_, p)| *p == 0));
+    assert_eq!(one_line(server.addr, b"version\r\n").unwrap(), VERSION);
 }
 
 #[test]
@@ -668,6 +752,16 @@ fn flag_messages_say_what_they_mean() {
     assert!(help.contains("0 (never) with one"), "{help}");
     assert!(help.contains("0 polls whenever it is idle"), "{help}");
     assert!(!help.contains("membarrier"), "{help}");
+    assert!(
+        help.contains("--sched-policy <batch|other> Linux scheduling policy of the core threads"),
+        "{help}"
+    );
+    assert_eq!(
+        flag_error(&["--cores", "1", "--sched-policy", "fifo"])
+            .lines()
+            .next(),
+        Some("error: invalid value 'fifo' for '--sched-policy <batch|other>'")
+    );
 }
 
 #[test]

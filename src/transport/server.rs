@@ -27,7 +27,7 @@ use super::spin_gate::SpinGate;
 use super::tls::{Tls, TlsFiles, HANDSHAKE_TIMEOUT};
 use super::uring::Ring;
 use crate::clock::Clock;
-use crate::config::{Config, SocketIo};
+use crate::config::{Config, SchedPolicy, SocketIo};
 use crate::host::{self, HostError};
 use crate::keyspace::KeyHasher;
 use crate::metrics::{self, Board, CoreSnapshot};
@@ -188,6 +188,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             .io_memory(host::GLOMMIO_IO_MEMORY)
             .name(&format!("ferrocache-{i}"))
             .spawn(move || async move {
+                set_sched_policy(i, shared.config.sched_policy);
                 let start = CoreStart {
                     addr,
                     tls,
@@ -227,6 +228,25 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     announce(&shared, addr, tls_addr, metrics_addr);
     wait_for_signals(&shared, signals, tls);
     Ok(())
+}
+
+/// Gives the calling thread, core `core`'s, the `--sched-policy`. A core
+/// the kernel keeps on its default policy still serves: it only pays more
+/// wake-ups on a CPU it shares, so a refusal is a warning.
+fn set_sched_policy(core: usize, policy: SchedPolicy) {
+    let policy = match policy {
+        SchedPolicy::Batch => libc::SCHED_BATCH,
+        SchedPolicy::Other => libc::SCHED_OTHER,
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param,
+    // and priority 0 is the only one these two policies take.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        warn!(
+            "core {core}: cannot set its scheduling policy ({}); it keeps the kernel's default",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn wait_bound(rx: &Receiver<Startup>) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
