@@ -237,6 +237,16 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The bytes that decide the shard of a single-key request (a `get`'s
+    /// first key; a meta command's base64 key decoded into `buf`), as
+    /// [`Keyed::routing_key`] gives them.
+    pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> Option<&'b [u8]> {
+        match self {
+            Request::Keyed(keyed) => Some(keyed.routing_key(buf)),
+            _ => self.key(),
+        }
+    }
+
     /// Whether the request may run before a session is bound: it reads and
     /// changes nothing of any cache.
     pub fn before_session(&self) -> bool {

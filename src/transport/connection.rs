@@ -385,7 +385,8 @@ impl Connection {
                 break;
             };
             pos += consumed;
-            if let Some(key) = request.key() {
+            let mut decoded = [0u8; MAX_KEY_LEN];
+            if let Some(key) = request.routing_key(&mut decoded) {
                 let hash = self.hasher.hash(key);
                 if shard_of(hash, self.core.shards) == self.core.index {
                     hashes[n] = hash;
