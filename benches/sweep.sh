@@ -29,7 +29,11 @@
 # LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), MC_PIN (1: pin
 # memcached -t 2's worker threads one to each CPU of CPUS2, as ferrocache
 # pins its cores, instead of letting the kernel move them), FC_ARGS (more
-# ferrocache flags, say "--spin-us 0"), OUT (where sweep.tsv and sweep.png
+# ferrocache flags, say "--spin-us 0"), FIXED_ROUNDS (0; N: after the
+# sweeps, every server, kept running, serves FIXED_RATE again N more times
+# in turn, one server after another, and the ratios at FIXED_RATE use each
+# server's median, so a host that drifts during the run moves every server
+# alike), OUT (where sweep.tsv and sweep.png
 # go; target/sweep), FERROCACHE_BIN (skip the build, use this binary),
 # MEMTIER (memtier_benchmark's path).
 #
@@ -71,6 +75,7 @@ if [[ -z ${LOADGEN_CPUS+set} ]]; then
 fi
 MC_PIN="${MC_PIN:-0}"
 FC_ARGS="${FC_ARGS:-}"
+FIXED_ROUNDS="${FIXED_ROUNDS:-0}"
 OUT="${OUT:-$ROOT/target/sweep}"
 MEMTIER="${MEMTIER:-$(command -v memtier_benchmark || echo /usr/local/bin/memtier_benchmark)}"
 
@@ -84,7 +89,7 @@ fi
 ensure_memcached
 mkdir -p "$OUT"
 TSV="$OUT/sweep.tsv"
-printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\tsleeps_per_op\n' >"$TSV"
+printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\tsleeps_per_op\tphase\n' >"$TSV"
 
 # Times the server's threads went to sleep (voluntary context switches, all
 # threads): each is a sleep and a wake-up, a figure the machine's other load
@@ -126,10 +131,12 @@ print({"count": t["Count"], "ops": t["Ops/sec"], "p99": t["Percentile Latencies"
 EOF
 }
 
-# point NAME PIPELINE RATE: one timed load at RATE ops/s in all (0: as fast
-# as memtier goes); appends a row and prints the achieved ops/s.
+# point NAME PIPELINE RATE [PHASE]: one timed load at RATE ops/s in all (0:
+# as fast as memtier goes) against the server at $ADDR (pid $PID); appends
+# a row (PHASE: sweep, or fixed for the interleaved rounds) and prints the
+# achieved ops/s.
 point() {
-  local name="$1" p="$2" rate="$3" limit=()
+  local name="$1" p="$2" rate="$3" phase="${4:-sweep}" limit=()
   if ((rate > 0)); then
     local per=$(((rate + CONNS / 2) / CONNS))
     ((per >= 1)) || per=1
@@ -148,7 +155,8 @@ point() {
   p99="$(json p99)"
   cpu="$(calc "($t1 - $t0) / $CLK_TCK * 1000000 / $count" 3)"
   slp="$(calc "($s1 - $s0) / $count" 3)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$p" "$rate" "$ops" "$cpu" "$p99" "$slp" >>"$TSV"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$p" "$rate" "$ops" "$cpu" "$p99" "$slp" \
+    "$phase" >>"$TSV"
   printf '  %-4s p%-2s target %8s ops/s: %10.0f ops/s, %7s us CPU/op, p99 %s ms, %s sleeps/op\n' \
     "$name" "$p" "${rate/#0/max}" "$ops" "$cpu" "$p99" "$slp" >&2
   echo "$ops"
@@ -181,8 +189,23 @@ for name in $SERVERS; do
       point "$name" "$p" "$rate" >/dev/null
     done
   done
-  stop_server "$name"
+  # Kept for the interleaved rounds: idle, it costs the others nothing.
+  ((FIXED_ROUNDS > 0)) || stop_server "$name"
 done
+
+for ((round = 1; round <= FIXED_ROUNDS; round++)); do
+  echo "fixed rate, round $round of $FIXED_ROUNDS: every server in turn at $FIXED_RATE ops/s" >&2
+  for p in $PIPELINES; do
+    for name in $SERVERS; do
+      ADDR="${SRV_ADDR[$name]}"
+      PID="${SRV_PID[$name]}"
+      point "$name" "$p" "$FIXED_RATE" fixed >/dev/null
+    done
+  done
+done
+if ((FIXED_ROUNDS > 0)); then
+  for name in $SERVERS; do stop_server "$name"; done
+fi
 
 echo >&2
 echo "results: $TSV" >&2
@@ -195,13 +218,21 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fixed = sys.argv[2]
 servers = ("fc1", "fc2", "mc1", "mc2", "pk1")
 def get(server, p, target, field):
-    for r in rows:
-        if r["server"] == server and r["pipeline"] == p and r["target_ops"] == target:
-            return float(r[field])
-    return None
+    # The interleaved rounds' median where there are some, else the sweep's.
+    found = [r for r in rows if r["server"] == server and r["pipeline"] == p
+             and r["target_ops"] == target]
+    fixed = [r for r in found if r["phase"] == "fixed"]
+    found = sorted(float(r[field]) for r in (fixed or found))
+    return found[(len(found) - 1) // 2] if found else None
 def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
-print(f"\nat {fixed} ops/s (CPU per op ratios; p99 in ms):")
+counts = {}
+for r in rows:
+    if r["phase"] == "fixed":
+        counts[r["server"], r["pipeline"]] = counts.get((r["server"], r["pipeline"]), 0) + 1
+rounds = max(counts.values(), default=0)
+how = f"median of {rounds} interleaved rounds" if rounds else "one run each"
+print(f"\nat {fixed} ops/s ({how}; CPU per op ratios; p99 in ms):")
 for p in ("1", "16"):
     c = {s: get(s, p, fixed, "cpu_us_per_op") for s in servers}
     q = {s: get(s, p, fixed, "p99_ms") for s in servers}
@@ -240,7 +271,8 @@ fig, axes = plt.subplots(2, len(pipelines), figsize=(6 * len(pipelines), 8), squ
 for col, p in enumerate(pipelines):
     for server in labels:
         pts = sorted((float(r["ops_per_sec"]), float(r["cpu_us_per_op"]), float(r["p99_ms"]))
-                     for r in rows if r["server"] == server and r["pipeline"] == p)
+                     for r in rows if r["server"] == server and r["pipeline"] == p
+                     and r["phase"] == "sweep")
         if not pts:
             continue
         x = [a / 1000 for a, _, _ in pts]
