@@ -486,9 +486,15 @@ mod tests {
     fn the_routing_key_is_the_key_the_shard_sees() {
         let mut buf = [0u8; MAX_KEY_LEN];
         // A base64 meta key routes by its decoded bytes ("foo").
-        assert_eq!(req(b"mg Zm9v b v\r\n").routing_key(&mut buf), Some(&b"foo"[..]));
+        assert_eq!(
+            req(b"mg Zm9v b v\r\n").routing_key(&mut buf),
+            Some(&b"foo"[..])
+        );
         let mut buf = [0u8; MAX_KEY_LEN];
-        assert_eq!(req(b"mg Zm9v v\r\n").routing_key(&mut buf), Some(&b"Zm9v"[..]));
+        assert_eq!(
+            req(b"mg Zm9v v\r\n").routing_key(&mut buf),
+            Some(&b"Zm9v"[..])
+        );
         let mut buf = [0u8; MAX_KEY_LEN];
         assert_eq!(req(b"get a b\r\n").routing_key(&mut buf), Some(&b"a"[..]));
         let mut buf = [0u8; MAX_KEY_LEN];
