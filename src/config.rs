@@ -314,6 +314,7 @@ pub struct Config {
     pub spin_before_park: Duration,
     /// `--spin-busy-pct` (`transport::spin_gate`).
     pub spin_busy_pct: u32,
+    /// `--sched-policy`, which each core thread sets as it starts.
     pub sched_policy: SchedPolicy,
     pub balance_connections: bool,
     /// `--owner-writes`: a key's owner may write an unpipelined request's

@@ -377,6 +377,7 @@ impl Connection {
             return;
         }
         let mut hashes = [0u64; PREFETCH_AHEAD];
+        let mut decoded = [0u8; MAX_KEY_LEN];
         let (mut n, mut pos) = (0, 0);
         while ahead.len() < PREFETCH_AHEAD {
             let parsed = parse(&buffered[pos..], &self.limits);
@@ -385,7 +386,6 @@ impl Connection {
                 break;
             };
             pos += consumed;
-            let mut decoded = [0u8; MAX_KEY_LEN];
             if let Some(key) = request.routing_key(&mut decoded) {
                 let hash = self.hasher.hash(key);
                 if shard_of(hash, self.core.shards) == self.core.index {
