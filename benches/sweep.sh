@@ -218,12 +218,13 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fixed = sys.argv[2]
 servers = ("fc1", "fc2", "mc1", "mc2", "pk1")
 def get(server, p, target, field):
-    # The interleaved rounds' median where there are some, else the sweep's.
+    # The interleaved rounds' median (the lower middle one for an even
+    # count) where there are some, else the sweep's own point.
     found = [r for r in rows if r["server"] == server and r["pipeline"] == p
              and r["target_ops"] == target]
-    fixed = [r for r in found if r["phase"] == "fixed"]
-    found = sorted(float(r[field]) for r in (fixed or found))
-    return found[(len(found) - 1) // 2] if found else None
+    interleaved = [r for r in found if r["phase"] == "fixed"]
+    values = sorted(float(r[field]) for r in (interleaved or found))
+    return values[(len(values) - 1) // 2] if values else None
 def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 counts = {}
