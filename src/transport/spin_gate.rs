@@ -58,7 +58,7 @@ impl SpinGate {
     /// The core found nothing to do at `now`: how long to poll before it
     /// sleeps.
     pub fn idle(&mut self, now: Instant) -> Duration {
-        if self.limit.is_zero() {
+        if !self.polls() {
             return Duration::ZERO;
         }
         self.roll(now);
@@ -139,6 +139,26 @@ mod tests {
         (polls, t)
     }
 
+    /// The polls a new gate of `limit` and `busy_pct` asks for over `n`
+    /// such cycles.
+    fn polls_of_new_gate(
+        limit: Duration,
+        busy_pct: u32,
+        busy_us: u64,
+        idle_us: u64,
+        n: usize,
+    ) -> Vec<Duration> {
+        let t0 = Instant::now();
+        cycles(
+            &mut SpinGate::new(limit, busy_pct, t0),
+            t0,
+            busy_us,
+            idle_us,
+            n,
+        )
+        .0
+    }
+
     #[test]
     fn a_saturated_core_polls_from_its_second_window_on() {
         let t0 = Instant::now();
@@ -155,15 +175,12 @@ mod tests {
 
     #[test]
     fn everyday_load_never_polls() {
-        let t0 = Instant::now();
-        let mut gate = SpinGate::new(LIMIT, 90, t0);
         // 40% busy in short cycles: idle stretches often shorter than a
         // poll, but the core has time to spare.
-        let (polls, _) = cycles(&mut gate, t0, 20, 30, 2000);
+        let polls = polls_of_new_gate(LIMIT, 90, 20, 30, 2000);
         assert!(polls.iter().all(|p| p.is_zero()));
         // Just under the share: 85% busy.
-        let mut gate = SpinGate::new(LIMIT, 90, t0);
-        let (polls, _) = cycles(&mut gate, t0, 85, 15, 1000);
+        let polls = polls_of_new_gate(LIMIT, 90, 85, 15, 1000);
         assert!(polls.iter().all(|p| p.is_zero()));
     }
 
@@ -192,18 +209,14 @@ mod tests {
 
     #[test]
     fn a_zero_limit_never_polls() {
-        let t0 = Instant::now();
-        let mut gate = SpinGate::new(Duration::ZERO, 90, t0);
-        assert!(!gate.polls());
-        let (polls, _) = cycles(&mut gate, t0, 99, 1, 300);
+        assert!(!SpinGate::new(Duration::ZERO, 90, Instant::now()).polls());
+        let polls = polls_of_new_gate(Duration::ZERO, 90, 99, 1, 300);
         assert!(polls.iter().all(|p| p.is_zero()));
     }
 
     #[test]
     fn a_zero_share_always_polls() {
-        let t0 = Instant::now();
-        let mut gate = SpinGate::new(LIMIT, 0, t0);
-        let (polls, _) = cycles(&mut gate, t0, 1, 999, 30);
+        let polls = polls_of_new_gate(LIMIT, 0, 1, 999, 30);
         assert!(polls.iter().all(|&p| p == LIMIT));
     }
 }
