@@ -119,8 +119,8 @@ pub struct Args {
 
     /// Microseconds an idle core may keep polling (without system calls)
     /// for a request or another core's message before it sleeps. It polls
-    /// only while it was busy at least --spin-busy-pct (90%) of its last
-    /// 10 ms: a saturated core then waits out the few microseconds until
+    /// only while it was on the CPU at least --spin-busy-pct (90%) of its
+    /// last 10 ms: a saturated core then waits out the few microseconds until
     /// another core's answer instead of sleeping and being woken, while at
     /// everyday load a core sleeps at once and costs no CPU idling. Polling
     /// time counts as CPU time. Default: 50 with two or more cores, 0
@@ -129,9 +129,11 @@ pub struct Args {
     #[arg(long = "spin-us", value_name = "US")]
     pub spin_us: Option<u64>,
 
-    /// The busy share, in percent of its last 10 ms, a core needs before
-    /// it polls (`--spin-us`) rather than sleeping at once. Lower trades
-    /// more idle CPU for latency; 0 polls whenever it is idle.
+    /// The share, in percent of its last 10 ms, a core's thread must have
+    /// been on the CPU (polling aside) before it polls (`--spin-us`) rather
+    /// than sleeping at once. Each sleep's own CPU cost counts as busy, so a
+    /// saturated core that sleeps often still polls. Lower trades more idle
+    /// CPU for latency; 0 polls whenever it is idle.
     #[arg(long = "spin-busy-pct", value_name = "PCT", default_value_t = 90,
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub spin_busy_pct: u32,

@@ -746,11 +746,15 @@ fn flag_messages_say_what_they_mean() {
     // clap wraps the text to the terminal's width.
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        help.contains("busy at least --spin-busy-pct (90%)"),
+        help.contains("on the CPU at least --spin-busy-pct (90%)"),
         "{help}"
     );
     assert!(help.contains("0 (never) with one"), "{help}");
     assert!(help.contains("0 polls whenever it is idle"), "{help}");
+    assert!(
+        help.contains("Each sleep's own CPU cost counts as busy"),
+        "{help}"
+    );
     assert!(!help.contains("membarrier"), "{help}");
     assert!(
         help.contains("--sched-policy <batch|other> Linux scheduling policy of the core threads"),
