@@ -82,7 +82,7 @@ impl SpinGate<ThreadCpu> {
 
 impl<C: CpuClock> SpinGate<C> {
     pub fn with_clock(limit: Duration, busy_pct: u32, now: Instant, mut cpu: C) -> SpinGate<C> {
-        let window_cpu = if limit.is_zero() {
+        let window_cpu = if limit.is_zero() || busy_pct == 0 {
             None
         } else {
             cpu.cpu_time()
@@ -152,7 +152,8 @@ impl<C: CpuClock> SpinGate<C> {
         if elapsed < WINDOW {
             return;
         }
-        let cpu = self.cpu.cpu_time();
+        // A zero share polls always and needs no clock.
+        let cpu = (self.busy_pct > 0).then(|| self.cpu.cpu_time()).flatten();
         if self.busy_pct > 0 {
             self.open = match (self.window_cpu, cpu) {
                 (Some(start), Some(end)) => {
@@ -387,8 +388,9 @@ mod tests {
     #[test]
     fn a_poll_counts_in_the_window_it_ends_in_and_no_longer_than_its_limit() {
         let t0 = Instant::now();
-        let (mut gate, cpu) = gate(LIMIT, 0, t0);
-        gate.busy_pct = 90;
+        let (mut gate, cpu) = gate(LIMIT, 90, t0);
+        // As if the window before had opened it.
+        gate.open = true;
         // Polling from 9.9 ms; the poll runs out and the core sleeps until
         // 10.5 ms, on the CPU for 9.9 ms of work, the 50 µs poll and 10 µs
         // of sleep: judged then, 9.91 of 10.5 ms busy (94%), open.
