@@ -6,7 +6,9 @@
 #   ind   N independent ferrocache --cores 1 processes, one per CPU 0..N-1,
 #         each on its own port with 1/N of the keys and of the memory, the
 #         load split evenly: the same work with no cross-shard forwarding
-#   spin  ferrocache --cores N --spin-us SPIN_US (for N in SPIN_NS)
+#   spin  ferrocache --cores N --spin-us SPIN_US --spin-busy-pct SPIN_BUSY_PCT
+#         (for N in SPIN_NS): by default a core that always polls, against
+#         fc's gated poll; SPIN_US=0 gives one that never does
 #   glm   ferrocache --cores N --socket-io glommio (for N in GLOMMIO_NS)
 #
 # for N in NS and each pipeline depth, the load generator on LOADGEN_CPUS
@@ -34,7 +36,7 @@
 # CONNS_PER_CORE (64: connections per server core, at every pipeline),
 # KEYS (100000), VALUE_SIZE (100), RATIO (1:10), MEMORY_MB (1024, total for
 # each kind), LOADGEN_CPUS (8-15), LOADGEN_THREADS (number of LOADGEN_CPUS),
-# KINDS ("fc mc ind spin glm"), SPIN_US (50), SPIN_NS ("8"), GLOMMIO_NS
+# KINDS ("fc mc ind spin glm"), SPIN_US (50), SPIN_BUSY_PCT (0), SPIN_NS ("8"), GLOMMIO_NS
 # ("1 2 8"), RESULTS_DIR (where
 # raw outputs, results.tsv and summary.txt go; default a new directory under
 # /tmp, printed), FERROCACHE_BIN and LOADGEN (prebuilt binaries: skip the
@@ -122,6 +124,7 @@ MEMORY_MB="${MEMORY_MB:-1024}"
 LOADGEN_CPUS="${LOADGEN_CPUS:-8-15}"
 KINDS="${KINDS:-fc mc ind spin glm}"
 SPIN_US="${SPIN_US:-50}"
+SPIN_BUSY_PCT="${SPIN_BUSY_PCT:-0}"
 SPIN_NS="${SPIN_NS:-8}"
 GLOMMIO_NS="${GLOMMIO_NS:-1 2 8}"
 if [[ -z "${RESULTS_DIR:-}" ]]; then
@@ -341,7 +344,7 @@ run_kind() {
   case $kind in
   fc | spin | glm)
     local extra=()
-    if [[ $kind == spin ]]; then extra=(--spin-us "$SPIN_US"); fi
+    if [[ $kind == spin ]]; then extra=(--spin-us "$SPIN_US" --spin-busy-pct "$SPIN_BUSY_PCT"); fi
     if [[ $kind == glm ]]; then extra=(--socket-io glommio); fi
     start_ferrocache "$kind$n-r$r" "$cpus" --cores "$n" --memory-mb "$MEMORY_MB" "${extra[@]}"
     SERVERS=("$kind$n-r$r")
@@ -393,7 +396,7 @@ run_kind() {
   echo "settings: NS=\"$NS\" PIPELINES=\"$PIPELINES\" DURATION=$DURATION ROUNDS=$ROUNDS" \
     "CONNS_PER_CORE=$CONNS_PER_CORE KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE RATIO=$RATIO" \
     "MEMORY_MB=$MEMORY_MB LOADGEN_CPUS=$LOADGEN_CPUS LOADGEN_THREADS=$LOADGEN_THREADS" \
-    "KINDS=\"$KINDS\" SPIN_US=$SPIN_US SPIN_NS=\"$SPIN_NS\""
+    "KINDS=\"$KINDS\" SPIN_US=$SPIN_US SPIN_BUSY_PCT=$SPIN_BUSY_PCT SPIN_NS=\"$SPIN_NS\""
 } | tee "$RESULTS_DIR/machine.txt" >&2
 
 # ---- run ------------------------------------------------------------------------
