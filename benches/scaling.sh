@@ -36,8 +36,8 @@
 # CONNS_PER_CORE (64: connections per server core, at every pipeline),
 # KEYS (100000), VALUE_SIZE (100), RATIO (1:10), MEMORY_MB (1024, total for
 # each kind), LOADGEN_CPUS (8-15), LOADGEN_THREADS (number of LOADGEN_CPUS),
-# KINDS ("fc mc ind spin glm"), SPIN_US (50), SPIN_BUSY_PCT (0), SPIN_NS ("8"), GLOMMIO_NS
-# ("1 2 8"), RESULTS_DIR (where
+# KINDS ("fc mc ind spin glm"), SPIN_US (50), SPIN_BUSY_PCT (0), SPIN_NS
+# ("8"), GLOMMIO_NS ("1 2 8"), RESULTS_DIR (where
 # raw outputs, results.tsv and summary.txt go; default a new directory under
 # /tmp, printed), FERROCACHE_BIN and LOADGEN (prebuilt binaries: skip the
 # cargo build), MEMCACHED_BIN (default: memcached on PATH), MEMCACHED_LIBS

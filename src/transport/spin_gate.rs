@@ -30,7 +30,8 @@
 //! as idle, so it cannot keep itself on, and it can cost at most the idle
 //! share that remains (10% of a core). A core that shares its CPU with
 //! another busy task (the load generator on a small machine) is off the
-//! CPU while that task runs, so it does not poll into the other's time.
+//! CPU while that task runs, so its share stays low and it does not take
+//! that task's time to poll.
 //! The gate reads the wall clock only when the core goes idle and when work
 //! comes back, and the CPU clock once a window.
 
