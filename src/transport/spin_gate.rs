@@ -147,23 +147,21 @@ impl<C: CpuClock> SpinGate<C> {
     }
 
     /// Judges the window once it is whole, and starts the next. A poll
-    /// counts in the window it ends in.
+    /// counts in the window it ends in. A zero share is open from the
+    /// start and judges nothing, so it reads no clock.
     fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed < WINDOW {
+        if self.busy_pct == 0 || elapsed < WINDOW {
             return;
         }
-        // A zero share polls always and needs no clock.
-        let cpu = (self.busy_pct > 0).then(|| self.cpu.cpu_time()).flatten();
-        if self.busy_pct > 0 {
-            self.open = match (self.window_cpu, cpu) {
-                (Some(start), Some(end)) => {
-                    let busy = end.saturating_sub(start).saturating_sub(self.polled);
-                    busy * 100 >= elapsed * self.busy_pct
-                }
-                _ => false,
-            };
-        }
+        let cpu = self.cpu.cpu_time();
+        self.open = match (self.window_cpu, cpu) {
+            (Some(start), Some(end)) => {
+                let busy = end.saturating_sub(start).saturating_sub(self.polled);
+                busy * 100 >= elapsed * self.busy_pct
+            }
+            _ => false,
+        };
         self.window_start = now;
         self.window_cpu = cpu;
         self.polled = Duration::ZERO;
