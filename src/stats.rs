@@ -57,6 +57,10 @@ counters! {
         // busy share opened the gate), and how many of those polls found
         // work before the limit.
         idle_polls, idle_poll_hits,
+        // Times an idle core slept in its own socket ring, and times it
+        // parked through glommio instead (each of those costs a
+        // `membarrier` that interrupts every CPU running the server).
+        idle_sleeps, idle_parks,
         // Gauges: bytes the connections' buffers hold now, and bytes of
         // forwarded replies that other cores owe or this core still holds.
         conn_buffer_bytes, forward_reply_bytes,

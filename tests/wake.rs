@@ -1,11 +1,12 @@
 //! The idle and wake path between cores, against the real binary: a core
-//! that sleeps (in its own ring for a short wait, through glommio for a
-//! long one) is woken by every request another core forwards to it, and
-//! shutdown with forwarded requests in flight ends cleanly.
+//! that sleeps (in its own ring, where its timers also end the sleep, or
+//! through glommio on glommio's sockets) is woken by every request another
+//! core forwards to it, an idle core never parks through glommio while it
+//! has a ring, and shutdown with forwarded requests in flight ends cleanly.
 //!
 //! A lost wake-up shows here as a reply that never comes (the connection's
-//! 10-second read timeout fails the test) or, for the short sleep's bound, as
-//! a round trip far slower than the gap it followed.
+//! 10-second read timeout fails the test) or as a round trip far slower
+//! than the gap it followed.
 
 mod common;
 
@@ -29,12 +30,11 @@ fn get(conn: &mut Conn, key: &str, value: &str) -> Duration {
     start.elapsed()
 }
 
-/// Requests one at a time with gaps that let the cores sleep: gaps shorter
-/// than the in-ring sleep's bound (2 ms), and longer ones, after which the
-/// owner parks through glommio. Every reply comes, and the slowest round
-/// trip stays far below the read timeout. Returns the server's `stats`
-/// counts of idle polls and of those that found work.
-fn every_forwarded_request_wakes_its_owner(extra: &[&str]) -> (u64, u64) {
+/// Requests one at a time with gaps that let the cores sleep, from none to
+/// 20 ms. Every reply comes, and the slowest round trip stays far below the
+/// read timeout. Returns the server's `stats`: idle polls and those that
+/// found work, sleeps in the ring and parks through glommio.
+fn every_forwarded_request_wakes_its_owner(extra: &[&str]) -> [u64; 4] {
     let server = Server::start(extra);
     let mut conn = server.connect();
     for k in 0..KEYS {
@@ -60,10 +60,7 @@ fn every_forwarded_request_wakes_its_owner(extra: &[&str]) -> (u64, u64) {
         "a round trip took {slowest:?}: a core slept through its message"
     );
     let stats = stats_of(&mut conn, "");
-    (
-        stat_num(&stats, "idle_polls"),
-        stat_num(&stats, "idle_poll_hits"),
-    )
+    ["idle_polls", "idle_poll_hits", "idle_sleeps", "idle_parks"].map(|s| stat_num(&stats, s))
 }
 
 #[test]
@@ -71,8 +68,12 @@ fn every_forwarded_request_wakes_its_owner_on_the_socket_ring() {
     // The default polls 50 µs, gated: one round trip at a time keeps each
     // core's thread on its CPU far less than 90% of the time (as its
     // thread CPU clock reads it), so no core ever polls.
-    let (polls, _) = every_forwarded_request_wakes_its_owner(&[]);
+    let [polls, _, sleeps, parks] = every_forwarded_request_wakes_its_owner(&[]);
     assert_eq!(polls, 0, "the gate opened on an idle server");
+    // Each core slept between requests, in its ring: the 20 ms gaps are
+    // ten times what its sleep there once lasted before it parked.
+    assert!(sleeps >= 64, "only {sleeps} sleeps in the ring");
+    assert_eq!(parks, 0, "a core parked through glommio");
 }
 
 #[test]
@@ -81,7 +82,7 @@ fn every_forwarded_request_wakes_its_owner_after_a_spin() {
     // catches messages that come within it, and must not lose those that
     // come after it gave up. One round trip at a time never makes a core
     // busy enough for the default gate, so it polls whenever idle here.
-    let (polls, hits) =
+    let [polls, hits, ..] =
         every_forwarded_request_wakes_its_owner(&["--spin-us", "100", "--spin-busy-pct", "0"]);
     // Every idle stretch began with a poll, and the gaps outlast most.
     assert!(polls >= 64, "only {polls} polls");
@@ -90,8 +91,39 @@ fn every_forwarded_request_wakes_its_owner_after_a_spin() {
 
 #[test]
 fn every_forwarded_request_wakes_its_owner_on_glommio_sockets() {
-    // No socket ring: the bell is an eventfd glommio reads.
-    every_forwarded_request_wakes_its_owner(&["--socket-io", "glommio"]);
+    // No socket ring: the bell is an eventfd glommio reads, and the core
+    // sleeps only through glommio, which these counters do not count.
+    let [_, _, sleeps, parks] =
+        every_forwarded_request_wakes_its_owner(&["--socket-io", "glommio"]);
+    assert_eq!((sleeps, parks), (0, 0));
+}
+
+/// An idle server's cores sleep in their rings and wake only for their own
+/// timers, which are on the ring: the deadline check every 250 ms ends
+/// each sleep long before the in-ring sleep's bound (1 s), after which a
+/// core would park through glommio (a `membarrier` each time). Were the
+/// timers glommio's, the ring could not see them, and every sleep would
+/// last the full second and end in a park.
+#[test]
+fn an_idle_core_sleeps_in_its_ring_and_wakes_for_its_timers() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let before = stats_of(&mut conn, "");
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = stats_of(&mut conn, "");
+    let delta = |s: &str| stat_num(&after, s) - stat_num(&before, s);
+    assert_eq!(
+        delta("idle_parks"),
+        0,
+        "an idle core parked through glommio"
+    );
+    // Two cores, each woken four times a second by its deadline check.
+    let sleeps = delta("idle_sleeps");
+    assert!(
+        (12..=200).contains(&sleeps),
+        "{sleeps} sleeps in 2.5 s: the timers did not end them, or something woke the cores \
+         far more often than the timers"
+    );
 }
 
 /// Many connections at once, each pipelining gets of keys on both cores:

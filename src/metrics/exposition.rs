@@ -325,6 +325,19 @@ impl Collector for Exposition {
         )?;
         counter(
             enc,
+            "ferrocache_idle_sleeps",
+            "Times an idle core slept in its own socket ring.",
+            conns.idle_sleeps,
+        )?;
+        counter(
+            enc,
+            "ferrocache_idle_parks",
+            "Times an idle core parked through glommio (a membarrier that interrupts every CPU \
+             running the server): only after a second with nothing, not even its own timers.",
+            conns.idle_parks,
+        )?;
+        counter(
+            enc,
             "ferrocache_forwarded_batches",
             "Batches of forwarded requests sent between cores.",
             conns.forward_batches,

@@ -270,6 +270,16 @@ impl Core {
         }
     }
 
+    /// Waits `period`: on the core's socket ring where it has one, so the
+    /// timer ends the driver's sleep there (`uring`), else on glommio's
+    /// timers.
+    pub async fn pause(&self, period: std::time::Duration) {
+        match &self.ring {
+            Some(ring) => ring.pause(period).await,
+            None => glommio::timer::sleep(period).await,
+        }
+    }
+
     /// This core's figures: one namespace's, or (`None`) the core's totals,
     /// connection counters included.
     pub fn report(&self, ns: Option<NsId>) -> Report {
@@ -279,6 +289,7 @@ impl Core {
             report.conns.forward_reply_bytes = self.forward_reply_bytes() as u64;
             if let Some(ring) = &self.ring {
                 (report.conns.idle_polls, report.conns.idle_poll_hits) = ring.idle_polls();
+                (report.conns.idle_sleeps, report.conns.idle_parks) = ring.idle_sleeps();
             }
         }
         report

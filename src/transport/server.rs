@@ -542,13 +542,13 @@ async fn executor(
             }
             Err(_) if shared.shutting_down() => break,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                out_of_fds.refuse_one(&listener).await;
+                out_of_fds.refuse_one(&core, &listener).await;
             }
             Err(e) => {
                 // Anything else: log (at most once a second), back off
                 // briefly, keep serving.
                 out_of_fds.note_failure(&e);
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                core.pause(Duration::from_millis(10)).await;
             }
         }
     }
@@ -579,7 +579,7 @@ async fn accept_tls(core: Rc<Core>, listener: Listener, tls: Arc<Tls>) {
             Err(_) if core.shared.shutting_down() => break,
             Err(e) => {
                 crate::throttled_warn!(error = %e, "TLS accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                core.pause(Duration::from_millis(10)).await;
             }
         }
     }
@@ -613,7 +613,7 @@ impl OutOfDescriptors {
         }
     }
 
-    async fn refuse_one(&mut self, listener: &Listener) {
+    async fn refuse_one(&mut self, core: &Core, listener: &Listener) {
         self.spare = None;
         match listener.accept().await {
             Ok(mut socket) => {
@@ -628,7 +628,7 @@ impl OutOfDescriptors {
                 self.failed += 1;
                 self.last_error = e.to_string();
                 // No spare to free: wait for descriptors to come back.
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                core.pause(Duration::from_millis(10)).await;
             }
         }
         self.spare = std::fs::File::open("/dev/null").ok();
@@ -673,7 +673,7 @@ async fn hand_over(core: &Core, home: usize, socket: Socket) {
 
 async fn sweep(core: Rc<Core>) {
     loop {
-        glommio::timer::sleep(SWEEP_EVERY).await;
+        core.pause(SWEEP_EVERY).await;
         core.shard.borrow_mut().tick(SWEEP_BUDGET);
         Namespaces::global().maintain(core.index, core.shards, &mut *core.shard.borrow_mut());
     }
@@ -685,6 +685,6 @@ async fn publish_metrics(core: Rc<Core>, board: Arc<Board>) {
     loop {
         let snapshot = CoreSnapshot::take(core.index, &core.shard.borrow(), &core.conns.borrow());
         board.publish(snapshot);
-        glommio::timer::sleep(metrics::PUBLISH_EVERY).await;
+        core.pause(metrics::PUBLISH_EVERY).await;
     }
 }

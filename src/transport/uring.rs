@@ -24,17 +24,19 @@
 //! task of the core can run until a completion or a message arrives. The
 //! driver then polls for one for up to `--spin-us`, if the core has lately
 //! been busy enough for that to pay (`spin_gate`), and sleeps right here,
-//! in `io_uring_enter` on this ring, for a short while (`SHORT_SLEEP`):
-//! socket completions, and wake-ups other cores post with
-//! `IORING_OP_MSG_RING` (see `bell`), end it. glommio's idle path (its
-//! own rings' enters, its timers re-armed, a `membarrier`) stays out of the
-//! way of a short wait. A longer one ends the short sleep, and the driver
-//! then parks on the eventfd registered with this ring, read through
-//! glommio, so the executor sleeps as usual and its timers fire. Operations
-//! queued while the driver is parked there (say, sends of replies that came
-//! back from other cores) are submitted by a second task, woken by the first
-//! of them, after the other tasks runnable then have queued theirs: one
-//! `io_uring_enter` for all of them, not one each.
+//! in `io_uring_enter` on this ring: socket completions, wake-ups other
+//! cores post with `IORING_OP_MSG_RING` (see `bell`), and the core's own
+//! timers (`pause`, an `IORING_OP_TIMEOUT`) end it. glommio's idle path
+//! (its own rings' enters, its timers re-armed, a `membarrier`, which
+//! interrupts every CPU that runs one of the process's threads) stays out
+//! of the way. Only a core that stays idle for all of `RING_SLEEP`, with
+//! not even a timer of its own due, parks on the eventfd registered with
+//! this ring, read through glommio, so the executor sleeps as usual and
+//! glommio's timers fire. Operations queued while the driver is parked
+//! there (say, sends of replies that came back from other cores) are
+//! submitted by a second task, woken by the first of them, after the other
+//! tasks runnable then have queued theirs: one `io_uring_enter` for all of
+//! them, not one each.
 //!
 //! Buffers are owned by the operation until its completion arrives, so a
 //! dropped future can never leave the kernel writing into freed memory.
@@ -68,9 +70,11 @@ const WAKE_USER_DATA: u64 = u64::MAX - 1;
 /// A wake-up this core sent that failed (its success posts nothing here):
 /// the low 32 bits are the woken core's eventfd, rung instead.
 const WAKE_SENT_TAG: u64 = 0xfffe_0000_0000_0000;
-/// The longest a core sleeps in this ring before it parks through glommio,
-/// whose timers it would otherwise hold up.
-const SHORT_SLEEP: Duration = Duration::from_millis(2);
+/// The longest a core sleeps in this ring before it parks through glommio.
+/// The core's timers run on this ring, and the deadline check alone wakes
+/// it every `DEADLINE_CHECK`, so this bounds only how late a glommio timer
+/// (none of the core's own) could fire.
+const RING_SLEEP: Duration = Duration::from_secs(1);
 /// The result an operation cancelled at its deadline finishes with.
 const EXPIRED: i32 = -libc::ETIMEDOUT;
 /// How often waiting receives are checked against their deadlines.
@@ -88,6 +92,9 @@ enum Slot {
         deadline: Option<Duration>,
         /// Cancelled at its deadline: a failure then means `TimedOut`.
         expired: bool,
+        /// A timer's expiry time, read by the kernel when it submits the
+        /// operation (boxed: the slot table may move).
+        timespec: Option<Box<types::Timespec>>,
     },
     Done {
         result: i32,
@@ -97,6 +104,7 @@ enum Slot {
     /// waits here for the completion.
     Orphaned {
         _buf: Option<Vec<u8>>,
+        _timespec: Option<Box<types::Timespec>>,
     },
 }
 
@@ -118,6 +126,9 @@ pub struct Ring {
     /// Polls before sleeping, and those that found work (`stats`).
     polls: Cell<u64>,
     poll_hits: Cell<u64>,
+    /// Sleeps in this ring, and parks through glommio (`stats`).
+    sleeps: Cell<u64>,
+    parks: Cell<u64>,
 }
 
 impl Ring {
@@ -153,10 +164,17 @@ impl Ring {
             with_deadline: Cell::new(0),
             polls: Cell::new(0),
             poll_hits: Cell::new(0),
+            sleeps: Cell::new(0),
+            parks: Cell::new(0),
         }))
     }
 
-    fn allocate(&self, buf: Option<Vec<u8>>, deadline: Option<Duration>) -> u32 {
+    fn allocate(
+        &self,
+        buf: Option<Vec<u8>>,
+        deadline: Option<Duration>,
+        timespec: Option<Box<types::Timespec>>,
+    ) -> u32 {
         if deadline.is_some() {
             self.with_deadline.set(self.with_deadline.get() + 1);
         }
@@ -165,6 +183,7 @@ impl Ring {
             buf,
             deadline,
             expired: false,
+            timespec,
         };
         if let Some(id) = self.free.borrow_mut().pop() {
             self.slots.borrow_mut()[id as usize] = slot;
@@ -225,6 +244,12 @@ impl Ring {
         (self.polls.get(), self.poll_hits.get())
     }
 
+    /// How often the idle core slept in this ring, and how often it parked
+    /// through glommio.
+    pub fn idle_sleeps(&self) -> (u64, u64) {
+        (self.sleeps.get(), self.parks.get())
+    }
+
     /// This ring's descriptor, where other cores post wake-ups.
     pub fn fd(&self) -> RawFd {
         self.ring.borrow().as_raw_fd()
@@ -255,13 +280,30 @@ impl Ring {
         buf: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Op {
-        let id = self.allocate(buf, timeout.map(|d| coarse_now() + d));
+        let id = self.allocate(buf, timeout.map(|d| coarse_now() + d), None);
+        self.launch(id, entry)
+    }
+
+    fn launch(self: &Rc<Self>, id: u32, entry: squeue::Entry) -> Op {
         self.push(&[entry.user_data(u64::from(id))]);
         Op {
             ring: self.clone(),
             id,
             finished: false,
         }
+    }
+
+    /// Waits `period`: a timer on this ring (`IORING_OP_TIMEOUT`), whose
+    /// expiry is a completion like any other, so it ends the driver's sleep
+    /// in the ring. glommio's timers cannot: the core's own timers run on
+    /// this, so that an idle core sleeps here, not through glommio.
+    pub async fn pause(self: &Rc<Self>, period: Duration) {
+        let timespec = Box::new(types::Timespec::from(period));
+        let entry = opcode::Timeout::new(&*timespec).build();
+        let id = self.allocate(None, None, Some(timespec));
+        // Ends with -ETIME when the time is up: nothing else ends it but
+        // dropping this future, which cancels it.
+        let _ = self.launch(id, entry).await;
     }
 
     /// Receives into `buf[at..]`. A read that waits past `timeout` fails
@@ -382,6 +424,7 @@ impl Ring {
                     buf,
                     deadline,
                     expired,
+                    timespec: _,
                 } => {
                     if deadline.is_some() {
                         self.with_deadline.set(self.with_deadline.get() - 1);
@@ -479,16 +522,19 @@ impl Ring {
             // Idle from here until work comes back (`gate.work_came`).
             let poll = gate.went_idle();
             let found = (!poll.is_zero() && self.spin(poll, &*inbound))
-                || self.short_sleep(bell, &*inbound);
+                || self.sleep_parked(bell, &*inbound);
             if found {
                 gate.work_came();
                 continue;
             }
-            // A longer wait: park through glommio, still rung by the bell,
-            // now by deferred messages too, so an idle core holds none of
-            // them (nor the buffers and budget they carry) past the short
-            // sleep. Unmute, then look once more, because whatever completed
-            // while muted did not signal.
+            // Nothing all that time, not even a timer of the ring: park
+            // through glommio, whose own timers (none of the core's) the
+            // ring cannot see. Still rung by the bell, now by deferred
+            // messages too, so a core idle that long holds none of them
+            // (nor the buffers and budget they carry). Unmute, then look
+            // once more, because whatever completed while muted did not
+            // signal.
+            self.parks.set(self.parks.get() + 1);
             bell.park(true);
             self.mute_wakeups(false);
             if self.turn() > 0 || inbound.pending() {
@@ -507,11 +553,18 @@ impl Ring {
         }
     }
 
-    /// Parked on `bell`, sleeps in the ring for up to `SHORT_SLEEP`; whether
+    /// Parked on `bell`, sleeps in the ring for up to `RING_SLEEP`; whether
     /// work came (whatever completed before, the sleep reaps at once).
-    fn short_sleep(&self, bell: &Bell, inbound: &dyn Inbound) -> bool {
+    /// Deferred messages (`bell`) ring it only if a task waits on one; the
+    /// others wait in their queue until the core wakes for something else,
+    /// its next timer at the latest, since nothing on this core needs them
+    /// sooner, and a sender whose queue fills rings it regardless.
+    fn sleep_parked(&self, bell: &Bell, inbound: &dyn Inbound) -> bool {
         bell.park(inbound.wants_deferred());
-        let woke = inbound.pending() || self.sleep(SHORT_SLEEP);
+        let woke = inbound.pending() || {
+            self.sleeps.set(self.sleeps.get() + 1);
+            self.sleep(RING_SLEEP)
+        };
         if woke {
             bell.unpark();
         }
@@ -535,7 +588,7 @@ impl Ring {
     /// deadlines. Runs for the life of the core.
     pub async fn watch_deadlines(self: Rc<Self>) {
         loop {
-            glommio::timer::sleep(DEADLINE_CHECK).await;
+            self.pause(DEADLINE_CHECK).await;
             if self.with_deadline.get() > 0 {
                 self.expire(coarse_now());
             }
@@ -610,9 +663,10 @@ fn activity() -> u64 {
     ACTIVITY.with(Cell::get)
 }
 
-/// A wake-up's `IORING_OP_MSG_RING` failed: ring `eventfd` instead (the
-/// woken core then waits at most `SHORT_SLEEP` before it reads it), and say
-/// so once.
+/// A wake-up's `IORING_OP_MSG_RING` failed: ring `eventfd` instead, and
+/// say so once. That wakes a core parked through glommio at once; one
+/// asleep in its ring finds the message when its sleep ends, at its next
+/// timer at the latest (the deadline check's, within `DEADLINE_CHECK`).
 fn wake_failed(result: i32, eventfd: RawFd) {
     static LOGGED: std::sync::Once = std::sync::Once::new();
     LOGGED.call_once(|| {
@@ -666,13 +720,21 @@ impl Drop for Op {
         let mut slots = self.ring.slots.borrow_mut();
         let slot = &mut slots[self.id as usize];
         match std::mem::replace(slot, Slot::Free) {
-            Slot::Waiting { buf, deadline, .. } => {
+            Slot::Waiting {
+                buf,
+                deadline,
+                timespec,
+                ..
+            } => {
                 if deadline.is_some() {
                     self.ring
                         .with_deadline
                         .set(self.ring.with_deadline.get() - 1);
                 }
-                *slot = Slot::Orphaned { _buf: buf };
+                *slot = Slot::Orphaned {
+                    _buf: buf,
+                    _timespec: timespec,
+                };
                 drop(slots);
                 // Nobody waits for it now: have the kernel finish it soon,
                 // so the buffer and the slot come back.
@@ -751,5 +813,56 @@ mod tests {
         let (read, buf) = block_on(recv);
         assert_eq!(&buf[..read.unwrap()], b"hello");
         drop(writer.join().unwrap());
+    }
+
+    /// A timer of the ring is a completion like any other: it ends a sleep
+    /// in the ring when it falls due, not before, so the core's timers need
+    /// no park through glommio.
+    #[test]
+    fn a_timer_on_the_ring_ends_a_sleep_in_it() {
+        let bell = Bell::new().unwrap();
+        let ring = Ring::new(bell.eventfd()).expect("this kernel has DEFER_TASKRUN and MSG_RING");
+        let start = Instant::now();
+        let mut pause = Box::pin(ring.pause(Duration::from_millis(30)));
+        assert!(block_on(poll_once(&mut pause)).is_none(), "not due yet");
+        assert!(
+            ring.sleep(Duration::from_secs(10)),
+            "the timer ended the sleep"
+        );
+        let slept = start.elapsed();
+        assert!(
+            (Duration::from_millis(29)..Duration::from_secs(5)).contains(&slept),
+            "slept {slept:?} for a 30 ms timer"
+        );
+        assert!(ring.turn() > 0, "the turn reaps the timer");
+        assert!(
+            block_on(poll_once(&mut pause)).is_some(),
+            "the wait is over"
+        );
+        assert_eq!(ring.free.borrow().len(), 1, "its slot is free again");
+    }
+
+    /// A timer dropped before it falls due is cancelled: its slot, and the
+    /// expiry time the kernel reads, are let go when its completion comes,
+    /// not a minute later.
+    #[test]
+    fn a_dropped_timer_is_cancelled() {
+        let bell = Bell::new().unwrap();
+        let ring = Ring::new(bell.eventfd()).expect("this kernel has DEFER_TASKRUN and MSG_RING");
+        let mut pause = Box::pin(ring.pause(Duration::from_secs(60)));
+        assert!(block_on(poll_once(&mut pause)).is_none());
+        assert!(ring.turn() > 0, "the timer is submitted");
+        drop(pause);
+        assert!(matches!(ring.slots.borrow()[0], Slot::Orphaned { .. }));
+        let start = Instant::now();
+        while ring.free.borrow().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the dropped timer was not cancelled"
+            );
+            ring.sleep(Duration::from_millis(100));
+            ring.turn();
+        }
+        assert!(matches!(ring.slots.borrow()[0], Slot::Free));
     }
 }
