@@ -555,10 +555,11 @@ impl Ring {
 
     /// Parked on `bell`, sleeps in the ring for up to `RING_SLEEP`; whether
     /// work came (whatever completed before, the sleep reaps at once).
-    /// Deferred messages (`bell`) ring it only if a task waits on one; the
-    /// others wait in their queue until the core wakes for something else,
-    /// its next timer at the latest, since nothing on this core needs them
-    /// sooner, and a sender whose queue fills rings it regardless.
+    /// Deferred messages (`bell`) ring it only if it wants them (a task
+    /// waits on one, or its forwarding budget runs short); otherwise they
+    /// wait in their queue until the core wakes for something else, its
+    /// next timer at the latest, and a sender whose queue fills rings it
+    /// regardless.
     fn sleep_parked(&self, bell: &Bell, inbound: &dyn Inbound) -> bool {
         bell.park(inbound.wants_deferred());
         let woke = inbound.pending() || {
