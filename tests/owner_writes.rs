@@ -2,8 +2,9 @@
 //! another core owns is answered by that core, straight to the client's
 //! socket, byte for byte as the connection's own core would answer it; a
 //! reply the owner cannot write at once (the client reads nothing) is
-//! finished by the connection's core, in order; and pipelined requests
-//! keep going the usual way.
+//! finished by the connection's core, in order; and pipelined reads keep
+//! going through the connection's core (lending the socket for them cost
+//! more than the wake-up it saved: docs/PERFORMANCE.md, round 14).
 
 mod common;
 
@@ -15,15 +16,21 @@ use common::{stat_num, stats_of, Conn, Server};
 /// A key of `prefix` that the other core owns, whichever core serves
 /// `conn`: a lone `get` of it is forwarded (`forward_requests` grows).
 fn remote_key(conn: &mut Conn, prefix: &str) -> String {
+    key_on(conn, prefix, true)
+}
+
+/// A key of `prefix` that `conn`'s own core owns (`remote` false), or the
+/// other core (`remote` true).
+fn key_on(conn: &mut Conn, prefix: &str, remote: bool) -> String {
     for i in 0..256 {
         let key = format!("{prefix}{i}");
         let before = stat_num(&stats_of(conn, ""), "forward_requests");
         conn.roundtrip(format!("get {key}\r\n").as_bytes(), b"END\r\n");
-        if stat_num(&stats_of(conn, ""), "forward_requests") > before {
+        if (stat_num(&stats_of(conn, ""), "forward_requests") > before) == remote {
             return key;
         }
     }
-    panic!("256 keys and none on the other core");
+    panic!("256 keys and none on the core asked for");
 }
 
 fn owner_written(conn: &mut Conn) -> u64 {
@@ -57,8 +64,7 @@ fn lone_requests(extra: &[&str]) -> u64 {
     conn.send(format!("mg {key} v q\r\n").as_bytes());
     std::thread::sleep(Duration::from_millis(20));
     conn.roundtrip(b"mn\r\n", b"MN\r\n");
-    // The same requests pipelined: one read, replies in order, through
-    // the connection's core.
+    // The same requests pipelined: one read, replies in order.
     let pipelined = format!("set {key} 0 0 1\r\nx\r\nget {key}\r\ndelete {key}\r\n");
     let replies = format!("STORED\r\nVALUE {key} 0 1\r\nx\r\nEND\r\nDELETED\r\n");
     conn.roundtrip(pipelined.as_bytes(), replies.as_bytes());
@@ -74,6 +80,30 @@ fn a_lone_request_for_another_core_is_answered_by_its_owner() {
 #[test]
 fn without_owner_writes_the_connections_core_writes_every_reply() {
     assert_eq!(lone_requests(&["--owner-writes", "off"]), 0);
+}
+
+/// One read of requests for both cores is answered as memcached 1.6.18
+/// answers it, every reply written by the connection's own core.
+#[test]
+fn a_pipelined_read_for_both_cores_is_written_in_order_by_its_core() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let local = key_on(&mut conn, "here:", false);
+    let remote = remote_key(&mut conn, "there:");
+    let missing = remote_key(&mut conn, "missing:");
+    let before = owner_written(&mut conn);
+    let read = format!(
+        "set {local} 0 0 1\r\nl\r\nset {remote} 1 0 1\r\nr\r\nget {local} {remote}\r\n\
+         get {remote}\r\nmg {remote} v q\r\nmg {missing} v q\r\ndelete {local}\r\n\
+         incr {remote} 1\r\nmn\r\n"
+    );
+    let replies = format!(
+        "STORED\r\nSTORED\r\nVALUE {local} 0 1\r\nl\r\nVALUE {remote} 1 1\r\nr\r\nEND\r\n\
+         VALUE {remote} 1 1\r\nr\r\nEND\r\nVA 1\r\nr\r\nDELETED\r\n\
+         CLIENT_ERROR cannot increment or decrement non-numeric value\r\nMN\r\n"
+    );
+    conn.roundtrip(read.as_bytes(), replies.as_bytes());
+    assert_eq!(owner_written(&mut conn), before);
 }
 
 #[test]
@@ -95,17 +125,43 @@ fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
     setup.send(&set);
     assert_eq!(setup.read_until(b"\r\n"), b"STORED\r\n");
 
-    const GETS: usize = 8; // 7.2 MB, past any send buffer the kernel allows
-    for _ in 0..GETS {
-        conn.send(format!("get {key}\r\n").as_bytes());
+    // And a key of the connection's own core, whose replies come between
+    // the owner's when pipelined.
+    let local = key_on(&mut conn, "small:", false);
+    conn.roundtrip(
+        format!("set {local} 0 0 5\r\nsmall\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
+
+    // 14 MB, past any send buffer the kernel allows. A read with three
+    // of the large values is more than the owner runs of one connection's
+    // part at once (`envelope::PART_REPLIES`): the connection's core sends
+    // the third again, and writes them all in order with its own.
+    const GETS: usize = 8;
+    for i in 0..GETS {
+        let read = if i % 2 == 0 {
+            format!("get {key}\r\n")
+        } else {
+            format!("get {local}\r\nget {key}\r\nget {local}\r\nget {key}\r\nget {key}\r\n")
+        };
+        conn.send(read.as_bytes());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut expected = format!("VALUE {key} 0 {}\r\n", value.len()).into_bytes();
-    expected.extend_from_slice(&value);
-    expected.extend_from_slice(b"\r\nEND\r\n");
+    let mut big = format!("VALUE {key} 0 {}\r\n", value.len()).into_bytes();
+    big.extend_from_slice(&value);
+    big.extend_from_slice(b"\r\nEND\r\n");
+    let small = format!("VALUE {local} 0 5\r\nsmall\r\nEND\r\n").into_bytes();
     for i in 0..GETS {
+        let expected = if i % 2 == 0 {
+            big.clone()
+        } else {
+            [&small[..], &big, &small, &big, &big].concat()
+        };
         let got = conn.read_exact_n(expected.len());
-        assert!(got == expected, "reply {i} differs from the value stored");
+        assert!(
+            got == expected,
+            "read {i}'s replies differ from what was stored"
+        );
     }
     // The connection goes on as usual.
     conn.roundtrip(format!("delete {key}\r\n").as_bytes(), b"DELETED\r\n");
