@@ -9,6 +9,10 @@
 #   spin  ferrocache --cores N --spin-us SPIN_US --spin-busy-pct SPIN_BUSY_PCT
 #         (for N in SPIN_NS): by default a core that always polls, against
 #         fc's gated poll; SPIN_US=0 gives one that never does
+#   ow    ferrocache --cores N --owner-writes off (for N in OW_NS): every
+#         forwarded reply goes back through the connection's core, against
+#         fc's owner writing a lone request's reply (round 14 of
+#         docs/PERFORMANCE.md asks whether that pays when saturated)
 #   glm   ferrocache --cores N --socket-io glommio (for N in GLOMMIO_NS)
 #
 # for N in NS and each pipeline depth, the load generator on LOADGEN_CPUS
@@ -26,7 +30,7 @@
 # context switches per op (every server thread, /proc/PID/task/*/status);
 # the generator's own CPU use; busy share of the server CPUs and of the
 # generator CPUs (/proc/stat, softirq included), and the softirq and steal
-# shares of the server CPUs; per-executor CPU (fc, spin, glm).
+# shares of the server CPUs; per-executor CPU (fc, spin, ow, glm).
 #
 #   bash benches/scaling.sh
 #   NS="1 2" PIPELINES=16 DURATION=3 bash benches/scaling.sh
@@ -36,8 +40,8 @@
 # CONNS_PER_CORE (64: connections per server core, at every pipeline),
 # KEYS (100000), VALUE_SIZE (100), RATIO (1:10), MEMORY_MB (1024, total for
 # each kind), LOADGEN_CPUS (8-15), LOADGEN_THREADS (number of LOADGEN_CPUS),
-# KINDS ("fc mc ind spin glm"), SPIN_US (50), SPIN_BUSY_PCT (0), SPIN_NS
-# ("8"), GLOMMIO_NS ("1 2 8"), RESULTS_DIR (where
+# KINDS ("fc mc ind spin ow glm"), SPIN_US (50), SPIN_BUSY_PCT (0), SPIN_NS
+# ("8"), OW_NS ("8"), GLOMMIO_NS ("1 2 8"), RESULTS_DIR (where
 # raw outputs, results.tsv and summary.txt go; default a new directory under
 # /tmp, printed), FERROCACHE_BIN and LOADGEN (prebuilt binaries: skip the
 # cargo build), MEMCACHED_BIN (default: memcached on PATH), MEMCACHED_LIBS
@@ -68,7 +72,7 @@ summarize() {
   END {
     names["fc"] = "ferrocache --cores N"; names["mc"] = "memcached -t N"
     names["ind"] = "N x ferrocache --cores 1"; names["spin"] = "ferrocache --cores N --spin-us"
-    names["glm"] = "ferrocache --socket-io glommio"
+    names["glm"] = "ferrocache --socket-io glommio"; names["ow"] = "ferrocache --owner-writes off"
     printf "Means over %d round(s); ops/s range in brackets when rounds > 1.\n", rounds
     printf "server util = server CPU time / wall / N; client = load generator CPUs busy (of its threads);\n"
     printf "lg busy = mean (max) busy share of the generator CPUs from /proc/stat; exec = per-executor util min..max;\n"
@@ -122,10 +126,11 @@ VALUE_SIZE="${VALUE_SIZE:-100}"
 RATIO="${RATIO:-1:10}"
 MEMORY_MB="${MEMORY_MB:-1024}"
 LOADGEN_CPUS="${LOADGEN_CPUS:-8-15}"
-KINDS="${KINDS:-fc mc ind spin glm}"
+KINDS="${KINDS:-fc mc ind spin ow glm}"
 SPIN_US="${SPIN_US:-50}"
 SPIN_BUSY_PCT="${SPIN_BUSY_PCT:-0}"
 SPIN_NS="${SPIN_NS:-8}"
+OW_NS="${OW_NS:-8}"
 GLOMMIO_NS="${GLOMMIO_NS:-1 2 8}"
 if [[ -z "${RESULTS_DIR:-}" ]]; then
   RESULTS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/ferrocache-scaling.XXXXXX")"
@@ -342,9 +347,10 @@ run_kind() {
   local cpus="0"
   if ((n > 1)); then cpus="0-$((n - 1))"; fi
   case $kind in
-  fc | spin | glm)
+  fc | spin | ow | glm)
     local extra=()
     if [[ $kind == spin ]]; then extra=(--spin-us "$SPIN_US" --spin-busy-pct "$SPIN_BUSY_PCT"); fi
+    if [[ $kind == ow ]]; then extra=(--owner-writes off); fi
     if [[ $kind == glm ]]; then extra=(--socket-io glommio); fi
     start_ferrocache "$kind$n-r$r" "$cpus" --cores "$n" --memory-mb "$MEMORY_MB" "${extra[@]}"
     SERVERS=("$kind$n-r$r")
@@ -408,6 +414,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     if has_kind mc; then run_kind mc "$n" "$r"; fi
     if ((n > 1)) && has_kind ind; then run_kind ind "$n" "$r"; fi
     if [[ " $SPIN_NS " == *" $n "* ]] && has_kind spin; then run_kind spin "$n" "$r"; fi
+    if [[ " $OW_NS " == *" $n "* ]] && has_kind ow; then run_kind ow "$n" "$r"; fi
     if [[ " $GLOMMIO_NS " == *" $n "* ]] && has_kind glm; then run_kind glm "$n" "$r"; fi
   done
 done
