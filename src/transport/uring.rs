@@ -777,14 +777,21 @@ mod tests {
         }
     }
 
+    /// A ring, and the bell whose eventfd it signals (which must outlive
+    /// it).
+    fn ring() -> (Bell, Rc<Ring>) {
+        let bell = Bell::new().unwrap();
+        let ring = Ring::new(bell.eventfd()).expect("this kernel has DEFER_TASKRUN and MSG_RING");
+        (bell, ring)
+    }
+
     /// What the idle path relies on: with `DEFER_TASKRUN`, a completion
     /// waits in the kernel until we enter it, and the `TASKRUN` flag in
     /// shared memory says one waits, so an idle turn and the spin need no
     /// system call, yet never miss one.
     #[test]
     fn a_waiting_completion_shows_without_entering_the_kernel() {
-        let bell = Bell::new().unwrap();
-        let ring = Ring::new(bell.eventfd()).expect("this kernel has DEFER_TASKRUN and MSG_RING");
+        let (_bell, ring) = ring();
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let mut recv = Box::pin(ring.recv(ours.as_raw_fd(), vec![0; 16], 0, None));
         assert!(
@@ -821,8 +828,7 @@ mod tests {
     /// no park through glommio.
     #[test]
     fn a_timer_on_the_ring_ends_a_sleep_in_it() {
-        let bell = Bell::new().unwrap();
-        let ring = Ring::new(bell.eventfd()).expect("this kernel has DEFER_TASKRUN and MSG_RING");
+        let (_bell, ring) = ring();
         let start = Instant::now();
         let mut pause = Box::pin(ring.pause(Duration::from_millis(30)));
         assert!(block_on(poll_once(&mut pause)).is_none(), "not due yet");
@@ -848,8 +854,7 @@ mod tests {
     /// not a minute later.
     #[test]
     fn a_dropped_timer_is_cancelled() {
-        let bell = Bell::new().unwrap();
-        let ring = Ring::new(bell.eventfd()).expect("this kernel has DEFER_TASKRUN and MSG_RING");
+        let (_bell, ring) = ring();
         let mut pause = Box::pin(ring.pause(Duration::from_secs(60)));
         assert!(block_on(poll_once(&mut pause)).is_none());
         assert!(ring.turn() > 0, "the timer is submitted");
