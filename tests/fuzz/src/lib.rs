@@ -29,7 +29,7 @@ const LIMITS: Limits = Limits {
 };
 
 /// The errors a parser may answer with (the rest belong to auth and transport).
-const PARSE_ERRORS: [ErrorReply; 18] = [
+const PARSE_ERRORS: [ErrorReply; 19] = [
     ErrorReply::Error,
     ErrorReply::BadCommandLine,
     ErrorReply::BadDataChunk,
@@ -49,6 +49,7 @@ const PARSE_ERRORS: [ErrorReply; 18] = [
     ErrorReply::MetaInvalidOrDuplicateFlag,
     ErrorReply::MetaDecodingKey,
     ErrorReply::MetaBadDelta,
+    ErrorReply::MetaBadInitial,
 ];
 
 const STORAGE_VERBS: [&[u8]; 6] = [b"set", b"add", b"replace", b"append", b"prepend", b"cas"];
