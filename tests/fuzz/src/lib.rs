@@ -133,13 +133,14 @@ fn words(buf: &[u8]) -> Vec<&[u8]> {
 fn declared_len(buf: &[u8]) -> usize {
     let w = words(buf);
     let at = if w[0] == b"ms" { 2 } else { 4 };
-    let (negative, digits) = match w[at].strip_prefix(b"-") {
-        Some(d) => (true, d),
-        None => (false, w[at].strip_prefix(b"+").unwrap_or(w[at])),
-    };
-    let n: usize = std::str::from_utf8(digits).unwrap().parse().unwrap();
-    assert!(!negative || n == 0, "negative length {n} accepted");
-    n
+    let digits = w[at].strip_prefix(b"+").unwrap_or(w[at]);
+    // memcached's safe_strtol stores strtol's long into an int32_t, so
+    // only the low 32 bits count: 14294967296 declares 1410065408 bytes,
+    // and -4294967294 declares 2.
+    let n: i64 = std::str::from_utf8(digits).unwrap().parse().unwrap();
+    let n = n as i32;
+    assert!(n >= 0, "negative length {n} accepted");
+    n as usize
 }
 
 fn check_incomplete(rest: &[u8]) {
