@@ -89,6 +89,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
+            "several bad tokens: the last message set, and a bad F sets none",
+            b"ms e5 1 Tx F-1\r\n1\r\nms e5 1 F-1 Tx\r\n1\r\nms e5 1 F-1 MSS Cx\r\n1\r\nms e5 1 Cx MSS F-1\r\n1\r\nma e5 Jx F-1\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
             "ms flags wrap at 32 bits",
             b"ms e4 1 F4294967297\r\n1\r\nmg e4 f\r\nms e4 1 F4294967296 F5\r\n1\r\nmn\r\n"
                 .to_vec(),

@@ -254,7 +254,7 @@ impl MetaFlags<'_> {
 
 /// memcached's `_meta_flag_preparse`: every flag known, none twice, tokens
 /// well formed. An unknown or repeated flag stops at once; other errors
-/// let the scan go on, and the last one is reported.
+/// let the scan go on, and the last message set is reported.
 fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
     let mut flags = MetaFlags::empty(tokens);
     // One bit per flag letter seen (letters are ASCII, below 127).
@@ -295,9 +295,13 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
             b'u' => flags.no_update = true,
             b'q' => flags.quiet = true,
             // memcached reads flags as an unsigned long and keeps 32 bits.
+            // A bad one sets no message of its own: the reply is the last
+            // message another token set, else "bad command line format".
             b'F' => match parse_u64(arg) {
                 Some(f) => flags.client_flags = f as u32,
-                None => error = Some(ErrorReply::BadCommandLine),
+                None => {
+                    error.get_or_insert(ErrorReply::BadCommandLine);
+                }
             },
             b'C' => match parse_u64(arg) {
                 Some(c) => flags.compare_cas = Some(c),
