@@ -434,6 +434,18 @@ pub fn push_return_flags(tokens: &[u8], fields: &ReturnFields, out: &mut Vec<u8>
     }
 }
 
+/// The flag letters of `tokens`, in the order the client sent them: `mg`
+/// and `ma` apply `T`, `N` and `R` and show `t` in that order, as memcached
+/// does.
+pub fn flag_letters(tokens: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut rest = tokens;
+    std::iter::from_fn(move || {
+        let (tok, after) = next(rest);
+        rest = after;
+        tok.map(|t| t[0])
+    })
+}
+
 pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
     if n < 0 {
         out.push(b'-');

@@ -7,7 +7,7 @@
 //! place, since it has no key).
 
 use super::Shard;
-use crate::protocol::meta::{push_return_flags, ReturnFields};
+use crate::protocol::meta::{flag_letters, push_return_flags, ReturnFields};
 use crate::protocol::reply::push_u64;
 use crate::protocol::reply::MetaCode;
 use crate::protocol::{compose, ErrorReply, Meta, MetaCommand, MetaSetMode, Response, MAX_KEY_LEN};
@@ -126,12 +126,15 @@ impl Shard {
             (MetaSetMode::Append, _) => SetMode::Append,
             (MetaSetMode::Prepend, _) => SetMode::Prepend,
         };
-        // Append and prepend take a plain cas check first.
+        // Append and prepend take a plain cas check first; memcached's
+        // do_store_item reads C0 as "no cas" there.
         let cas_mismatch = matches!(mode, SetMode::Append | SetMode::Prepend)
             && f.compare_cas.is_some_and(|cas| {
-                self.store
-                    .meta_peek(k, now)
-                    .is_some_and(|item| item.cas != cas)
+                cas != 0
+                    && self
+                        .store
+                        .meta_peek(k, now)
+                        .is_some_and(|item| item.cas != cas)
             });
         let (outcome, cas) = if cas_mismatch {
             (SetOutcome::Exists, 0)
@@ -224,28 +227,31 @@ impl Shard {
         let f = &meta.flags;
         let incr = !f.decr;
         let found = self.store.meta_peek(k, now);
-        let result: Result<u64, MetaCode> = match found {
+        // The new number, and whether this request created the item.
+        let result: Result<(u64, bool), MetaCode> = match found {
             None => match f.vivify {
                 None => Err(MetaCode::Nf),
-                Some(t) => {
-                    let exptime = self.clock.expiry(t, now);
+                Some(_) => {
+                    // Created never expiring: `N` sets its exptime below,
+                    // in its place among the flags, as memcached does.
                     let mut digits = Vec::with_capacity(20);
                     push_u64(&mut digits, f.initial);
-                    match self.store.set(k, SetMode::Add, 0, exptime, &digits, now) {
-                        SetOutcome::Stored => Ok(f.initial),
+                    match self.store.set(k, SetMode::Add, 0, 0, &digits, now) {
+                        SetOutcome::Stored => Ok((f.initial, true)),
                         _ => Err(MetaCode::Ns),
                     }
                 }
             },
-            Some(item) if f.compare_cas.is_some_and(|cas| cas != item.cas) => Err(MetaCode::Ex),
+            // memcached's do_add_delta refuses an empty value before it
+            // compares the cas, and takes C0 for "no cas".
+            Some(item) if item.size == 0 => {
+                return compose(&Response::Error(ErrorReply::NonNumeric), out);
+            }
+            Some(item) if f.compare_cas.is_some_and(|cas| cas != 0 && cas != item.cas) => {
+                Err(MetaCode::Ex)
+            }
             Some(_) => match self.store.arith(k, incr, f.delta, now) {
-                ArithOutcome::Value(v) => {
-                    if let Some(t) = f.ttl {
-                        let exptime = self.clock.expiry(t, now);
-                        self.store.touch(k, exptime, now);
-                    }
-                    Ok(v)
-                }
+                ArithOutcome::Value(v) => Ok((v, false)),
                 ArithOutcome::NotFound => Err(MetaCode::Nf),
                 ArithOutcome::NonNumeric => {
                     return compose(&Response::Error(ErrorReply::NonNumeric), out);
@@ -259,8 +265,8 @@ impl Shard {
             (Err(_), true) => c.incr_misses += 1,
             (Err(_), false) => c.decr_misses += 1,
         }
-        let value = match result {
-            Ok(v) => v,
+        let (value, created) = match result {
+            Ok(done) => done,
             Err(code) => {
                 line_start(code, out);
                 let fields = ReturnFields {
@@ -272,11 +278,34 @@ impl Shard {
                 return;
             }
         };
-        if !f.value && f.quiet {
-            return;
-        }
         let mut digits = Vec::with_capacity(20);
         push_u64(&mut digits, value);
+        // memcached walks the flags left to right on the item it changed:
+        // `T` sets the exptime, `N` sets it on an item this request
+        // created, and `t` shows it as it is at that point. The reply is
+        // the item's even when that exptime has already passed. A number
+        // that outgrew its value went into a new item, but memcached's
+        // flags act on the old one it still holds: `t` shows a `T`, the
+        // stored item keeps its exptime.
+        let relinked = !created && found.is_some_and(|old| digits.len() > old.size);
+        let item = self.store.meta_peek(k, now);
+        let mut exptime = item.map_or(0, |i| i.exptime);
+        let mut shown = None;
+        for letter in flag_letters(f.tokens) {
+            match (letter, f.ttl, f.vivify) {
+                (b'T', Some(t), _) => exptime = self.clock.expiry(t, now),
+                (b'N', _, Some(t)) if created => exptime = self.clock.expiry(t, now),
+                (b't', ..) => shown = Some(ttl(exptime, now)),
+                _ => {}
+            }
+        }
+        if !relinked && item.is_some_and(|i| i.exptime != exptime) {
+            self.store.meta_set_exptime(k, exptime, now);
+        }
+        // `q` hides a success, but not the answer for an item it created.
+        if f.quiet && !created {
+            return;
+        }
         if f.value {
             line_start(MetaCode::Va, out);
             out.push(b' ');
@@ -284,10 +313,9 @@ impl Shard {
         } else {
             line_start(MetaCode::Hd, out);
         }
-        let item = self.store.meta_peek(k, now);
         let fields = ReturnFields {
             cas: item.map(|i| i.cas),
-            ttl: item.map(|i| (ttl(i.exptime, now), ttl(i.exptime, now))),
+            ttl: shown.map(|t| (t, t)),
             key: Some((k.key, f.base64)),
             ..ReturnFields::default()
         };
@@ -417,6 +445,37 @@ mod tests {
         assert_eq!(
             run(&mut shard, b"ma n MX\r\n"),
             "CLIENT_ERROR invalid mode for ma M token\r\n"
+        );
+    }
+
+    /// `ma` walks its flags in order on the item it changed: `T` and `N`
+    /// set the exptime where they stand, `t` shows it there, and an item
+    /// they expire still answers with its cas.
+    #[test]
+    fn arith_applies_n_and_t_in_request_order() {
+        let mut shard = Shard::new(16 << 20, 1 << 20, Clock::new(), KeyHasher::default());
+        assert_eq!(
+            run(
+                &mut shard,
+                b"ma a t N0 T-1\r\nmg a\r\nma b T-1 N0 t\r\nmg b\r\n"
+            ),
+            "HD t-1\r\nEN\r\nHD t-1\r\nHD\r\n"
+        );
+        assert_ne!(cas_of(&run(&mut shard, b"ma c N-1 c\r\n")), 0);
+        assert_eq!(run(&mut shard, b"mg c\r\n"), "EN\r\n");
+    }
+
+    /// An `ma` that rewrites the number in place keeps the item's marks
+    /// (stale, not hit), and its `T` does not count as a fetch.
+    #[test]
+    fn arith_in_place_keeps_the_stale_mark_and_does_not_hit() {
+        let mut shard = Shard::new(16 << 20, 1 << 20, Clock::new(), KeyHasher::default());
+        assert_eq!(
+            run(
+                &mut shard,
+                b"ms s 1\r\n5\r\nmd s I q\r\nma s q T100\r\nmg s h\r\n"
+            ),
+            "HD\r\nHD h0 X W\r\n"
         );
     }
 }

@@ -103,7 +103,7 @@ fn fetched_meta(meta: u32, before: u64, now: u32) -> u32 {
 }
 
 impl Store {
-    fn meta_of(&self, e: u64) -> u32 {
+    pub(super) fn meta_of(&self, e: u64) -> u32 {
         if e & LARGE != 0 {
             self.large.get((e & (LARGE - 1)) as u32).meta
         } else {
@@ -176,6 +176,21 @@ impl Store {
         self.now = now;
         let pos = self.find_live(&k, now).ok()??;
         Some(self.state_of(self.index.get(pos), now, true))
+    }
+
+    /// `ma`'s `T` and `N`: sets the live item's exptime and nothing else.
+    /// memcached's `ma` reads the item without a bump and only writes its
+    /// exptime, so unlike `touch` this neither marks it hit nor moves its
+    /// last access. False if there is no live item.
+    pub fn meta_set_exptime(&mut self, k: Key<'_>, exptime: u32, now: u32) -> bool {
+        self.now = now;
+        match self.find_live(&k, now) {
+            Ok(Some(pos)) => {
+                self.set_exptime_of(self.index.get(pos), exptime);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `mg`: a lookup that may touch, vivify and hand out the win token.

@@ -795,17 +795,21 @@ impl Store {
         let (flags, exptime, old_len) = (it.flags, it.exptime, it.value.len());
         let mut buf = std::mem::take(&mut self.scratch);
         arith::render(new, old_len, &mut buf);
-        // memcached rewrites in place (same item: fetched bit and no new
-        // total_items) when the digits fit, else links a new item.
+        // memcached rewrites in place (same item: fetched bit, stale, win
+        // token and binary-key marks, and no new total_items) when the
+        // digits fit, else links a new item with none of them.
         let grew = buf.len() > old_len;
-        let keep = if grew {
-            e & FREQ_MASK
+        let (keep, marks) = if grew {
+            (e & FREQ_MASK, 0)
         } else {
-            e & (FETCHED | FREQ_MASK)
+            let marks = self.meta_of(e) & !layout::ACCESS_MASK;
+            (e & (FETCHED | FREQ_MASK), marks)
         };
+        let fresh = Write::new(self.now);
         let write = Write {
             count: grew,
-            ..Write::new(self.now).replacing(Some((pos, e & LOC_MASK)), keep)
+            meta: fresh.meta | marks,
+            ..fresh.replacing(Some((pos, e & LOC_MASK)), keep)
         };
         let r = self.store_item(&k, flags, exptime, [&buf, &[]], write);
         self.keep_scratch(buf);
