@@ -8,8 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Relative exptimes are at most 30 days; anything larger is a Unix time.
 pub const MAX_RELATIVE_EXPTIME: i64 = 60 * 60 * 24 * 30;
 
-/// Server seconds start here, so that 1 always means "already expired".
-const EPOCH_OFFSET: u32 = 2;
+/// Server seconds start here, where memcached's `current_time` starts: it
+/// backdates its start by ITEM_UPDATE_INTERVAL + 2 = 62 s. So 1 always
+/// means "already expired", an expired item's `t` reads as memcached's does
+/// (a wrapped negative, not the `-1` of "never"), and so does an absolute
+/// exptime from the minute before start.
+const EPOCH_OFFSET: u32 = 62;
 
 /// Time since boot from the kernel's coarse monotonic clock: what the
 /// request path reads, as memcached reads its once-a-second `current_time`.
@@ -58,7 +62,7 @@ impl Clock {
         }
     }
 
-    /// Seconds on the server clock (>= 2).
+    /// Seconds on the server clock (>= 62).
     pub fn now(&self) -> u32 {
         let secs = self.uptime();
         EPOCH_OFFSET.saturating_add(u32::try_from(secs).unwrap_or(u32::MAX - EPOCH_OFFSET))
@@ -86,14 +90,14 @@ impl Clock {
         } else if exptime <= MAX_RELATIVE_EXPTIME {
             now.saturating_add(exptime as u32)
         } else {
+            // memcached's realtime(): seconds since its backdated start,
+            // and 1 at or before that start.
             let unix = exptime as u64;
-            if unix <= self.started_unix {
+            let started = self.started_unix.saturating_sub(u64::from(EPOCH_OFFSET));
+            if unix <= started {
                 1
             } else {
-                let since_start = unix - self.started_unix;
-                u32::try_from(since_start)
-                    .unwrap_or(u32::MAX - EPOCH_OFFSET)
-                    .saturating_add(EPOCH_OFFSET)
+                u32::try_from(unix - started).unwrap_or(u32::MAX)
             }
         }
     }
@@ -125,5 +129,11 @@ mod tests {
         assert!((now + 59..=now + 61).contains(&at));
         let past = clock.unix_now() as i64 - 3600;
         assert!(clock.expiry(past, now) <= now);
+        // As memcached's realtime(): from a start backdated by 62 s, so an
+        // absolute time in the minute before start is in the past but not 1.
+        let started = clock.started_unix() as i64;
+        assert_eq!(clock.expiry(started - 30, now), 32);
+        assert_eq!(clock.expiry(started - 62, now), 1);
+        assert!(clock.now() >= 62);
     }
 }

@@ -201,6 +201,20 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             b"me k1\r\nms k1 2\r\nhi\r\nme k1\r\nmg k1\r\nme k1\r\nme k1 b\r\nme k1 x y\r\n".to_vec(),
         ),
         (
+            "me of an item with a ttl: memcached prints current_time - exptime",
+            b"ms me2 2 T100\r\nhi\r\nme me2\r\nmg me2 t\r\n".to_vec(),
+        ),
+        (
+            "mg applies T, N and R, and shows t, in the order they came",
+            b"mg fo1 q k t f N500000\r\nmg fo2 T100000 N2592000 h t\r\nmg fo3 T0 N-1 f\r\nget fo3\r\nmg fo4 T1000000000 N0\r\nmg fo4 t\r\nset fo5 0 500000 1\r\nx\r\nmg fo5 R300000 T1000000000 h\r\nset fo6 0 500000 1\r\nx\r\nmg fo6 T100 R300000 h\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
+            "a key shows as the item was stored: only ms with b marks it binary",
+            b"mg azI= b N100 k v\r\nmg k2 k v\r\nmg azI= b k v\r\nms azM= 1 b k\r\nx\r\nmg k3 k\r\nms azM= 1 b k MA\r\ny\r\nmg k3 k v\r\nms azQ= 1 b\r\nx\r\nms k4 1 MA\r\ny\r\nmg k4 k\r\nmg azQ= b k\r\nmg azU= b k q\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
             "base64 keys",
             b"ms Zm9vMQ== 3 b k\r\nbar\r\nmg Zm9vMQ== b k v\r\nmg foo1 k v\r\nmg foo1 q k\r\nme Zm9vMQ== b\r\nmd Zm9vMQ== b k q\r\nmg foo1\r\n"
                 .to_vec(),

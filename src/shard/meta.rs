@@ -13,15 +13,28 @@ use crate::protocol::reply::MetaCode;
 use crate::protocol::{compose, ErrorReply, Meta, MetaCommand, MetaSetMode, Response, MAX_KEY_LEN};
 use crate::store::{
     ArithOutcome, Key, MetaDeleteOutcome, MetaGetOptions, MetaLookup, MetaSet, NsId, SetMode,
-    SetOutcome,
+    SetOutcome, TtlFlag,
 };
 
-/// Seconds left before `exptime` (-1: never), as `t` and `me` show them.
+/// Seconds left before `exptime` (-1: never), as `t` shows them: memcached
+/// prints the difference as an unsigned 32-bit number, so an item this
+/// request expired reads as about 4.29 billion, never as "never".
 fn ttl(exptime: u32, now: u32) -> i64 {
     if exptime == 0 {
         -1
     } else {
-        i64::from(exptime) - i64::from(now)
+        i64::from(exptime.wrapping_sub(now))
+    }
+}
+
+/// `me`'s `exp=` (-1: never): memcached 1.6.18 prints `current_time -
+/// exptime`, signed, so an item with 100 seconds left shows `exp=-100`.
+/// Its meta debug reply is the contract, so it is kept.
+fn exp(exptime: u32, now: u32) -> i64 {
+    if exptime == 0 {
+        -1
+    } else {
+        i64::from(now.wrapping_sub(exptime) as i32)
     }
 }
 
@@ -54,12 +67,30 @@ impl Shard {
 
     fn meta_get(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
         let f = &meta.flags;
+        // `T`, `N` and `R` act in the order they came, and `t` shows the
+        // exptime as those before it left it: the `t_at`-th.
+        let (mut ttl_flags, mut n, mut t_at) = ([None; 3], 0, 0);
+        for letter in flag_letters(f.tokens) {
+            let flag = match letter {
+                b'T' => f.ttl.map(|t| TtlFlag::Touch(self.clock.expiry(t, now))),
+                b'N' => f.vivify.map(|t| TtlFlag::Vivify(self.clock.expiry(t, now))),
+                b'R' => f
+                    .recache
+                    .map(|t| TtlFlag::Recache(self.clock.expiry(t, now))),
+                b't' => {
+                    t_at = n;
+                    None
+                }
+                _ => None,
+            };
+            if let (Some(flag), Some(slot)) = (flag, ttl_flags.get_mut(n)) {
+                *slot = Some(flag);
+                n += 1;
+            }
+        }
         let opts = MetaGetOptions {
-            touch: f.ttl.map(|t| self.clock.expiry(t, now)),
+            ttl_flags,
             bump: !f.no_update,
-            vivify: f.vivify.map(|t| self.clock.expiry(t, now)),
-            recache: f.recache.map(|t| self.clock.expiry(t, now)),
-            binary_key: f.base64,
             want_cas: f.return_cas,
         };
         let lookup = self.store.meta_get(k, opts, now);
@@ -77,10 +108,12 @@ impl Shard {
                     cas: Some(b.cas),
                     flags: Some(b.flags),
                     size: Some(b.size),
-                    ttl: Some((ttl(b.exptime, now), ttl(hit.exptime, now))),
+                    ttl: hit.exptimes.get(t_at).map(|&e| (ttl(e, now), ttl(e, now))),
                     last_access: Some(b.idle),
                     hit_before: Some(b.hit_before),
-                    key: Some((k.key, b.binary_key || f.base64)),
+                    // As the item was stored: only `ms` with `b` marks
+                    // a key binary, whatever this request's `b`.
+                    key: Some((k.key, b.binary_key)),
                 };
                 push_return_flags(f.tokens, &fields, out);
                 if b.token_sent {
@@ -145,7 +178,8 @@ impl Shard {
                 exptime,
                 value: meta.data,
                 invalidate: f.invalidate,
-                binary_key: f.base64,
+                // memcached builds an appended item afresh, unmarked.
+                binary_key: f.base64 && !matches!(mode, SetMode::Append | SetMode::Prepend),
                 want_cas: f.return_cas,
             };
             self.store.meta_set(k, set, now)
@@ -336,7 +370,7 @@ impl Shard {
         out.push(b' ');
         out.extend_from_slice(meta.key);
         out.extend_from_slice(b" exp=");
-        crate::protocol::meta::push_i64(out, ttl(item.exptime, now));
+        crate::protocol::meta::push_i64(out, exp(item.exptime, now));
         out.extend_from_slice(b" la=");
         push_u64(out, u64::from(item.idle));
         out.extend_from_slice(b" cas=");
@@ -359,6 +393,17 @@ mod tests {
     use crate::clock::Clock;
     use crate::keyspace::KeyHasher;
     use crate::protocol::{parse, Keyed, Limits, Parsed, Request};
+
+    #[test]
+    fn ttls_print_as_memcached_prints_them() {
+        // In the server's first second (its clock starts at 62): an item
+        // the request expired (exptime 1) reads as memcached 1.6.18's does.
+        assert_eq!(ttl(1, 62), 4_294_967_235);
+        assert_eq!(ttl(0, 62), -1);
+        assert_eq!(ttl(162, 62), 100);
+        assert_eq!(exp(162, 62), -100);
+        assert_eq!(exp(0, 62), -1);
+    }
 
     /// Runs every request of `wire` on `shard`; the replies, as text.
     fn run(shard: &mut Shard, wire: &[u8]) -> String {

@@ -13,19 +13,28 @@ use super::layout::{self, ACCESS_MASK, META_BINARY_KEY, META_STALE, META_TOKEN_S
 use super::segmented::{is_live, Store, Write};
 use super::{Key, SetMode, SetOutcome};
 
+/// One of `mg`'s flags that read or set the exptime (server seconds, 0
+/// never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtlFlag {
+    /// `T`: the new exptime.
+    Touch(u32),
+    /// `N`: on a miss, create an empty item; here it takes this exptime.
+    Vivify(u32),
+    /// `R`: win when the exptime, as the flags before it left it, is
+    /// below this.
+    Recache(u32),
+}
+
 /// How `mg` treats the item.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MetaGetOptions {
-    /// `T`: the new exptime (server seconds, 0 never).
-    pub touch: Option<u32>,
+    /// `T`, `N` and `R` in the order the request gave them, each at most
+    /// once: memcached applies them left to right after the lookup, each
+    /// to the exptime the ones before it left.
+    pub ttl_flags: [Option<TtlFlag>; 3],
     /// Mark the item hit and accessed now (not with `u`).
     pub bump: bool,
-    /// `N`: on a miss, create an empty item with this exptime.
-    pub vivify: Option<u32>,
-    /// `R`: win when the exptime is below this (server seconds).
-    pub recache: Option<u32>,
-    /// `b`: a created item's key is binary.
-    pub binary_key: bool,
     /// Compute the item's cas unique (`c`); without it `MetaState::cas` is
     /// 0, sparing the unique's permutation on every lookup.
     pub want_cas: bool,
@@ -69,8 +78,9 @@ pub struct MetaState {
 #[derive(Clone, Copy, Debug)]
 pub struct MetaHit<'a> {
     pub before: MetaState,
-    /// The exptime after a `T`.
-    pub exptime: u32,
+    /// The exptime as the first `i` of the `ttl_flags` left it: what a `t`
+    /// placed after them shows.
+    pub exptimes: [u32; 4],
     pub value: &'a [u8],
     /// `W`: this client won the right to recache.
     pub won: bool,
@@ -199,19 +209,22 @@ impl Store {
         let (pos, created) = match self.find_live(&k, now) {
             Ok(Some(pos)) => (pos, false),
             missed => {
-                let Some(exptime) = opts.vivify else {
+                let mut flags = opts.ttl_flags.iter().flatten();
+                if !flags.any(|f| matches!(f, TtlFlag::Vivify(_))) {
                     return if missed.is_err() {
                         MetaLookup::Expired
                     } else {
                         MetaLookup::Missing
                     };
                 };
-                let meta = (now & ACCESS_MASK) | if opts.binary_key { META_BINARY_KEY } else { 0 };
+                // Created never expiring, and never marked binary, even
+                // when the request's key was base64; `N` gives it its
+                // exptime below, in its place among the flags.
                 let write = Write {
-                    meta,
+                    meta: now & ACCESS_MASK,
                     ..Write::new(now)
                 };
-                let stored = self.store_item(&k, 0, exptime, [&[], &[]], write);
+                let stored = self.store_item(&k, 0, 0, [&[], &[]], write);
                 match (stored, self.find(&k)) {
                     (SetOutcome::Stored, Some(pos)) => (pos, true),
                     _ => return MetaLookup::Missing,
@@ -221,15 +234,29 @@ impl Store {
         let mut e = self.index.get(pos);
         let before = self.state_of(e, now, opts.want_cas);
         let mut exptime = before.exptime;
-        if let Some(t) = opts.touch {
-            self.set_exptime_of(e, t);
-            exptime = t;
-        }
-        let mut won = created;
-        if let Some(r) = opts.recache {
-            if !before.token_sent && !created && exptime != 0 && exptime < r {
-                won = true;
+        let mut exptimes = [exptime; 4];
+        let mut won = false;
+        for (i, flag) in opts.ttl_flags.iter().flatten().enumerate() {
+            match *flag {
+                TtlFlag::Touch(t) => exptime = t,
+                TtlFlag::Vivify(t) => {
+                    if created {
+                        exptime = t;
+                        won = true;
+                    }
+                }
+                TtlFlag::Recache(r) => {
+                    if !before.token_sent && !created && exptime != 0 && exptime < r {
+                        won = true;
+                    }
+                }
             }
+            if let Some(after) = exptimes.get_mut(i + 1..) {
+                after.fill(exptime);
+            }
+        }
+        if exptime != before.exptime {
+            self.set_exptime_of(e, exptime);
         }
         if before.stale && !before.token_sent {
             won = true;
@@ -247,7 +274,7 @@ impl Store {
         let value = self.item(e).value;
         MetaLookup::Hit(MetaHit {
             before,
-            exptime,
+            exptimes,
             value,
             won,
         })

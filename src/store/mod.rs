@@ -137,7 +137,9 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 
-pub use meta::{MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaSet, MetaState};
+pub use meta::{
+    MetaDeleteOutcome, MetaGetOptions, MetaHit, MetaLookup, MetaSet, MetaState, TtlFlag,
+};
 pub use segmented::Store;
 
 /// What a shard may ask of its store, all single-threaded on the shard.
