@@ -81,6 +81,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             b"mg d4 O1234567890123456789012345678901\r\nmg d4 O12345678901234567890123456789012\r\nmg d4 k O12345678901234567890123456789012345\r\nmn\r\n"
                 .to_vec(),
         ),
+        (
+            "an opaque over 32 bytes is checked as memcached checks it, after what the command did",
+            b"set op1 0 0 1\r\n5\r\nmd op1 O123456789012345678901234567890123 q\r\nma op1 O123456789012345678901234567890123\r\nget op1\r\nma op2 Ma O123456789012345678901234567890123 T0\r\nms op3 2 ME I Fabc O123456789012345678901234567890123 q\r\nyy\r\nms op4 2 M- O123456789012345678901234567890123 q\r\nyy\r\nms op4 2 O123456789012345678901234567890123\r\nyy\r\nmg op4 v\r\nmg op5 c O123456789012345678901234567890123 h u q N0 f T2592000\r\nprepend op5 0 0 2\r\n18\r\nmg op5 v\r\nma op6 c N100000 k O77\r\nmg op6 O123456789012345678901234567890123\r\nmg op6 R99999999 h\r\nmg op7 N100 O123456789012345678901234567890123 T5\r\nmg op7 t\r\nmg op8 T100 O123456789012345678901234567890123 N5\r\nmg op8 t v\r\nset op9 0 0 1\r\n1\r\nmg op9 h O123456789012345678901234567890123\r\nmg op9 h\r\nma op10 N0 O123456789012345678901234567890123\r\nma op10 v\r\nma op11 O123456789012345678901234567890123 q\r\nmg op12 O123456789012345678901234567890123 q\r\nmd op1 O123456789012345678901234567890123 Mx\r\nmn\r\n"
+                .to_vec(),
+        ),
         ("bad data chunk", b"ms e1 3\r\nabcde\r\nmg e1 v\r\n".to_vec()),
         ("ms bad mode swallows data", b"ms e2 3 MX\r\nabc\r\nmn\r\n".to_vec()),
         (

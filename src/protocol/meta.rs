@@ -137,6 +137,10 @@ pub(crate) fn parse_meta<'a>(
             };
             return Some(invalid(error));
         }
+        // md refuses a long opaque before it deletes anything.
+        if command == MetaCommand::Delete && flags.long_opaque.is_some() {
+            return Some(invalid(ErrorReply::MetaOpaqueTooLong));
+        }
         return Some(finish_key(command, key, flags, &[], line_len, invalid));
     }
 
@@ -179,6 +183,10 @@ pub(crate) fn parse_meta<'a>(
     let flags = MetaFlags { set_mode, ..flags };
     if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
         return Some(swallowed(ErrorReply::MetaDecodingKey));
+    }
+    // After the other tokens' errors and the mode's, as memcached's ms.
+    if flags.long_opaque.is_some() {
+        return Some(swallowed(ErrorReply::MetaOpaqueTooLong));
     }
     if !key_ok(key) {
         return Some(swallowed(ErrorReply::BadCommandLine));
@@ -248,7 +256,15 @@ impl MetaFlags<'_> {
             mode: None,
             initial: 0,
             delta: 1,
+            long_opaque: None,
         }
+    }
+
+    /// The flag letters in the order the client sent them, up to an `O`
+    /// over 32 bytes: `mg` and `ma` act on their flags left to right, as
+    /// memcached does, and stop there with its error.
+    pub fn acting_letters(&self) -> impl Iterator<Item = u8> + '_ {
+        flag_letters(self.tokens).take(self.long_opaque.unwrap_or(usize::MAX))
     }
 }
 
@@ -261,8 +277,10 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
     let mut seen = 0u128;
     let mut error = None;
     let mut rest = tokens;
+    let mut at = 0;
     while let (Some(tok), after) = next(rest) {
         rest = after;
+        at += 1;
         let o = tok[0];
         if o >= 127 || seen & (1 << o) != 0 {
             return Err(ErrorReply::MetaDuplicateFlag);
@@ -284,9 +302,10 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
                 Some(t) => flags.recache = Some(t),
                 None => error = Some(ErrorReply::MetaBadToken),
             },
+            // Its length is each command's to check, not the preparse's.
             b'O' => {
                 if tok.len() > MAX_OPAQUE {
-                    error = Some(ErrorReply::MetaOpaqueTooLong);
+                    flags.long_opaque = Some(at - 1);
                 }
             }
             b'c' => flags.return_cas = true,

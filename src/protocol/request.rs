@@ -546,6 +546,11 @@ pub struct MetaFlags<'a> {
     pub initial: u64,
     /// `D<delta>` (ma)
     pub delta: u64,
+    /// Where among the flags an `O` over 32 bytes stands. memcached checks
+    /// an opaque's length only as the command builds its reply: `md` and
+    /// `ms` refuse it before they act, `mg` and `ma` once they have acted
+    /// on the flags to its left.
+    pub long_opaque: Option<usize>,
 }
 
 /// One meta request. `key` is the key token as sent (base64 when

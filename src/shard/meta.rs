@@ -38,6 +38,11 @@ fn exp(exptime: u32, now: u32) -> i64 {
     }
 }
 
+/// The one reply to an `O` over 32 bytes.
+fn long_opaque(out: &mut Vec<u8>) {
+    compose(&Response::Error(ErrorReply::MetaOpaqueTooLong), out);
+}
+
 #[inline]
 fn line_start(code: MetaCode, out: &mut Vec<u8>) {
     out.extend_from_slice(code.word());
@@ -70,7 +75,7 @@ impl Shard {
         // `T`, `N` and `R` act in the order they came, and `t` shows the
         // exptime as those before it left it: the `t_at`-th.
         let (mut ttl_flags, mut n, mut t_at) = ([None; 3], 0, 0);
-        for letter in flag_letters(f.tokens) {
+        for letter in f.acting_letters() {
             let flag = match letter {
                 b'T' => f.ttl.map(|t| TtlFlag::Touch(self.clock.expiry(t, now))),
                 b'N' => f.vivify.map(|t| TtlFlag::Vivify(self.clock.expiry(t, now))),
@@ -88,12 +93,24 @@ impl Shard {
                 n += 1;
             }
         }
+        // An opaque over 32 bytes: memcached has fetched the item (and
+        // bumped it, unless a flag had it locked for a later bump),
+        // created it for `N`, and applied the flags left of the opaque;
+        // then it answers the error alone and counts nothing.
+        let failed = f.long_opaque.is_some();
+        let locked =
+            || flag_letters(f.tokens).any(|l| matches!(l, b'N' | b'T' | b'R' | b'l' | b'h'));
         let opts = MetaGetOptions {
             ttl_flags,
-            bump: !f.no_update,
+            vivify: f.vivify.is_some(),
+            bump: !(f.no_update || failed && locked()),
+            mark_won: !failed,
             want_cas: f.return_cas,
         };
         let lookup = self.store.meta_get(k, opts, now);
+        if failed {
+            return long_opaque(out);
+        }
         let (hit, expired) = match lookup {
             MetaLookup::Hit(hit) => {
                 let b = hit.before;
@@ -299,8 +316,11 @@ impl Shard {
             (Err(_), true) => c.incr_misses += 1,
             (Err(_), false) => c.decr_misses += 1,
         }
+        // An opaque over 32 bytes: memcached has changed the number (or
+        // not), and answers the error alone.
         let (value, created) = match result {
             Ok(done) => done,
+            Err(_) if f.long_opaque.is_some() => return long_opaque(out),
             Err(code) => {
                 line_start(code, out);
                 let fields = ReturnFields {
@@ -325,7 +345,7 @@ impl Shard {
         let item = self.store.meta_peek(k, now);
         let mut exptime = item.map_or(0, |i| i.exptime);
         let mut shown = None;
-        for letter in flag_letters(f.tokens) {
+        for letter in f.acting_letters() {
             match (letter, f.ttl, f.vivify) {
                 (b'T', Some(t), _) => exptime = self.clock.expiry(t, now),
                 (b'N', _, Some(t)) if created => exptime = self.clock.expiry(t, now),
@@ -335,6 +355,9 @@ impl Shard {
         }
         if !relinked && item.is_some_and(|i| i.exptime != exptime) {
             self.store.meta_set_exptime(k, exptime, now);
+        }
+        if f.long_opaque.is_some() {
+            return long_opaque(out);
         }
         // `q` hides a success, but not the answer for an item it created.
         if f.quiet && !created {

@@ -19,7 +19,7 @@ use super::{Key, SetMode, SetOutcome};
 pub enum TtlFlag {
     /// `T`: the new exptime.
     Touch(u32),
-    /// `N`: on a miss, create an empty item; here it takes this exptime.
+    /// `N`: an item this request created takes this exptime here.
     Vivify(u32),
     /// `R`: win when the exptime, as the flags before it left it, is
     /// below this.
@@ -33,8 +33,14 @@ pub struct MetaGetOptions {
     /// once: memcached applies them left to right after the lookup, each
     /// to the exptime the ones before it left.
     pub ttl_flags: [Option<TtlFlag>; 3],
+    /// `N`: on a miss, create an empty item, never expiring until a
+    /// `TtlFlag::Vivify` gives it its exptime.
+    pub vivify: bool,
     /// Mark the item hit and accessed now (not with `u`).
     pub bump: bool,
+    /// Hand out the win token (`W`) where one is won; not when the request
+    /// ends in an error.
+    pub mark_won: bool,
     /// Compute the item's cas unique (`c`); without it `MetaState::cas` is
     /// 0, sparing the unique's permutation on every lookup.
     pub want_cas: bool,
@@ -209,8 +215,7 @@ impl Store {
         let (pos, created) = match self.find_live(&k, now) {
             Ok(Some(pos)) => (pos, false),
             missed => {
-                let mut flags = opts.ttl_flags.iter().flatten();
-                if !flags.any(|f| matches!(f, TtlFlag::Vivify(_))) {
+                if !opts.vivify {
                     return if missed.is_err() {
                         MetaLookup::Expired
                     } else {
@@ -262,7 +267,7 @@ impl Store {
             won = true;
         }
         let mut meta = self.meta_of(e);
-        if won {
+        if won && opts.mark_won {
             meta |= META_TOKEN_SENT;
         }
         if opts.bump {
