@@ -374,6 +374,11 @@ impl Memcached {
     /// Starts memcached, or returns `None` (after checking `CI`) when it is not
     /// installed; `test` names the caller in the message.
     pub fn start(test: &str) -> Option<Memcached> {
+        Memcached::start_with(test, &[])
+    }
+
+    /// [`Memcached::start`] with more memcached options.
+    pub fn start_with(test: &str, extra: &[&str]) -> Option<Memcached> {
         if !std::path::Path::new(MEMCACHED).exists() {
             let ci = std::env::var_os("CI").is_some();
             assert!(
@@ -396,6 +401,7 @@ impl Memcached {
             let child = Command::new(MEMCACHED)
                 .args(["-u", "root", "-l", "127.0.0.1", "-t", "1", "-U", "0"])
                 .args(["-p", &port.to_string()])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()
