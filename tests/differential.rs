@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{exchange, show, Memcached, Server};
+use common::{exchange, show, split_line, Memcached, Server};
 
 /// CAS uniques are per-server counters: replace the fifth word of every
 /// `VALUE key flags bytes cas` line with `<cas>`.
@@ -17,13 +17,8 @@ fn normalize_cas(reply: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(reply.len());
     let mut rest = reply;
     while !rest.is_empty() {
-        let end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(rest.len(), |i| i + 2);
-        let line = &rest[..end];
-        rest = &rest[end..];
-        let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+        let (line, body, after) = split_line(rest);
+        rest = after;
         let words: Vec<&[u8]> = body.split(|&b| b == b' ').collect();
         if words.len() == 5 && words[0] == b"VALUE" {
             out.extend_from_slice(&words[..4].join(&b' '));

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use common::{exchange, Memcached, Server};
+use common::{exchange, split_line, Memcached, Server};
 
 /// The key set: small, so commands meet each other's items. One key has
 /// bytes above 0x7f (both servers accept them).
@@ -741,13 +741,8 @@ fn normalize(reply: &[u8]) -> (Vec<u8>, Vec<i64>) {
     let mut ttls = Vec::new();
     let mut rest = reply;
     while !rest.is_empty() {
-        let end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(rest.len(), |i| i + 2);
-        let line = &rest[..end];
-        rest = &rest[end..];
-        let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+        let (line, body, after) = split_line(rest);
+        rest = after;
         let words: Vec<&[u8]> = body.split(|&b| b == b' ').collect();
         let meta = ["HD", "VA", "NS", "EX", "NF", "EN", "MN"]
             .iter()

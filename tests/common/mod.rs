@@ -365,6 +365,17 @@ pub fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duratio
 pub const MEMCACHED: &str = "/usr/bin/memcached";
 
 /// A memcached child process on a free port, killed on drop.
+/// The first CRLF-ended line of `reply` (all of it when no line ends): the
+/// line with its CRLF, the line without it, and what follows.
+pub fn split_line(reply: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let end = reply
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(reply.len(), |i| i + 2);
+    let (line, rest) = reply.split_at(end);
+    (line, line.strip_suffix(b"\r\n").unwrap_or(line), rest)
+}
+
 pub struct Memcached {
     child: Child,
     pub addr: SocketAddr,
