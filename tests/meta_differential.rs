@@ -421,6 +421,36 @@ fn meta_documented_differences_hold() {
 /// fetch marks it hit, later fetches move its last access (memcached's
 /// segmented LRU). Needs the clock to move: one 2.2 s wait, both servers
 /// at once.
+/// `stats`' arithmetic counters after the same `ma`, `incr` and `decr`
+/// requests, on a fresh server each: memcached counts a change as a hit and
+/// a missing item as a miss, and an item `N` created or a cas mismatch as
+/// neither.
+#[test]
+fn meta_arith_counted_as_memcached() {
+    let Some(memcached) = Memcached::start("meta_differential") else {
+        return;
+    };
+    let ferrocache = Server::start(&[]);
+    let request = b"ma c1 N0\r\nma c1\r\nma c2\r\nma c3 N5 MD\r\nma c3 MD\r\nma c3 C1 MD\r\n\
+        set c4 0 0 1\r\n5\r\nincr c4 1\r\ndecr c4 1\r\nincr c5 1\r\ndecr c5 1\r\nma c2 MD\r\n\
+        ma c6 q N0\r\nma c6 C1\r\nstats\r\n";
+    let counters = |addr| {
+        let reply = exchange(addr, request, usize::MAX);
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .filter(|l| {
+                ["incr_", "decr_"]
+                    .iter()
+                    .any(|p| l.starts_with(&format!("STAT {p}")))
+            })
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let want = counters(memcached.addr);
+    assert_eq!(want.len(), 4, "{want:?}");
+    assert_eq!(counters(ferrocache.addr), want);
+}
+
 #[test]
 fn meta_hit_and_last_access_as_memcached() {
     let Some(memcached) = Memcached::start("meta_differential") else {

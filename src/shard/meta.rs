@@ -309,12 +309,16 @@ impl Shard {
                 }
             },
         };
+        // As memcached counts them: a change is a hit and a missing item a
+        // miss; an item `N` created, a cas mismatch and a failed create
+        // count as neither.
         let c = self.counters(k.ns);
         match (&result, incr) {
-            (Ok(_), true) => c.incr_hits += 1,
-            (Ok(_), false) => c.decr_hits += 1,
-            (Err(_), true) => c.incr_misses += 1,
-            (Err(_), false) => c.decr_misses += 1,
+            (Ok((_, false)), true) => c.incr_hits += 1,
+            (Ok((_, false)), false) => c.decr_hits += 1,
+            (Err(MetaCode::Nf), true) => c.incr_misses += 1,
+            (Err(MetaCode::Nf), false) => c.decr_misses += 1,
+            _ => {}
         }
         // An opaque over 32 bytes: memcached has changed the number (or
         // not), and answers the error alone.
