@@ -262,7 +262,7 @@ pub fn switch_user(user: &str) -> Result<(), HostError> {
 /// where /proc cannot be read (and nothing can be checked).
 pub fn foreign_listener(addr: SocketAddr) -> Option<Result<(), HostError>> {
     let ours = socket_inodes("/proc/self/fd");
-    let mut found = None;
+    let mut found = Vec::new();
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         let Ok(table) = std::fs::read_to_string(file) else {
             if v6 {
@@ -278,18 +278,26 @@ pub fn foreign_listener(addr: SocketAddr) -> Option<Result<(), HostError>> {
                 && overlaps(listener.0.ip(), addr.ip())
                 && !ours.contains(&listener.1)
             {
-                found = Some(listener);
+                found.push(listener);
             }
         }
     }
-    Some(match found {
+    // Name a listener whose process is alive where there is one: a socket
+    // of a process that just exited can outlive it for a moment (its
+    // io_uring is torn down after it), and "another process" helps no one.
+    let named = found
+        .iter()
+        .find_map(|&(theirs, inode)| owner_of(inode).map(|owner| (theirs, format!("{owner} "))));
+    let unnamed = || {
+        found
+            .first()
+            .map(|&(theirs, _)| (theirs, "another process ".into()))
+    };
+    Some(match named.or_else(unnamed) {
         None => Ok(()),
-        Some((theirs, inode)) => Err(HostError::AddrInUse(format!(
-            "cannot listen on {addr}: Address already in use ({}listens on {theirs}); stop it or \
-             choose another --listen port",
-            owner_of(inode)
-                .map(|o| format!("{o} "))
-                .unwrap_or_else(|| "another process ".into())
+        Some((theirs, owner)) => Err(HostError::AddrInUse(format!(
+            "cannot listen on {addr}: Address already in use ({owner}listens on {theirs}); stop it \
+             or choose another --listen port"
         ))),
     })
 }
