@@ -453,24 +453,22 @@ impl Gen {
         }
     }
 
-    fn meta_key(&mut self, step: &mut Step, verb: &str, flags: &[&str]) -> usize {
+    /// A meta command with no data block, `verb key flags\r\n`: its flags
+    /// drawn from `pool`, now and then with one of `invalid` among them.
+    fn meta_line(&mut self, step: &mut Step, verb: &str, pool: &[&str], invalid: &[&str]) {
+        let flags = self.flags(pool, 30, invalid);
         let key = self.key();
         let b = flags.contains(&"b");
         step.push(verb).push(" ").push(self.key_token(key, b));
-        key
+        self.push_flags(step, key, &flags);
+        step.push("\r\n");
     }
 
     fn meta_get(&mut self, step: &mut Step) {
-        let flags = self.flags(
-            &[
-                "b", "c", "f", "h", "k", "O", "q", "t", "u", "v", "N", "R", "T",
-            ],
-            30,
-            &["E5", "zz", "S5", "x"],
-        );
-        let key = self.meta_key(step, "mg", &flags);
-        self.push_flags(step, key, &flags);
-        step.push("\r\n");
+        let pool = [
+            "b", "c", "f", "h", "k", "O", "q", "t", "u", "v", "N", "R", "T",
+        ];
+        self.meta_line(step, "mg", &pool, &["E5", "zz", "S5", "x"]);
     }
 
     fn meta_set(&mut self, step: &mut Step) {
@@ -508,28 +506,16 @@ impl Gen {
     }
 
     fn meta_delete(&mut self, step: &mut Step) {
-        let flags = self.flags(
-            &["b", "C", "I", "k", "O", "q", "T"],
-            30,
-            &["x", "zz", "E5", "v"],
-        );
-        let key = self.meta_key(step, "md", &flags);
-        self.push_flags(step, key, &flags);
-        step.push("\r\n");
+        let pool = ["b", "C", "I", "k", "O", "q", "T"];
+        self.meta_line(step, "md", &pool, &["x", "zz", "E5", "v"]);
     }
 
     fn meta_arith(&mut self, step: &mut Step) {
         step.0.push(Part::Drain);
-        let flags = self.flags(
-            &[
-                "b", "C", "N", "J", "D", "T", "M", "q", "O", "k", "c", "t", "v",
-            ],
-            30,
-            &["zz", "f", "E5"],
-        );
-        let key = self.meta_key(step, "ma", &flags);
-        self.push_flags(step, key, &flags);
-        step.push("\r\n");
+        let pool = [
+            "b", "C", "N", "J", "D", "T", "M", "q", "O", "k", "c", "t", "v",
+        ];
+        self.meta_line(step, "ma", &pool, &["zz", "f", "E5"]);
     }
 
     fn malformed(&mut self, step: &mut Step) {
