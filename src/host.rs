@@ -254,13 +254,16 @@ pub fn switch_user(user: &str) -> Result<(), HostError> {
     Ok(())
 }
 
-/// After every core has bound `addr` with SO_REUSEPORT: another process
-/// listening on an overlapping address would share our connections (the
-/// kernel spreads them over every socket in the group), so find one.
-/// Checking after binding closes the race of two servers starting at once:
-/// whichever looks second sees the other. Returns what was found, or `None`
-/// where /proc cannot be read (and nothing can be checked).
-pub fn foreign_listener(addr: SocketAddr) -> Option<Result<(), HostError>> {
+/// Another process listening on an address that overlaps `addr` (given by
+/// the flag `flag`) would share our connections once we bind it with
+/// SO_REUSEPORT (the kernel spreads them over every socket in the group),
+/// so find one. Called before binding, so that a second server never takes
+/// a share of the first's connections on its way to refusing, and again
+/// after every core has bound, which closes the race of two servers
+/// starting at once: whichever looks second sees the other. Returns what
+/// was found, or `None` where /proc cannot be read (and nothing can be
+/// checked).
+pub fn foreign_listener(addr: SocketAddr, flag: &str) -> Option<Result<(), HostError>> {
     let ours = socket_inodes("/proc/self/fd");
     let mut found = Vec::new();
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
@@ -297,7 +300,7 @@ pub fn foreign_listener(addr: SocketAddr) -> Option<Result<(), HostError>> {
         None => Ok(()),
         Some((theirs, owner)) => Err(HostError::AddrInUse(format!(
             "cannot listen on {addr}: Address already in use ({owner}listens on {theirs}); stop it \
-             or choose another --listen port"
+             or choose another {flag} port"
         ))),
     })
 }

@@ -576,6 +576,50 @@ fn a_second_server_on_the_same_port_is_refused() {
     }
 }
 
+#[test]
+fn a_port_held_by_another_user_names_its_process() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root, so no listener of another user can be made");
+        return;
+    }
+    // A listener of user nobody: binding its port fails whatever the flags
+    // (SO_REUSEPORT joins only sockets of one user), so the server must
+    // look before it binds to say who holds it.
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time\n\
+             s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+             print(s.getsockname()[1], flush=True); time.sleep(60)",
+        ])
+        .uid(65534)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("the holder's port");
+    let listen = format!("127.0.0.1:{port}");
+    let exit = run_for(
+        ferrocache(&["--listen", &listen, "--cores", "2"]),
+        Duration::from_secs(10),
+    );
+    let pid = holder.id();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(exit.code, Some(EXIT_ADDR_IN_USE), "{}", exit.stderr);
+    assert_eq!(
+        exit.stderr.lines().last().unwrap(),
+        format!(
+            "ferrocache: cannot listen on {listen}: Address already in use (pid {pid} (python3) \
+             listens on {listen}); stop it or choose another --listen port"
+        )
+    );
+}
+
 // ---- logs ----
 
 fn tempfile(name: &str, text: &str, mode: u32) -> std::path::PathBuf {

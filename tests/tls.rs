@@ -509,3 +509,45 @@ fn start_fails_clearly_on_bad_tls_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plaintext only"), "{err}");
 }
+
+#[test]
+fn a_second_server_on_the_same_tls_port_is_refused() {
+    let pki = Pki::new("second");
+    let first = Server::start(&pki, &[]);
+    let config = pki.client_config(None);
+    // Its own plain port, the first's TLS port: the kernel would spread the
+    // first's TLS connections over both (SO_REUSEPORT).
+    let mut out = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        .args(["--cores", "2", "--listen", "127.0.0.1:0"])
+        .args(["--tls-listen", &first.tls.to_string()])
+        .args(["--tls-cert", &pki.arg("server.pem")])
+        .args(["--tls-key", &pki.arg("server.key")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A build that shares the port serves on: stop it rather than hang.
+    let started = Instant::now();
+    while out.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = out.kill();
+    let out = out.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(71), "{out:?}");
+    assert!(out.stdout.is_empty(), "the second server announced itself");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.lines().last().unwrap(),
+        format!(
+            "ferrocache: cannot listen on {tls}: Address already in use (pid {pid} (ferrocache) \
+             listens on {tls}); stop it or choose another --tls-listen port",
+            tls = first.tls,
+            pid = first.child.id()
+        )
+    );
+    for _ in 0..8 {
+        first
+            .connect(&config)
+            .roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    }
+}

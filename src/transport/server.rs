@@ -167,6 +167,13 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         _ => None,
     };
 
+    // Look before binding: a server that binds and then refuses would take
+    // a share of the running one's new connections until its sockets close.
+    refuse_shared_ports(
+        shared.config.listen,
+        shared.config.tls.as_ref().map(|t| t.listen),
+    )?;
+
     let mesh = Mesh::new(cores, MESH_CAPACITY).map_err(|e| StartError::Executor(e.to_string()))?;
     let (tx, rx) = crossbeam_channel::unbounded();
 
@@ -215,11 +222,10 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             Startup::Failed(e) => return Err(e),
         }
     }
-    // Every core holds the port now: a listener of another process on it
-    // would take a share of our connections (SO_REUSEPORT).
-    match host::foreign_listener(addr) {
-        Some(found) => found.map_err(StartError::Host)?,
-        None => warn!("cannot read /proc/net/tcp: not checking for other listeners on {addr}"),
+    // Every core holds the ports now: look again, for a server that started
+    // at the same moment.
+    if !refuse_shared_ports(addr, tls_addr)? {
+        warn!("cannot read /proc/net/tcp: not checking for other listeners on {addr}");
     }
 
     // Handlers first: a SIGHUP sent as soon as the ready line is out
@@ -228,6 +234,22 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     announce(&shared, addr, tls_addr, metrics_addr);
     wait_for_signals(&shared, signals, tls);
     Ok(())
+}
+
+/// Refuses to start where another process listens on our port or TLS port
+/// (a port still 0 is skipped: the kernel picks a free one). `Ok(false)`
+/// where /proc cannot be read, so nothing was checked.
+fn refuse_shared_ports(addr: SocketAddr, tls_addr: Option<SocketAddr>) -> Result<bool, StartError> {
+    for (addr, flag) in [(Some(addr), "--listen"), (tls_addr, "--tls-listen")] {
+        let Some(addr) = addr.filter(|a| a.port() != 0) else {
+            continue;
+        };
+        match host::foreign_listener(addr, flag) {
+            Some(found) => found.map_err(StartError::Host)?,
+            None => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// Gives the calling thread, core `core`'s, the `--sched-policy`. A core
