@@ -205,13 +205,15 @@ impl Gen {
         self.rng.below(KEYS.len())
     }
 
-    /// A key token: the key, its base64 form when `b`, or rarely one byte
-    /// too long.
+    /// A key token: the key, its base64 form when `b` (now and then one
+    /// that does not decode), or rarely one byte too long.
     fn key_token(&mut self, key: usize, b: bool) -> Vec<u8> {
         if self.rng.chance(2) {
             return vec![b'k'; 251];
         }
-        if b {
+        if b && self.rng.chance(5) {
+            self.rng.pick(&["A===", "*!*"]).as_bytes().to_vec()
+        } else if b {
             BASE64.encode(KEYS[key]).into_bytes()
         } else {
             KEYS[key].to_vec()

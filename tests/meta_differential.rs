@@ -230,6 +230,14 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
+            // memcached decodes the key at the `b` token's place: a later
+            // bad token's message wins, an earlier one's loses, and the
+            // modes are checked after.
+            "a key that does not decode among other errors",
+            b"mg A=== Tx b v\r\nmg A=== b Tx v\r\nmg A=== b Fx\r\nmg A=== Fx b\r\nmg A=== b Mxy\r\nmg A=== b b\r\nms A=== 1 MZ b\r\nx\r\nms A=== 1 b MZ\r\nx\r\nms A=== 1 b Tx\r\nx\r\nms A=== 1 Cx b\r\nx\r\nma A=== MZ b\r\nma A=== b Dx\r\nmd A=== b Tx\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
             "base64 padding and trailing bits",
             b"ms Zg== 1 b\r\nx\r\nmg Zh== b k v\r\nmg Zg b v\r\nmg Z=g= b v\r\nmg Zm8 b\r\nmg Zm9=vv== b\r\nmg AA== b k v\r\nmg Zg*== b k v\r\nmg Z.g.=.= b v\r\nmg A=== b\r\nmg Zg==Zg== b k v\r\nmn\r\n"
                 .to_vec(),

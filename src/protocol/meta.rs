@@ -111,9 +111,10 @@ pub(crate) fn parse_meta<'a>(
         return Some(finish_key(command, key, flags, &[], line_len, invalid));
     }
     if command != MetaCommand::Set {
-        let flags = match check_flags(rest) {
+        let flags = match check_flags(rest, key) {
             Ok(flags) => flags,
-            // ma and md answer one line for every flag error.
+            // ma and md answer one line for every flag error, a key that
+            // does not decode included.
             Err(_) if matches!(command, MetaCommand::Arith | MetaCommand::Delete) => {
                 return Some(invalid(ErrorReply::MetaInvalidOrDuplicateFlag))
             }
@@ -127,16 +128,6 @@ pub(crate) fn parse_meta<'a>(
         } else {
             flags
         };
-        if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
-            // memcached's md and ma fold a key that fails to decode into
-            // their one flag error.
-            let error = if command == MetaCommand::Get {
-                ErrorReply::MetaDecodingKey
-            } else {
-                ErrorReply::MetaInvalidOrDuplicateFlag
-            };
-            return Some(invalid(error));
-        }
         // md refuses a long opaque before it deletes anything.
         if command == MetaCommand::Delete && flags.long_opaque.is_some() {
             return Some(invalid(ErrorReply::MetaOpaqueTooLong));
@@ -172,7 +163,7 @@ pub(crate) fn parse_meta<'a>(
         noreply: false,
         consumed: end,
     };
-    let flags = match check_flags(rest) {
+    let flags = match check_flags(rest, key) {
         Ok(flags) => flags,
         Err(e) => return Some(swallowed(e)),
     };
@@ -181,9 +172,6 @@ pub(crate) fn parse_meta<'a>(
         Err(e) => return Some(swallowed(e)),
     };
     let flags = MetaFlags { set_mode, ..flags };
-    if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
-        return Some(swallowed(ErrorReply::MetaDecodingKey));
-    }
     // After the other tokens' errors and the mode's, as memcached's ms.
     if flags.long_opaque.is_some() {
         return Some(swallowed(ErrorReply::MetaOpaqueTooLong));
@@ -213,9 +201,6 @@ fn finish_key<'a>(
     line_len: usize,
     invalid: impl Fn(ErrorReply) -> Parsed<'a>,
 ) -> Parsed<'a> {
-    if flags.base64 && base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
-        return invalid(ErrorReply::MetaDecodingKey);
-    }
     if !key_ok(key) {
         return invalid(ErrorReply::BadCommandLine);
     }
@@ -269,9 +254,10 @@ impl MetaFlags<'_> {
 }
 
 /// memcached's `_meta_flag_preparse`: every flag known, none twice, tokens
-/// well formed. An unknown or repeated flag stops at once; other errors
-/// let the scan go on, and the last message set is reported.
-fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
+/// well formed, and with `b` a `key` that decodes (memcached decodes it at
+/// the `b` token's place). An unknown or repeated flag stops at once; other
+/// errors let the scan go on, and the last message set is reported.
+fn check_flags<'a>(tokens: &'a [u8], key: &[u8]) -> Result<MetaFlags<'a>, ErrorReply> {
     let mut flags = MetaFlags::empty(tokens);
     // One bit per flag letter seen (letters are ASCII, below 127).
     let mut seen = 0u128;
@@ -289,7 +275,12 @@ fn check_flags(tokens: &[u8]) -> Result<MetaFlags<'_>, ErrorReply> {
         let arg = &tok[1..];
         let ttl = || parse_i64(arg).map(|t| t as i32 as i64);
         match o {
-            b'b' => flags.base64 = true,
+            b'b' => {
+                flags.base64 = true;
+                if base64_decode(key, &mut [0; MAX_KEY_LEN]).is_none() {
+                    error = Some(ErrorReply::MetaDecodingKey);
+                }
+            }
             b'N' => match ttl() {
                 Some(t) => flags.vivify = Some(t),
                 None => error = Some(ErrorReply::MetaBadToken),
@@ -606,16 +597,42 @@ mod tests {
 
     #[test]
     fn flag_errors() {
-        assert_eq!(check_flags(b" v v"), Err(ErrorReply::MetaDuplicateFlag));
-        assert_eq!(check_flags(b" !"), Err(ErrorReply::MetaInvalidFlag));
-        assert_eq!(check_flags(b" Tx"), Err(ErrorReply::MetaBadToken));
-        assert_eq!(check_flags(b" Fx"), Err(ErrorReply::BadCommandLine));
-        assert_eq!(check_flags(b" M"), Err(ErrorReply::MetaModeLength));
-        let f = check_flags(b" v q T10 F4294967297 C5 D3 J4").unwrap();
+        assert_eq!(
+            check_flags(b" v v", b"k"),
+            Err(ErrorReply::MetaDuplicateFlag)
+        );
+        assert_eq!(check_flags(b" !", b"k"), Err(ErrorReply::MetaInvalidFlag));
+        assert_eq!(check_flags(b" Tx", b"k"), Err(ErrorReply::MetaBadToken));
+        assert_eq!(check_flags(b" Fx", b"k"), Err(ErrorReply::BadCommandLine));
+        assert_eq!(check_flags(b" M", b"k"), Err(ErrorReply::MetaModeLength));
+        let f = check_flags(b" v q T10 F4294967297 C5 D3 J4", b"k").unwrap();
         assert!(f.value && f.quiet);
         assert_eq!(
             (f.ttl, f.client_flags, f.compare_cas, f.delta, f.initial),
             (Some(10), 1, Some(5), 3, 4)
         );
+        // A key that does not decode is the `b` token's error, in its place.
+        let bad_key = b"A===";
+        assert_eq!(
+            check_flags(b" b", bad_key),
+            Err(ErrorReply::MetaDecodingKey)
+        );
+        assert_eq!(
+            check_flags(b" Tx b", bad_key),
+            Err(ErrorReply::MetaDecodingKey)
+        );
+        assert_eq!(
+            check_flags(b" b Tx", bad_key),
+            Err(ErrorReply::MetaBadToken)
+        );
+        assert_eq!(
+            check_flags(b" b Fx", bad_key),
+            Err(ErrorReply::MetaDecodingKey)
+        );
+        assert_eq!(
+            check_flags(b" b b", bad_key),
+            Err(ErrorReply::MetaDuplicateFlag)
+        );
+        assert!(check_flags(b" b", b"Zm9v").unwrap().base64);
     }
 }
