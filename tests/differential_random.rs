@@ -4,7 +4,10 @@
 //! the keys span shards). Each sequence runs on one connection to each server,
 //! both flushed first, and the replies must be identical once cas uniques are
 //! masked. A diverging sequence is shrunk (steps dropped one at a time while it
-//! still diverges) and printed with both replies.
+//! still diverges) and printed with both replies. A second run (a quarter as
+//! many sequences) does the same inside one tenant's namespace, on a server
+//! with tokens, while neighbour tenants hold the same keys, which must come
+//! through untouched.
 //!
 //! Environment: `DIFF_RANDOM_SEEDS` sequences (default 2000, a few seconds),
 //! starting at seed `DIFF_RANDOM_START` (default 0); `DIFF_RANDOM_VERBOSE=1`
@@ -40,12 +43,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use common::{exchange, split_line, Memcached, Server};
+use common::{exchange, oauth_request, split_line, GrantsFile, Memcached, Server};
 
 /// The key set: small, so commands meet each other's items. One key has
 /// bytes above 0x7f (both servers accept them).
@@ -710,10 +714,24 @@ fn count_mn(bytes: &[u8]) -> usize {
     n
 }
 
-/// Runs `steps` on a flushed server, on one connection.
-fn run(addr: SocketAddr, steps: &[Step]) -> Vec<u8> {
-    assert_eq!(exchange(addr, b"flush_all\r\n", usize::MAX), b"OK\r\n");
+/// Runs `steps` on a flushed server, on one connection; with `login`, a
+/// `set oauth` request, that connection (and the flush) first binds a
+/// namespace.
+fn run(addr: SocketAddr, steps: &[Step], login: Option<&[u8]>) -> Vec<u8> {
+    let login = login.unwrap_or_default();
+    let stored: &[u8] = if login.is_empty() { b"" } else { b"STORED\r\n" };
+    let flush = [login, b"flush_all\r\n"].concat();
+    assert_eq!(
+        exchange(addr, &flush, usize::MAX),
+        [stored, b"OK\r\n"].concat()
+    );
     let mut client = Client::new(addr);
+    if !login.is_empty() {
+        client.stream.write_all(login).unwrap();
+        let mut reply = vec![0; stored.len()];
+        client.stream.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, stored, "the login");
+    }
     for step in steps {
         client.step(step);
     }
@@ -831,13 +849,15 @@ fn first_difference(memcached: &[u8], ferrocache: &[u8]) -> (String, String) {
 struct Servers {
     memcached: Memcached,
     ferrocache: Server,
+    /// The `set oauth` each ferrocache connection sends first, if any.
+    login: Option<Vec<u8>>,
 }
 
 impl Servers {
     /// Both replies, if they differ.
     fn diverges(&self, steps: &[Step]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let want = run(self.memcached.addr, steps);
-        let got = run(self.ferrocache.addr, steps);
+        let want = run(self.memcached.addr, steps, None);
+        let got = run(self.ferrocache.addr, steps, self.login.as_deref());
         (!same(&want, &got)).then_some((want, got))
     }
 
@@ -870,22 +890,75 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// memcached, started for these tests. Its LRU maintainer thread holds
+/// items now and then; an `incr` that meets one held makes a new item
+/// (unpadded, its marks cleared) instead of writing in place, so the
+/// replies would depend on that thread's timing.
+fn memcached() -> Option<Memcached> {
+    Memcached::start_with("differential_random", &["-o", "no_lru_maintainer"])
+}
+
 #[test]
 fn random_sequences_same_bytes_as_memcached() {
-    // memcached's LRU maintainer thread holds items now and then; an
-    // `incr` that meets one held makes a new item (unpadded, its marks
-    // cleared) instead of writing in place, so the replies would depend on
-    // that thread's timing.
-    let Some(memcached) =
-        Memcached::start_with("differential_random", &["-o", "no_lru_maintainer"])
-    else {
+    let Some(memcached) = memcached() else {
         return;
     };
     let servers = Servers {
         memcached,
         ferrocache: Server::start(&[]),
+        login: None,
     };
-    let count = env_number("DIFF_RANDOM_SEEDS", 2000);
+    compare(&servers, env_number("DIFF_RANDOM_SEEDS", 2000));
+}
+
+/// The same sequences inside one tenant's namespace, on a server with
+/// tokens, while a neighbour tenant holds every key the sequences use:
+/// the replies must still be memcached's, and the neighbour's items must
+/// come through every flush, incr and delete untouched.
+#[test]
+fn random_sequences_in_a_namespace_same_bytes_as_memcached() {
+    let Some(memcached) = memcached() else {
+        return;
+    };
+    let grants = GrantsFile::new("token-sequences-1 proj-seq\ntoken-neighbour-1 proj-next\n");
+    std::fs::set_permissions(&grants.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let servers = Servers {
+        memcached,
+        ferrocache: Server::start(&["--tokens", grants.arg()]),
+        login: Some(oauth_request("token-sequences-1 proj-seq cache")),
+    };
+    // The neighbour: another project, and the same project's other cache.
+    let neighbours = [
+        oauth_request("token-neighbour-1 proj-next cache"),
+        oauth_request("token-sequences-1 proj-seq other"),
+    ];
+    let (mut set, mut get, mut want) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, key) in KEYS.iter().enumerate() {
+        let value = format!("next{i}");
+        let key = String::from_utf8_lossy(key);
+        set.extend(format!("set {key} 7 0 {}\r\n{value}\r\n", value.len()).bytes());
+        get.extend(format!("get {key}\r\n").bytes());
+        want.extend(format!("VALUE {key} 7 {}\r\n{value}\r\nEND\r\n", value.len()).bytes());
+    }
+    let addr = servers.ferrocache.addr;
+    for login in &neighbours {
+        let reply = exchange(addr, &[login.as_slice(), &set].concat(), usize::MAX);
+        assert_eq!(reply, [b"STORED\r\n".repeat(KEYS.len() + 1)].concat());
+    }
+    compare(&servers, env_number("DIFF_RANDOM_SEEDS", 2000) / 4);
+    for login in &neighbours {
+        let reply = exchange(addr, &[login.as_slice(), &get].concat(), usize::MAX);
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            String::from_utf8_lossy(&[b"STORED\r\n".as_slice(), &want].concat()),
+            "a neighbour's items changed"
+        );
+    }
+}
+
+/// Runs `count` seeded sequences on both servers and fails, after
+/// printing each kind of divergence shrunk, if any reply differed.
+fn compare(servers: &Servers, count: u64) {
     let first = env_number("DIFF_RANDOM_START", 0);
     let verbose = std::env::var_os("DIFF_RANDOM_VERBOSE").is_some();
     let started = Instant::now();
