@@ -259,6 +259,27 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             v.extend_from_slice(b"\r\nmg big1 v\r\nmn\r\n");
             v
         }),
+        // Too large, its line's own errors first (the old item stays), and
+        // with `b` the decoded key's item deleted, not the token's.
+        ("ms too large, after its flags", {
+            let mut v = Vec::new();
+            for line in [
+                "ms Zm9v 2000000 b",
+                "ms Zm9v 2000000 b T5 ME",
+                "ms Zm9v 2000000 b Tx",
+                "ms foo 2000000 MZ",
+                "ms foo 2000000 zz",
+                "ms A=== 2000000 b",
+                "ms foo 2000000 q O123 k",
+            ] {
+                v.extend_from_slice(b"ms foo 1\r\na\r\nms Zm9v 1\r\nb\r\n");
+                v.extend_from_slice(line.as_bytes());
+                v.extend_from_slice(b"\r\n");
+                v.extend(std::iter::repeat_n(b'x', 2_000_000));
+                v.extend_from_slice(b"\r\nmg foo v\r\nmg Zm9v v\r\nmn\r\n");
+            }
+            v
+        }),
     ];
     // A quiet run over many keys (two shards on ferrocache), ending in mn.
     let mut quiet = Vec::new();

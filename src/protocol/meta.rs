@@ -86,6 +86,7 @@ pub(crate) fn parse_meta<'a>(
         error,
         noreply: false,
         consumed: line_len,
+        swallow: 0,
     };
     let (key, rest) = next(rest);
     let Some(key) = key else {
@@ -144,24 +145,19 @@ pub(crate) fn parse_meta<'a>(
         return Some(invalid(ErrorReply::BadCommandLine));
     };
     let len = len as usize;
-    if len > limits.max_item_size {
-        return Some(Parsed::Request {
-            request: Request::Keyed(Keyed::MetaTooLarge {
-                key,
-                swallow: len + 2,
-            }),
-            consumed: line_len,
-        });
-    }
+    // A value over the limit is not waited for: its data block is discarded
+    // as it comes, after the line's own errors, as memcached does.
+    let too_large = len > limits.max_item_size;
     let end = line_len + len + 2;
-    if buf.len() < end {
+    if !too_large && buf.len() < end {
         return Some(Parsed::Incomplete);
     }
     // Past here a bad line still swallows its data block, as memcached does.
     let swallowed = |error| Parsed::Invalid {
         error,
         noreply: false,
-        consumed: end,
+        consumed: if too_large { line_len } else { end },
+        swallow: if too_large { len + 2 } else { 0 },
     };
     let flags = match check_flags(rest, key) {
         Ok(flags) => flags,
@@ -178,6 +174,16 @@ pub(crate) fn parse_meta<'a>(
     }
     if !key_ok(key) {
         return Some(swallowed(ErrorReply::BadCommandLine));
+    }
+    if too_large {
+        return Some(Parsed::Request {
+            request: Request::Keyed(Keyed::MetaTooLarge {
+                key,
+                base64: flags.base64,
+                swallow: len + 2,
+            }),
+            consumed: line_len,
+        });
     }
     if &buf[end - 2..end] != b"\r\n" {
         return Some(swallowed(ErrorReply::BadDataChunk));

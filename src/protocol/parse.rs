@@ -51,6 +51,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         error,
         noreply,
         consumed: line_len,
+        swallow: 0,
     };
     let request = |request| Parsed::Request {
         request,
@@ -269,6 +270,7 @@ fn parse_storage<'a>(
         error,
         noreply,
         consumed: line_len,
+        swallow: 0,
     };
     if args.len() != fixed && args.len() != fixed + 1 {
         return invalid(ErrorReply::Error, false);
@@ -317,6 +319,7 @@ fn parse_storage<'a>(
             error: ErrorReply::BadDataChunk,
             noreply,
             consumed: end,
+            swallow: 0,
         };
     }
     Parsed::Request {
@@ -507,6 +510,7 @@ mod tests {
                 error,
                 noreply,
                 consumed,
+                swallow: 0,
             } => (error, noreply, consumed),
             other => panic!("{input:?} gave {other:?}"),
         }
@@ -803,6 +807,12 @@ mod tests {
             }),
             Request::Keyed(Keyed::MetaTooLarge {
                 key: b"m",
+                base64: false,
+                swallow: 7,
+            }),
+            Request::Keyed(Keyed::MetaTooLarge {
+                key: b"Zm9v",
+                base64: true,
                 swallow: 7,
             }),
         ] {
@@ -814,5 +824,32 @@ mod tests {
             assert_eq!(request, r);
             assert_eq!(consumed + r.swallow(), wire.len(), "{wire:?}");
         }
+    }
+    #[test]
+    fn a_too_large_meta_set_is_refused_for_its_flags_first() {
+        let small = Limits { max_item_size: 4 };
+        // Its flags' errors first, swallowing the data block as it comes.
+        for (line, error) in [
+            (&b"ms k 10 zz\r\n"[..], ErrorReply::MetaInvalidFlag),
+            (b"ms k 10 MZ\r\n", ErrorReply::MetaSetMode),
+            (b"ms A=== 10 b\r\n", ErrorReply::MetaDecodingKey),
+        ] {
+            assert_eq!(
+                parse(line, &small),
+                Parsed::Invalid {
+                    error,
+                    noreply: false,
+                    consumed: line.len(),
+                    swallow: 12,
+                },
+                "{line:?}"
+            );
+        }
+        // A base64 key routes, and is deleted, by its decoded bytes.
+        let Parsed::Request { request, .. } = parse(b"ms Zm9v 10 b q\r\n", &small) else {
+            panic!("not a request");
+        };
+        let mut buf = [0u8; MAX_KEY_LEN];
+        assert_eq!(request.routing_key(&mut buf), Some(&b"foo"[..]));
     }
 }

@@ -181,10 +181,13 @@ pub enum Keyed<'a> {
     },
     /// A meta command (`mg`, `ms`, `md`, `ma`, `me`).
     Meta(Meta<'a>),
-    /// An `ms` whose value exceeds the item size limit; `key` is the token
-    /// as sent. Its data block (`swallow` bytes) is discarded.
+    /// An `ms` whose value exceeds the item size limit, its flags
+    /// otherwise valid; `key` is the token as sent, base64 with `b`. Its
+    /// data block (`swallow` bytes) is discarded, and the key's item
+    /// deleted.
     MetaTooLarge {
         key: &'a [u8],
+        base64: bool,
         swallow: usize,
     },
 }
@@ -208,8 +211,15 @@ impl<'a> Keyed<'a> {
     /// The key's bytes, which decide the shard that runs the request (a
     /// meta command's base64 key decoded into `buf`).
     pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> &'b [u8] {
-        match self {
-            Keyed::Meta(meta) => meta.key(buf),
+        match *self {
+            Keyed::Meta(ref meta) => meta.key(buf),
+            Keyed::MetaTooLarge {
+                key, base64: true, ..
+            } => {
+                // The parser checked that it decodes.
+                let n = super::meta::base64_decode(key, buf).unwrap_or(0);
+                &buf[..n]
+            }
             _ => self.key(),
         }
     }
@@ -309,7 +319,11 @@ impl<'a> Request<'a> {
                 noreply,
                 meta: None,
             }),
-            Request::Keyed(Keyed::MetaTooLarge { key: b"oauth", .. }) => Some(Handshake {
+            Request::Keyed(Keyed::MetaTooLarge {
+                key: b"oauth",
+                base64: false,
+                ..
+            }) => Some(Handshake {
                 value: b"",
                 noreply: false,
                 meta: Some(b""),
@@ -473,11 +487,19 @@ impl<'a> Request<'a> {
             }
             Request::MetaNoOp => out.extend_from_slice(b"mn\r\n"),
             // The flags are not kept: `ms` with the length it gave.
-            Request::Keyed(Keyed::MetaTooLarge { key, swallow }) => {
+            Request::Keyed(Keyed::MetaTooLarge {
+                key,
+                base64,
+                swallow,
+            }) => {
                 let len = swallow.saturating_sub(2);
                 out.extend_from_slice(b"ms ");
                 out.extend_from_slice(key);
-                out.extend_from_slice(format!(" {len}\r\n").as_bytes());
+                out.extend_from_slice(format!(" {len}").as_bytes());
+                if base64 {
+                    out.extend_from_slice(b" b");
+                }
+                out.extend_from_slice(b"\r\n");
                 out.resize(out.len() + len, b'x');
                 out.extend_from_slice(b"\r\n");
             }
@@ -578,11 +600,14 @@ pub enum Parsed<'a> {
         request: Request<'a>,
         consumed: usize,
     },
-    /// Answer `error` (unless `noreply`) and go on after `consumed` bytes.
+    /// Answer `error` (unless `noreply`) and go on after `consumed` bytes,
+    /// discarding the `swallow` bytes that follow them (the data block of a
+    /// refused `ms` too large to wait for).
     Invalid {
         error: ErrorReply,
         noreply: bool,
         consumed: usize,
+        swallow: usize,
     },
     /// Answer `error` and close the connection.
     Close(ErrorReply),

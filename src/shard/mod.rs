@@ -14,7 +14,7 @@
 use crate::clock::Clock;
 use crate::protocol::{
     compose, parse, ArithKind, ErrorReply, GetKind, Keyed, Limits, Parsed, Request, Response,
-    Storage, StoreKind,
+    Storage, StoreKind, MAX_KEY_LEN,
 };
 use crate::stats::{tenant_items, Counters, Report};
 use crate::store::{
@@ -302,11 +302,14 @@ impl Shard {
                 }
             }
             Keyed::Meta(meta) => return self.execute_meta(ns, hash, &meta, out),
-            Keyed::MetaTooLarge { key, .. } => {
+            Keyed::MetaTooLarge { .. } => {
                 let c = self.counters(ns);
                 c.cmd_set += 1;
                 c.store_too_large += 1;
-                // As memcached: a failed ms must not leave the old value readable.
+                // As memcached: a failed ms must not leave the old value
+                // readable (the key's, decoded when it came in base64).
+                let mut buf = [0u8; MAX_KEY_LEN];
+                let key = request.routing_key(&mut buf);
                 self.store.delete(Key { ns, hash, key }, now);
                 Response::Error(ErrorReply::TooLarge)
             }

@@ -348,11 +348,12 @@ impl Connection {
                     error,
                     noreply,
                     consumed,
+                    swallow,
                 } => {
                     if !noreply {
                         self.out.extend_from_slice(error.line());
                     }
-                    cursor.consume(consumed, 0);
+                    cursor.consume(consumed, swallow);
                 }
                 Parsed::Request { request, consumed } => {
                     cursor.consume(consumed, request.swallow());

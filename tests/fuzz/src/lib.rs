@@ -76,19 +76,29 @@ pub fn check_parse(data: &[u8]) {
                 return;
             }
             Parsed::Invalid {
-                error, consumed, ..
+                error,
+                consumed,
+                swallow,
+                ..
             } => {
                 check_consumed(rest, consumed);
                 assert!(PARSE_ERRORS.contains(&error), "parser answered {error:?}");
                 assert_ne!(error, ErrorReply::LineTooLong, "LineTooLong must close");
-                if words(rest).first() == Some(&&b"ms"[..]) && consumed != line_len(rest) {
-                    // A meta set refused after its length swallows its data.
-                    assert_eq!(consumed, line_len(rest) + declared_len(rest) + 2);
-                } else if error != ErrorReply::BadDataChunk {
-                    assert_eq!(consumed, line_len(rest), "an invalid line skips itself");
+                if words(rest).first() == Some(&&b"ms"[..])
+                    && (consumed != line_len(rest) || swallow > 0)
+                {
+                    // A meta set refused after its length swallows its data:
+                    // buffered, or discarded as it comes when too large.
+                    assert_eq!(consumed + swallow, line_len(rest) + declared_len(rest) + 2);
+                    assert!(swallow == 0 || declared_len(rest) > MAX_ITEM_SIZE);
+                } else {
+                    assert_eq!(swallow, 0, "only a meta set swallows");
+                    if error != ErrorReply::BadDataChunk {
+                        assert_eq!(consumed, line_len(rest), "an invalid line skips itself");
+                    }
                 }
                 check_prefixes(rest, consumed);
-                rest = &rest[consumed..];
+                rest = &rest[(consumed + swallow).min(rest.len())..];
             }
             Parsed::Request { request, consumed } => {
                 check_consumed(rest, consumed);
@@ -314,8 +324,10 @@ pub fn check_connection(data: &[u8]) {
     loop {
         let (request, consumed) = match parse(rest, &LIMITS) {
             Parsed::Incomplete | Parsed::Close(_) | Parsed::HangUp => return,
-            Parsed::Invalid { consumed, .. } => {
-                rest = &rest[consumed..];
+            Parsed::Invalid {
+                consumed, swallow, ..
+            } => {
+                rest = &rest[(consumed + swallow).min(rest.len())..];
                 continue;
             }
             Parsed::Request { request, consumed } => (request, consumed),
