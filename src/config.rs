@@ -67,8 +67,9 @@ pub struct Args {
     )]
     pub memory: usize,
 
-    /// Largest value a client may store: bytes, or with a k, m or g suffix;
-    /// at most 1g and at most half of --memory-mb (memcached's -I) [default: 1m].
+    /// Largest item a client may store, counted as memcached counts it (the
+    /// value, the key and about 60 bytes): bytes, or with a k, m or g suffix;
+    /// 1k to 1g, and at most half of --memory-mb (memcached's -I) [default: 1m].
     #[arg(short = 'I', long = "max-item-size", value_parser = parse_size, value_name = "SIZE")]
     pub max_item_size: Option<usize>,
 
@@ -375,8 +376,10 @@ impl Config {
         }
         check_memory_fits(memory_bytes, &mut notes)?;
         let max_item_size = args.max_item_size.unwrap_or(DEFAULT_MAX_ITEM_SIZE);
-        if max_item_size == 0 || max_item_size > MAX_ITEM_SIZE_CEILING {
-            return Err("--max-item-size must be between 1 byte and 1g".into());
+        // memcached's floor: an item's header, key and cas count against the
+        // limit, so below it few values would fit.
+        if !(1024..=MAX_ITEM_SIZE_CEILING).contains(&max_item_size) {
+            return Err("--max-item-size must be between 1k and 1g".into());
         }
         if max_item_size > memory_bytes / 2 {
             let needed = show_megabytes(max_item_size * 2);

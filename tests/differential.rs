@@ -169,6 +169,30 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
             v.extend_from_slice(b"\r\nget big3\r\n");
             v
         }),
+        // memcached counts its item header, the key, non-zero flags and the
+        // cas against -I 1m: for "foo" a value of 1,048,514 bytes is the
+        // largest, 1,048,510 with flags, and so for appends and ms.
+        ("values at the item size limit", {
+            let mut v = Vec::new();
+            for (line, len) in [
+                ("set foo 0 0 1048514", 1_048_514),
+                ("set foo 0 0 1048515", 1_048_515),
+                ("set foo 5 0 1048510", 1_048_510),
+                ("set foo 5 0 1048511", 1_048_511),
+                ("set foo 5 0 1048000", 1_048_000),
+                ("append foo 0 0 510", 510),
+                ("append foo 0 0 1", 1),
+                ("ms foo 1048514", 1_048_514),
+                ("ms foo 1048515", 1_048_515),
+                ("ms Zm9v 1048514 b F1", 1_048_514),
+            ] {
+                v.extend_from_slice(line.as_bytes());
+                v.extend_from_slice(b"\r\n");
+                v.extend(std::iter::repeat_n(b'z', len));
+                v.extend_from_slice(b"\r\nmg foo s f\r\n");
+            }
+            v
+        }),
     ];
     let mut all: Vec<(&'static str, Vec<u8>)> =
         cases.into_iter().map(|(n, r)| (n, r.to_vec())).collect();

@@ -306,7 +306,7 @@ impl Store {
                 let old = self.state_of(e, now, false);
                 // Write stamps are ordered; the uniques clients see are not.
                 let old_stamp = self.item(e).cas;
-                if self.seal.stamp(cas) < old_stamp && value.len() <= self.max_item_size {
+                if self.seal.stamp(cas) < old_stamp && !self.too_large(k.key, flags, value.len()) {
                     let meta = (now & ACCESS_MASK)
                         | META_STALE
                         | if old.token_sent { META_TOKEN_SENT } else { 0 }

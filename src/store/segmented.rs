@@ -194,6 +194,14 @@ impl Store {
     /// grows with the namespaces seen: 48 bytes each).
     /// `keys` must be the hasher that computed every [`Key::hash`] this
     /// store is given.
+    /// Whether an item is over `--max-item-size` as memcached 1.6 counts
+    /// an item: its 48-byte header, the key and a NUL, 4 bytes of client
+    /// flags unless they are 0, the value and its CR LF, and an 8-byte cas.
+    /// So a value meets the limit at the same length on either server.
+    pub(super) fn too_large(&self, key: &[u8], flags: u32, value_len: usize) -> bool {
+        memcached_item_size(key.len(), flags, value_len) > self.max_item_size
+    }
+
     pub fn new(limit_bytes: usize, max_item_size: usize, keys: KeyHasher) -> Store {
         let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
         let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
@@ -720,7 +728,7 @@ impl Store {
     ) -> SetOutcome {
         self.now = now;
         let found = self.find_live(&k, now).unwrap_or(None);
-        if value.len() > self.max_item_size || k.key.len() > u8::MAX as usize {
+        if self.too_large(k.key, flags, value.len()) || k.key.len() > u8::MAX as usize {
             if let (SetMode::Set, Some(pos)) = (mode, found) {
                 let home = index::home_of(k.hash);
                 self.unlink(home, pos, Why::Dropped);
@@ -745,7 +753,7 @@ impl Store {
             }
             (SetMode::Append | SetMode::Prepend, Some(pos)) => {
                 let it = self.item(self.index.get(pos));
-                if it.value.len() + value.len() > self.max_item_size {
+                if self.too_large(k.key, it.flags, it.value.len() + value.len()) {
                     return SetOutcome::TooLarge;
                 }
                 let (flags, exptime) = (it.flags, it.exptime);
@@ -1023,4 +1031,13 @@ impl Store {
         }
         self.projects.get(project).bytes + size <= cap
     }
+}
+
+/// An item's size as memcached 1.6 counts it against `-I` (`item_make_header`
+/// plus the cas): the limit is the same for clients of either server.
+pub(super) fn memcached_item_size(key_len: usize, flags: u32, value_len: usize) -> usize {
+    const HEADER: usize = 48;
+    const CAS: usize = 8;
+    let flags = if flags == 0 { 0 } else { 4 };
+    HEADER + key_len + 1 + flags + value_len + 2 + CAS
 }

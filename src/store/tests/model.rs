@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::store::arith;
 use crate::store::cas::CasSeal;
 use crate::store::layout::item_size;
+use crate::store::segmented::memcached_item_size;
 use crate::store::{
     ArithOutcome, ItemView, Key, Lookup, NsId, NsStats, SetMode, SetOutcome, StoreStats,
 };
@@ -216,7 +217,7 @@ impl Store {
         let mk = Self::mk(&k);
         self.reclaim_if_expired(&mk, now);
         let present = self.items.contains_key(&mk);
-        if value.len() > self.max_item_size {
+        if memcached_item_size(k.key.len(), flags, value.len()) > self.max_item_size {
             if mode == SetMode::Set && present {
                 self.unlink(&mk);
             }
@@ -231,7 +232,8 @@ impl Store {
             SetMode::Append | SetMode::Prepend if !present => return SetOutcome::NotStored,
             SetMode::Append | SetMode::Prepend => {
                 let it = &self.items[&mk];
-                if it.value.len() + value.len() > self.max_item_size {
+                let joined = it.value.len() + value.len();
+                if memcached_item_size(k.key.len(), it.flags, joined) > self.max_item_size {
                     return SetOutcome::TooLarge;
                 }
                 let joined = if mode == SetMode::Append {

@@ -19,6 +19,7 @@ macro_rules! semantics_suite {
         mod $suite {
             use crate::store::tests::semantics::key;
             use crate::store::{ArithOutcome, Lookup, SetMode, SetOutcome};
+            use crate::store::segmented::memcached_item_size;
 
             type Store = $store;
             const MB: usize = 1 << 20;
@@ -165,7 +166,9 @@ macro_rules! semantics_suite {
 
             #[test]
             fn too_large_set_unlinks_the_old_item_but_add_does_not() {
-                let mut s = make(64 * MB, 1000);
+                // Values of up to 1,000 bytes for one-byte keys, as memcached
+                // counts an item against the limit.
+                let mut s = make(64 * MB, memcached_item_size(1, 0, 1000));
                 set(&mut s, SetMode::Set, b"a", b"old");
                 set(&mut s, SetMode::Set, b"b", b"old");
                 let big = vec![b'x'; 1001];
@@ -180,7 +183,7 @@ macro_rules! semantics_suite {
 
             #[test]
             fn append_past_max_item_size_is_too_large_and_keeps_the_item() {
-                let mut s = make(64 * MB, 1000);
+                let mut s = make(64 * MB, memcached_item_size(1, 0, 1000));
                 set(&mut s, SetMode::Set, b"a", &[b'x'; 600]);
                 assert_eq!(set(&mut s, SetMode::Append, b"a", &[b'y'; 401]), SetOutcome::TooLarge);
                 assert_eq!(set(&mut s, SetMode::Prepend, b"a", &[b'y'; 401]), SetOutcome::TooLarge);

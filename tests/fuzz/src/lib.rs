@@ -464,12 +464,24 @@ fn check_keyed(state: &mut Known, request: &Keyed, out: &[u8]) {
     match *request {
         Keyed::Store(Storage {
             kind,
+            key,
             flags,
             exptime,
             data,
             noreply,
             ..
         }) => {
+            // An item over the limit as memcached counts it (its header,
+            // key, flags and cas with the value) is refused, whatever the
+            // kind; a set also drops the old item.
+            let item = |flags: u32, len: usize| 59 + key.len() + 4 * usize::from(flags != 0) + len;
+            if item(flags, data.len()) > MAX_ITEM_SIZE {
+                assert!(got(TOO_LARGE), "too large answered {}", show(out));
+                if kind == StoreKind::Set {
+                    *state = Known::Absent;
+                }
+                return;
+            }
             let stored = if exptime == 0 {
                 Known::Present {
                     flags,
@@ -487,8 +499,14 @@ fn check_keyed(state: &mut Known, request: &Keyed, out: &[u8]) {
                 | (StoreKind::Replace | StoreKind::Append | StoreKind::Prepend, Known::Absent) => {
                     &[b"NOT_STORED\r\n"]
                 }
-                (StoreKind::Append | StoreKind::Prepend, Known::Present { data: old, .. }) => {
-                    if old.len() + data.len() > MAX_ITEM_SIZE {
+                (
+                    StoreKind::Append | StoreKind::Prepend,
+                    Known::Present {
+                        data: old,
+                        flags: f,
+                    },
+                ) => {
+                    if item(*f, old.len() + data.len()) > MAX_ITEM_SIZE {
                         &[NO_MEMORY]
                     } else {
                         &[b"STORED\r\n"]
