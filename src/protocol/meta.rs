@@ -21,16 +21,26 @@ use super::MAX_KEY_LEN;
 /// Opaque tokens (`O...`, flag letter included) may be this long.
 const MAX_OPAQUE: usize = 32;
 
+/// A meta key token's bytes: the token, or with `b` its base64 decoding
+/// (into `buf`), which the parser checked.
+pub(crate) fn key_bytes<'b>(
+    token: &'b [u8],
+    base64: bool,
+    buf: &'b mut [u8; MAX_KEY_LEN],
+) -> &'b [u8] {
+    if base64 {
+        let n = base64_decode(token, buf).unwrap_or(0);
+        &buf[..n]
+    } else {
+        token
+    }
+}
+
 impl<'a> Meta<'a> {
     /// The key's bytes: the token, or its base64 decoding (into `buf`).
     /// The parser checked that a base64 key decodes.
     pub fn key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> &'b [u8] {
-        if self.flags.base64 {
-            let n = base64_decode(self.key, buf).unwrap_or(0);
-            &buf[..n]
-        } else {
-            self.key
-        }
+        key_bytes(self.key, self.flags.base64, buf)
     }
 
     /// Whether this is the IronCache handshake in meta form: `ms oauth`.

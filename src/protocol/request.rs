@@ -213,13 +213,7 @@ impl<'a> Keyed<'a> {
     pub fn routing_key<'b>(&'b self, buf: &'b mut [u8; MAX_KEY_LEN]) -> &'b [u8] {
         match *self {
             Keyed::Meta(ref meta) => meta.key(buf),
-            Keyed::MetaTooLarge {
-                key, base64: true, ..
-            } => {
-                // The parser checked that it decodes.
-                let n = super::meta::base64_decode(key, buf).unwrap_or(0);
-                &buf[..n]
-            }
+            Keyed::MetaTooLarge { key, base64, .. } => super::meta::key_bytes(key, base64, buf),
             _ => self.key(),
         }
     }

@@ -194,14 +194,6 @@ impl Store {
     /// grows with the namespaces seen: 48 bytes each).
     /// `keys` must be the hasher that computed every [`Key::hash`] this
     /// store is given.
-    /// Whether an item is over `--max-item-size` as memcached 1.6 counts
-    /// an item: its 48-byte header, the key and a NUL, 4 bytes of client
-    /// flags unless they are 0, the value and its CR LF, and an 8-byte cas.
-    /// So a value meets the limit at the same length on either server.
-    pub(super) fn too_large(&self, key: &[u8], flags: u32, value_len: usize) -> bool {
-        memcached_item_size(key.len(), flags, value_len) > self.max_item_size
-    }
-
     pub fn new(limit_bytes: usize, max_item_size: usize, keys: KeyHasher) -> Store {
         let per = (limit_bytes / MIN_SEGMENTS).max(MIN_SEG_SIZE);
         let seg_size = (1usize << (usize::BITS - 1 - per.leading_zeros())).min(MAX_SEG_SIZE);
@@ -1030,6 +1022,14 @@ impl Store {
             self.evict_own(project, held + size - cap);
         }
         self.projects.get(project).bytes + size <= cap
+    }
+
+    /// Whether an item is over `--max-item-size` as memcached 1.6 counts
+    /// an item: its 48-byte header, the key and a NUL, 4 bytes of client
+    /// flags unless they are 0, the value and its CR LF, and an 8-byte cas.
+    /// So a value meets the limit at the same length on either server.
+    pub(super) fn too_large(&self, key: &[u8], flags: u32, value_len: usize) -> bool {
+        memcached_item_size(key.len(), flags, value_len) > self.max_item_size
     }
 }
 
