@@ -628,27 +628,15 @@ mod tests {
             (Some(10), 1, Some(5), 3, 4)
         );
         // A key that does not decode is the `b` token's error, in its place.
-        let bad_key = b"A===";
-        assert_eq!(
-            check_flags(b" b", bad_key),
-            Err(ErrorReply::MetaDecodingKey)
-        );
-        assert_eq!(
-            check_flags(b" Tx b", bad_key),
-            Err(ErrorReply::MetaDecodingKey)
-        );
-        assert_eq!(
-            check_flags(b" b Tx", bad_key),
-            Err(ErrorReply::MetaBadToken)
-        );
-        assert_eq!(
-            check_flags(b" b Fx", bad_key),
-            Err(ErrorReply::MetaDecodingKey)
-        );
-        assert_eq!(
-            check_flags(b" b b", bad_key),
-            Err(ErrorReply::MetaDuplicateFlag)
-        );
+        for (tokens, error) in [
+            (&b" b"[..], ErrorReply::MetaDecodingKey),
+            (b" Tx b", ErrorReply::MetaDecodingKey),
+            (b" b Tx", ErrorReply::MetaBadToken),
+            (b" b Fx", ErrorReply::MetaDecodingKey),
+            (b" b b", ErrorReply::MetaDuplicateFlag),
+        ] {
+            assert_eq!(check_flags(tokens, b"A==="), Err(error), "{tokens:?}");
+        }
         assert!(check_flags(b" b", b"Zm9v").unwrap().base64);
     }
 }
