@@ -912,9 +912,10 @@ fn random_sequences_same_bytes_as_memcached() {
 }
 
 /// The same sequences inside one tenant's namespace, on a server with
-/// tokens, while a neighbour tenant holds every key the sequences use:
-/// the replies must still be memcached's, and the neighbour's items must
-/// come through every flush, incr and delete untouched.
+/// tokens, while two neighbours (another project, and another cache of the
+/// same project) hold every key the sequences use: the replies must still
+/// be memcached's, and the neighbours' items must come through every flush,
+/// incr and delete untouched.
 #[test]
 fn random_sequences_in_a_namespace_same_bytes_as_memcached() {
     let Some(memcached) = memcached() else {
