@@ -507,7 +507,8 @@ fn check_keyed(state: &mut Known, request: &Keyed, out: &[u8]) {
                     },
                 ) => {
                     if item(*f, old.len() + data.len()) > MAX_ITEM_SIZE {
-                        &[NO_MEMORY]
+                        // memcached cannot allocate the joined item.
+                        &[b"NOT_STORED\r\n"]
                     } else {
                         &[b"STORED\r\n"]
                     }
