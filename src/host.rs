@@ -254,18 +254,19 @@ pub fn switch_user(user: &str) -> Result<(), HostError> {
     Ok(())
 }
 
-/// Another process listening on an address that overlaps `addr` (given by
-/// the flag `flag`) would share our connections once we bind it with
-/// SO_REUSEPORT (the kernel spreads them over every socket in the group),
-/// so find one. Called before binding, so that a second server never takes
-/// a share of the first's connections on its way to refusing, and again
-/// after every core has bound, which closes the race of two servers
-/// starting at once: whichever looks second sees the other. Returns what
-/// was found, or `None` where /proc cannot be read (and nothing can be
-/// checked).
-pub fn foreign_listener(addr: SocketAddr, flag: &str) -> Option<Result<(), HostError>> {
+/// Another process listening on an address that overlaps one of `addrs`
+/// (each with the flag that set it) would share our connections once we
+/// bind it with SO_REUSEPORT (the kernel spreads them over every socket in
+/// the group), so find one. Called before binding, so that a second server
+/// never takes a share of the first's connections on its way to refusing,
+/// and again after every core has bound, which closes the race of two
+/// servers starting at once: whichever looks second sees the other. The
+/// tables are read once for all the addresses: on a busy host they are
+/// large. Returns what was found, or `None` where /proc cannot be read (and
+/// nothing can be checked).
+pub fn foreign_listener(addrs: &[(SocketAddr, &str)]) -> Option<Result<(), HostError>> {
     let ours = socket_inodes("/proc/self/fd");
-    let mut found = Vec::new();
+    let mut listeners = Vec::new();
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         let Ok(table) = std::fs::read_to_string(file) else {
             if v6 {
@@ -273,36 +274,39 @@ pub fn foreign_listener(addr: SocketAddr, flag: &str) -> Option<Result<(), HostE
             }
             return None;
         };
-        for line in table.lines().skip(1) {
-            let Some(listener) = parse_listener(line, v6) else {
-                continue;
-            };
-            if listener.0.port() == addr.port()
-                && overlaps(listener.0.ip(), addr.ip())
-                && !ours.contains(&listener.1)
-            {
-                found.push(listener);
-            }
+        listeners.extend(
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| parse_listener(line, v6))
+                .filter(|(_, inode)| !ours.contains(inode)),
+        );
+    }
+    for &(addr, flag) in addrs {
+        let found: Vec<_> = listeners
+            .iter()
+            .filter(|(theirs, _)| theirs.port() == addr.port() && overlaps(theirs.ip(), addr.ip()))
+            .collect();
+        // Name a listener whose process is alive where there is one: a
+        // socket of a process that just exited can outlive it for a moment
+        // (its io_uring is torn down after it), and "another process" helps
+        // no one.
+        let named = found.iter().find_map(|&&(theirs, inode)| {
+            owner_of(inode).map(|owner| (theirs, format!("{owner} ")))
+        });
+        let unnamed = || {
+            found
+                .first()
+                .map(|&&(theirs, _)| (theirs, "another process ".into()))
+        };
+        if let Some((theirs, owner)) = named.or_else(unnamed) {
+            return Some(Err(HostError::AddrInUse(format!(
+                "cannot listen on {addr}: Address already in use ({owner}listens on {theirs}); \
+                 stop it or choose another {flag} port"
+            ))));
         }
     }
-    // Name a listener whose process is alive where there is one: a socket
-    // of a process that just exited can outlive it for a moment (its
-    // io_uring is torn down after it), and "another process" helps no one.
-    let named = found
-        .iter()
-        .find_map(|&(theirs, inode)| owner_of(inode).map(|owner| (theirs, format!("{owner} "))));
-    let unnamed = || {
-        found
-            .first()
-            .map(|&(theirs, _)| (theirs, "another process ".into()))
-    };
-    Some(match named.or_else(unnamed) {
-        None => Ok(()),
-        Some((theirs, owner)) => Err(HostError::AddrInUse(format!(
-            "cannot listen on {addr}: Address already in use ({owner}listens on {theirs}); stop it \
-             or choose another {flag} port"
-        ))),
-    })
+    Some(Ok(()))
 }
 
 /// `socket:[INODE]` links under a /proc/PID/fd directory.

@@ -240,16 +240,14 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
 /// (a port still 0 is skipped: the kernel picks a free one). `Ok(false)`
 /// where /proc cannot be read, so nothing was checked.
 fn refuse_shared_ports(addr: SocketAddr, tls_addr: Option<SocketAddr>) -> Result<bool, StartError> {
-    for (addr, flag) in [(Some(addr), "--listen"), (tls_addr, "--tls-listen")] {
-        let Some(addr) = addr.filter(|a| a.port() != 0) else {
-            continue;
-        };
-        match host::foreign_listener(addr, flag) {
-            Some(found) => found.map_err(StartError::Host)?,
-            None => return Ok(false),
-        }
+    let addrs: Vec<_> = [(Some(addr), "--listen"), (tls_addr, "--tls-listen")]
+        .into_iter()
+        .filter_map(|(addr, flag)| Some((addr.filter(|a| a.port() != 0)?, flag)))
+        .collect();
+    match host::foreign_listener(&addrs) {
+        Some(found) => found.map_err(StartError::Host).map(|()| true),
+        None => Ok(false),
     }
-    Ok(true)
 }
 
 /// Gives the calling thread, core `core`'s, the `--sched-policy`. A core
