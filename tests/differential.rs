@@ -193,6 +193,31 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
             }
             v
         }),
+        // Within about 60 bytes of -I, memcached refuses an item before it
+        // reads the data block, counting the line's flags and key: an
+        // append's own part too, and a malformed block is swallowed, not
+        // answered as a bad chunk.
+        ("values near the limit, refused before their data block", {
+            let mut v = b"set foo 0 0 3\r\nabc\r\n".to_vec();
+            for (line, len, end) in [
+                ("append foo 0 0 1048515", 1_048_515, "\r\n"),
+                ("prepend foo 7 0 1048511", 1_048_511, "\r\n"),
+                ("append foo 0 0 1048514", 1_048_514, "\r\n"),
+                ("set foo 0 0 1048515", 1_048_515, "qq"),
+                ("set foo 0 0 3", 3, "\r\n"),
+                ("ms foo 1048511 F9", 1_048_511, "qq"),
+                ("ms foo 1048514 MA", 1_048_514, "\r\n"),
+                ("ms Zm9v 1048511 b F1", 1_048_511, "qq"),
+                ("ms foo 100 zz", 100, "qq"),
+            ] {
+                v.extend_from_slice(line.as_bytes());
+                v.extend_from_slice(b"\r\n");
+                v.extend(std::iter::repeat_n(b'z', len));
+                v.extend_from_slice(end.as_bytes());
+                v.extend_from_slice(b"mg foo s f v\r\n");
+            }
+            v
+        }),
     ];
     let mut all: Vec<(&'static str, Vec<u8>)> =
         cases.into_iter().map(|(n, r)| (n, r.to_vec())).collect();

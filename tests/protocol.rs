@@ -699,20 +699,32 @@ fn key_and_value_limits() {
 /// the item larger than the item size limit (the allocation fails).
 #[test]
 fn append_past_item_limit_is_not_stored() {
+    // At -I 1k memcached takes a value of up to 962 bytes for the key
+    // "big". Each part below fits alone; joined they do not, and memcached
+    // answers NOT_STORED. A part too large on its own is refused before
+    // its data block is read, as a set is.
     let server = Server::start(&["--max-item-size", "1k"]);
     let mut c = server.connect();
-    let fill = vec![b'v'; 1024];
-    c.roundtrip(b"set big 0 0 1\r\nb\r\n", b"STORED\r\n");
-    let append = [&b"append big 0 0 1024\r\n"[..], &fill, b"\r\n"].concat();
-    let prepend = [&b"prepend big 0 0 1024\r\n"[..], &fill, b"\r\n"].concat();
+    let old = vec![b'b'; 900];
+    let part = vec![b'v'; 200];
+    let alone = vec![b'v'; 963];
+    let set = [&b"set big 0 0 900\r\n"[..], &old, b"\r\n"].concat();
+    let append = [&b"append big 0 0 200\r\n"[..], &part, b"\r\n"].concat();
+    let prepend = [&b"prepend big 0 0 200\r\n"[..], &part, b"\r\n"].concat();
+    let too_large = [&b"append big 0 0 963\r\n"[..], &alone, b"\r\n"].concat();
     owned_run(
         &mut c,
         &[
+            (set, b"STORED\r\n".to_vec()),
             (append, b"NOT_STORED\r\n".to_vec()),
             (prepend, b"NOT_STORED\r\n".to_vec()),
             (
+                too_large,
+                b"SERVER_ERROR object too large for cache\r\n".to_vec(),
+            ),
+            (
                 b"get big\r\n".to_vec(),
-                b"VALUE big 0 1\r\nb\r\nEND\r\n".to_vec(),
+                [&b"VALUE big 0 900\r\n"[..], &old, b"\r\nEND\r\n"].concat(),
             ),
         ],
     );

@@ -155,19 +155,14 @@ pub(crate) fn parse_meta<'a>(
         return Some(invalid(ErrorReply::BadCommandLine));
     };
     let len = len as usize;
-    // A value over the limit is not waited for: its data block is discarded
-    // as it comes, after the line's own errors, as memcached does.
-    let too_large = len > limits.max_item_size;
     let end = line_len + len + 2;
-    if !too_large && buf.len() < end {
-        return Some(Parsed::Incomplete);
-    }
-    // Past here a bad line still swallows its data block, as memcached does.
+    // A bad line is answered at once and its data block discarded as it
+    // comes, as memcached does.
     let swallowed = |error| Parsed::Invalid {
         error,
         noreply: false,
-        consumed: if too_large { line_len } else { end },
-        swallow: if too_large { len + 2 } else { 0 },
+        consumed: line_len,
+        swallow: len + 2,
     };
     let flags = match check_flags(rest, key) {
         Ok(flags) => flags,
@@ -185,7 +180,10 @@ pub(crate) fn parse_meta<'a>(
     if !key_ok(key) {
         return Some(swallowed(ErrorReply::BadCommandLine));
     }
-    if too_large {
+    // A value too large for the limit is not waited for either, counted
+    // with the key memcached stores: a `b` key's decoding.
+    let key_len = key_bytes(key, flags.base64, &mut [0; MAX_KEY_LEN]).len();
+    if limits.too_large(key_len, flags.client_flags, len) {
         return Some(Parsed::Request {
             request: Request::Keyed(Keyed::MetaTooLarge {
                 key,
@@ -195,8 +193,16 @@ pub(crate) fn parse_meta<'a>(
             consumed: line_len,
         });
     }
+    if buf.len() < end {
+        return Some(Parsed::Incomplete);
+    }
     if &buf[end - 2..end] != b"\r\n" {
-        return Some(swallowed(ErrorReply::BadDataChunk));
+        return Some(Parsed::Invalid {
+            error: ErrorReply::BadDataChunk,
+            noreply: false,
+            consumed: end,
+            swallow: 0,
+        });
     }
     Some(Parsed::Request {
         request: Request::Keyed(Keyed::Meta(Meta {

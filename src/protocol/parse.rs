@@ -299,7 +299,9 @@ fn parse_storage<'a>(
         return invalid(ErrorReply::BadCommandLine, noreply);
     }
     let len = len as usize;
-    if len > limits.max_item_size {
+    // Refused before its data block is read, with the line's flags (an
+    // append's too: memcached allocates the appended part first).
+    if limits.too_large(key.len(), flags, len) {
         return Parsed::Request {
             request: Request::Keyed(Keyed::StoreTooLarge {
                 kind,

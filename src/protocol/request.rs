@@ -582,8 +582,25 @@ pub struct Meta<'a> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest value accepted by a storage command.
+    /// Largest item accepted by a storage command, counted as memcached
+    /// counts it ([`Limits::too_large`]).
     pub max_item_size: usize,
+}
+
+impl Limits {
+    /// Whether memcached 1.6 refuses an item as too large before it reads
+    /// its data block: its 48-byte header, the key and a NUL, 4 bytes of
+    /// client flags unless they are 0, the value and its CR LF, and an
+    /// 8-byte cas, against `-I` (`item_make_header`). The store counts an
+    /// item the same way (`store::memcached_item_size`), for an append's
+    /// joined value.
+    pub fn too_large(&self, key_len: usize, flags: u32, value_len: usize) -> bool {
+        const HEADER: usize = 48;
+        const CAS: usize = 8;
+        let flags = if flags == 0 { 0 } else { 4 };
+        let size = HEADER + key_len + 1 + flags + value_len.saturating_add(2 + CAS);
+        size > self.max_item_size
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -87,10 +87,15 @@ pub fn check_parse(data: &[u8]) {
                 if words(rest).first() == Some(&&b"ms"[..])
                     && (consumed != line_len(rest) || swallow > 0)
                 {
-                    // A meta set refused after its length swallows its data:
-                    // buffered, or discarded as it comes when too large.
+                    // A meta set refused after its length swallows its data
+                    // block as it comes; a bad chunk is refused once it is
+                    // buffered.
                     assert_eq!(consumed + swallow, line_len(rest) + declared_len(rest) + 2);
-                    assert!(swallow == 0 || declared_len(rest) > MAX_ITEM_SIZE);
+                    if error == ErrorReply::BadDataChunk {
+                        assert_eq!(swallow, 0, "a bad chunk is buffered");
+                    } else {
+                        assert_eq!(consumed, line_len(rest), "the line is answered at once");
+                    }
                 } else {
                     assert_eq!(swallow, 0, "only a meta set swallows");
                     if error != ErrorReply::BadDataChunk {
@@ -153,6 +158,31 @@ fn declared_len(buf: &[u8]) -> usize {
     n as usize
 }
 
+/// The item a storage line declares, as memcached counts it against -I:
+/// a 48-byte header, the key (a `b` key's decoding) and a NUL, 4 bytes of
+/// non-zero flags, the value and its CR LF, and an 8-byte cas.
+fn item_size(buf: &[u8]) -> usize {
+    let w = words(buf);
+    let nonzero = |t: &[u8]| t.iter().any(|b| (b'1'..=b'9').contains(b));
+    let (key_len, flags) = if w[0] == b"ms" {
+        let tokens = &w[3..];
+        let key_len = if tokens.contains(&&b"b"[..]) {
+            let digits = w[1].iter().filter(|&&b| b != b'=').count();
+            digits * 3 / 4
+        } else {
+            w[1].len()
+        };
+        let flags = tokens
+            .iter()
+            .find_map(|t| t.strip_prefix(b"F"))
+            .is_some_and(nonzero);
+        (key_len, flags)
+    } else {
+        (w[1].len(), nonzero(w[2]))
+    };
+    48 + key_len + 1 + 4 * usize::from(flags) + declared_len(buf) + 2 + 8
+}
+
 fn check_incomplete(rest: &[u8]) {
     match rest.iter().position(|&b| b == b'\n') {
         None => assert!(
@@ -194,7 +224,10 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             assert!(valid_key(key), "invalid key {key:?}");
             let declared = declared_len(rest);
             assert_eq!(data.len(), declared, "value length");
-            assert!(data.len() <= MAX_ITEM_SIZE);
+            assert!(
+                item_size(rest) <= MAX_ITEM_SIZE,
+                "a too large item was buffered"
+            );
             assert_eq!(consumed, line + declared + 2);
             assert_eq!(data, &rest[line..line + declared]);
             assert_eq!(&rest[consumed - 2..consumed], b"\r\n");
@@ -203,7 +236,7 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
         Request::Keyed(Keyed::StoreTooLarge { key, swallow, .. }) => {
             assert!(valid_key(key), "invalid key {key:?}");
             let declared = declared_len(rest);
-            assert!(declared > MAX_ITEM_SIZE);
+            assert!(item_size(rest) > MAX_ITEM_SIZE, "refused an item that fits");
             assert_eq!(swallow, declared + 2);
             assert_eq!(consumed, line);
         }
@@ -223,7 +256,10 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             if meta.command == MetaCommand::Set {
                 let declared = declared_len(rest);
                 assert_eq!(meta.data.len(), declared, "meta value length");
-                assert!(declared <= MAX_ITEM_SIZE);
+                assert!(
+                    item_size(rest) <= MAX_ITEM_SIZE,
+                    "a too large item was buffered"
+                );
                 assert_eq!(consumed, line + declared + 2);
                 assert_eq!(&rest[consumed - 2..consumed], b"\r\n");
             } else {
@@ -232,7 +268,7 @@ fn check_request(rest: &[u8], request: &Request, consumed: usize) {
             }
         }
         Request::Keyed(Keyed::MetaTooLarge { swallow, .. }) => {
-            assert!(declared_len(rest) > MAX_ITEM_SIZE);
+            assert!(item_size(rest) > MAX_ITEM_SIZE, "refused an item that fits");
             assert_eq!(swallow, declared_len(rest) + 2);
             assert_eq!(consumed, line);
         }
