@@ -218,6 +218,19 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
             }
             v
         }),
+        // memcached stores an item over 512 KiB (as it counts an item) in
+        // chunks, and its incr/decr call such an item non-numeric before
+        // they read it or compare a cas: "12 zzz..." is 13 one byte below.
+        ("arithmetic on an item memcached stores in chunks", {
+            let mut v = Vec::new();
+            for (flags, len) in [(0, 524_226), (0, 524_227), (3, 524_222), (3, 524_223)] {
+                v.extend(format!("set foo {flags} 0 {len}\r\n12 ").bytes());
+                v.extend(std::iter::repeat_n(b'z', len - 3));
+                v.extend_from_slice(b"\r\nincr foo 1\r\nma foo C1\r\nma foo MD\r\n");
+                v.extend_from_slice(b"mg foo s\r\n");
+            }
+            v
+        }),
     ];
     let mut all: Vec<(&'static str, Vec<u8>)> =
         cases.into_iter().map(|(n, r)| (n, r.to_vec())).collect();

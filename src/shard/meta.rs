@@ -293,9 +293,10 @@ impl Shard {
                     }
                 }
             },
-            // memcached's do_add_delta refuses an empty value before it
-            // compares the cas, and takes C0 for "no cas".
-            Some(item) if item.size == 0 => {
+            // memcached's do_add_delta refuses an empty value, and one it
+            // stored in chunks, before it compares the cas, and takes C0
+            // for "no cas".
+            Some(item) if item.size == 0 || item.chunked => {
                 return compose(&Response::Error(ErrorReply::NonNumeric), out);
             }
             Some(item) if f.compare_cas.is_some_and(|cas| cas != 0 && cas != item.cas) => {

@@ -10,7 +10,7 @@
 
 use super::index::{self, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::layout::{self, ACCESS_MASK, META_BINARY_KEY, META_STALE, META_TOKEN_SENT};
-use super::segmented::{is_live, Store, Write};
+use super::segmented::{is_live, memcached_chunked, Store, Write};
 use super::{Key, SetMode, SetOutcome};
 
 /// One of `mg`'s flags that read or set the exptime (server seconds, 0
@@ -72,6 +72,9 @@ pub struct MetaState {
     pub size: usize,
     /// Header, key and value bytes (`me`'s size).
     pub total: usize,
+    /// memcached would store it in chunks: its incr and decr refuse it as
+    /// non-numeric before they compare a cas (`memcached_chunked`).
+    pub chunked: bool,
     pub hit_before: bool,
     /// Seconds since its last access.
     pub idle: u32,
@@ -178,6 +181,7 @@ impl Store {
             exptime: it.exptime,
             size: it.value.len(),
             total: layout::item_size(it.ns, it.flags, klen, it.value.len()),
+            chunked: memcached_chunked(klen, it.flags, it.value.len()),
             hit_before: e & FETCHED != 0,
             idle: now.wrapping_sub(meta) & ACCESS_MASK,
             stale: meta & META_STALE != 0,

@@ -788,6 +788,9 @@ impl Store {
         };
         let e = self.index.get(pos);
         let it = self.item(e);
+        if memcached_chunked(k.key.len(), it.flags, it.value.len()) {
+            return ArithOutcome::NonNumeric;
+        }
         let Some(old) = arith::parse_u64(it.value) else {
             return ArithOutcome::NonNumeric;
         };
@@ -1034,10 +1037,20 @@ impl Store {
 }
 
 /// An item's size as memcached 1.6 counts it against `-I` (`item_make_header`
-/// plus the cas): the limit is the same for clients of either server.
+/// plus the cas): the limit is the same for clients of either server. The
+/// parser counts a storage line's item the same way (`Limits::too_large`).
 pub(super) fn memcached_item_size(key_len: usize, flags: u32, value_len: usize) -> usize {
     const HEADER: usize = 48;
     const CAS: usize = 8;
     let flags = if flags == 0 { 0 } else { 4 };
     HEADER + key_len + 1 + flags + value_len + 2 + CAS
+}
+
+/// Whether memcached 1.6 would store the item in chunks: over its default
+/// `slab_chunk_max`, 512 KiB as it counts an item. Its incr and decr call
+/// such an item non-numeric before they read the value or compare a cas
+/// (`do_add_delta`), so ferrocache does too.
+pub(super) fn memcached_chunked(key_len: usize, flags: u32, value_len: usize) -> bool {
+    const SLAB_CHUNK_MAX: usize = 512 * 1024;
+    memcached_item_size(key_len, flags, value_len) > SLAB_CHUNK_MAX
 }
