@@ -25,7 +25,9 @@
 //!   (relative) or absolute dates; `mg l`; TTLs read back (`t`) are compared
 //!   within 2 s.
 //! - item sizes (`mg s`, `me`), `stats`, `version`, `verbosity`, `watch`,
-//!   `lru`, `flush_all` with a delay, memory limits and large values.
+//!   `lru`, `flush_all` with a delay, and memory limits. Both servers run
+//!   with `-I 1k`, so values near the item size limit (and appends past
+//!   it) are generated: a few hundred bytes, not megabytes.
 //! - control bytes in keys, client flags above 2^32-1, exptimes beyond 32
 //!   bits, lines over 2048 bytes.
 //! - `ms I` with a made-up `C` number (ferrocache's uniques are sealed).
@@ -225,10 +227,18 @@ impl Gen {
     }
 
     fn value(&mut self) -> Vec<u8> {
-        match self.rng.below(12) {
+        match self.rng.below(13) {
             0 => Vec::new(),
             1..=4 => self.rng.pick(&NUMBERS).to_vec(),
             5 => b"a\r\nb".to_vec(),
+            // Around `-I 1k`: memcached's largest value there is 940 to
+            // 963 bytes, by the key and the flags.
+            12 => {
+                let len = 900 + self.rng.below(80);
+                let mut value = vec![b'v'; len];
+                value[self.rng.below(len)] = VALUE_BYTES[self.rng.below(VALUE_BYTES.len())];
+                value
+            }
             // Never only spaces: memcached's `incr` would skip them, and
             // the CR LF, and parse whatever its memory holds next.
             _ => {
@@ -895,8 +905,19 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// (unpadded, its marks cleared) instead of writing in place, so the
 /// replies would depend on that thread's timing.
 fn memcached() -> Option<Memcached> {
-    Memcached::start_with("differential_random", &["-o", "no_lru_maintainer"])
+    Memcached::start_with(
+        "differential_random",
+        &[
+            "-I",
+            MAX_ITEM_SIZE,
+            "-o",
+            "no_lru_maintainer,slab_chunk_max=1024",
+        ],
+    )
 }
+
+/// Both servers' item size limit: small, so values reach it.
+const MAX_ITEM_SIZE: &str = "1k";
 
 #[test]
 fn random_sequences_same_bytes_as_memcached() {
@@ -905,7 +926,7 @@ fn random_sequences_same_bytes_as_memcached() {
     };
     let servers = Servers {
         memcached,
-        ferrocache: Server::start(&[]),
+        ferrocache: Server::start(&["-I", MAX_ITEM_SIZE]),
         login: None,
     };
     compare(&servers, env_number("DIFF_RANDOM_SEEDS", 2000));
@@ -925,7 +946,7 @@ fn random_sequences_in_a_namespace_same_bytes_as_memcached() {
     std::fs::set_permissions(&grants.path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let servers = Servers {
         memcached,
-        ferrocache: Server::start(&["--tokens", grants.arg()]),
+        ferrocache: Server::start(&["--tokens", grants.arg(), "-I", MAX_ITEM_SIZE]),
         login: Some(oauth_request("token-sequences-1 proj-seq cache")),
     };
     // The neighbour: another project, and the same project's other cache.
