@@ -77,9 +77,12 @@ MC_PIN="${MC_PIN:-0}"
 FC_ARGS="${FC_ARGS:-}"
 FIXED_ROUNDS="${FIXED_ROUNDS:-0}"
 OUT="${OUT:-$ROOT/target/sweep}"
+if [[ -z "${MEMTIER:-}" ]] && ! command -v memtier_benchmark >/dev/null; then
+  bash "$ROOT/benches/install-memtier.sh" || die "memtier_benchmark is missing and could not be built"
+fi
 MEMTIER="${MEMTIER:-$(command -v memtier_benchmark || echo /usr/local/bin/memtier_benchmark)}"
 
-[[ -x "$MEMTIER" ]] || die "memtier_benchmark not found (bash ../shared/tools/build-memtier.sh builds it)"
+[[ -x "$MEMTIER" ]] || die "memtier_benchmark not found at $MEMTIER (benches/install-memtier.sh builds it)"
 cd "$ROOT" || die "cannot cd to $ROOT"
 if [[ -z "${FERROCACHE_BIN:-}" ]]; then
   echo "building ferrocache (release)..." >&2

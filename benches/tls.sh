@@ -39,12 +39,10 @@ TOOLS="${TOOLS:-memtier loadgen}"
 has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 
 if has_tool memtier && ! command -v memtier_benchmark >/dev/null; then
-  if [ -x ../shared/tools/build-memtier.sh ] || [ -f ../shared/tools/build-memtier.sh ]; then
-    bash ../shared/tools/build-memtier.sh >&2
-  else
-    echo "memtier_benchmark is missing and ../shared/tools/build-memtier.sh is not here" >&2
+  bash benches/install-memtier.sh >&2 || {
+    echo "memtier_benchmark is missing and could not be built" >&2
     exit 1
-  fi
+  }
 fi
 [ -x "$FERROCACHE_BIN" ] || cargo build --release >&2
 if has_tool loadgen; then
