@@ -28,8 +28,13 @@ fi
 }
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq build-essential autoconf automake libtool autoconf-archive \
-  pkg-config libpcre3-dev libevent-dev zlib1g-dev libssl-dev >/dev/null
+packages=(build-essential autoconf automake libtool autoconf-archive pkg-config
+  libpcre3-dev libevent-dev zlib1g-dev libssl-dev)
+# A fresh machine may have no package lists yet: update only then.
+apt-get install -y -qq "${packages[@]}" >/dev/null 2>&1 || {
+  apt-get update -q
+  apt-get install -y -qq "${packages[@]}" >/dev/null
+}
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
