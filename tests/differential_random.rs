@@ -1,5 +1,5 @@
 //! Randomized differential test: seeded random command sequences, classic and
-//! meta, mostly well-formed, over six keys (so hits, misses and cas conflicts
+//! meta, mostly well-formed, over seven keys (so hits, misses and cas conflicts
 //! happen), go to the real memcached 1.6.18 and to ferrocache (two cores, so
 //! the keys span shards). Each sequence runs on one connection to each server,
 //! both flushed first, and the replies must be identical once cas uniques are
@@ -54,8 +54,18 @@ use base64::Engine;
 use common::{exchange, oauth_request, split_line, GrantsFile, Memcached, Server};
 
 /// The key set: small, so commands meet each other's items. One key has
-/// bytes above 0x7f (both servers accept them).
-const KEYS: [&[u8]; 6] = [b"a", b"k1", b"key2", b"kk3", b"n4", b"\xc3\xa9t5"];
+/// bytes above 0x7f (both servers accept them), and one is 250 bytes, the
+/// longest either takes: its items meet the size limit 249 bytes sooner,
+/// and its base64 form is too long a token.
+const KEYS: [&[u8]; 7] = [
+    b"a",
+    b"k1",
+    b"key2",
+    b"kk3",
+    b"n4",
+    b"\xc3\xa9t5",
+    &[b'L'; 250],
+];
 
 /// A cas unique neither server hands out (memcached's counter starts at 1
 /// on a fresh server; ferrocache's are sealed).
@@ -232,9 +242,9 @@ impl Gen {
             1..=4 => self.rng.pick(&NUMBERS).to_vec(),
             5 => b"a\r\nb".to_vec(),
             // Around `-I 1k`: memcached's largest value there is 940 to
-            // 963 bytes, by the key and the flags.
+            // 963 bytes by the key and the flags, 714 with the long key.
             12 => {
-                let len = 900 + self.rng.below(80);
+                let len = if self.rng.chance(30) { 680 } else { 900 } + self.rng.below(80);
                 let mut value = vec![b'v'; len];
                 value[self.rng.below(len)] = VALUE_BYTES[self.rng.below(VALUE_BYTES.len())];
                 value
