@@ -26,6 +26,7 @@ PACKAGES=(
     openssl                      # test CA and s_client for the TLS clients (tests/clients/tls.sh)
     strace                       # checks deploy/seccomp-io_uring.json covers what the server calls (tests/deploy.sh)
     prometheus                   # promtool check metrics, and a real server scraping /metrics (tests/metrics.rs)
+    nutcracker                   # twemproxy in front of two servers (tests/clients/nutcracker.sh)
 )
 
 # PyPI packages (not in Debian) -> why. Installed into Debian's python3.

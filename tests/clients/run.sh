@@ -189,6 +189,19 @@ for mode in "${MODES[@]}"; do
     run_mode "$mode"
 done
 
+# twemproxy in front of two servers (open mode): one row here, its own
+# output above.
+if [ -z "${SERVER_CMD:-}" ]; then
+    echo "=== nutcracker (tests/clients/nutcracker.sh) ==="
+    if bash tests/clients/nutcracker.sh; then
+        PROXY_RESULT=PASS
+        passed=$((passed + 1))
+    else
+        PROXY_RESULT=FAIL
+        failed=$((failed + 1))
+    fi
+fi
+
 # TLS clients (pymemcache, Dalli 5, openssl s_client) with their own servers
 # and test CA: one row here, their own table above.
 if [ -z "${SERVER_CMD:-}" ]; then
@@ -215,6 +228,7 @@ for entry in "${PROGRAMS[@]}"; do
     done
     printf '  %-30s %-12s %-12s\n' "$name" "${row[@]}"
 done
+[ -n "${PROXY_RESULT:-}" ] && printf '  %-30s %-12s\n' "nutcracker (nutcracker.sh)" "$PROXY_RESULT"
 [ -n "${TLS_RESULT:-}" ] && printf '  %-30s %-12s\n' "TLS clients (tls.sh)" "$TLS_RESULT"
 [ "$skipped" -gt 0 ] && echo "  ($skipped skipped)"
 echo "$passed passed, $failed failed"
