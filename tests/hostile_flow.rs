@@ -289,6 +289,61 @@ fn idle_connections_give_back_the_buffers_of_a_burst() {
     }
 }
 
+/// Clients that ask for multigets of large values spread over both cores
+/// and never read hold one buffer of replies each while their writes wait
+/// (the replies in order: about 2 MiB and two values), not that and a
+/// second of the same size kept aside, and `conn_buffer_bytes` counts what
+/// they hold while they are stuck, not only between requests.
+#[test]
+fn clients_that_never_read_large_multigets_hold_one_reply_buffer_each() {
+    const CLIENTS: u64 = 20;
+    const VALUE: u64 = 900_000;
+    let server = Server::start(&["--memory-mb", "64"]);
+    let mut witness = server.connect();
+    let keys: Vec<String> = (0..8).map(|i| format!("big{i}")).collect();
+    for key in &keys {
+        store(&mut witness, key, VALUE as usize);
+    }
+    let before = server.rss_bytes();
+    let get = format!("get {}\r\n", keys.join(" ")).repeat(200);
+    let _stuck: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = small_window(server.addr, 4096);
+            s.write_all(get.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    // Each holds its replies up to the output budget (1 MiB and a value)
+    // and one answer from the other core (as much again), in one buffer,
+    // beside its read buffer.
+    let per_client = 2 * MIB + 2 * VALUE + 256 * 1024;
+    let held = |w: &mut Conn| stat_num(&stats_of(w, ""), "conn_buffer_bytes");
+    let counted = within(Duration::from_secs(10), || {
+        held(&mut witness) >= CLIENTS * MIB
+    });
+    assert!(
+        counted.is_some(),
+        "{CLIENTS} stuck clients counted at {} KiB of buffers",
+        held(&mut witness) >> 10
+    );
+    // Let every client reach the point where its writes wait.
+    thread::sleep(Duration::from_secs(2));
+    let gauge = held(&mut witness);
+    assert!(
+        gauge <= CLIENTS * per_client,
+        "{CLIENTS} stuck clients hold {} KiB of buffers, over {} KiB each",
+        gauge >> 10,
+        per_client >> 10
+    );
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(
+        grown <= CLIENTS * per_client + 16 * MIB,
+        "RSS grew {} MiB for {CLIENTS} stuck clients",
+        grown / MIB
+    );
+    check_alive(&mut witness, "beside-stuck-clients");
+}
+
 // ---- Section D: forwarded replies ----
 
 /// The most resident memory the server process has had (VmHWM).

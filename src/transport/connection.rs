@@ -57,6 +57,11 @@ const MAX_QUEUED_REMOTE: usize = 512;
 /// buffer and a few small reply buffers. Past it, they are given back
 /// once it has been quiet for `SHRINK_AFTER`.
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
+/// The largest reply buffer kept aside for the next splice of other
+/// shards' replies (`settle`). A larger one, left by a burst of large
+/// values, is given back at once, so a connection holds one buffer of
+/// replies, not two, while a slow client keeps it waiting.
+const SPARE_KEPT: usize = 256 << 10;
 
 /// What the read loop does after a request.
 enum Next {
@@ -125,6 +130,10 @@ struct Connection {
     remote: Remote,
     /// Buffer bytes last added to the core's `conn_buffer_bytes`.
     reported: usize,
+    /// Capacity of this connection's buffers taken out of it while in use
+    /// (the read buffer during `process`, a reply buffer during its
+    /// write), so that the gauge counts a connection stuck in a write.
+    in_use: usize,
 }
 
 impl Drop for Connection {
@@ -178,6 +187,7 @@ impl Connection {
             spare: Vec::new(),
             remote: Remote::new(core.shards),
             reported: 0,
+            in_use: 0,
             core,
         }
     }
@@ -272,7 +282,11 @@ impl Connection {
     }
 
     fn buffer_bytes(&self) -> usize {
-        self.read.capacity() + self.out.capacity() + self.spare.capacity() + self.remote.capacity()
+        self.read.capacity()
+            + self.out.capacity()
+            + self.spare.capacity()
+            + self.remote.capacity()
+            + self.in_use
     }
 
     /// Keeps the core's `conn_buffer_bytes` gauge up to date.
@@ -290,7 +304,10 @@ impl Connection {
     async fn process(&mut self) -> io::Result<Next> {
         let before = self.read.cursor();
         let mut read = std::mem::take(&mut self.read);
+        let held = read.capacity();
+        self.in_use += held;
         let next = self.process_buffered(&mut read).await;
+        self.in_use -= held;
         read.passed(before, coarse_now());
         self.read = read;
         let next = next?;
@@ -672,7 +689,7 @@ impl Connection {
                 });
             match placed {
                 Spliced::All => {
-                    self.spare = std::mem::replace(&mut self.out, ready);
+                    self.spare = kept_aside(std::mem::replace(&mut self.out, ready));
                     return Ok(());
                 }
                 Spliced::Until => {
@@ -680,7 +697,7 @@ impl Connection {
                     // unless the client has gone.
                     let (result, mut ready) = self.write(ready).await;
                     ready.clear();
-                    self.spare = ready;
+                    self.spare = kept_aside(ready);
                     result?;
                     if self.socket.peer_reset() {
                         return Err(io::ErrorKind::ConnectionReset.into());
@@ -711,10 +728,25 @@ impl Connection {
             Err(why) => return (Err(self.expire(why)), buf),
         };
         let len = buf.len();
+        // Counted while it waits on the client.
+        let held = buf.capacity();
+        self.in_use += held;
+        self.report_buffers();
         let (result, buf) = self.socket.write_all(buf, timeout).await;
+        self.in_use -= held;
         if result.is_ok() {
             self.core.conns.borrow_mut().bytes_written += len as u64;
         }
         (result, buf)
+    }
+}
+
+/// A reply buffer to keep for the next splice: itself, unless it is
+/// larger than `SPARE_KEPT`.
+fn kept_aside(buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > SPARE_KEPT {
+        Vec::new()
+    } else {
+        buf
     }
 }
