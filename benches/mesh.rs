@@ -57,6 +57,7 @@ fn config() -> Config {
         notes: Vec::new(),
         tls: None,
         max_namespaces: 16,
+        max_caches_per_project: 16,
         auth_failures: 0,
         metrics_listen: None,
         metrics_top_projects: 0,

@@ -226,6 +226,17 @@ pub struct Args {
     #[arg(long = "max-namespaces", default_value_t = DEFAULT_MAX_NAMESPACES, value_name = "N")]
     pub max_namespaces: usize,
 
+    /// Most namespaces (caches) one project may have in use at once, so
+    /// that one tenant cannot take every place under --max-namespaces; past
+    /// it, a handshake for a new cache of that project gets `SERVER_ERROR
+    /// too many caches`. At most --max-namespaces.
+    #[arg(
+        long = "max-caches-per-project",
+        default_value_t = DEFAULT_MAX_CACHES_PER_PROJECT,
+        value_name = "N"
+    )]
+    pub max_caches_per_project: usize,
+
     /// Secure mode: failed authentications from one source address (an IPv6
     /// /64) within a minute, after which its further attempts fail unchecked
     /// until the minute is over (0: no limit).
@@ -270,6 +281,9 @@ pub struct TlsConfig {
 /// Namespaces in use at once: each costs about 212 bytes per core and up to
 /// about 600 bytes of names, so 4 Ki of them stay within a few MiB.
 pub const DEFAULT_MAX_NAMESPACES: usize = 4096;
+/// A sixteenth of the default --max-namespaces: sixteen projects at their
+/// bound to fill it.
+pub const DEFAULT_MAX_CACHES_PER_PROJECT: usize = 256;
 /// `--spin-us` with two or more cores (`transport::spin_gate`).
 pub const DEFAULT_SPIN_US: u64 = 50;
 /// Failed logins per address per minute before it is refused unchecked.
@@ -333,6 +347,8 @@ pub struct Config {
     /// `None`: no TLS port.
     pub tls: Option<TlsConfig>,
     pub max_namespaces: usize,
+    /// `--max-caches-per-project`, at most `max_namespaces`.
+    pub max_caches_per_project: usize,
     pub auth_failures: u32,
     /// `--metrics-listen` (`None`: no metrics endpoint).
     pub metrics_listen: Option<SocketAddr>,
@@ -425,6 +441,9 @@ impl Config {
                 "--max-namespaces must be between 1 and {MAX_NAMESPACES_CEILING}"
             ));
         }
+        if args.max_caches_per_project == 0 {
+            return Err("--max-caches-per-project must be at least 1".into());
+        }
         Ok(Config {
             tls,
             listen,
@@ -454,6 +473,8 @@ impl Config {
             user,
             notes,
             max_namespaces: args.max_namespaces,
+            // A bound above the total is the total.
+            max_caches_per_project: args.max_caches_per_project.min(args.max_namespaces),
             quotas: args.quotas.clone(),
             auth_failures: args.auth_failures,
             metrics_listen,

@@ -16,7 +16,7 @@ use tracing::info;
 use crate::protocol::request::Handshake;
 use crate::protocol::{ErrorReply, Request};
 use crate::tenancy::{
-    Auth, AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease, Refused,
+    Auth, AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease, NsLimits, Refused,
 };
 
 /// The longest `set oauth` value (`TOKEN PROJECT_ID CACHE_NAME`): a
@@ -159,19 +159,18 @@ impl Session {
     }
 
     /// The IronCache handshake: checks the credentials against `auth`,
-    /// takes a lease on the namespace (at most `max_namespaces` of them
-    /// exist), and answers into `out` as memcached answers a `set` (or an
+    /// takes a lease on the namespace (within `limits`), and answers into `out` as memcached answers a `set` (or an
     /// `ms`: a meta client reads every error, `q` or not).
     pub fn authenticate(
         &mut self,
         handshake: Handshake,
         auth: &Auth,
         client: Client,
-        max_namespaces: usize,
+        limits: NsLimits,
         out: &mut Vec<u8>,
     ) -> Login {
         let silent_errors = handshake.noreply && handshake.meta.is_none();
-        let error = match self.login(&handshake, auth, client, max_namespaces) {
+        let error = match self.login(&handshake, auth, client, limits) {
             Ok(()) => {
                 if !handshake.noreply {
                     handshake.compose_success(out);
@@ -205,7 +204,7 @@ impl Session {
         handshake: &Handshake,
         auth: &Auth,
         client: Client,
-        max_namespaces: usize,
+        limits: NsLimits,
     ) -> Result<(), (ErrorReply, bool)> {
         // A value longer than credentials may be is refused unparsed.
         let credentials = (handshake.value.len() <= MAX_OAUTH_VALUE)
@@ -225,13 +224,20 @@ impl Session {
                 return Err((ErrorReply::AuthFailed, true));
             }
         };
-        let acquired =
-            Namespaces::global().acquire(credentials.project, credentials.cache, max_namespaces);
+        let acquired = Namespaces::global().acquire(credentials.project, credentials.cache, limits);
         let lease = acquired.map_err(|refused| match refused {
             Refused::TooManyNamespaces => {
                 crate::throttled_warn!(
-                    limit = max_namespaces,
+                    limit = limits.total,
                     "refusing a new cache: --max-namespaces reached"
+                );
+                (ErrorReply::TooManyCaches, false)
+            }
+            Refused::TooManyProjectNamespaces => {
+                crate::throttled_warn!(
+                    project = credentials.project,
+                    limit = limits.per_project,
+                    "refusing a new cache: the project has --max-caches-per-project"
                 );
                 (ErrorReply::TooManyCaches, false)
             }
@@ -255,6 +261,11 @@ impl Session {
 mod tests {
     use super::*;
     use crate::protocol::{parse, Limits, Parsed};
+
+    const LIMITS: NsLimits = NsLimits {
+        total: 100,
+        per_project: 100,
+    };
 
     fn request(wire: &[u8]) -> Request<'_> {
         let limits = Limits {
@@ -317,7 +328,7 @@ mod tests {
         let Gate::Handshake(handshake) = session.gate(&request(wire), &Auth::Open, &mut out) else {
             panic!("not a handshake");
         };
-        let login = session.authenticate(handshake, &Auth::Open, client(), 100, &mut out);
+        let login = session.authenticate(handshake, &Auth::Open, client(), LIMITS, &mut out);
         assert_eq!(login, Login::Bound);
         assert_eq!(out, b"STORED\r\n");
         assert!(session.is_bound());
@@ -351,7 +362,7 @@ mod tests {
             let Gate::Handshake(h) = session.gate(&request(bad), &auth, &mut out) else {
                 panic!("not a handshake");
             };
-            let login = session.authenticate(h, &auth, client(), 100, &mut out);
+            let login = session.authenticate(h, &auth, client(), LIMITS, &mut out);
             assert_eq!(out, ErrorReply::AuthFailed.line());
             let expected = if i == MAX_AUTH_FAILURES {
                 Login::Close
@@ -374,7 +385,7 @@ mod tests {
             panic!("not a handshake");
         };
         assert_eq!(
-            session.authenticate(h, &auth, client(), 100, &mut out),
+            session.authenticate(h, &auth, client(), LIMITS, &mut out),
             Login::Failed
         );
         assert_eq!(out, ErrorReply::AuthFailed.line());
@@ -384,7 +395,7 @@ mod tests {
             panic!("not a handshake");
         };
         assert_eq!(
-            session.authenticate(h, &auth, client(), 100, &mut out),
+            session.authenticate(h, &auth, client(), LIMITS, &mut out),
             Login::Bound
         );
         assert_eq!(out, b"HD O7\r\n");

@@ -543,8 +543,19 @@ impl Auth {
 pub enum Refused {
     /// The namespace limit was reached: no new (project, cache) now.
     TooManyNamespaces,
+    /// The project has `--max-caches-per-project` namespaces in use.
+    TooManyProjectNamespaces,
     /// The project has its quota's `connections=` bound already.
     TooManyConnections,
+}
+
+/// How many namespaces may be in use at once: in all, and naming one
+/// project (`--max-namespaces`, `--max-caches-per-project`). Namespaces
+/// not yet reclaimed count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NsLimits {
+    pub total: usize,
+    pub per_project: usize,
 }
 
 /// What a shard offers the interner's maintenance (see
@@ -842,13 +853,14 @@ impl Namespaces {
     }
 
     /// Binds a connection to (project, cache): its id, held until the lease
-    /// drops. A new namespace needs a free place under `limit` namespaces
-    /// (besides the default one).
+    /// drops. A new namespace needs a free place under `limits.total`
+    /// namespaces (besides the default one), and under `limits.per_project`
+    /// of its project's, so that no one project can take every place.
     pub fn acquire(
         &'static self,
         project: &str,
         cache: &str,
-        limit: usize,
+        limits: NsLimits,
     ) -> Result<NsLease, Refused> {
         let mut inner = self.lock();
         if let Some(max) = inner.quotas.limits(project).connections {
@@ -864,8 +876,15 @@ impl Namespaces {
         let id = match inner.ids.get(&key) {
             Some(&id) => id,
             None => {
-                if inner.in_use >= limit {
+                if inner.in_use >= limits.total {
                     return Err(Refused::TooManyNamespaces);
+                }
+                let named = inner
+                    .project_ids
+                    .get(project)
+                    .map_or(0, |&p| inner.projects[p as usize].namespaces as usize);
+                if named >= limits.per_project {
+                    return Err(Refused::TooManyProjectNamespaces);
                 }
                 let id = match inner.free.pop() {
                     Some(id) => id,
@@ -1271,10 +1290,10 @@ mod tests {
     #[test]
     fn projects_name_each_id_and_count_its_connections() {
         let ns: &'static Namespaces = Box::leak(Box::new(Namespaces::new()));
-        let a = ns.acquire("p", "c1", 10).unwrap();
-        let a2 = ns.acquire("p", "c1", 10).unwrap();
-        let b = ns.acquire("q", "c1", 10).unwrap();
-        let d = ns.acquire(DEFAULT_NAME, DEFAULT_NAME, 10).unwrap();
+        let a = ns.acquire("p", "c1", lim(10)).unwrap();
+        let a2 = ns.acquire("p", "c1", lim(10)).unwrap();
+        let b = ns.acquire("q", "c1", lim(10)).unwrap();
+        let d = ns.acquire(DEFAULT_NAME, DEFAULT_NAME, lim(10)).unwrap();
         let connections = |ns: &Namespaces| {
             let mut found: Vec<(String, u32)> = ns.projects().into_iter().flatten().collect();
             found.sort();
@@ -1293,21 +1312,49 @@ mod tests {
         assert_eq!(ns.projects().len(), 3);
     }
 
+    /// Limits with no per-project bound below the total.
+    fn lim(total: usize) -> NsLimits {
+        NsLimits {
+            total,
+            per_project: total,
+        }
+    }
+
+    #[test]
+    fn one_project_cannot_take_every_namespace() {
+        let ns: &'static Namespaces = Box::leak(Box::new(Namespaces::new()));
+        let limits = NsLimits {
+            total: 10,
+            per_project: 2,
+        };
+        let p1 = ns.acquire("p", "c1", limits).unwrap();
+        let p2 = ns.acquire("p", "c2", limits).unwrap();
+        assert_eq!(
+            ns.acquire("p", "c3", limits).err(),
+            Some(Refused::TooManyProjectNamespaces)
+        );
+        // Its caches in use still bind, and another project opens its own.
+        let again = ns.acquire("p", "c1", limits).unwrap();
+        let q = ns.acquire("q", "c1", limits).unwrap();
+        assert_eq!(ns.in_use(), 3);
+        drop((p1, p2, again, q));
+    }
+
     #[test]
     fn namespaces_are_interned_once_and_reclaimed_when_unused() {
         let ns: &'static Namespaces = Box::leak(Box::new(Namespaces::new()));
-        let a = ns.acquire("p", "c1", 10).unwrap();
-        let a2 = ns.acquire("p", "c1", 10).unwrap();
-        let b = ns.acquire("p", "c2", 10).unwrap();
+        let a = ns.acquire("p", "c1", lim(10)).unwrap();
+        let a2 = ns.acquire("p", "c1", lim(10)).unwrap();
+        let b = ns.acquire("p", "c2", lim(10)).unwrap();
         assert_ne!(a.ns, b.ns);
         assert_eq!(a.ns, a2.ns);
         assert_eq!(
-            ns.acquire(DEFAULT_NAME, DEFAULT_NAME, 10).unwrap().ns,
+            ns.acquire(DEFAULT_NAME, DEFAULT_NAME, lim(10)).unwrap().ns,
             Namespaces::default_namespace()
         );
         assert_eq!(ns.in_use(), 2);
         assert_eq!(
-            ns.acquire("p", "c3", 2).err(),
+            ns.acquire("p", "c3", lim(2)).err(),
             Some(Refused::TooManyNamespaces)
         );
 
@@ -1324,7 +1371,7 @@ mod tests {
         round(&mut shards);
         // c2 is gone; c1 stays while shard 1 holds its item.
         assert_eq!((ns.in_use(), ns.reclaimed()), (1, 1));
-        let again = ns.acquire("p", "c1", 10).unwrap();
+        let again = ns.acquire("p", "c1", lim(10)).unwrap();
         assert_eq!(again.ns.id, id, "a namespace with items keeps its id");
         drop(again);
         shards[1].flush(id, 0);
@@ -1335,7 +1382,7 @@ mod tests {
 
         // The freed id names a new namespace, which sees none of the old
         // items (flushed, still in memory) and none of the old counters.
-        let c = ns.acquire("q", "new", 10).unwrap();
+        let c = ns.acquire("q", "new", lim(10)).unwrap();
         assert!(c.ns.id == id || c.ns.id != 0);
         let report = shards[1].report(Some(c.ns.id));
         assert_eq!(

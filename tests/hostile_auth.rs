@@ -201,6 +201,38 @@ fn a_reclaimed_namespace_id_reveals_nothing_to_its_next_owner() {
     }
 }
 
+/// Secure mode: one project holding items in as many caches as it may have
+/// (`--max-caches-per-project`) cannot open one more, and leaves the other
+/// places under `--max-namespaces` to other projects. (Without the bound,
+/// one token filled every place in seconds.)
+#[test]
+fn one_project_cannot_take_every_cache_place() {
+    let tokens = GrantsFile::new(&grants());
+    let server = Server::start(&[
+        "--tokens",
+        tokens.arg(),
+        "--max-namespaces",
+        "6",
+        "--max-caches-per-project",
+        "3",
+    ]);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut c = bound(&server, &format!("{TOKEN_A} projA c{i}"));
+        c.roundtrip(b"set k 0 0 1\r\nx\r\n", b"STORED\r\n");
+        held.push(c);
+    }
+    let (_, reply) = login(&server, &format!("{TOKEN_A} projA c3"));
+    assert_eq!(reply, TOO_MANY_CACHES, "a fourth cache of projA");
+    // Its own caches still bind; another project opens its own.
+    let mut again = bound(&server, &format!("{TOKEN_A} projA c0"));
+    again.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n");
+    for i in 0..3 {
+        let mut c = bound(&server, &format!("{TOKEN_B} projB c{i}"));
+        c.roundtrip(b"get k\r\n", b"END\r\n");
+    }
+}
+
 /// Bad-token guesses and refused connections log one line per interval,
 /// not one per event.
 #[test]

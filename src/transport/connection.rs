@@ -50,6 +50,7 @@ use crate::protocol::{
 use crate::session::{Client, Gate, Login, Peer, Session};
 use crate::shard::admin::{Server, Step};
 use crate::shard::PREFETCH_AHEAD;
+use crate::tenancy::NsLimits;
 
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
@@ -526,14 +527,14 @@ impl Connection {
             cert: self.socket.client_cert(),
         };
         let shared = self.core.shared.clone();
-        let max_namespaces = shared.config.max_namespaces;
-        match self.session.authenticate(
-            handshake,
-            &shared.auth,
-            client,
-            max_namespaces,
-            &mut self.out,
-        ) {
+        let limits = NsLimits {
+            total: shared.config.max_namespaces,
+            per_project: shared.config.max_caches_per_project,
+        };
+        match self
+            .session
+            .authenticate(handshake, &shared.auth, client, limits, &mut self.out)
+        {
             Login::Bound => {
                 self.hasher = self.core.shard.borrow().keys().for_ns(self.session.ns().id);
                 self.budget = Budget::bound(shared.config.max_item_size);
