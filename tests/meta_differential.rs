@@ -220,6 +220,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
+            "me prints the key as stored: base64 only for an item stored with b",
+            b"set mekey 0 0 1\r\nx\r\nme bWVrZXk= b\r\nme mekey\r\nms bWVrZXk= 1 b\r\ny\r\nme mekey\r\nme bWVrZXk= b\r\n"
+                .to_vec(),
+        ),
+        (
             "base64 keys",
             b"ms Zm9vMQ== 3 b k\r\nbar\r\nmg Zm9vMQ== b k v\r\nmg foo1 k v\r\nmg foo1 q k\r\nme Zm9vMQ== b\r\nmd Zm9vMQ== b k q\r\nmg foo1\r\n"
                 .to_vec(),

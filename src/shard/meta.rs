@@ -66,7 +66,7 @@ impl Shard {
             MetaCommand::Set => self.meta_set(k, meta, now, out),
             MetaCommand::Delete => self.meta_delete(k, meta, now, out),
             MetaCommand::Arith => self.meta_arith(k, meta, now, out),
-            MetaCommand::Debug => self.meta_debug(k, meta, now, out),
+            MetaCommand::Debug => self.meta_debug(k, now, out),
         }
     }
 
@@ -389,14 +389,20 @@ impl Shard {
         }
     }
 
-    fn meta_debug(&mut self, k: Key, meta: &Meta, now: u32, out: &mut Vec<u8>) {
+    fn meta_debug(&mut self, k: Key, now: u32, out: &mut Vec<u8>) {
         let Some(item) = self.store.meta_peek(k, now) else {
             line_start(MetaCode::En, out);
             return line_end(out);
         };
         line_start(MetaCode::Me, out);
         out.push(b' ');
-        out.extend_from_slice(meta.key);
+        // The key as stored, not as asked for: base64 when it was stored
+        // with `b`, as memcached re-encodes it from memory.
+        if item.binary_key {
+            crate::protocol::meta::base64_encode(k.key, out);
+        } else {
+            out.extend_from_slice(k.key);
+        }
         out.extend_from_slice(b" exp=");
         crate::protocol::meta::push_i64(out, exp(item.exptime, now));
         out.extend_from_slice(b" la=");
