@@ -225,6 +225,19 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
+            "a line of 20 words or more is refused before its flags",
+            [
+                &b"set a 0 0 1\r\nx\r\nmg a v v v v v v v v v v v v v v v v v\r\n"[..],
+                b"mg a v v v v v v v v v v v v v v v v v v\r\n",
+                b"mg a v k c f h l t s O1 T1 N1 R1 E1 u x x x x\r\n",
+                b"ms a 1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1\r\nx\r\n",
+                b"ms a 1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1 T1\r\nx\r\n",
+                b"md a q q q q q q q q q q q q q q q q q q\r\n",
+                b"ma a q q q q q q q q q q q q q q q q q q q q q q q q q\r\nmn\r\n",
+            ]
+            .concat(),
+        ),
+        (
             "base64 keys",
             b"ms Zm9vMQ== 3 b k\r\nbar\r\nmg Zm9vMQ== b k v\r\nmg foo1 k v\r\nmg foo1 q k\r\nme Zm9vMQ== b\r\nmd Zm9vMQ== b k q\r\nmg foo1\r\n"
                 .to_vec(),

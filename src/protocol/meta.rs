@@ -20,6 +20,10 @@ use super::MAX_KEY_LEN;
 
 /// Opaque tokens (`O...`, flag letter included) may be this long.
 const MAX_OPAQUE: usize = 32;
+/// A meta line of this many words or more is refused (memcached's
+/// `ntokens > MFLAG_MAX_OPT_LENGTH`, with 20, its tokens including one
+/// for the line's end).
+const MAX_WORDS: usize = 20;
 
 /// A meta key token's bytes: the token, or with `b` its base64 decoding
 /// (into `buf`), which the parser checked.
@@ -108,6 +112,16 @@ pub(crate) fn parse_meta<'a>(
     };
     if key.len() > MAX_KEY_LEN {
         return Some(invalid(ErrorReply::BadCommandLine));
+    }
+    // memcached refuses a line of 20 words or more before it reads its
+    // flags, or an `ms`'s length (it counts the line's end as a token, and
+    // allows 20); `me` reads only the word after its key.
+    if command != MetaCommand::Debug && 2 + words(rest) >= MAX_WORDS {
+        return Some(invalid(if command == MetaCommand::Get {
+            ErrorReply::MetaFlagsAreTooLong
+        } else {
+            ErrorReply::MetaFlagsTooLong
+        }));
     }
     if command == MetaCommand::Debug {
         // `me <key> [b]`: memcached reads only the word after the key.
@@ -483,6 +497,11 @@ pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
         out.push(b'-');
     }
     push_u64(out, n.unsigned_abs());
+}
+
+/// The words of `s` (runs of bytes other than spaces).
+fn words(s: &[u8]) -> usize {
+    s.split(|&b| b == b' ').filter(|w| !w.is_empty()).count()
 }
 
 fn next(s: &[u8]) -> (Option<&[u8]>, &[u8]) {

@@ -36,6 +36,10 @@ pub enum ErrorReply {
     MetaDecodingKey,
     MetaBadDelta,
     MetaBadInitial,
+    /// `mg` with 20 words or more (memcached's MFLAG_MAX_OPT_LENGTH).
+    MetaFlagsAreTooLong,
+    /// `ms`, `md` and `ma` with 20 words or more.
+    MetaFlagsTooLong,
     /// The handshake would open a namespace past --max-namespaces.
     TooManyCaches,
     /// The project has its `connections=` quota bound already.
@@ -76,6 +80,8 @@ impl ErrorReply {
             ErrorReply::MetaDecodingKey => b"CLIENT_ERROR error decoding key\r\n",
             ErrorReply::MetaBadDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
             ErrorReply::MetaBadInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
+            ErrorReply::MetaFlagsAreTooLong => b"CLIENT_ERROR options flags are too long\r\n",
+            ErrorReply::MetaFlagsTooLong => b"CLIENT_ERROR options flags too long\r\n",
             ErrorReply::TooManyCaches => b"SERVER_ERROR too many caches\r\n",
             ErrorReply::TooManyProjectConnections => {
                 b"SERVER_ERROR too many connections for this project\r\n"

@@ -29,7 +29,7 @@ const LIMITS: Limits = Limits {
 };
 
 /// The errors a parser may answer with (the rest belong to auth and transport).
-const PARSE_ERRORS: [ErrorReply; 19] = [
+const PARSE_ERRORS: [ErrorReply; 21] = [
     ErrorReply::Error,
     ErrorReply::BadCommandLine,
     ErrorReply::BadDataChunk,
@@ -50,6 +50,8 @@ const PARSE_ERRORS: [ErrorReply; 19] = [
     ErrorReply::MetaDecodingKey,
     ErrorReply::MetaBadDelta,
     ErrorReply::MetaBadInitial,
+    ErrorReply::MetaFlagsAreTooLong,
+    ErrorReply::MetaFlagsTooLong,
 ];
 
 const STORAGE_VERBS: [&[u8]; 6] = [b"set", b"add", b"replace", b"append", b"prepend", b"cas"];
