@@ -683,6 +683,8 @@ impl Connection {
 
             let mut ready = std::mem::take(&mut self.spare);
             ready.clear();
+            // Sized once: grown by doubling, it could take twice the bytes.
+            ready.reserve_exact(self.out.len() + self.remote.unplaced_len());
             let placed = self
                 .remote
                 .place(&mut self.out, &mut ready, |shard, answer| {

@@ -344,8 +344,23 @@ pub struct Answer {
 impl Answer {
     /// Reply `i`.
     pub fn reply(&self, i: usize) -> &[u8] {
-        let from = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.out[from..self.ends[i] as usize]
+        &self.out[self.start(i)..self.ends[i] as usize]
+    }
+
+    /// The bytes of replies `from..to`.
+    pub fn replies_len(&self, from: usize, to: usize) -> usize {
+        if from >= to {
+            return 0;
+        }
+        self.ends[to - 1] as usize - self.start(from)
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] as usize
+        }
     }
 }
 

@@ -269,6 +269,26 @@ impl Remote {
     }
 
     /// Bytes the queues' buffers hold.
+    /// Bytes of the replies in hand not yet placed: what `place` adds to
+    /// the connection's own replies, so the buffer it fills can be sized
+    /// once.
+    pub fn unplaced_len(&self) -> usize {
+        let mut len = 0;
+        for q in &self.queues {
+            let placed_held = if q.held_pos == 0 {
+                0
+            } else {
+                q.held_ends[q.held_pos - 1]
+            };
+            len += q.held.len() - placed_held;
+            if let Some((answer, part, base)) = &q.answer {
+                let from = q.placed.max(*base) - base + part.first;
+                len += answer.replies_len(from as usize, (part.first + part.served) as usize);
+            }
+        }
+        len
+    }
+
     pub fn capacity(&self) -> usize {
         self.queues
             .iter()
@@ -384,6 +404,7 @@ mod tests {
         let (a1, p1) = answer(&[b"1"], &w1, 1);
         assert!(remote.answered(0, a0, p0, true).is_none());
         assert!(remote.answered(1, a1, p1, true).is_none());
+        assert_eq!(remote.unplaced_len(), 4);
         let mut ready = Vec::new();
         let mut released = Vec::new();
         let placed = remote.place(&mut out, &mut ready, |s, a| released.push((s, a)));
@@ -420,6 +441,7 @@ mod tests {
         remote
             .answered(0, a0, p0, false)
             .expect("copied out, let go");
+        assert_eq!(remote.unplaced_len(), 2, "the two copied aside");
         let mut ready = Vec::new();
         let placed = remote.place(&mut out, &mut ready, |_, _| panic!("already let go"));
         assert_eq!(placed, Spliced::All);
@@ -440,10 +462,12 @@ mod tests {
         let mut ready = Vec::new();
         let placed = remote.place(&mut out, &mut ready, |_, _| {});
         assert_eq!((placed, ready.as_slice()), (Spliced::Until, &b"A0B"[..]));
+        assert_eq!(remote.unplaced_len(), 2, "2 and 3, held");
         let (w1, n) = remote.unanswered(1).map(|(w, n)| (w.to_vec(), n)).unwrap();
         assert_eq!(n, 1);
         let (a1, p1) = answer(&[b"1"], &w1, 1);
         remote.answered(1, a1, p1, true);
+        assert_eq!(remote.unplaced_len(), 3);
         let mut ready = Vec::new();
         assert_eq!(remote.place(&mut out, &mut ready, |_, _| {}), Spliced::All);
         assert_eq!(ready, b"1C2D3E");
