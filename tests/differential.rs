@@ -218,6 +218,26 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
             }
             v
         }),
+        // memcached reads numbers with strto*: whitespace may follow (and
+        // lead), and an unsigned number may be negative if it wraps below
+        // 2^63.
+        ("numbers as memcached's safe_strto* read them", {
+            let mut v = Vec::new();
+            for part in [
+                &b"set n 0 0 1\r\n5\r\nincr n -0\r\nincr n -18446744073709551615\r\n"[..],
+                b"incr n -1\r\ncas n 0 0 1 -0\r\nx\r\nget n\r\n",
+                b"set k 0 0 1\r\r\nx\r\nset k2 0 0 1\t\r\ny\r\nget k k2\r\n",
+                b"set c 0 0 2\r\n10\r\nincr c 1\t\r\ndecr c 1\x0c\r\nincr c 5\tx\r\n",
+                b"touch k 10\t\r\nverbosity 1\t\r\ngat 10\t k\r\nflush_all 0\t\r\n",
+                b"set k -0 -0 -0\r\n\r\nset k2 1\t 0 1\r\nx\r\nget k k2\r\n",
+                b"set k3 0 0 +1\r\nx\r\nset k4 0 0 1\x0b\r\ny\r\nget k3 k4\r\n",
+                b"verbosity -0\r\nverbosity -1\r\nflush_all -0\r\ntouch k3 -0\r\n",
+                b"set k5 -18446744073709551615 0 1\r\ny\r\nget k5\r\n",
+            ] {
+                v.extend_from_slice(part);
+            }
+            v
+        }),
         // memcached stores an item over 512 KiB (as it counts an item) in
         // chunks, and its incr/decr call such an item non-numeric before
         // they read it or compare a cas: "12 zzz..." is 13 one byte below.

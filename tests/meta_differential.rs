@@ -238,6 +238,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             .concat(),
         ),
         (
+            "numbers in flags as memcached's safe_strto* read them",
+            b"set n 0 0 1\r\n5\r\nmg n C-0 v\r\nms n 1 C-0\r\nx\r\nma n D-0\r\nma n J-0 N0\r\nms n 1 F-0\r\ny\r\nmg n f v\r\nms k -0\r\n\r\nmg k v\r\nms k2 +2\r\nab\r\nmg k2 v\r\nmg n T-0 t\r\nmg n N-5 v\r\nms n 1 T5\t\r\nz\r\nma n D-18446744073709551615 v\r\nmg n Cx v\r\nmn\r\n"
+                .to_vec(),
+        ),
+        (
             "base64 keys",
             b"ms Zm9vMQ== 3 b k\r\nbar\r\nmg Zm9vMQ== b k v\r\nmg foo1 k v\r\nmg foo1 q k\r\nme Zm9vMQ== b\r\nmd Zm9vMQ== b k q\r\nmg foo1\r\n"
                 .to_vec(),

@@ -12,6 +12,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, PAD};
 use base64::engine::Engine;
 
+use super::number::{i64_token, u64_token};
 use super::reply::{push_u64, ErrorReply};
 use super::request::{
     Handshake, Keyed, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
@@ -163,7 +164,7 @@ pub(crate) fn parse_meta<'a>(
     // ms <key> <datalen> <flags>*
     let (len, rest) = next(rest);
     let Some(len) = len
-        .and_then(parse_u64)
+        .and_then(u64_token)
         .filter(|&n| n <= (i32::MAX - 2) as u64)
     else {
         return Some(invalid(ErrorReply::BadCommandLine));
@@ -309,7 +310,7 @@ fn check_flags<'a>(tokens: &'a [u8], key: &[u8]) -> Result<MetaFlags<'a>, ErrorR
         }
         seen |= 1 << o;
         let arg = &tok[1..];
-        let ttl = || parse_i64(arg).map(|t| t as i32 as i64);
+        let ttl = || i64_token(arg).map(|t| t as i32 as i64);
         match o {
             b'b' => {
                 flags.base64 = true;
@@ -343,13 +344,13 @@ fn check_flags<'a>(tokens: &'a [u8], key: &[u8]) -> Result<MetaFlags<'a>, ErrorR
             // memcached reads flags as an unsigned long and keeps 32 bits.
             // A bad one sets no message of its own: the reply is the last
             // message another token set, else "bad command line format".
-            b'F' => match parse_u64(arg) {
+            b'F' => match u64_token(arg) {
                 Some(f) => flags.client_flags = f as u32,
                 None => {
                     error.get_or_insert(ErrorReply::BadCommandLine);
                 }
             },
-            b'C' => match parse_u64(arg) {
+            b'C' => match u64_token(arg) {
                 Some(c) => flags.compare_cas = Some(c),
                 None => error = Some(ErrorReply::MetaBadToken),
             },
@@ -360,11 +361,11 @@ fn check_flags<'a>(tokens: &'a [u8], key: &[u8]) -> Result<MetaFlags<'a>, ErrorR
                     error = Some(ErrorReply::MetaModeLength);
                 }
             }
-            b'J' => match parse_u64(arg) {
+            b'J' => match u64_token(arg) {
                 Some(j) => flags.initial = j,
                 None => error = Some(ErrorReply::MetaBadInitial),
             },
-            b'D' => match parse_u64(arg) {
+            b'D' => match u64_token(arg) {
                 Some(d) => flags.delta = d,
                 None => error = Some(ErrorReply::MetaBadDelta),
             },
@@ -514,28 +515,6 @@ fn next(s: &[u8]) -> (Option<&[u8]>, &[u8]) {
         Some(end) => (Some(&s[..end]), &s[end..]),
         None => (Some(s), &[]),
     }
-}
-
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    let s = s.strip_prefix(b"+").unwrap_or(s);
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-fn parse_i64(s: &[u8]) -> Option<i64> {
-    let (negative, digits) = match s.strip_prefix(b"-") {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    if negative && digits.first() == Some(&b'+') {
-        return None;
-    }
-    let magnitude = i64::try_from(parse_u64(digits)?).ok()?;
-    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// Standard base64 with padding, for the keys meta replies return (`k`

@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod meta;
+pub mod number;
 pub mod parse;
 pub mod reply;
 pub mod request;

@@ -8,6 +8,7 @@
 
 use memchr::memchr;
 
+use super::number::{i32_token, u32_token, u64_token};
 use super::reply::ErrorReply;
 use super::request::{
     ArithKind, GetKind, Keyed, Keys, Limits, Parsed, Request, StatsGroup, Storage, StoreKind,
@@ -131,7 +132,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 Ok(parts) => parts,
                 Err((error, noreply)) => return invalid(error, noreply),
             };
-            let Some(delta) = parse_u64(delta) else {
+            let Some(delta) = u64_token(delta) else {
                 return invalid(ErrorReply::InvalidDelta, noreply);
             };
             let kind = if command == b"incr" {
@@ -205,7 +206,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 // "verbosity noreply" lacks its level; memcached answers ERROR, silenced.
                 return invalid(ErrorReply::Error, true);
             }
-            if parse_u64(args.get(0)).is_none() {
+            if u64_token(args.get(0)).is_none() {
                 return invalid(ErrorReply::BadCommandLine, noreply);
             }
             request(Request::Verbosity { noreply })
@@ -281,14 +282,14 @@ fn parse_storage<'a>(
         return invalid(ErrorReply::BadCommandLine, noreply);
     }
     let (Some(flags), Some(exptime), Some(len)) = (
-        parse_u32(args.get(1)),
+        u32_token(args.get(1)),
         parse_exptime(args.get(2)),
-        parse_i32(args.get(3)),
+        i32_token(args.get(3)),
     ) else {
         return invalid(ErrorReply::BadCommandLine, noreply);
     };
     let cas = if kind == StoreKind::Cas {
-        match parse_u64(args.get(4)) {
+        match u64_token(args.get(4)) {
             Some(cas) => cas,
             None => return invalid(ErrorReply::BadCommandLine, noreply),
         }
@@ -431,42 +432,9 @@ impl<'a> Tokens<'a> {
     }
 }
 
-fn digits(s: &[u8]) -> Option<&[u8]> {
-    let s = s.strip_prefix(b"+").unwrap_or(s);
-    (!s.is_empty() && s.iter().all(u8::is_ascii_digit)).then_some(s)
-}
-
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    digits(s)?.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Flags are 32 bits; a larger number is an error (memcached would truncate).
-fn parse_u32(s: &[u8]) -> Option<u32> {
-    parse_u64(s).and_then(|v| u32::try_from(v).ok())
-}
-
-/// memcached reads exptimes (and lengths) with strtol into 32 bits: a number
-/// that fits a C long but not 32 bits wraps, so we wrap the same way.
-fn parse_i32(s: &[u8]) -> Option<i32> {
-    parse_i64(s).map(|v| v as i32)
-}
-
+/// Exptimes: a C long kept in 32 bits (`safe_strtol`).
 fn parse_exptime(s: &[u8]) -> Option<i64> {
-    parse_i32(s).map(i64::from)
-}
-
-fn parse_i64(s: &[u8]) -> Option<i64> {
-    let (negative, s) = match s.strip_prefix(b"-") {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    if negative && s.first() == Some(&b'+') {
-        return None;
-    }
-    let magnitude = i64::try_from(parse_u64(s)?).ok()?;
-    Some(if negative { -magnitude } else { magnitude })
+    i32_token(s).map(i64::from)
 }
 
 #[cfg(test)]

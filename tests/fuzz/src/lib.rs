@@ -150,12 +150,28 @@ fn words(buf: &[u8]) -> Vec<&[u8]> {
 fn declared_len(buf: &[u8]) -> usize {
     let w = words(buf);
     let at = if w[0] == b"ms" { 2 } else { 4 };
-    let digits = w[at].strip_prefix(b"+").unwrap_or(w[at]);
+    // strtol skips leading whitespace, takes one sign and stops at the
+    // first byte that is not a digit (whitespace, which the parser checked).
+    let token = w[at];
+    let token = &token[token
+        .iter()
+        .take_while(|b| b"\t\n\x0b\x0c\r".contains(b))
+        .count()..];
+    let (negative, token) = match token.first() {
+        Some(b'-') => (true, &token[1..]),
+        Some(b'+') => (false, &token[1..]),
+        _ => (false, token),
+    };
+    let digits: Vec<u8> = token
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    let n: i128 = std::str::from_utf8(&digits).unwrap().parse().unwrap();
     // memcached's safe_strtol stores strtol's long into an int32_t, so
     // only the low 32 bits count: 14294967296 declares 1410065408 bytes,
     // and -4294967294 declares 2.
-    let n: i64 = std::str::from_utf8(digits).unwrap().parse().unwrap();
-    let n = n as i32;
+    let n = (if negative { -n } else { n }) as i64 as i32;
     assert!(n >= 0, "negative length {n} accepted");
     n as usize
 }
