@@ -239,7 +239,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "numbers in flags as memcached's safe_strto* read them",
-            b"set n 0 0 1\r\n5\r\nmg n C-0 v\r\nms n 1 C-0\r\nx\r\nma n D-0\r\nma n J-0 N0\r\nms n 1 F-0\r\ny\r\nmg n f v\r\nms k -0\r\n\r\nmg k v\r\nms k2 +2\r\nab\r\nmg k2 v\r\nmg n T-0 t\r\nmg n N-5 v\r\nms n 1 T5\t\r\nz\r\nma n D-18446744073709551615 v\r\nmg n Cx v\r\nmn\r\n"
+            b"set n 0 0 1\r\n5\r\nmg n C-0 v\r\nms n 1 C-0\r\nx\r\nma n D-0\r\nma n J-0 N0\r\nms n 1 F-0\r\ny\r\nmg n f v\r\nms k -0\r\n\r\nmg k v\r\nms k2 +2\r\nab\r\nmg k2 v\r\nmg n T-0 t\r\nmg n N-5 v\r\nms n 1 T5\t\r\nz\r\nma n D-18446744073709551615 v\r\nmg n Cx v\r\nmn\r\nms k 4294967297\r\nx\r\nmg k v\r\nms k -18446744073709551615\r\nx\r\nms k -4294967295\r\ny\r\nmg k v\r\nmn\r\n"
                 .to_vec(),
         ),
         (

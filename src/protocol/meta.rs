@@ -12,7 +12,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, PAD};
 use base64::engine::Engine;
 
-use super::number::{i64_token, u64_token};
+use super::number::{i32_token, i64_token, u64_token};
 use super::reply::{push_u64, ErrorReply};
 use super::request::{
     Handshake, Keyed, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed, Request,
@@ -163,9 +163,10 @@ pub(crate) fn parse_meta<'a>(
 
     // ms <key> <datalen> <flags>*
     let (len, rest) = next(rest);
+    // A C long kept in 32 bits, as the classic commands' lengths.
     let Some(len) = len
-        .and_then(u64_token)
-        .filter(|&n| n <= (i32::MAX - 2) as u64)
+        .and_then(i32_token)
+        .filter(|&n| (0..=i32::MAX - 2).contains(&n))
     else {
         return Some(invalid(ErrorReply::BadCommandLine));
     };
