@@ -189,30 +189,26 @@ for mode in "${MODES[@]}"; do
     run_mode "$mode"
 done
 
-# twemproxy in front of two servers (open mode): one row here, its own
-# output above.
+# Suites with their own servers and output (above), one row each here:
+# twemproxy in front of two servers (open mode), and the TLS clients
+# (pymemcache, Dalli 5, openssl s_client) with their own test CA.
+SUITES=(
+    "nutcracker (nutcracker.sh)|tests/clients/nutcracker.sh"
+    "TLS clients (tls.sh)|tests/clients/tls.sh"
+)
+declare -A SUITE_RESULT
 if [ -z "${SERVER_CMD:-}" ]; then
-    echo "=== nutcracker (tests/clients/nutcracker.sh) ==="
-    if bash tests/clients/nutcracker.sh; then
-        PROXY_RESULT=PASS
-        passed=$((passed + 1))
-    else
-        PROXY_RESULT=FAIL
-        failed=$((failed + 1))
-    fi
-fi
-
-# TLS clients (pymemcache, Dalli 5, openssl s_client) with their own servers
-# and test CA: one row here, their own table above.
-if [ -z "${SERVER_CMD:-}" ]; then
-    echo "=== TLS clients (tests/clients/tls.sh) ==="
-    if bash tests/clients/tls.sh; then
-        TLS_RESULT=PASS
-        passed=$((passed + 1))
-    else
-        TLS_RESULT=FAIL
-        failed=$((failed + 1))
-    fi
+    for entry in "${SUITES[@]}"; do
+        name=${entry%%|*}
+        echo "=== $name ==="
+        if bash "${entry#*|}"; then
+            SUITE_RESULT["$name"]=PASS
+            passed=$((passed + 1))
+        else
+            SUITE_RESULT["$name"]=FAIL
+            failed=$((failed + 1))
+        fi
+    done
 fi
 
 echo
@@ -228,8 +224,10 @@ for entry in "${PROGRAMS[@]}"; do
     done
     printf '  %-30s %-12s %-12s\n' "$name" "${row[@]}"
 done
-[ -n "${PROXY_RESULT:-}" ] && printf '  %-30s %-12s\n' "nutcracker (nutcracker.sh)" "$PROXY_RESULT"
-[ -n "${TLS_RESULT:-}" ] && printf '  %-30s %-12s\n' "TLS clients (tls.sh)" "$TLS_RESULT"
+for entry in "${SUITES[@]}"; do
+    name=${entry%%|*}
+    [ -n "${SUITE_RESULT[$name]:-}" ] && printf '  %-30s %-12s\n' "$name" "${SUITE_RESULT[$name]}"
+done
 [ "$skipped" -gt 0 ] && echo "  ($skipped skipped)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
