@@ -159,8 +159,9 @@ impl Session {
     }
 
     /// The IronCache handshake: checks the credentials against `auth`,
-    /// takes a lease on the namespace (within `limits`), and answers into `out` as memcached answers a `set` (or an
-    /// `ms`: a meta client reads every error, `q` or not).
+    /// takes a lease on the namespace (within `limits`), and answers into
+    /// `out` as memcached answers a `set` (or an `ms`: a meta client reads
+    /// every error, `q` or not).
     pub fn authenticate(
         &mut self,
         handshake: Handshake,
