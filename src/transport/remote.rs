@@ -57,8 +57,16 @@ struct Queue {
 
 impl Queue {
     fn held_reply(&self, i: usize) -> &[u8] {
-        let from = if i == 0 { 0 } else { self.held_ends[i - 1] };
-        &self.held[from..self.held_ends[i]]
+        &self.held[self.held_start(i)..self.held_ends[i]]
+    }
+
+    /// Where held reply `i` starts.
+    fn held_start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.held_ends[i - 1]
+        }
     }
 
     /// Moves the answer's replies from record `from` on into `held`;
@@ -268,19 +276,13 @@ impl Remote {
         self.wire_bytes = 0;
     }
 
-    /// Bytes the queues' buffers hold.
     /// Bytes of the replies in hand not yet placed: what `place` adds to
     /// the connection's own replies, so the buffer it fills can be sized
     /// once.
     pub fn unplaced_len(&self) -> usize {
         let mut len = 0;
         for q in &self.queues {
-            let placed_held = if q.held_pos == 0 {
-                0
-            } else {
-                q.held_ends[q.held_pos - 1]
-            };
-            len += q.held.len() - placed_held;
+            len += q.held.len() - q.held_start(q.held_pos);
             if let Some((answer, part, base)) = &q.answer {
                 let from = q.placed.max(*base) - base + part.first;
                 len += answer.replies_len(from as usize, (part.first + part.served) as usize);
@@ -289,6 +291,7 @@ impl Remote {
         len
     }
 
+    /// Bytes the queues' buffers hold.
     pub fn capacity(&self) -> usize {
         self.queues
             .iter()
