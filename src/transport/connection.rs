@@ -731,10 +731,14 @@ impl Connection {
             Err(why) => return (Err(self.expire(why)), buf),
         };
         let len = buf.len();
-        // Counted while it waits on the client.
+        // Counted while it waits on the client. A buffer no larger than an
+        // idle one is not worth the update on every reply: the gauge is
+        // brought up to date after each read's requests anyway.
         let held = buf.capacity();
         self.in_use += held;
-        self.report_buffers();
+        if held > IDLE_REPLY_BUFFER {
+            self.report_buffers();
+        }
         let (result, buf) = self.socket.write_all(buf, timeout).await;
         self.in_use -= held;
         if result.is_ok() {
