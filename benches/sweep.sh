@@ -23,9 +23,12 @@
 # server's saturated rate; "0.1 0.25 0.4 0.55 0.7 0.85", QUICK: "0.1 0.4
 # 0.8"), FIXED_RATE (ops/s measured for every server as well; 40000),
 # CONNS (50), KEYS (100000), VALUE_SIZE (100), RATIO (1:10), PIPELINES
-# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2", and pk1 with Pelikan), MEMORY_MB
-# (1024), CPUS1 (the CPU a one-thread server runs on; 0), CPUS2 (a
-# two-thread server's; 0,1),
+# ("1 16"), SERVERS ("fc1 fc2 mc1 mc2", and pk1 with Pelikan; fcN and mcN
+# for any N run ferrocache --cores N and memcached -t N, on CPUs 0..N-1
+# from N=3 up), MEMORY_MB (1024), CPUS1 (the CPU a one-thread server runs
+# on; 0), CPUS2 (a two-thread server's; 0,1), MEMTIER_THREADS (1; memtier's
+# threads, each with CONNS connections: on a many-core machine one thread
+# cannot load eight server cores),
 # LOADGEN_CPUS (memtier's; 1, "" leaves it unpinned), MC_PIN (1: pin
 # memcached -t 2's worker threads one to each CPU of CPUS2, as ferrocache
 # pins its cores, instead of letting the kernel move them), FC_ARGS (more
@@ -35,7 +38,12 @@
 # server's median, so a host that drifts during the run moves every server
 # alike), OUT (where sweep.tsv and sweep.png
 # go; target/sweep), FERROCACHE_BIN (skip the build, use this binary),
-# MEMTIER (memtier_benchmark's path).
+# MEMCACHED_BIN (default: memcached on PATH, installed if missing), MEMTIER
+# (memtier_benchmark's path).
+#
+# On a many-core machine (docs/PERFORMANCE.md, round 18):
+#   SERVERS="fc1 fc2 fc8 mc1 mc2 mc8" MEMTIER_THREADS=8 CONNS=8 \
+#   LOADGEN_CPUS=8-15 MC_PIN=1 bash benches/sweep.sh
 #
 # The plot needs python3 with matplotlib; when it is missing the script
 # tries `pip install --user matplotlib`, and without it still writes the
@@ -54,6 +62,7 @@ else
 fi
 FIXED_RATE="${FIXED_RATE:-40000}"
 CONNS="${CONNS:-50}"
+MEMTIER_THREADS="${MEMTIER_THREADS:-1}"
 KEYS="${KEYS:-100000}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 RATIO="${RATIO:-1:10}"
@@ -89,7 +98,7 @@ if [[ -z "${FERROCACHE_BIN:-}" ]]; then
   cargo build --release --bin ferrocache >&2
   FERROCACHE_BIN="$ROOT/target/release/ferrocache"
 fi
-ensure_memcached
+[[ -n "${MEMCACHED_BIN:-}" ]] || ensure_memcached
 mkdir -p "$OUT"
 TSV="$OUT/sweep.tsv"
 printf 'server\tpipeline\ttarget_ops\tops_per_sec\tcpu_us_per_op\tp99_ms\tsleeps_per_op\tphase\n' >"$TSV"
@@ -120,7 +129,7 @@ memtier() {
   local host="${ADDR%:*}" port="${ADDR##*:}"
   # shellcheck disable=SC2046
   $(pin "$LOADGEN_CPUS") "$MEMTIER" -s "$host" -p "$port" --protocol=memcache_text \
-    -t 1 -c "$CONNS" --data-size="$VALUE_SIZE" --key-maximum="$KEYS" \
+    -t "$MEMTIER_THREADS" -c "$CONNS" --data-size="$VALUE_SIZE" --key-maximum="$KEYS" \
     --hide-histogram --json-out-file="$MT_JSON" "$@" >"$BENCH_TMP/memtier.out" 2>&1 ||
     { tail -20 "$BENCH_TMP/memtier.out" >&2; die "memtier failed: $*"; }
 }
@@ -141,7 +150,8 @@ EOF
 point() {
   local name="$1" p="$2" rate="$3" phase="${4:-sweep}" limit=()
   if ((rate > 0)); then
-    local per=$(((rate + CONNS / 2) / CONNS))
+    local conns=$((CONNS * MEMTIER_THREADS))
+    local per=$(((rate + conns / 2) / conns))
     ((per >= 1)) || per=1
     limit=(--rate-limiting="$per")
   fi
@@ -167,17 +177,19 @@ point() {
 
 for name in $SERVERS; do
   case "$name" in
-    fc1) # shellcheck disable=SC2086
-      start_ferrocache "$name" "$CPUS1" --cores 1 --memory-mb "$MEMORY_MB" $FC_ARGS ;;
-    fc2) # shellcheck disable=SC2086
-      start_ferrocache "$name" "$CPUS2" --cores 2 --memory-mb "$MEMORY_MB" $FC_ARGS ;;
-    mc1) start_memcached "$name" "$CPUS1" "$MEMORY_MB" -t 1 ;;
-    mc2)
-      start_memcached "$name" "$CPUS2" "$MEMORY_MB" -t 2
-      ((MC_PIN)) && pin_workers "${SRV_PID[$name]}" "$CPUS2"
-      ;;
     pk1) start_pelikan "$name" "$CPUS1" "$MEMORY_MB" ;;
-    *) die "unknown server $name (fc1 fc2 mc1 mc2 pk1)" ;;
+    fc[0-9]* | mc[0-9]*)
+      n="${name#??}"
+      [[ $n =~ ^[1-9][0-9]*$ ]] || die "unknown server $name (fcN mcN pk1)"
+      case $n in 1) cpus="$CPUS1" ;; 2) cpus="$CPUS2" ;; *) cpus="0-$((n - 1))" ;; esac
+      if [[ ${name:0:2} == fc ]]; then # shellcheck disable=SC2086
+        start_ferrocache "$name" "$cpus" --cores "$n" --memory-mb "$MEMORY_MB" $FC_ARGS
+      else
+        start_memcached "$name" "$cpus" "$MEMORY_MB" -t "$n"
+        ((MC_PIN)) && pin_workers "${SRV_PID[$name]}" "$cpus"
+      fi
+      ;;
+    *) die "unknown server $name (fcN mcN pk1)" ;;
   esac
   ADDR="${SRV_ADDR[$name]}"
   PID="${SRV_PID[$name]}"
@@ -219,7 +231,9 @@ python3 - "$TSV" "$FIXED_RATE" <<'EOF' >&2
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fixed = sys.argv[2]
-servers = ("fc1", "fc2", "mc1", "mc2", "pk1")
+def order(name):
+    return (name[:2], int(name[2:]) if name[2:].isdigit() else 0)
+servers = sorted({r["server"] for r in rows}, key=order)
 def get(server, p, target, field):
     # The interleaved rounds' median (the lower middle one for an even
     # count) where there are some, else the sweep's own point.
@@ -230,28 +244,33 @@ def get(server, p, target, field):
     return values[(len(values) - 1) // 2] if values else None
 def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+def ratios(c):
+    # fcN/fc1 and fcN/mcN for each N > 1 measured, fc1/mc1, fc1/pk1.
+    ns = sorted(int(s[2:]) for s in servers if s.startswith("fc") and s[2:].isdigit())
+    out = [f"fc{n}/fc1 {ratio(c.get(f'fc{n}'), c.get('fc1'))}  fc{n}/mc{n} "
+           f"{ratio(c.get(f'fc{n}'), c.get(f'mc{n}'))}" for n in ns if n > 1]
+    out.append(f"fc1/mc1 {ratio(c.get('fc1'), c.get('mc1'))}  fc1/pk1 {ratio(c.get('fc1'), c.get('pk1'))}")
+    return "  ".join(out)
+def each(v):
+    return " ".join(f"{s} {v[s]}" for s in servers)
 counts = {}
 for r in rows:
     if r["phase"] == "fixed":
         counts[r["server"], r["pipeline"]] = counts.get((r["server"], r["pipeline"]), 0) + 1
 rounds = max(counts.values(), default=0)
 how = f"median of {rounds} interleaved rounds" if rounds else "one run each"
+pipelines = sorted({r["pipeline"] for r in rows}, key=int)
 print(f"\nat {fixed} ops/s ({how}; CPU per op ratios; p99 in ms):")
-for p in ("1", "16"):
+for p in pipelines:
     c = {s: get(s, p, fixed, "cpu_us_per_op") for s in servers}
     q = {s: get(s, p, fixed, "p99_ms") for s in servers}
     z = {s: get(s, p, fixed, "sleeps_per_op") for s in servers}
-    print(f"  pipeline {p}: fc2/fc1 {ratio(c['fc2'], c['fc1'])}  fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
-          f"  fc1/mc1 {ratio(c['fc1'], c['mc1'])}  fc1/pk1 {ratio(c['fc1'], c['pk1'])}"
-          f"  p99 fc2 {q['fc2']} mc2 {q['mc2']} fc1 {q['fc1']} mc1 {q['mc1']} pk1 {q['pk1']}"
-          f"  sleeps/op fc1 {z['fc1']} fc2 {z['fc2']} mc1 {z['mc1']} mc2 {z['mc2']} pk1 {z['pk1']}")
+    print(f"  pipeline {p}: {ratios(c)}  p99 {each(q)}  sleeps/op {each(z)}")
 print("at saturation (target 0):")
-for p in ("1", "16"):
+for p in pipelines:
     c = {s: get(s, p, "0", "cpu_us_per_op") for s in servers}
     o = {s: get(s, p, "0", "ops_per_sec") for s in servers}
-    print(f"  pipeline {p}: CPU fc1/mc1 {ratio(c['fc1'], c['mc1'])} fc2/mc2 {ratio(c['fc2'], c['mc2'])}"
-          f" fc1/pk1 {ratio(c['fc1'], c['pk1'])}"
-          f"  ops/s fc1 {o['fc1']} fc2 {o['fc2']} mc1 {o['mc1']} mc2 {o['mc2']} pk1 {o['pk1']}")
+    print(f"  pipeline {p}: CPU {ratios(c)}  ops/s {each(o)}")
 EOF
 
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
@@ -259,17 +278,25 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
   python3 -m pip install --user --quiet matplotlib >&2 || true
 fi
 if python3 -c 'import matplotlib' 2>/dev/null; then
-  python3 - "$TSV" "$OUT/sweep.png" <<'EOF'
+  python3 - "$TSV" "$OUT/sweep.png" "$((CONNS * MEMTIER_THREADS))" <<'EOF'
 import csv, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-labels = {"fc1": "ferrocache --cores 1", "fc2": "ferrocache --cores 2",
-          "mc1": "memcached -t 1", "mc2": "memcached -t 2",
-          "pk1": "Pelikan segcache, 1 worker"}
-styles = {"fc1": "o-", "fc2": "s-", "mc1": "o--", "mc2": "s--", "pk1": "^:"}
+def order(name):
+    return (name[:2], int(name[2:]) if name[2:].isdigit() else 0)
+names = sorted({r["server"] for r in rows}, key=order)
+def label(s):
+    if s == "pk1":
+        return "Pelikan segcache, 1 worker"
+    return (f"ferrocache --cores {s[2:]}" if s.startswith("fc") else f"memcached -t {s[2:]}")
+labels = {s: label(s) for s in names}
+marks = "osDv^<>p"
+styles = {s: ("^:" if s == "pk1" else marks[i % len(marks)] + ("-" if s.startswith("fc") else "--"))
+          for i, s in enumerate(n for n in names if n != "pk1")}
+styles.setdefault("pk1", "^:")
 pipelines = sorted({r["pipeline"] for r in rows}, key=int)
 fig, axes = plt.subplots(2, len(pipelines), figsize=(6 * len(pipelines), 8), squeeze=False)
 for col, p in enumerate(pipelines):
@@ -294,7 +321,7 @@ for col, p in enumerate(pipelines):
         axes[row][col].set_xlabel("thousand ops/s (achieved)")
         axes[row][col].grid(True, alpha=0.3)
         axes[row][col].legend(fontsize=8)
-fig.suptitle("memtier_benchmark, text, 50 conns, 100 B values, 1:10 set:get, 100k keys")
+fig.suptitle(f"memtier_benchmark, text, {sys.argv[3]} conns, 100 B values, 1:10 set:get, 100k keys", fontsize=10)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=100)
 EOF
