@@ -41,26 +41,34 @@ pub struct Bell {
     /// Blocking: glommio reads it through io_uring, which would fail a read
     /// of a non-blocking one at once instead of waiting.
     eventfd: OwnedFd,
+    /// The fallback for a core asleep in its socket ring: the ring polls
+    /// this one (`uring::Ring::arm_fallback`), so a write here, from a core
+    /// whose `IORING_OP_MSG_RING` failed, ends that sleep too. Not the
+    /// eventfd above: the ring signals that one on every completion, and
+    /// polling it would wake the ring with its own completions. Only its
+    /// core reads it, without waiting.
+    fallback: OwnedFd,
 }
 
 impl Bell {
     pub fn new() -> io::Result<Bell> {
-        // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Bell {
             parked: AtomicU8::new(AWAKE),
             ring_fd: AtomicI32::new(-1),
-            // SAFETY: fd is a fresh descriptor nothing else owns.
-            eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            eventfd: new_eventfd(libc::EFD_CLOEXEC)?,
+            fallback: new_eventfd(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)?,
         })
     }
 
     /// The eventfd a sleeping core reads (or has its ring signal).
     pub fn eventfd(&self) -> RawFd {
         self.eventfd.as_raw_fd()
+    }
+
+    /// The eventfd the core's socket ring polls, for wake-ups that could
+    /// not go through `IORING_OP_MSG_RING`.
+    pub fn fallback_fd(&self) -> RawFd {
+        self.fallback.as_raw_fd()
     }
 
     /// Says where `IORING_OP_MSG_RING` wakes this core from now on. Call
@@ -118,11 +126,27 @@ impl Bell {
 
     /// Wakes the owner through its eventfd (one system call).
     pub fn ring_eventfd(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live local buffer to our descriptor.
-        // EAGAIN (the counter is full) means a wake-up is pending anyway.
-        unsafe { libc::write(self.eventfd.as_raw_fd(), one.as_ptr().cast(), 8) };
+        signal(self.eventfd.as_raw_fd());
     }
+}
+
+fn new_eventfd(flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to the eventfd `fd` (one system call).
+pub fn signal(fd: RawFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live local buffer. EAGAIN (the counter
+    // is full) means a wake-up is pending anyway; EBADF cannot happen for a
+    // bell's descriptors, which live as long as the process.
+    unsafe { libc::write(fd, one.as_ptr().cast(), 8) };
 }
 
 #[cfg(test)]

@@ -68,8 +68,11 @@ const CANCEL_USER_DATA: u64 = u64::MAX;
 /// A wake-up another core posted to this ring (`IORING_OP_MSG_RING`).
 const WAKE_USER_DATA: u64 = u64::MAX - 1;
 /// A wake-up this core sent that failed (its success posts nothing here):
-/// the low 32 bits are the woken core's eventfd, rung instead.
+/// the low 32 bits are the woken core's fallback eventfd, rung instead.
 const WAKE_SENT_TAG: u64 = 0xfffe_0000_0000_0000;
+/// The poll of this core's fallback eventfd fired: a wake-up another core
+/// could not post with `IORING_OP_MSG_RING` (`wake_failed`).
+const FALLBACK_USER_DATA: u64 = u64::MAX - 2;
 /// The longest a core sleeps in this ring before it parks through glommio.
 /// The core's timers run on this ring, and the deadline check alone wakes
 /// it every `DEADLINE_CHECK`, so this bounds only how late a glommio timer
@@ -123,6 +126,8 @@ pub struct Ring {
     submitter: RefCell<Option<Waker>>,
     /// Operations waiting with a deadline (so the check can skip the scan).
     with_deadline: Cell<usize>,
+    /// The bell's fallback eventfd, polled here once armed (-1 before).
+    fallback: Cell<RawFd>,
     /// Polls before sleeping, and those that found work (`stats`).
     polls: Cell<u64>,
     poll_hits: Cell<u64>,
@@ -162,6 +167,7 @@ impl Ring {
             submit_due: Cell::new(false),
             submitter: RefCell::new(None),
             with_deadline: Cell::new(0),
+            fallback: Cell::new(-1),
             polls: Cell::new(0),
             poll_hits: Cell::new(0),
             sleeps: Cell::new(0),
@@ -262,7 +268,7 @@ impl Ring {
     pub fn wake(&self, bell: &Bell) {
         match bell.ring() {
             Some(fd) => {
-                let failed = WAKE_SENT_TAG | u64::from(bell.eventfd() as u32);
+                let failed = WAKE_SENT_TAG | u64::from(bell.fallback_fd() as u32);
                 self.push(&[
                     opcode::MsgRingData::new(types::Fd(fd), 0, WAKE_USER_DATA, None)
                         .build()
@@ -272,6 +278,19 @@ impl Ring {
             }
             None => bell.ring_eventfd(),
         }
+    }
+
+    /// Polls `fd`, the bell's fallback eventfd, for as long as the ring
+    /// lives (a multishot poll, armed again should the kernel end it): a
+    /// core whose `IORING_OP_MSG_RING` to this ring failed writes there
+    /// instead (`wake_failed`), and the poll's completion ends a sleep in
+    /// this ring, or a park through glommio, like any other.
+    pub fn arm_fallback(&self, fd: RawFd) {
+        self.fallback.set(fd);
+        self.push(&[opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(FALLBACK_USER_DATA)]);
     }
 
     fn op(
@@ -400,6 +419,7 @@ impl Ring {
             0
         };
         let mut reaped = 0;
+        let mut fallback_ended = false;
         let mut slots = self.slots.borrow_mut();
         for cqe in ring.completion() {
             let data = cqe.user_data();
@@ -409,6 +429,13 @@ impl Ring {
             reaped += 1;
             if data == WAKE_USER_DATA {
                 // Another core queued us something: the driver polls the mesh.
+                continue;
+            }
+            if data == FALLBACK_USER_DATA {
+                // The same, through the fallback. The poll fires at each
+                // write; emptied, the count never fills.
+                drain(self.fallback.get());
+                fallback_ended |= !io_uring::cqueue::more(cqe.flags());
                 continue;
             }
             if data & WAKE_SENT_TAG == WAKE_SENT_TAG {
@@ -445,6 +472,10 @@ impl Ring {
                     unreachable!("completion for a finished operation")
                 }
             }
+        }
+        drop((slots, ring));
+        if fallback_ended {
+            self.arm_fallback(self.fallback.get());
         }
         submitted + reaped
     }
@@ -493,6 +524,9 @@ impl Ring {
     /// busy enough: a request or an answer from another core that comes
     /// within it costs no sleep and no wake-up.
     pub async fn drive(self: Rc<Self>, bell: &Bell, inbound: Rc<dyn Inbound>, mut gate: SpinGate) {
+        // Before other cores learn the ring: whichever of their wake-ups
+        // fails then finds the fallback polled.
+        self.arm_fallback(bell.fallback_fd());
         bell.set_ring(self.fd());
         // glommio reads the eventfd on its own ring, which is how the
         // executor learns, while asleep, that a socket completion is pending.
@@ -664,11 +698,10 @@ fn activity() -> u64 {
     ACTIVITY.with(Cell::get)
 }
 
-/// A wake-up's `IORING_OP_MSG_RING` failed: ring `eventfd` instead, and
-/// say so once. That wakes a core parked through glommio at once; one
-/// asleep in its ring finds the message when its sleep ends, at its next
-/// timer at the latest (the deadline check's, within `DEADLINE_CHECK`).
-fn wake_failed(result: i32, eventfd: RawFd) {
+/// A wake-up's `IORING_OP_MSG_RING` failed: write the woken core's
+/// fallback eventfd instead, and say so once. Its ring polls that one
+/// (`Ring::arm_fallback`), so the write wakes the core wherever it sleeps.
+fn wake_failed(result: i32, fallback: RawFd) {
     static LOGGED: std::sync::Once = std::sync::Once::new();
     LOGGED.call_once(|| {
         tracing::warn!(
@@ -676,10 +709,15 @@ fn wake_failed(result: i32, eventfd: RawFd) {
             "IORING_OP_MSG_RING failed; waking cores through their eventfd"
         );
     });
-    let one = 1u64.to_ne_bytes();
-    // SAFETY: 8 bytes from a live local buffer; the descriptor is a bell's,
-    // which lives as long as the process.
-    unsafe { libc::write(eventfd, one.as_ptr().cast(), 8) };
+    super::bell::signal(fallback);
+}
+
+/// Empties the non-blocking eventfd `fd`.
+fn drain(fd: RawFd) {
+    let mut count = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a live local buffer. EAGAIN (it
+    // was empty) is fine.
+    unsafe { libc::read(fd, count.as_mut_ptr().cast(), 8) };
 }
 
 /// One in-flight operation; resolves to (result, buffer).
@@ -847,6 +885,49 @@ mod tests {
             "the wait is over"
         );
         assert_eq!(ring.free.borrow().len(), 1, "its slot is free again");
+    }
+
+    /// A wake-up that `IORING_OP_MSG_RING` cannot post (here: the ring it
+    /// names is no ring) still ends the sleeper's sleep in its ring, at
+    /// once, through the fallback eventfd its ring polls; twice, so the
+    /// poll is still armed after the first.
+    #[test]
+    fn a_wake_up_msg_ring_refuses_still_ends_a_sleep_in_the_ring() {
+        let bell = std::sync::Arc::new(Bell::new().unwrap());
+        let (asleep, sleeping) = std::sync::mpsc::channel();
+        let sleeper = {
+            let bell = bell.clone();
+            std::thread::spawn(move || {
+                let ring = Ring::new(bell.eventfd()).unwrap();
+                ring.arm_fallback(bell.fallback_fd());
+                bell.set_ring(ring.fd());
+                ring.turn();
+                let mut slept = Vec::new();
+                for _ in 0..2 {
+                    asleep.send(()).unwrap();
+                    let start = Instant::now();
+                    let woke = ring.sleep(Duration::from_secs(20));
+                    let reaped = ring.turn();
+                    slept.push((woke, reaped, start.elapsed()));
+                }
+                slept
+            })
+        };
+        let (_own, waker) = ring();
+        for _ in 0..2 {
+            sleeping.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            // Not a ring: the kernel fails the MSG_RING (EBADFD).
+            let ring_fd = bell.ring().unwrap();
+            bell.set_ring(bell.eventfd());
+            waker.wake(&bell);
+            assert!(waker.turn() > 0, "the failure comes back to the waker");
+            bell.set_ring(ring_fd);
+        }
+        for (woke, reaped, slept) in sleeper.join().unwrap() {
+            assert!(woke && reaped > 0, "the fallback's completion woke it");
+            assert!(slept < Duration::from_secs(10), "slept {slept:?}");
+        }
     }
 
     /// A timer dropped before it falls due is cancelled: its slot, and the
