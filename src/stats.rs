@@ -79,6 +79,7 @@ fn add_items(total: &mut StoreStats, o: &StoreStats) {
     total.overhead_bytes += o.overhead_bytes;
     total.hash_bytes += o.hash_bytes;
     total.invariant_skips += o.invariant_skips;
+    total.fair_fallbacks += o.fair_fallbacks;
 }
 
 /// A namespace's figures in the store's shape (the rest stay zero: they
@@ -184,6 +185,7 @@ pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'sta
         out.push(("reclaimed", items.reclaimed.to_string()));
         out.push(("store_overhead_bytes", items.overhead_bytes.to_string()));
         out.push(("store_invariant_skips", items.invariant_skips.to_string()));
+        out.push(("store_fair_fallbacks", items.fair_fallbacks.to_string()));
         out.push(("curr_namespaces", facts.namespaces.to_string()));
         out.push((
             "namespaces_reclaimed",
@@ -245,6 +247,8 @@ mod tests {
         assert!(server.contains(&"auth_cmds"));
         assert!(server.contains(&"store_invariant_skips"));
         assert!(!tenant.contains(&"store_invariant_skips"));
+        assert!(server.contains(&"store_fair_fallbacks"));
+        assert!(!tenant.contains(&"store_fair_fallbacks"));
         assert!(server.contains(&"threads"));
         assert!(server.contains(&"curr_namespaces"));
     }

@@ -162,6 +162,32 @@ fn open_mode_applies_quotas_by_project_name() {
     b.roundtrip(&oauth_request("any p2 c"), b"STORED\r\n");
 }
 
+/// Reserves may add up to `--memory-mb`, and one that does leaves less
+/// than a segment for anyone else once the store's open segments are
+/// counted. Another project's writes used to spin the core forever in
+/// eviction merges that kept everything (every connection on that core
+/// stopped answering). Now each write is answered, the newest are kept,
+/// every core still serves, and `stats` counts the merges that took from
+/// the reserve.
+#[test]
+fn a_reserve_as_large_as_memory_cannot_stall_a_core() {
+    let quotas = GrantsFile::new("reserved reserve=56m\n");
+    let server = Server::start(&["--memory-mb", "64", "--quotas", quotas.arg()]);
+    let value = vec![b'x'; 10_000];
+    let mut reserved = server.connect();
+    reserved.roundtrip(&oauth_request("any reserved c"), b"STORED\r\n");
+    store_many(&mut reserved, "r", 7000, &value);
+    let mut other = server.connect();
+    other.roundtrip(&oauth_request("any other c"), b"STORED\r\n");
+    store_many(&mut other, "o", 2000, &value);
+    assert_eq!(count_hits(&mut other, "o", 1900..2000), 100);
+    for _ in 0..8 {
+        server.connect().roundtrip(b"version\r\n", b"VERSION ");
+    }
+    let fallbacks = stat_num(&stats_of(&mut server.connect(), ""), "store_fair_fallbacks");
+    assert!(fallbacks > 0, "no merge took from the reserve");
+}
+
 /// A bad quotas file at start is a configuration error: exit 78, naming
 /// the file and line.
 #[test]

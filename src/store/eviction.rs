@@ -60,6 +60,13 @@ const MERGE: usize = 4;
 /// The small FIFO's share of segments is 1 / SMALL_SHARE_DIV (S3-FIFO: 10%).
 const SMALL_SHARE_DIV: usize = 10;
 
+/// Segments' worth of protected items (those of projects under their
+/// share or within a reserve) the merges of one allocation may keep
+/// before its merges give fairness up (see `Store::room_step`). A fair
+/// merge keeps at most a segment's worth of them; an allocation that must
+/// copy this many to free one segment is keeping about all it reads.
+const FAIR_KEEP_LIMIT: usize = 16;
+
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     assert_ne!(a, b);
     if a < b {
@@ -109,6 +116,13 @@ impl Store {
     /// A free segment, evicting if memory is full. Keeps a spare segment
     /// set aside first, as the destination of eviction merges.
     fn alloc_segment(&mut self) -> Option<u32> {
+        self.kept_for_room = 0;
+        let got = self.alloc_segment_evicting();
+        self.plain = false;
+        got
+    }
+
+    fn alloc_segment_evicting(&mut self) -> Option<u32> {
         loop {
             if self.spare == NONE {
                 if let Some(id) = self.take_without_evicting() {
@@ -119,7 +133,7 @@ impl Store {
             if let Some(id) = self.take_without_evicting() {
                 return Some(id);
             }
-            if !self.evict_one() {
+            if !self.room_step() {
                 return None;
             }
         }
@@ -131,11 +145,18 @@ impl Store {
         if need > self.limit {
             return false;
         }
+        self.kept_for_room = 0;
+        let made = self.make_room_evicting(need);
+        self.plain = false;
+        made
+    }
+
+    fn make_room_evicting(&mut self, need: usize) -> bool {
         while self.memory_bytes() + need > self.limit {
             if self.segs.release_one() {
                 continue;
             }
-            if self.evict_one() {
+            if self.room_step() {
                 continue;
             }
             // Nothing left to evict: give up the spare too.
@@ -146,6 +167,37 @@ impl Store {
             self.spare = NONE;
         }
         true
+    }
+
+    /// One step of eviction for an allocation, as `evict_one`. Once its
+    /// merges have kept `FAIR_KEEP_LIMIT` segments' worth of protected
+    /// items, projects under
+    /// their share or within a reserve hold about all the memory (reserves
+    /// near the whole limit, say), and fair merges could go on keeping
+    /// everything and freeing nothing; the allocation's later merges are
+    /// plain S3-FIFO, which always frees. Counted in `stats`
+    /// (`store_fair_fallbacks`), and logged once.
+    fn room_step(&mut self) -> bool {
+        if !self.plain
+            && self.projects.shared
+            && self.kept_for_room >= FAIR_KEEP_LIMIT * self.segs.seg_size
+        {
+            self.plain = true;
+            self.fair_fallback();
+        }
+        self.evict_one()
+    }
+
+    fn fair_fallback(&mut self) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        self.stats.fair_fallbacks += 1;
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "projects under their share or within a reserve hold about all \
+                 of memory: eviction took from them too, to make room (counted \
+                 in stats store_fair_fallbacks; logged once)"
+            );
+        }
     }
 
     /// One step of eviction; false when there is nothing to evict.
@@ -336,7 +388,7 @@ impl Store {
         // Which projects are over their share, as of now: their items go
         // by the rule above, the others' are kept first.
         self.projects.refresh();
-        let fair = self.projects.shared;
+        let fair = self.projects.shared && !self.plain;
         if fair && queue == MAIN {
             self.pick_main_victims(count, budget, &mut victims);
         } else {
@@ -446,6 +498,9 @@ impl Store {
                         if let Some(dest) = self.merge_dest(len) {
                             self.move_item(v, here, dest, pos);
                             kept += len;
+                            if round == 0 {
+                                self.kept_for_room += len;
+                            }
                             continue;
                         }
                     }

@@ -110,6 +110,10 @@ pub struct StoreStats {
     /// an internal invariant did not hold, instead of stopping the server.
     /// Zero unless there is a bug.
     pub invariant_skips: u64,
+    /// Allocations that found fair eviction freeing nothing (memory held
+    /// by projects under their share or within a reserve) and evicted from
+    /// every project to make room (`eviction`).
+    pub fair_fallbacks: u64,
 }
 
 /// Per-namespace figures, so a tenant's `stats` never reveals another's.

@@ -123,6 +123,11 @@ pub struct Store {
     /// Reused buffers, so commands never allocate in steady state.
     scratch: Vec<u8>,
     pub(super) victims: Vec<u32>,
+    /// Bytes of protected items eviction merges kept (copied) for the
+    /// allocation under way, and whether its merges have given fairness
+    /// up (`eviction`).
+    pub(super) kept_for_room: usize,
+    pub(super) plain: bool,
     /// The sweep's place: (segment, the segment's generation then,
     /// offset), and a large-item slot counter. The generation tells the
     /// sweep when the segment was freed or reused since.
@@ -243,6 +248,8 @@ impl Store {
             ghost,
             scratch: Vec::new(),
             victims: Vec::new(),
+            kept_for_room: 0,
+            plain: false,
             sweep_at: (NONE, 0, 0),
             sweep_large: 0,
             seal: CasSeal::new(),

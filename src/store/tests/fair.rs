@@ -73,6 +73,11 @@ fn a_hot_flood_leaves_a_small_projects_items() {
     assert_eq!(kept, 400, "project 2 lost items to project 1's flood");
     assert_eq!(s.project_stats(2).evictions, 0);
     assert!(s.project_stats(1).evictions > 0);
+    assert_eq!(
+        s.stats().fair_fallbacks,
+        0,
+        "fairness held without giving up"
+    );
 }
 
 #[test]
@@ -118,6 +123,38 @@ fn a_reserve_keeps_items_a_weight_would_not() {
     // Without the reserve, weight 100 to 1 leaves project 2 little.
     let kept = kept_after_flood(Quota::default());
     assert!(kept < 400, "kept {kept} without a reserve");
+}
+
+/// A reserve near the whole limit (as the quotas file allows: reserves
+/// may add up to `--memory-mb`) leaves less than a segment for anyone
+/// else once the store's open segments are counted, so fair merges keep
+/// all they read and free nothing. A write must still finish: eviction
+/// then takes from every project, and counts that it did.
+#[test]
+fn a_reserve_as_large_as_memory_leaves_writes_room() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reserved = Quota {
+            reserve: 28 << 20,
+            ..Quota::default()
+        };
+        let mut s = Store::new(32 << 20, 1 << 20, KeyHasher::default());
+        s.bind_ns(1, 1, Quota::default());
+        s.bind_ns(2, 2, reserved);
+        for i in 0..3500 {
+            set(&mut s, 2, &format!("b{i}"), 10_000);
+        }
+        let stored = (0..1000)
+            .filter(|i| set(&mut s, 1, &format!("a{i}"), 10_000) == SetOutcome::Stored)
+            .count();
+        done.send((stored, s.stats())).unwrap();
+    });
+    let (stored, stats) = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a write hung: eviction made no progress");
+    assert_eq!(stored, 1000);
+    assert!(stats.fair_fallbacks > 0, "{stats:?}");
+    assert_eq!(stats.invariant_skips, 0);
 }
 
 #[test]
