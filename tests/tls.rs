@@ -483,6 +483,50 @@ fn sighup_reloads_the_certificate_for_new_connections() {
     after.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
 }
 
+/// A FIFO, or a link to a device, put in place of a TLS file fails that
+/// file's reload at once, and the old settings stay. It used to block the
+/// reload thread on the FIFO (or read /dev/zero without end), so no later
+/// SIGHUP was handled: a token taken out of the tokens file stayed valid.
+#[test]
+fn a_fifo_or_a_device_as_a_tls_file_cannot_stop_reloads() {
+    let pki = Pki::new("fifo");
+    let tokens = grants(&pki, "tok-one-0123456789 projA\ntok-two-0123456789 projB\n");
+    let server = Server::start(
+        &pki,
+        &["--tokens", &tokens, "--tls-client-ca", &pki.arg("ca.pem")],
+    );
+    // Made before ca.pem turns into a FIFO: it reads that file too.
+    let config = pki.client_config(None);
+    std::fs::remove_file(pki.path("ca.pem")).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(pki.path("ca.pem"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::remove_file(pki.path("server.pem")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", pki.path("server.pem")).unwrap();
+    server.hup();
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&tokens, "tok-one-0123456789 projA\n").unwrap();
+    server.hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut plain = common::Conn::new(TcpStream::connect(server.plain).unwrap());
+        plain.send(&oauth("tok-two-0123456789 projB c"));
+        if plain.read_until(b"\r\n") == FAILED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tokens file was never reloaded: the removed token still logs in"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // TLS still serves, with the settings loaded before.
+    let mut tls = server.connect(&config);
+    tls.roundtrip(&oauth("tok-one-0123456789 projA c"), b"STORED\r\n");
+}
+
 #[test]
 fn start_fails_clearly_on_bad_tls_files() {
     let pki = Pki::new("bad");

@@ -120,7 +120,7 @@ fn build(
     sessions: Arc<dyn StoresServerSessions>,
 ) -> Result<ServerConfig, TlsError> {
     let certs = read_certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
+    let key = PrivateKeyDer::from_pem_slice(read_pem(&files.key)?.as_bytes())
         .map_err(|e| TlsError(format!("{}: no private key: {e}", files.key.display())))?;
     let provider = Arc::new(provider::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -159,9 +159,19 @@ fn build(
     Ok(config)
 }
 
+/// A PEM file, read as the tokens and quotas files are: a regular file of
+/// at most 4 MiB, so that a FIFO or a device put in its place (say, a link
+/// to /dev/zero) fails the load, or a SIGHUP's reload, instead of blocking
+/// the reload thread or reading without end.
+fn read_pem(path: &Path) -> Result<String, TlsError> {
+    crate::config::read_config_file(path)
+        .map_err(|reason| TlsError(format!("{}: {reason}", path.display())))
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let pem = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(TlsError(format!("{}: no certificate", path.display())));
