@@ -49,6 +49,8 @@ pub struct Quotas {
     /// The `*` line's (or no limits).
     default: Limits,
     projects: HashMap<String, Limits>,
+    /// Lines that set something (the `*` line too).
+    lines: usize,
 }
 
 #[derive(Debug)]
@@ -71,6 +73,26 @@ impl fmt::Display for QuotaFileError {
 impl std::error::Error for QuotaFileError {}
 
 impl Quotas {
+    /// Re-reads `path` for a SIGHUP, as `load`, but a file that sets
+    /// nothing (empty, only comments: most likely truncated while being
+    /// rewritten) is refused, so the old quotas stay, as the tokens file's
+    /// reload does. A file that means to lift every quota says so with a
+    /// `*` line.
+    pub fn reload(path: &Path, memory_bytes: usize) -> Result<Quotas, QuotaFileError> {
+        let quotas = Quotas::load(path, memory_bytes)?;
+        if quotas.lines == 0 {
+            return Err(QuotaFileError {
+                path: path.to_owned(),
+                line: 0,
+                reason: "sets nothing (empty or truncated?); replace it atomically: write a \
+                         new file, rename it over, then SIGHUP. To lift every quota, leave \
+                         a `*` line, such as `* weight=1`"
+                    .into(),
+            });
+        }
+        Ok(quotas)
+    }
+
     /// Reads and checks `path` against `memory_bytes` (`--memory-mb`).
     pub fn load(path: &Path, memory_bytes: usize) -> Result<Quotas, QuotaFileError> {
         let error = |line, reason| QuotaFileError {
@@ -145,6 +167,7 @@ impl Quotas {
         let mut quotas = Quotas {
             default: default_limits,
             projects: HashMap::new(),
+            lines: lines.len() + usize::from(default.is_some()),
         };
         let mut reserved = 0u64;
         for (line, project, keys) in lines {
@@ -245,6 +268,25 @@ mod tests {
     use super::*;
 
     const MB: u64 = 1 << 20;
+
+    /// A reload refuses a file that sets nothing, and takes one that
+    /// lifts every quota on purpose.
+    #[test]
+    fn a_reload_refuses_a_file_that_sets_nothing() {
+        let path = std::env::temp_dir().join(format!("ferrocache-quotas-{}", std::process::id()));
+        for blank in ["", "\n\n", "# being rewritten\n"] {
+            std::fs::write(&path, blank).unwrap();
+            assert!(Quotas::load(&path, 64 << 20).is_ok(), "{blank:?} at start");
+            let e = Quotas::reload(&path, 64 << 20).unwrap_err();
+            assert!(e.reason.starts_with("sets nothing"), "{blank:?}: {e}");
+        }
+        std::fs::write(&path, "* weight=1\n").unwrap();
+        let lifted = Quotas::reload(&path, 64 << 20).unwrap();
+        assert_eq!(lifted.limits("any"), Limits::default());
+        std::fs::write(&path, "a connections=1\n").unwrap();
+        assert_eq!(Quotas::reload(&path, 64 << 20).unwrap().len(), 1);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn lines_defaults_and_comments() {

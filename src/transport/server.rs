@@ -429,7 +429,7 @@ fn reload(shared: &Shared) {
         Err(e) => error!("tokens file not reloaded, keeping the old grants: {e}"),
     }
     if let Some(path) = &shared.config.quotas {
-        match Quotas::load(path, shared.config.memory_bytes) {
+        match Quotas::reload(path, shared.config.memory_bytes) {
             Ok(quotas) => {
                 info!(projects = quotas.len(), "quotas file reloaded");
                 Namespaces::global().set_quotas(Arc::new(quotas), shared.config.cores);
