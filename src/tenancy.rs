@@ -415,7 +415,9 @@ impl Auth {
 
     /// Checks `credentials` from `peer`. In secure mode an address that
     /// failed too often lately is refused without a check, and a failure
-    /// counts against its address.
+    /// counts against its address; except a login by a verified client
+    /// certificate (token `-`), which has no secret to guess, so a token
+    /// guesser sharing the address cannot lock it out.
     pub fn login(
         &self,
         credentials: &Credentials,
@@ -436,7 +438,9 @@ impl Auth {
             });
         };
         let now_ms = coarse_now().as_millis() as u64;
-        if peer.is_some_and(|ip| throttle.blocked(ip, now_ms)) {
+        let by_cert = credentials.token == CERT_TOKEN && client_cert.is_some();
+        let throttled = peer.filter(|_| !by_cert);
+        if throttled.is_some_and(|ip| throttle.blocked(ip, now_ms)) {
             return Err(AuthError::Throttled);
         }
         // The generation before the grants: a reload in between makes the
@@ -456,7 +460,7 @@ impl Auth {
             )
         };
         let Some(line) = line else {
-            if let Some(ip) = peer {
+            if let Some(ip) = throttled {
                 throttle.fail(ip, now_ms);
             }
             return Err(AuthError::Denied);
@@ -1260,6 +1264,61 @@ mod tests {
         assert!(auth
             .login(&right, Some("10.9.8.6".parse().unwrap()), None)
             .is_ok());
+    }
+
+    /// A verified client certificate has nothing to guess: a guesser on
+    /// the same address does not lock its logins out, and its own refused
+    /// logins (a project it is not granted) lock out nobody.
+    #[test]
+    fn certificate_logins_are_not_throttled() {
+        let fp = [7u8; 32];
+        let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
+        let path = temp_path("throttle-cert");
+        std::fs::write(
+            &path,
+            format!("good-token-good-token p\ncert:SHA256:{hex} p\n"),
+        )
+        .unwrap();
+        let auth = Auth::secure(&path, 3).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ip: IpAddr = "10.9.8.7".parse().unwrap();
+        let wrong = Credentials {
+            token: b"guess",
+            project: "p",
+            cache: "c",
+        };
+        let by_cert = Credentials {
+            token: b"-",
+            ..wrong
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                auth.login(&wrong, Some(ip), None).err(),
+                Some(AuthError::Denied)
+            );
+        }
+        assert!(auth.login(&by_cert, Some(ip), Some(&fp)).is_ok());
+        // Without a certificate `-` is a wrong token like any other.
+        assert_eq!(
+            auth.login(&by_cert, Some(ip), None).err(),
+            Some(AuthError::Throttled)
+        );
+        let other: IpAddr = "10.9.8.6".parse().unwrap();
+        let elsewhere = Credentials {
+            project: "q",
+            ..by_cert
+        };
+        for _ in 0..5 {
+            assert_eq!(
+                auth.login(&elsewhere, Some(other), Some(&fp)).err(),
+                Some(AuthError::Denied)
+            );
+        }
+        let right = Credentials {
+            token: b"good-token-good-token",
+            ..wrong
+        };
+        assert!(auth.login(&right, Some(other), None).is_ok());
     }
 
     /// A real shard to reclaim on: `n` items of `ns` stored in it.
