@@ -483,6 +483,56 @@ fn sighup_reloads_the_certificate_for_new_connections() {
     after.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
 }
 
+/// A client CA taken out by a SIGHUP no longer vouches for its
+/// certificates, on a resumed session either: the reload that changes the
+/// CA file also ends resumption of the sessions made before (a resumed
+/// session is not verified again). A reload that leaves the CA as it was
+/// keeps them.
+#[test]
+fn a_changed_client_ca_ends_resumption_of_older_sessions() {
+    let pki = Pki::new("rotate");
+    let alice = pki.issue("alice", &["alice"]);
+    let other = Pki::new("rotate-other");
+    let tokens = grants(&pki, &format!("cert:SHA256:{} projA\n", hex(&alice)));
+    let server = Server::start(
+        &pki,
+        &["--tokens", &tokens, "--tls-client-ca", &pki.arg("ca.pem")],
+    );
+    let config = pki.client_config(Some("alice"));
+    let login = |kind: HandshakeKind| {
+        let mut tls = server.connect(&config);
+        tls.roundtrip(&oauth("- projA c"), b"STORED\r\n");
+        assert_eq!(tls.stream.conn.handshake_kind(), Some(kind));
+        // Read the tickets sent after the handshake.
+        tls.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    };
+    login(HandshakeKind::Full);
+    login(HandshakeKind::Resumed);
+    // The same CA again: sessions still resume.
+    server.hup();
+    std::thread::sleep(Duration::from_millis(300));
+    login(HandshakeKind::Resumed);
+    std::fs::copy(other.path("ca.pem"), pki.path("ca.pem")).unwrap();
+    server.hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut tls = server.connect(&config);
+        let refused = tls.handshake().is_err() || {
+            tls.send(&oauth("- projA c"));
+            tls.is_closed()
+        };
+        if refused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice still logs in after her CA was taken out ({:?})",
+            tls.stream.conn.handshake_kind()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A FIFO, or a link to a device, put in place of a TLS file fails that
 /// file's reload at once, and the old settings stay. It used to block the
 /// reload thread on the FIFO (or read /dev/zero without end), so no later

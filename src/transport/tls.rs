@@ -74,29 +74,58 @@ impl std::error::Error for TlsError {}
 pub struct Tls {
     files: TlsFiles,
     current: Mutex<Arc<ServerConfig>>,
-    /// Kept across reloads, so sessions issued before a SIGHUP still resume.
+    resumption: Mutex<Resumption>,
+}
+
+/// What a resumed session is checked against instead of a handshake.
+/// Kept across reloads, so sessions issued before a SIGHUP still resume;
+/// made anew when the client CA changes, so that a certificate the new CA
+/// does not vouch for cannot come back in on an old ticket.
+struct Resumption {
     ticketer: Arc<dyn ProducesTickets>,
     sessions: Arc<dyn StoresServerSessions>,
+    /// The client CA file's text the sessions were verified against.
+    client_ca: Option<String>,
+}
+
+impl Resumption {
+    fn new(client_ca: Option<String>) -> Result<Resumption, TlsError> {
+        let ticketer = provider::Ticketer::new()
+            .map_err(|e| TlsError(format!("cannot make a session ticket key: {e}")))?;
+        Ok(Resumption {
+            ticketer,
+            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
+            client_ca,
+        })
+    }
 }
 
 impl Tls {
     pub fn load(files: TlsFiles) -> Result<Tls, TlsError> {
-        let ticketer = provider::Ticketer::new()
-            .map_err(|e| TlsError(format!("cannot make a session ticket key: {e}")))?;
-        let sessions = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
-        let config = build(&files, ticketer.clone(), sessions.clone())?;
+        let resumption = Resumption::new(client_ca(&files)?)?;
+        let config = build(&files, &resumption)?;
         Ok(Tls {
             files,
             current: Mutex::new(Arc::new(config)),
-            ticketer,
-            sessions,
+            resumption: Mutex::new(resumption),
         })
     }
 
     /// Re-reads the certificate, key and client CA. On an error the old
     /// settings stay; connections already open keep theirs either way.
+    /// A changed client CA also ends resumption of the sessions before it.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = build(&self.files, self.ticketer.clone(), self.sessions.clone())?;
+        let ca = client_ca(&self.files)?;
+        let mut resumption = self.resumption.lock().unwrap_or_else(|e| e.into_inner());
+        let renewed = if ca == resumption.client_ca {
+            None
+        } else {
+            Some(Resumption::new(ca)?)
+        };
+        let fresh = build(&self.files, renewed.as_ref().unwrap_or(&resumption))?;
+        if let Some(renewed) = renewed {
+            *resumption = renewed;
+        }
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         Ok(())
     }
@@ -114,11 +143,12 @@ impl Tls {
     }
 }
 
-fn build(
-    files: &TlsFiles,
-    ticketer: Arc<dyn ProducesTickets>,
-    sessions: Arc<dyn StoresServerSessions>,
-) -> Result<ServerConfig, TlsError> {
+/// The client CA file's text, if there is one.
+fn client_ca(files: &TlsFiles) -> Result<Option<String>, TlsError> {
+    files.client_ca.as_deref().map(read_pem).transpose()
+}
+
+fn build(files: &TlsFiles, resumption: &Resumption) -> Result<ServerConfig, TlsError> {
     let certs = read_certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_slice(read_pem(&files.key)?.as_bytes())
         .map_err(|e| TlsError(format!("{}: no private key: {e}", files.key.display())))?;
@@ -126,11 +156,10 @@ fn build(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError(e.to_string()))?;
-    let builder = match &files.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
+    let builder = match (&files.client_ca, &resumption.client_ca) {
+        (Some(ca), Some(pem)) => {
             let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca)? {
+            for cert in parse_certs(ca, pem)? {
                 roots
                     .add(cert)
                     .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
@@ -146,6 +175,7 @@ fn build(
                 .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
             builder.with_client_cert_verifier(verifier)
         }
+        _ => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         TlsError(format!(
@@ -154,8 +184,8 @@ fn build(
             files.key.display()
         ))
     })?;
-    config.ticketer = ticketer;
-    config.session_storage = sessions;
+    config.ticketer = resumption.ticketer.clone();
+    config.session_storage = resumption.sessions.clone();
     Ok(config)
 }
 
@@ -169,7 +199,11 @@ fn read_pem(path: &Path) -> Result<String, TlsError> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_pem(path)?;
+    parse_certs(path, &read_pem(path)?)
+}
+
+/// The certificates in `pem`, the text of the file `path`.
+fn parse_certs(path: &Path, pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
