@@ -171,12 +171,11 @@ impl Store {
 
     /// One step of eviction for an allocation, as `evict_one`. Once its
     /// merges have kept `FAIR_KEEP_LIMIT` segments' worth of protected
-    /// items, projects under
-    /// their share or within a reserve hold about all the memory (reserves
-    /// near the whole limit, say), and fair merges could go on keeping
-    /// everything and freeing nothing; the allocation's later merges are
-    /// plain S3-FIFO, which always frees. Counted in `stats`
-    /// (`store_fair_fallbacks`), and logged once.
+    /// items, projects under their share or within a reserve hold about
+    /// all the memory (reserves near the whole limit, say), and fair merges
+    /// could go on keeping everything and freeing nothing; the allocation's
+    /// later merges are plain S3-FIFO, which always frees. Counted in
+    /// `stats` (`store_fair_fallbacks`), and logged once.
     fn room_step(&mut self) -> bool {
         if !self.plain
             && self.projects.shared

@@ -433,14 +433,23 @@ impl Ring {
             }
             if data == FALLBACK_USER_DATA {
                 // The same, through the fallback. The poll fires at each
-                // write; emptied, the count never fills.
+                // write; emptied, the count never fills. A poll the kernel
+                // ended is armed again, unless it failed: armed again, a
+                // failing one would fail at every turn and keep the core
+                // awake.
                 drain(self.fallback.get());
-                fallback_ended |= !io_uring::cqueue::more(cqe.flags());
+                if !io_uring::cqueue::more(cqe.flags()) {
+                    if cqe.result() < 0 {
+                        fallback_failed(cqe.result());
+                    } else {
+                        fallback_ended = true;
+                    }
+                }
                 continue;
             }
             if data & WAKE_SENT_TAG == WAKE_SENT_TAG {
-                // A wake-up we sent failed; ring the eventfd instead, so the
-                // other core cannot sleep through its message.
+                // A wake-up we sent failed; write the woken core's fallback
+                // eventfd instead, so it cannot sleep through its message.
                 wake_failed(cqe.result(), data as u32 as RawFd);
                 continue;
             }
@@ -710,6 +719,19 @@ fn wake_failed(result: i32, fallback: RawFd) {
         );
     });
     super::bell::signal(fallback);
+}
+
+/// The poll of this core's fallback eventfd failed: a wake-up whose
+/// `IORING_OP_MSG_RING` fails would then reach this core only at its next
+/// timer. Say so once.
+fn fallback_failed(result: i32) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::warn!(
+            error = %io::Error::from_raw_os_error(-result),
+            "the poll of a core's fallback eventfd failed; a failed wake-up reaches it at its next timer"
+        );
+    });
 }
 
 /// Empties the non-blocking eventfd `fd`.
