@@ -1235,34 +1235,45 @@ mod tests {
         std::fs::remove_file(&big).unwrap();
     }
 
-    #[test]
-    fn failures_from_one_address_are_throttled_across_logins() {
-        let path = temp_path("throttle");
-        std::fs::write(&path, "good-token-good-token p\n").unwrap();
+    /// A wrong token for project `p`.
+    const WRONG: Credentials<'static> = Credentials {
+        token: b"guess",
+        project: "p",
+        cache: "c",
+    };
+    /// The token `throttled_auth` grants for `p`.
+    const RIGHT: Credentials<'static> = Credentials {
+        token: b"good-token-good-token",
+        ..WRONG
+    };
+
+    /// Secure mode with `grants` (`RIGHT`'s line among them), throttling
+    /// an address at its third failure; `WRONG` is then sent from `ip`
+    /// until it is.
+    fn throttled_auth(name: &str, grants: &str, ip: IpAddr) -> Auth {
+        let path = temp_path(name);
+        std::fs::write(&path, grants).unwrap();
         let auth = Auth::secure(&path, 3).unwrap();
         std::fs::remove_file(&path).unwrap();
-        let ip: IpAddr = "10.9.8.7".parse().unwrap();
-        let wrong = Credentials {
-            token: b"guess",
-            project: "p",
-            cache: "c",
-        };
-        let right = Credentials {
-            token: b"good-token-good-token",
-            ..wrong
-        };
         for _ in 0..3 {
             assert_eq!(
-                auth.login(&wrong, Some(ip), None).err(),
+                auth.login(&WRONG, Some(ip), None).err(),
                 Some(AuthError::Denied)
             );
         }
+        auth
+    }
+
+    #[test]
+    fn failures_from_one_address_are_throttled_across_logins() {
+        let ip: IpAddr = "10.9.8.7".parse().unwrap();
+        let auth = throttled_auth("throttle", "good-token-good-token p\n", ip);
         assert_eq!(
-            auth.login(&right, Some(ip), None).err(),
+            auth.login(&RIGHT, Some(ip), None).err(),
             Some(AuthError::Throttled)
         );
         assert!(auth
-            .login(&right, Some("10.9.8.6".parse().unwrap()), None)
+            .login(&RIGHT, Some("10.9.8.6".parse().unwrap()), None)
             .is_ok());
     }
 
@@ -1273,30 +1284,13 @@ mod tests {
     fn certificate_logins_are_not_throttled() {
         let fp = [7u8; 32];
         let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
-        let path = temp_path("throttle-cert");
-        std::fs::write(
-            &path,
-            format!("good-token-good-token p\ncert:SHA256:{hex} p\n"),
-        )
-        .unwrap();
-        let auth = Auth::secure(&path, 3).unwrap();
-        std::fs::remove_file(&path).unwrap();
         let ip: IpAddr = "10.9.8.7".parse().unwrap();
-        let wrong = Credentials {
-            token: b"guess",
-            project: "p",
-            cache: "c",
-        };
+        let grants = format!("good-token-good-token p\ncert:SHA256:{hex} p\n");
+        let auth = throttled_auth("throttle-cert", &grants, ip);
         let by_cert = Credentials {
             token: b"-",
-            ..wrong
+            ..WRONG
         };
-        for _ in 0..3 {
-            assert_eq!(
-                auth.login(&wrong, Some(ip), None).err(),
-                Some(AuthError::Denied)
-            );
-        }
         assert!(auth.login(&by_cert, Some(ip), Some(&fp)).is_ok());
         // Without a certificate `-` is a wrong token like any other.
         assert_eq!(
@@ -1314,11 +1308,7 @@ mod tests {
                 Some(AuthError::Denied)
             );
         }
-        let right = Credentials {
-            token: b"good-token-good-token",
-            ..wrong
-        };
-        assert!(auth.login(&right, Some(other), None).is_ok());
+        assert!(auth.login(&RIGHT, Some(other), None).is_ok());
     }
 
     /// A real shard to reclaim on: `n` items of `ns` stored in it.
