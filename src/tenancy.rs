@@ -21,8 +21,10 @@
 //! the present, so nothing written under the id before is visible again, and
 //! zeroed counters), and only then may the id name another namespace.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -103,11 +105,27 @@ fn valid_name(name: &[u8]) -> Result<&str, AuthError> {
 /// Tokens shorter than this draw a warning when the file is loaded.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// One `TOKEN PROJECT_ID` line of the tokens file.
+struct TokenGrant {
+    project: String,
+    token: Vec<u8>,
+    line: usize,
+}
+
 /// The grants of secure mode: which tokens may act for which projects.
 #[derive(Default)]
 pub struct Grants {
-    /// project -> (token, line of the tokens file) granted to it.
-    by_project: HashMap<String, Vec<(Vec<u8>, usize)>>,
+    /// The token grants, under a keyed hash of (project, token), so that a
+    /// login finds its one candidate without looking at any other token:
+    /// what a failed login costs says nothing about how many tokens a
+    /// project has, nor whether it exists. A list only for the odd
+    /// collision of two grants' hashes.
+    tokens: HashMap<u64, Vec<TokenGrant>>,
+    /// The key of that hash, random for each load. SipHash (std's
+    /// `RandomState`), not ahash: it is built as a keyed PRF, so its
+    /// outputs give away nothing of the key, and a login is far too rare
+    /// for its speed to matter.
+    token_key: RandomState,
     /// project -> (SHA-256 fingerprint, line) of the TLS client certificates
     /// granted it (`cert:SHA256:<hex> PROJECT` lines).
     certs_by_project: HashMap<String, Vec<([u8; 32], usize)>>,
@@ -219,9 +237,18 @@ impl Grants {
                 grants.lines += 1;
                 continue;
             }
-            let tokens = grants.by_project.entry(project.to_owned()).or_default();
-            if !tokens.iter().any(|(t, _)| t == token.as_bytes()) {
-                tokens.push((token.as_bytes().to_vec(), i + 1));
+            let digest = grants.token_key.hash_one((project, token.as_bytes()));
+            let same = grants.tokens.entry(digest).or_default();
+            // A repeated grant keeps its first line.
+            if !same
+                .iter()
+                .any(|g| g.project == project && g.token == token.as_bytes())
+            {
+                same.push(TokenGrant {
+                    project: project.to_owned(),
+                    token: token.as_bytes().to_vec(),
+                    line: i + 1,
+                });
             }
             if token.len() < MIN_TOKEN_LEN {
                 grants.short.push(i + 1);
@@ -240,7 +267,11 @@ impl Grants {
     }
 
     pub fn projects(&self) -> HashSet<&str> {
-        self.by_project.keys().map(String::as_str).collect()
+        self.tokens
+            .values()
+            .flatten()
+            .map(|g| g.project.as_str())
+            .collect()
     }
 
     /// The line of the grant of `project` to the client certificate of
@@ -277,18 +308,23 @@ impl Grants {
         }
     }
 
-    /// The line of the grant of `project` to `token` (a label safe to log),
-    /// comparing tokens in constant time.
+    /// The line of the grant of `project` to `token` (a label safe to log).
+    ///
+    /// The same work whatever the file holds: one keyed hash, one table
+    /// lookup, and one comparison in constant time, against the grant
+    /// found, or against the token itself where none is (a wrong token and
+    /// an unknown project alike), so that a miss costs what a hit does.
     pub fn grant_line(&self, token: &[u8], project: &str) -> Option<usize> {
-        let Some(tokens) = self.by_project.get(project) else {
-            // Still compare against something so an unknown project costs the
-            // same as a wrong token.
-            let _ = std::hint::black_box(constant_time_eq(token, b"\0no-such-project\0"));
+        let digest = self.token_key.hash_one((project, token));
+        let Some(candidates) = self.tokens.get(&digest) else {
+            let _ = std::hint::black_box(compare_token(token, std::hint::black_box(token)));
             return None;
         };
-        tokens.iter().fold(None, |found, (granted, line)| {
-            if constant_time_eq(token, granted) {
-                Some(*line)
+        // One candidate but for a collision of 64-bit keyed hashes, which a
+        // client cannot aim at without the key.
+        candidates.iter().fold(None, |found, g| {
+            if compare_token(token, &g.token) && g.project == project {
+                Some(g.line)
             } else {
                 found
             }
@@ -304,6 +340,14 @@ impl Grants {
             );
         }
     }
+}
+
+/// A client's token against a stored one (or itself, for a miss).
+#[inline]
+fn compare_token(token: &[u8], stored: &[u8]) -> bool {
+    #[cfg(test)]
+    tests::TOKEN_COMPARES.with(|n| n.set(n.get() + 1));
+    constant_time_eq(token, stored)
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -1043,6 +1087,44 @@ impl Namespaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Tokens compared on this thread (`compare_token`).
+        pub(super) static TOKEN_COMPARES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A project of thousands of tokens finds each of its own, refuses
+    /// others, and whatever a login names, it compares one token: a failed
+    /// login's cost tells nothing of how many tokens a project has.
+    #[test]
+    fn a_login_compares_one_token_however_many_a_project_has() {
+        const N: usize = 5000;
+        let mut text = String::from("lone-token-lone-token solo\n");
+        for i in 0..N {
+            text.push_str(&format!("token-{i:05}-of-many many\n"));
+        }
+        let g = Grants::parse(&text).unwrap();
+        let compares = |token: &[u8], project: &str| {
+            TOKEN_COMPARES.with(|n| n.set(0));
+            let line = g.grant_line(token, project);
+            (line, TOKEN_COMPARES.with(|n| n.get()))
+        };
+        for i in 0..N {
+            let token = format!("token-{i:05}-of-many");
+            assert_eq!(compares(token.as_bytes(), "many"), (Some(i + 2), 1));
+            assert_eq!(compares(token.as_bytes(), "solo"), (None, 1));
+        }
+        assert_eq!(compares(b"lone-token-lone-token", "solo"), (Some(1), 1));
+        for (token, project) in [
+            (&b"token-05000-of-many"[..], "many"),
+            (b"token-00001-of-man", "many"),
+            (b"lone-token-lone-token", "many"),
+            (b"wrong", "solo"),
+            (b"wrong", "no-such-project"),
+        ] {
+            assert_eq!(compares(token, project), (None, 1), "{token:?} {project}");
+        }
+    }
 
     #[test]
     fn credentials() {
