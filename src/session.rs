@@ -17,6 +17,7 @@ use crate::protocol::request::Handshake;
 use crate::protocol::{ErrorReply, Request};
 use crate::tenancy::{
     Auth, AuthError, Credentials, GrantLease, Namespace, Namespaces, NsLease, NsLimits, Refused,
+    DEFAULT_NAME,
 };
 
 /// The longest `set oauth` value (`TOKEN PROJECT_ID CACHE_NAME`): a
@@ -73,8 +74,9 @@ pub enum Gate<'a> {
     Run,
     /// It is the handshake: [`Session::authenticate`] it.
     Handshake(Handshake<'a>),
-    /// Refused before authentication; the refusal (if the client wants
-    /// one) is in the output.
+    /// Refused before authentication (or, in open mode, for want of room
+    /// in the project `default`); the refusal (if the client wants one) is
+    /// in the output.
     Refused,
     /// The session's grant was revoked by a reload: close the connection.
     Revoked,
@@ -131,7 +133,9 @@ impl Session {
         }
     }
 
-    /// Whether `request` may run now. A refusal's error line goes to `out`.
+    /// Whether `request` may run now. A refusal's error line goes to `out`:
+    /// before authentication in secure mode; in open mode, a first command
+    /// with the project `default` at its `connections=` quota.
     pub fn gate<'a>(&mut self, request: &Request<'a>, auth: &Auth, out: &mut Vec<u8>) -> Gate<'a> {
         if let Some((_, Some(grant))) = &mut self.binding {
             if !auth.still_granted(grant) {
@@ -153,9 +157,27 @@ impl Session {
             }
             return Gate::Refused;
         }
-        // Open mode: the first other command settles on (default, default).
-        self.standing = Standing::Bound;
-        Gate::Run
+        // Open mode: the first other command settles on (default, default),
+        // and from then on counts against the project `default`'s
+        // `connections=`, as a login to it would.
+        match Namespaces::global().acquire_default() {
+            Ok(lease) => {
+                self.standing = Standing::Bound;
+                self.binding = Some((lease, None));
+                Gate::Run
+            }
+            Err(_) => {
+                crate::throttled_warn!(
+                    project = DEFAULT_NAME,
+                    "refusing a command: the project's connections= quota is reached"
+                );
+                if !request.noreply() {
+                    out.extend_from_slice(ErrorReply::TooManyProjectConnections.line());
+                }
+                // Still fresh: it may try again, or `set oauth` elsewhere.
+                Gate::Refused
+            }
+        }
     }
 
     /// The IronCache handshake: checks the credentials against `auth`,

@@ -981,6 +981,18 @@ impl Namespaces {
         })
     }
 
+    /// Binds an open-mode connection that named no cache to (default,
+    /// default), counted against the project `default`'s `connections=`
+    /// like a login to it. That namespace is always interned, so no
+    /// namespace limit applies.
+    pub fn acquire_default(&'static self) -> Result<NsLease, Refused> {
+        let unlimited = NsLimits {
+            total: usize::MAX,
+            per_project: usize::MAX,
+        };
+        self.acquire(DEFAULT_NAME, DEFAULT_NAME, unlimited)
+    }
+
     fn release(&self, id: NsId) {
         let mut inner = self.lock();
         let p = inner.ns_project[id as usize];

@@ -162,6 +162,52 @@ fn open_mode_applies_quotas_by_project_name() {
     b.roundtrip(&oauth_request("any p2 c"), b"STORED\r\n");
 }
 
+/// In open mode a connection that names no cache is the project
+/// `default`'s, and counts against its `connections=` as a login to it
+/// does: past the quota its first command gets the quota's error, its
+/// value is read and dropped, and it stays open, free to try again or to
+/// name another project; a closed connection's slot is reused.
+#[test]
+fn open_mode_counts_default_connections_against_the_quota() {
+    const FULL: &[u8] = b"SERVER_ERROR too many connections for this project\r\n";
+    let quotas = GrantsFile::new("default connections=2\n");
+    let server = Server::start(&["--quotas", quotas.arg()]);
+    let mut one = server.connect();
+    one.roundtrip(b"set k 0 0 1\r\nx\r\n", b"STORED\r\n");
+    let mut two = server.connect();
+    two.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n");
+
+    let mut three = server.connect();
+    three.roundtrip(b"version\r\n", b"VERSION ");
+    three.read_until(b"\r\n");
+    three.roundtrip(b"set k 0 0 1\r\ny\r\n", FULL);
+    three.roundtrip(b"get k\r\n", FULL);
+    three.roundtrip(b"set k 0 0 1 noreply\r\nz\r\nget k\r\n", FULL);
+    // A login to `default` is counted the same.
+    three.roundtrip(&oauth_request("any default default"), FULL);
+    one.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n");
+    // Another project is not affected.
+    three.roundtrip(&oauth_request("any other c"), b"STORED\r\n");
+
+    drop(one);
+    let mut four = server.connect();
+    // The close is seen by the server soon after.
+    let retried = within(Duration::from_secs(5), || {
+        four.send(b"get k\r\n");
+        let mut reply = four.read_until(b"\r\n");
+        if reply == FULL {
+            return false;
+        }
+        if !reply.ends_with(b"END\r\n") {
+            reply.extend(four.read_until(b"END\r\n"));
+        }
+        assert_eq!(reply, b"VALUE k 0 1\r\nx\r\nEND\r\n");
+        true
+    });
+    assert!(retried.is_some(), "a freed slot was not reused");
+    server.connect().roundtrip(b"delete k\r\n", FULL);
+}
+
 /// Reserves may add up to `--memory-mb`, and one that does leaves less
 /// than a segment for anyone else once the store's open segments are
 /// counted. Another project's writes used to spin the core forever in
