@@ -366,6 +366,71 @@ fn a_slow_handshake_is_cut_off() {
     tls.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
 }
 
+/// Half a TLS record is cut off by `--request-timeout`, as half a request
+/// is on the plain port: sent and left there, or trickled a byte at a time
+/// (each byte would keep an idle timeout from firing). A TLS connection
+/// idle between records is not cut off, and `stats` counts both as
+/// request timeouts.
+#[test]
+fn half_a_record_is_cut_off_by_the_request_timeout() {
+    let pki = Pki::new("halfrecord");
+    let server = Server::start(&pki, &["--request-timeout", "1"]);
+    let config = pki.client_config(None);
+    let ready = || {
+        let mut tls = server.connect(&config);
+        // The handshake done and the tickets read.
+        tls.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+        tls
+    };
+    // One record of a whole request, as the client would send it.
+    let sealed = |tls: &mut Tls| {
+        let value = vec![b'v'; 200];
+        let mut request = format!("set k 0 0 {}\r\n", value.len()).into_bytes();
+        request.extend_from_slice(&value);
+        request.extend_from_slice(b"\r\n");
+        tls.stream.conn.writer().write_all(&request).unwrap();
+        let mut wire = Vec::new();
+        while tls.stream.conn.wants_write() {
+            tls.stream.conn.write_tls(&mut wire).unwrap();
+        }
+        wire
+    };
+    let mut idle = ready();
+
+    let mut half = ready();
+    let record = sealed(&mut half);
+    half.stream
+        .sock
+        .write_all(&record[..record.len() / 2])
+        .unwrap();
+    let mut rest = Vec::new();
+    match half.stream.sock.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("half a record left the connection open: {e}"),
+    }
+
+    let mut trickle = ready();
+    let record = sealed(&mut trickle);
+    let sock = &mut trickle.stream.sock;
+    sock.write_all(&record[..10]).unwrap();
+    let started = Instant::now();
+    let cut_off = record[10..record.len() - 1].iter().any(|byte| {
+        std::thread::sleep(Duration::from_millis(100));
+        sock.write_all(&[*byte]).is_err() || started.elapsed() > Duration::from_secs(15)
+    });
+    assert!(
+        cut_off && started.elapsed() < Duration::from_secs(15),
+        "a trickled record was never cut off"
+    );
+
+    idle.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    let mut plain = common::Conn::new(TcpStream::connect(server.plain).unwrap());
+    let stats = common::stats_of(&mut plain, "");
+    assert_eq!(common::stat_num(&stats, "request_timeouts"), 2);
+    assert_eq!(common::stat_num(&stats, "idle_kicks"), 0);
+}
+
 /// A grants file with a token and certificate grants.
 fn grants(pki: &Pki, contents: &str) -> String {
     let path = pki.path("grants");

@@ -202,6 +202,13 @@ impl Connection {
             let (buf, at) = self.read.lend();
             let (n, buf) = self.read_socket(buf, at, timeout).await;
             let n = match n {
+                // TLS bytes that are not plaintext yet: deadlines again.
+                // (Only TLS says so: from a plain socket it is an error, not
+                // a reason to read again at once.)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.socket.is_tls() => {
+                    self.read.filled(buf, 0);
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && shrinking => {
                     self.read.filled(buf, 0);
                     // Quiet for a while after a burst: give its buffers back.
@@ -242,9 +249,14 @@ impl Connection {
     }
 
     /// How long the next read may wait (`framing::Deadlines`), and whether
-    /// it waits only to see the connection quiet enough to shrink.
+    /// it waits only to see the connection quiet enough to shrink. A TLS
+    /// record half-received is a request half-received: both are held to
+    /// the request deadline, from whichever began first.
     fn read_timeout(&mut self) -> io::Result<(Option<Duration>, bool)> {
-        let partial_since = self.read.partial_since();
+        let partial_since = match (self.read.partial_since(), self.socket.partial_since()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let deadline = self
             .deadlines
             .read(coarse_now(), partial_since)

@@ -159,8 +159,24 @@ impl Socket {
         })
     }
 
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Socket::Tls(_))
+    }
+
+    /// When what the socket holds of a unit of its own framing, half
+    /// received, began to arrive: a TLS record's; `None` for plain sockets,
+    /// whose bytes are all the connection's at once.
+    pub fn partial_since(&self) -> Option<Duration> {
+        match self {
+            Socket::Tls(tls) => tls.partial_since(),
+            _ => None,
+        }
+    }
+
     /// Reads what is available into `buf[at..]`; 0 means the peer closed. A
-    /// read that waits past `timeout` fails with `TimedOut`.
+    /// read that waits past `timeout` fails with `TimedOut`. A TLS read
+    /// that received ciphertext but no plaintext fails with `WouldBlock`:
+    /// weigh the deadlines again (`partial_since`), then read again.
     pub async fn read(
         &mut self,
         mut buf: Vec<u8>,

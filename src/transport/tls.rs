@@ -18,7 +18,10 @@
 //! A handshake must finish within `HANDSHAKE_TIMEOUT` (or the idle timeout,
 //! if shorter), so a client cannot hold a connection open by trickling a
 //! handshake. Garbage, or plaintext sent to the TLS port, fails the
-//! handshake: an alert is sent and the connection closed.
+//! handshake: an alert is sent and the connection closed. After the
+//! handshake, the edges of the client's records are watched
+//! ([`RecordEdges`]): a record half-received counts as a request
+//! half-received, so `--request-timeout` cuts it off just the same.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -46,6 +49,8 @@ const CIPHER_IN: usize = 16 * 1024 + 2048 + 5;
 const CIPHER_OUT_KEEP: usize = 2 << 20;
 /// TLS 1.2 sessions remembered by id, for clients that resume without tickets.
 const SESSION_CACHE: usize = 1024;
+/// A TLS record's header: content type, version, and the length of its body.
+const RECORD_HEADER: usize = 5;
 
 /// The files TLS is served with (from the command line).
 #[derive(Debug, Clone)]
@@ -304,6 +309,57 @@ impl Session {
     }
 }
 
+/// Where the client's stream of records stands, and since when a record
+/// has been half-received. rustls deframes the records itself; this only
+/// follows their lengths, so that a client cannot hold a connection open
+/// with a record it never finishes, which yields no plaintext and so no
+/// half-read request for the connection's deadlines to see.
+#[derive(Debug, Default)]
+struct RecordEdges {
+    /// Header bytes of the next record received so far (below
+    /// `RECORD_HEADER`), and the last two of them: its body's length.
+    header_seen: usize,
+    length: [u8; 2],
+    /// Body bytes of the current record still to come.
+    body_left: usize,
+    /// When the record now half-received began to arrive.
+    partial_since: Option<Duration>,
+}
+
+impl RecordEdges {
+    /// Follows `bytes` received at `now`.
+    fn received(&mut self, mut bytes: &[u8], now: Duration) {
+        let mut ended = false;
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let take = self.body_left.min(bytes.len());
+                self.body_left -= take;
+                bytes = &bytes[take..];
+                ended |= self.body_left == 0;
+                continue;
+            }
+            if self.header_seen >= RECORD_HEADER - 2 {
+                self.length[self.header_seen + 2 - RECORD_HEADER] = bytes[0];
+            }
+            self.header_seen += 1;
+            bytes = &bytes[1..];
+            if self.header_seen == RECORD_HEADER {
+                self.header_seen = 0;
+                self.body_left = usize::from(u16::from_be_bytes(self.length));
+                ended |= self.body_left == 0;
+            }
+        }
+        let mid_record = self.header_seen > 0 || self.body_left > 0;
+        // A record that began in these bytes began now; one still going on
+        // from before keeps its start, however many bytes trickle in.
+        self.partial_since = match (mid_record, ended) {
+            (false, _) => None,
+            (true, true) => Some(now),
+            (true, false) => self.partial_since.or(Some(now)),
+        };
+    }
+}
+
 /// A TLS connection on the per-core ring.
 pub struct TlsStream {
     /// Owns the descriptor.
@@ -317,6 +373,7 @@ pub struct TlsStream {
     cipher_out: Vec<u8>,
     /// When the handshake must be done by (`coarse_now` time).
     handshake_deadline: Duration,
+    edges: RecordEdges,
 }
 
 impl TlsStream {
@@ -335,6 +392,7 @@ impl TlsStream {
             filled: 0,
             cipher_out: Vec::new(),
             handshake_deadline: coarse_now() + handshake_timeout,
+            edges: RecordEdges::default(),
         })
     }
 
@@ -346,14 +404,24 @@ impl TlsStream {
         &self.session
     }
 
+    /// When the record now half-received began to arrive (`coarse_now`
+    /// time); `None` between records.
+    pub fn partial_since(&self) -> Option<Duration> {
+        self.edges.partial_since
+    }
+
     /// Reads plaintext into `buf[at..]`, as a plain socket read does: 0
     /// means the peer closed. Handshake messages are answered on the way.
+    /// After the handshake, ciphertext that gives no plaintext ends the read
+    /// with `WouldBlock`, so the caller weighs its deadlines again
+    /// (`partial_since` may have changed) before it reads on.
     pub async fn read(
         &mut self,
         mut buf: Vec<u8>,
         at: usize,
         timeout: Option<Duration>,
     ) -> (io::Result<usize>, Vec<u8>) {
+        let mut received = false;
         loop {
             match self.decrypt(&mut buf[at..]) {
                 Ok(Some(n)) => return (Ok(n), buf),
@@ -368,6 +436,9 @@ impl TlsStream {
             if let Err(e) = self.flush(Some(HANDSHAKE_TIMEOUT)).await {
                 return (Err(e), buf);
             }
+            if received && !self.session.is_handshaking() {
+                return (Err(io::ErrorKind::WouldBlock.into()), buf);
+            }
             let timeout = match self.read_timeout(timeout) {
                 Ok(t) => t,
                 Err(e) => return (Err(e), buf),
@@ -380,7 +451,11 @@ impl TlsStream {
             self.cipher_in = cipher;
             match result {
                 Ok(0) => return (Ok(0), buf),
-                Ok(n) => (self.fed, self.filled) = (0, n),
+                Ok(n) => {
+                    (self.fed, self.filled) = (0, n);
+                    self.edges.received(&self.cipher_in[..n], coarse_now());
+                    received = true;
+                }
                 Err(e) => return (Err(e), buf),
             }
         }
@@ -620,6 +695,48 @@ mod tests {
         let mut out = Vec::new();
         assert!(server.seal(b"STORED\r\n", &mut out).is_err());
         assert!(out.is_empty());
+    }
+
+    /// A record's header, then its body, as `received` sees them.
+    fn record(body: usize) -> Vec<u8> {
+        let mut r = vec![0x17, 0x03, 0x03];
+        r.extend_from_slice(&(body as u16).to_be_bytes());
+        r.resize(RECORD_HEADER + body, 0xaa);
+        r
+    }
+
+    #[test]
+    fn record_edges_date_each_half_received_record() {
+        let secs = Duration::from_secs;
+        let mut edges = RecordEdges::default();
+        // Whole records, one or many to a read: nothing is half-received.
+        edges.received(&record(100), secs(1));
+        assert_eq!(edges.partial_since, None);
+        edges.received(&[record(0), record(300), record(1)].concat(), secs(2));
+        assert_eq!(edges.partial_since, None);
+        // A record split at every point: half-received from its first byte
+        // until its last, however it trickles in.
+        let r = record(40);
+        for split in 1..r.len() {
+            let mut edges = RecordEdges::default();
+            edges.received(&r[..split], secs(10));
+            assert_eq!(edges.partial_since, Some(secs(10)), "split {split}");
+            for (i, byte) in r[split..r.len() - 1].iter().enumerate() {
+                edges.received(&[*byte], secs(11 + i as u64));
+                assert_eq!(edges.partial_since, Some(secs(10)), "split {split}");
+            }
+            edges.received(&r[r.len() - 1..], secs(100));
+            assert_eq!(edges.partial_since, None, "split {split}");
+        }
+        // A read that ends one record and begins the next: the next one is
+        // dated from that read, not from the one before.
+        let mut edges = RecordEdges::default();
+        let two = [record(50), record(50)].concat();
+        edges.received(&two[..20], secs(1));
+        edges.received(&two[20..70], secs(5));
+        assert_eq!(edges.partial_since, Some(secs(5)));
+        edges.received(&two[70..], secs(6));
+        assert_eq!(edges.partial_since, None);
     }
 
     #[test]
