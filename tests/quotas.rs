@@ -90,6 +90,43 @@ fn a_memory_cap_evicts_the_projects_own_items_only() {
     assert_eq!(evictions, 0);
 }
 
+/// A cap is enforced on each core as its share (`memory=` ÷ `--cores`), so
+/// an item larger than that share can never be stored: it is too large
+/// for the project's cache, and gets memcached's error for that (not "out
+/// of memory", which reads as a passing shortage), whichever command
+/// sends it. A set that is refused so drops the old value of its key, as
+/// memcached's does; an append that would grow past it is not stored.
+#[test]
+fn an_item_larger_than_a_cores_share_of_the_cap_is_too_large() {
+    const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
+    let quotas = GrantsFile::new("capped memory=1m\n");
+    let server = Server::start(&["--memory-mb", "64", "--quotas", quotas.arg()]);
+    let mut conn = server.connect();
+    login(&mut conn, "any", "capped");
+    let set = |key: &str, len: usize| {
+        let mut request = format!("set {key} 0 0 {len}\r\n").into_bytes();
+        request.extend(std::iter::repeat_n(b'v', len));
+        request.extend_from_slice(b"\r\n");
+        request
+    };
+    // Two cores: 512 KiB a core.
+    conn.roundtrip(&set("k", 400 << 10), b"STORED\r\n");
+    conn.roundtrip(&set("k", 600 << 10), TOO_LARGE);
+    conn.roundtrip(b"get k\r\n", b"END\r\n");
+    let mut meta = format!("ms k {}\r\n", 600 << 10).into_bytes();
+    meta.extend(std::iter::repeat_n(b'v', 600 << 10));
+    meta.extend_from_slice(b"\r\n");
+    conn.roundtrip(&meta, TOO_LARGE);
+    conn.roundtrip(&set("k", 400 << 10), b"STORED\r\n");
+    let mut append = format!("append k 0 0 {}\r\n", 200 << 10).into_bytes();
+    append.extend(std::iter::repeat_n(b'v', 200 << 10));
+    append.extend_from_slice(b"\r\n");
+    conn.roundtrip(&append, b"NOT_STORED\r\n");
+    conn.roundtrip(b"mn\r\n", b"MN\r\n");
+    assert_eq!(stat_num(&stats_of(&mut conn, ""), "store_too_large"), 2);
+    assert_eq!(stat_num(&stats_of(&mut conn, ""), "store_no_memory"), 0);
+}
+
 /// `connections=2`: the third handshake for the project is refused with
 /// the issue's error, other projects are not affected, and closing one
 /// connection makes room again. SIGHUP with a bad file keeps the limit;

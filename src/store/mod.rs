@@ -43,8 +43,9 @@ pub enum SetOutcome {
     Exists,
     /// cas: no such item.
     NotFound,
-    /// Value larger than the configured max item size. A `Set` that fails so
-    /// also unlinks the old item under that key, as memcached does.
+    /// Value larger than the configured max item size, or than its
+    /// project's cap on this shard. A `Set` that fails so also unlinks the
+    /// old item under that key, as memcached does.
     TooLarge,
     /// Could not make room (e.g. every candidate is pinned). Rare.
     OutOfMemory,

@@ -727,7 +727,10 @@ impl Store {
     ) -> SetOutcome {
         self.now = now;
         let found = self.find_live(&k, now).unwrap_or(None);
-        if self.too_large(k.key, flags, value.len()) || k.key.len() > u8::MAX as usize {
+        if self.too_large(k.key, flags, value.len())
+            || k.key.len() > u8::MAX as usize
+            || self.over_cap(&k, flags, value.len())
+        {
             if let (SetMode::Set, Some(pos)) = (mode, found) {
                 let home = index::home_of(k.hash);
                 self.unlink(home, pos, Why::Dropped);
@@ -752,7 +755,8 @@ impl Store {
             }
             (SetMode::Append | SetMode::Prepend, Some(pos)) => {
                 let it = self.item(self.index.get(pos));
-                if self.too_large(k.key, it.flags, it.value.len() + value.len()) {
+                let vlen = it.value.len() + value.len();
+                if self.too_large(k.key, it.flags, vlen) || self.over_cap(&k, it.flags, vlen) {
                     return SetOutcome::TooLarge;
                 }
                 let (flags, exptime) = (it.flags, it.exptime);
@@ -1032,6 +1036,15 @@ impl Store {
             self.evict_own(project, held + size - cap);
         }
         self.projects.get(project).bytes + size <= cap
+    }
+
+    /// Whether an item is larger than its project's cap on this shard (the
+    /// project's `memory=` divided among the shards): no eviction can make
+    /// room for it, so it is too large for this project's cache, as one
+    /// over `--max-item-size` is for every project's.
+    fn over_cap(&self, k: &Key<'_>, flags: u32, vlen: usize) -> bool {
+        let cap = self.projects.quota(self.ns.project(k.ns)).cap;
+        cap != u64::MAX && layout::item_size(k.ns, flags, k.key.len(), vlen) as u64 > cap
     }
 
     /// Whether an item is over `--max-item-size` as memcached 1.6 counts

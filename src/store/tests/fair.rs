@@ -175,13 +175,18 @@ fn a_cap_evicts_the_projects_own_oldest_items() {
     assert!((9_500..10_000).all(|i| hit(&mut s, 1, &format!("a{i}"))));
     assert!((0..2000).all(|i| hit(&mut s, 2, &format!("b{i}"))));
     assert_eq!(s.project_stats(2).evictions, 0);
-    // An item bigger than the cap is refused.
+    // An item bigger than the cap is too large for the project: refused,
+    // and (a set, as memcached) the old value under its key goes too.
     let tiny = Quota {
         cap: 500,
         ..Quota::default()
     };
+    s.bind_ns(3, 3, tiny);
+    assert_eq!(set(&mut s, 3, "k", 100), SetOutcome::Stored);
+    assert_eq!(set(&mut s, 3, "k", 1000), SetOutcome::TooLarge);
+    assert!(!hit(&mut s, 3, "k"), "a refused set left the old value");
     s.set_quota(1, tiny);
-    assert_eq!(set(&mut s, 1, "big", 1000), SetOutcome::OutOfMemory);
+    assert_eq!(set(&mut s, 1, "big", 1000), SetOutcome::TooLarge);
     // A lower cap takes effect at the next write.
     s.set_quota(
         1,
