@@ -315,14 +315,20 @@ fn secure_mode_counts_handshakes_and_only_bound_connections() {
 }
 
 /// With `--quotas`, each project with items shows its cap and reserve (the
-/// file's values, summed over the shards' parts) and its fair share now.
+/// file's values, as the shards enforce them together, even for a project
+/// whose items are all on one shard, and for the largest cap a file can
+/// give) and its fair share now.
 #[test]
 fn quota_figures_are_served_per_project() {
     let dir =
         std::env::temp_dir().join(format!("ferrocache-metrics-quotas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let quotas = dir.join("quotas");
-    std::fs::write(&quotas, "acme memory=8m reserve=2m\n").unwrap();
+    std::fs::write(
+        &quotas,
+        "acme memory=8m reserve=2m\nlone memory=18014398509481983k reserve=2m\n",
+    )
+    .unwrap();
     let server = Server::start(&["--quotas", quotas.to_str().unwrap()]);
     let mut acme = server.connect();
     authenticate(&mut acme, "any", "acme");
@@ -332,12 +338,17 @@ fn quota_figures_are_served_per_project() {
         store(&mut acme, &format!("a{i}"), 100);
         store(&mut other, &format!("g{i}"), 100);
     }
+    // One item: on one shard of the two.
+    let mut lone = server.connect();
+    authenticate(&mut lone, "any", "lone");
+    store(&mut lone, "only", 100);
     let mut text = String::new();
     let settled = within(Duration::from_secs(15), || {
         text = server.scrape();
         sample(&text, "ferrocache_project_items{project=\"acme\"}").as_deref() == Some("40")
             && sample(&text, "ferrocache_project_items{project=\"globex\"}").as_deref()
                 == Some("40")
+            && sample(&text, "ferrocache_project_items{project=\"lone\"}").as_deref() == Some("1")
     });
     assert!(settled.is_some(), "figures never arrived:\n{text}");
     let gauge = |series: &str| -> Option<u64> { sample(&text, series).map(|v| v.parse().unwrap()) };
@@ -348,6 +359,16 @@ fn quota_figures_are_served_per_project() {
     );
     assert_eq!(
         gauge("ferrocache_project_quota_reserve_bytes{project=\"acme\"}"),
+        Some(2 << 20),
+        "{text}"
+    );
+    assert_eq!(
+        gauge("ferrocache_project_quota_cap_bytes{project=\"lone\"}"),
+        Some((u64::MAX >> 10) << 10),
+        "{text}"
+    );
+    assert_eq!(
+        gauge("ferrocache_project_quota_reserve_bytes{project=\"lone\"}"),
         Some(2 << 20),
         "{text}"
     );

@@ -36,6 +36,9 @@ pub struct Facts {
     pub top_projects: usize,
     /// Open mode: connections bound to no namespace use the default one.
     pub open_mode: bool,
+    /// Shards (`--cores`): each enforces its part of every project's cap
+    /// and reserve.
+    pub shards: usize,
 }
 
 /// One project's line of figures.
@@ -108,6 +111,9 @@ impl Exposition {
             if unbound > 0 {
                 entry(&mut projects, crate::tenancy::DEFAULT_NAME).connections += unbound;
             }
+        }
+        for p in projects.values_mut() {
+            p.quota = p.quota.across(facts.shards);
         }
         let mut ranked: Vec<Project> = projects
             .into_values()
@@ -498,6 +504,7 @@ mod tests {
             memory_limit_bytes: 1 << 20,
             top_projects: top,
             open_mode,
+            shards: 2,
         }
     }
 
@@ -622,7 +629,7 @@ mod tests {
                 ..CoreSnapshot::default()
             }),
         ];
-        let text = Exposition::gather(facts(10, false), cores, &names, 0)
+        let text = Exposition::gather(facts(10, false), cores.clone(), &names, 0)
             .render()
             .unwrap();
         assert!(
@@ -632,6 +639,16 @@ mod tests {
         assert!(text.contains("ferrocache_project_fair_share_bytes{project=\"a\"} 600\n"));
         assert!(!text.contains("ferrocache_project_quota_reserve_bytes"));
         assert!(!text.contains("ferrocache_project_quota_cap_bytes{project=\"b\"}"));
+        // A project that only one shard of the two reports is capped on
+        // both all the same; its fair share is the one shard's.
+        let text = Exposition::gather(facts(10, false), cores[1..].to_vec(), &names, 0)
+            .render()
+            .unwrap();
+        assert!(
+            text.contains("ferrocache_project_quota_cap_bytes{project=\"a\"} 2000\n"),
+            "{text}"
+        );
+        assert!(text.contains("ferrocache_project_fair_share_bytes{project=\"a\"} 300\n"));
     }
 
     #[test]

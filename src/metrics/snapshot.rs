@@ -57,8 +57,12 @@ impl Figures {
 }
 
 /// A project's quota figures in bytes, where it has them: its cap, its
-/// reserve and its fair share now. Each shard reports its part and the
-/// parts are summed; a figure no shard gives stays `None` and has no series.
+/// reserve and its fair share now. Each shard reports its part, and only
+/// for the projects it holds something of. The fair shares differ by shard
+/// and are summed. The cap and reserve are divided evenly, and every shard
+/// enforces its part whether it holds anything of the project or not, so
+/// one part stands for all ([`Quota::across`]). A figure no shard gives
+/// stays `None` and has no series.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Quota {
     pub cap: Option<u64>,
@@ -67,15 +71,35 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// Adds one shard's part. Of the cap and the reserve it keeps the
+    /// largest part: the parts are equal but for a reload that one shard
+    /// has not applied yet (within a second).
     pub fn add(&mut self, o: &Quota) {
         fn sum(a: &mut Option<u64>, b: Option<u64>) {
             if let Some(b) = b {
-                *a = Some(a.unwrap_or(0) + b);
+                *a = Some(a.unwrap_or(0).saturating_add(b));
             }
         }
-        sum(&mut self.cap, o.cap);
-        sum(&mut self.reserve, o.reserve);
+        fn largest(a: &mut Option<u64>, b: Option<u64>) {
+            if let Some(b) = b {
+                *a = Some(a.unwrap_or(0).max(b));
+            }
+        }
+        largest(&mut self.cap, o.cap);
+        largest(&mut self.reserve, o.reserve);
         sum(&mut self.fair_share, o.fair_share);
+    }
+
+    /// The figures of the whole server, from the parts [`Quota::add`]ed, on
+    /// `shards` shards: the cap and reserve that all of them enforce
+    /// together, however few of them hold the project's items.
+    pub fn across(self, shards: usize) -> Quota {
+        let all = |part: Option<u64>| part.map(|p| p.saturating_mul(shards as u64));
+        Quota {
+            cap: all(self.cap),
+            reserve: all(self.reserve),
+            fair_share: self.fair_share,
+        }
     }
 
     pub fn is_set(&self) -> bool {
@@ -206,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn quota_parts_sum_and_stay_unset_where_no_shard_gives_them() {
+    fn quota_parts_add_up_and_stay_unset_where_no_shard_gives_them() {
         let mut q = Quota::default();
         assert!(!q.is_set());
         q.add(&Quota {
@@ -219,12 +243,33 @@ mod tests {
             reserve: None,
             fair_share: Some(6),
         });
+        // Two shards reported, of four: the cap is every shard's part.
         assert_eq!(
-            q,
+            q.across(4),
             Quota {
-                cap: Some(20),
+                cap: Some(40),
                 reserve: None,
                 fair_share: Some(10)
+            }
+        );
+        // The largest cap there is, on 2 shards: exact, never wrapped.
+        let mut huge = Quota::default();
+        let cap = (u64::MAX >> 10) << 10;
+        huge.add(&Quota {
+            cap: Some(cap / 2),
+            reserve: Some(cap / 2),
+            fair_share: Some(u64::MAX),
+        });
+        huge.add(&Quota {
+            fair_share: Some(u64::MAX),
+            ..huge
+        });
+        assert_eq!(
+            huge.across(2),
+            Quota {
+                cap: Some(cap),
+                reserve: Some(cap),
+                fair_share: Some(u64::MAX)
             }
         );
     }

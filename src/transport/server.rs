@@ -155,6 +155,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                 memory_limit_bytes: shared.config.memory_bytes as u64,
                 top_projects: shared.config.metrics_top_projects,
                 open_mode: !shared.auth.is_secure(),
+                shards: cores,
             };
             let counted = shared.clone();
             let open_now =
