@@ -257,7 +257,9 @@ pub struct Args {
     /// Per-project quotas: one `PROJECT key=value...` line per project,
     /// `*` for the rest, `#` comments; keys memory=SIZE (a cap), reserve=SIZE,
     /// weight=N (in the fair share) and connections=N. Re-read on SIGHUP.
-    /// Without it every project has weight 1 and no cap.
+    /// Without it every project has weight 1 and no cap. Each core enforces
+    /// SIZE / --cores: one item larger than that gets `SERVER_ERROR object
+    /// too large for cache`.
     #[arg(long = "quotas", value_name = "FILE")]
     pub quotas: Option<PathBuf>,
 }
