@@ -80,6 +80,7 @@ fn add_items(total: &mut StoreStats, o: &StoreStats) {
     total.hash_bytes += o.hash_bytes;
     total.invariant_skips += o.invariant_skips;
     total.fair_fallbacks += o.fair_fallbacks;
+    total.index_refusals += o.index_refusals;
 }
 
 /// A namespace's figures in the store's shape (the rest stay zero: they
@@ -186,6 +187,7 @@ pub fn general(facts: &ServerFacts, report: &Report, scope: Scope) -> Vec<(&'sta
         out.push(("store_overhead_bytes", items.overhead_bytes.to_string()));
         out.push(("store_invariant_skips", items.invariant_skips.to_string()));
         out.push(("store_fair_fallbacks", items.fair_fallbacks.to_string()));
+        out.push(("store_index_refusals", items.index_refusals.to_string()));
         out.push(("curr_namespaces", facts.namespaces.to_string()));
         out.push((
             "namespaces_reclaimed",
@@ -249,6 +251,8 @@ mod tests {
         assert!(!tenant.contains(&"store_invariant_skips"));
         assert!(server.contains(&"store_fair_fallbacks"));
         assert!(!tenant.contains(&"store_fair_fallbacks"));
+        assert!(server.contains(&"store_index_refusals"));
+        assert!(!tenant.contains(&"store_index_refusals"));
         assert!(server.contains(&"threads"));
         assert!(server.contains(&"curr_namespaces"));
     }

@@ -271,6 +271,52 @@ fn a_reserve_as_large_as_memory_cannot_stall_a_core() {
     assert!(fallbacks > 0, "no merge took from the reserve");
 }
 
+/// A flood of empty values fills the key index long before memory; its
+/// full chains must then drop the flooder's own items, never those of a
+/// project within its reserve (the probe's recipe: the reserved project
+/// lost 71% of its items with a quarter of memory in use).
+#[test]
+fn a_flood_of_tiny_items_cannot_evict_a_reserve() {
+    let tokens = GrantsFile::new(TOKENS);
+    // (The project named "capped" holds a reserve here, and no cap.)
+    let quotas = GrantsFile::new("capped reserve=8m\n");
+    let server = Server::start(&[
+        "--memory-mb",
+        "32",
+        "--tokens",
+        tokens.arg(),
+        "--quotas",
+        quotas.arg(),
+    ]);
+    let mut reserved = server.connect();
+    login(&mut reserved, "tok-capped-0123456789", "capped");
+    store_many(&mut reserved, "r", 20_000, &[b'x'; 100]);
+    let mut flood = server.connect();
+    login(&mut flood, "tok-free-0123456789", "free");
+    for chunk in (0..600_000).collect::<Vec<_>>().chunks(20_000) {
+        let mut request = Vec::new();
+        for i in chunk {
+            request.extend_from_slice(format!("set a{i} 0 0 0 noreply\r\n\r\n").as_bytes());
+        }
+        request.extend_from_slice(b"version\r\n");
+        flood.send(&request);
+        flood.read_until(b"\r\n");
+    }
+    let flooded = stats_of(&mut flood, "");
+    assert!(
+        stat_num(&flooded, "evictions") > 0,
+        "the flood filled nothing"
+    );
+    assert!(
+        stat_num(&flooded, "bytes") < 16 << 20,
+        "memory filled: not an index flood"
+    );
+    let kept = stats_of(&mut reserved, "");
+    assert_eq!(stat_num(&kept, "curr_items"), 20_000);
+    assert_eq!(stat_num(&kept, "evictions"), 0);
+    assert_eq!(count_hits(&mut reserved, "r", 0..20_000), 20_000);
+}
+
 /// A bad quotas file at start is a configuration error: exit 78, naming
 /// the file and line.
 #[test]

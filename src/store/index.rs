@@ -385,19 +385,26 @@ impl Index {
     }
 
     /// The entry of `home`'s chain eviction should drop to make a slot:
-    /// the least frequently used, preferring never-fetched ones.
-    pub fn chain_victim(&self, home: u32) -> Pos {
+    /// of those `rank` allows (the store's rules: whose items it may take),
+    /// the lowest ranked, then the least frequently used, preferring
+    /// never-fetched ones. `None` if it allows none.
+    pub fn chain_victim(&self, home: u32, mut rank: impl FnMut(u64) -> Option<u8>) -> Option<Pos> {
         let mut b = self.bucket(home);
-        let mut best = (u64::MAX, 0);
+        let mut best: Option<(u64, Pos)> = None;
         loop {
             for (i, &e) in self.table[b][..ITEM_SLOTS].iter().enumerate() {
-                let score = freq(e) * 2 + u64::from(e & FETCHED != 0);
-                if e & VALID != 0 && score < best.0 {
-                    best = (score, b * SLOTS + i);
+                if e & VALID == 0 {
+                    continue;
+                }
+                let Some(class) = rank(e) else { continue };
+                // freq * 2 + fetched is below 8.
+                let score = u64::from(class) * 8 + freq(e) * 2 + u64::from(e & FETCHED != 0);
+                if best.is_none_or(|(s, _)| score < s) {
+                    best = Some((score, b * SLOTS + i));
                 }
             }
             match self.table[b][ITEM_SLOTS] {
-                0 => return best.1,
+                0 => return best.map(|(_, pos)| pos),
                 next => b = next as usize,
             }
         }
@@ -548,9 +555,34 @@ mod tests {
             n as usize,
             ITEM_SLOTS * (1 + ix.table.len() - ix.max_primary)
         );
-        let v = ix.chain_victim(0);
+        let v = ix.chain_victim(0, |_| Some(0)).expect("a victim");
         ix.remove(0, v);
         assert!(ix.insert(0, make_entry(1, seg_loc(0, 0))).is_some());
+    }
+
+    #[test]
+    fn chain_victims_follow_the_rank_before_the_frequency() {
+        let mut ix = Index::for_limit(0);
+        let mut at = Vec::new();
+        for n in 0..5u32 {
+            at.push(ix.insert(0, make_entry(1, seg_loc(0, n))).expect("room"));
+        }
+        // Entry 1 is never fetched, 2 fetched twice, the others once; the
+        // rank allows 2, 3 and 4.
+        for (i, &pos) in at.iter().enumerate() {
+            if i != 1 {
+                ix.put(pos, hit(ix.get(pos)));
+            }
+        }
+        ix.put(at[2], hit(ix.get(at[2])));
+        let offset = |e: u64| split_seg_loc(e & LOC_MASK).1;
+        let allowed = |e: u64| (offset(e) >= 2).then_some(0);
+        let v = ix.chain_victim(0, allowed).expect("a victim");
+        assert!([at[3], at[4]].contains(&v), "the coldest allowed");
+        // A lower rank wins over a colder entry.
+        let v = ix.chain_victim(0, |e| Some(u8::from(offset(e) != 2)));
+        assert_eq!(v, Some(at[2]));
+        assert_eq!(ix.chain_victim(0, |_| None), None);
     }
 
     /// Homes spread as a real hash would, and each entry's location the

@@ -115,6 +115,10 @@ pub struct StoreStats {
     /// by projects under their share or within a reserve) and evicted from
     /// every project to make room (`eviction`).
     pub fair_fallbacks: u64,
+    /// Writes refused because their index chain was full of other
+    /// projects' items that eviction must keep (`index_victim`): a flood of
+    /// small items at the index's bound.
+    pub index_refusals: u64,
 }
 
 /// Per-namespace figures, so a tenant's `stats` never reveals another's.

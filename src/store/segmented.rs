@@ -54,6 +54,8 @@ const SCRATCH_KEEP: usize = 64 << 10;
 /// after another as the reply copied them.
 const PREFETCH_LINES: usize = 3;
 const CACHE_LINE: usize = 64;
+/// Writes to full index chains between reckonings of the projects' shares.
+const INDEX_REFRESH: u64 = 32;
 
 /// Why an item leaves the store; decides which counters move.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,8 @@ pub struct Store {
     /// up (`eviction`).
     pub(super) kept_for_room: usize,
     pub(super) plain: bool,
+    /// Writes that found their index chain full (`index_victim`).
+    index_full_writes: u64,
     /// The sweep's place: (segment, the segment's generation then,
     /// offset), and a large-item slot counter. The generation tells the
     /// sweep when the segment was freed or reused since.
@@ -250,6 +254,7 @@ impl Store {
             victims: Vec::new(),
             kept_for_room: 0,
             plain: false,
+            index_full_writes: 0,
             sweep_at: (NONE, 0, 0),
             sweep_large: 0,
             seal: CasSeal::new(),
@@ -535,8 +540,14 @@ impl Store {
         let entry = index::make_entry(tag, loc) | keep;
         if self.index.insert(home, entry).is_none() {
             // Chain full and overflow pool spent: the chain's coldest item
-            // makes way (an eviction like any other).
-            let victim = self.index.chain_victim(home);
+            // that fairness lets go makes way (an eviction like any other).
+            let Some(victim) = self.index_victim(home, project) else {
+                // Every item of the chain is another project's that
+                // eviction must keep: the writer is at the index's bound.
+                self.stats.index_refusals += 1;
+                self.retire_unindexed(loc);
+                return SetOutcome::OutOfMemory;
+            };
             let why = if is_live(self.item(self.index.get(victim)).exptime, self.now) {
                 Why::Evicted
             } else {
@@ -579,6 +590,48 @@ impl Store {
         n.total_items += u64::from(count);
         self.projects.added(project, size);
         SetOutcome::Stored
+    }
+
+    /// The entry of `home`'s full chain to drop for a new item of
+    /// `project`: an expired item first, then the coldest of the writer's
+    /// own and of projects over their share (`fair`), as a merge would
+    /// choose; never an item of a project eviction must keep (under its
+    /// share, or within its reserve, even where every project is: a
+    /// write can be refused, a reserve cannot be broken). A flood of small items fills the
+    /// index long before memory, and its chains would otherwise hand the
+    /// flooder everyone's items, reserves included. `None` when the chain
+    /// holds only items to keep.
+    fn index_victim(&mut self, home: u32, project: ProjectId) -> Option<Pos> {
+        // Shares move slowly: reckoned again every so many full chains, not
+        // on each (every new key, once the index is full); at once while
+        // one project held everything (cheap), so a second is seen.
+        if !self.projects.shared || self.index_full_writes.is_multiple_of(INDEX_REFRESH) {
+            self.projects.refresh();
+        }
+        self.index_full_writes = self.index_full_writes.wrapping_add(1);
+        let shared = self.projects.shared;
+        if !shared && self.projects.get(project).items > 0 {
+            // The writer's items are all there is: the coldest, with no
+            // item read to ask whose it is.
+            return self.index.chain_victim(home, |_| Some(1));
+        }
+        let (now, store) = (self.now, &*self);
+        self.index.chain_victim(home, |e| {
+            let it = store.item(e);
+            if !is_live(it.exptime, now) {
+                return Some(0);
+            }
+            let owner = store.ns.project(it.ns);
+            if owner == project {
+                return Some(1);
+            }
+            // Another's: beyond its reserve, and over its share where
+            // shares are reckoned (with one project holding items, the
+            // writer holds none, so that one is over).
+            let held = store.projects.get(owner);
+            let over = !shared || store.projects.over(owner);
+            (held.bytes > held.quota.reserve && over).then_some(1)
+        })
     }
 
     /// Background work met a broken invariant and skipped what it could not

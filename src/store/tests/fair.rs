@@ -125,6 +125,69 @@ fn a_reserve_keeps_items_a_weight_would_not() {
     assert!(kept < 400, "kept {kept} without a reserve");
 }
 
+/// A flood of tiny items fills the index long before memory; a full
+/// index chain then drops one of its items for each new one. It must
+/// choose as a merge would: never an item of a project within its reserve
+/// or under its share, so the flood takes only the flooder's own items
+/// (or is refused where a chain holds none of them).
+#[test]
+fn a_flood_of_tiny_items_takes_index_slots_only_from_the_flooder() {
+    let reserved = Quota {
+        reserve: 2 << 20,
+        ..Quota::default()
+    };
+    for quota2 in [reserved, Quota::default()] {
+        let mut s = store(8 << 20, &[(1, Quota::default()), (2, quota2)]);
+        // Project 2: 5,000 items of 100 bytes, 0.6 MB, never read.
+        for i in 0..5000 {
+            assert_eq!(set(&mut s, 2, &format!("b{i}"), 100), SetOutcome::Stored);
+        }
+        // Project 1: far more empty items than the index has room for.
+        let slots = s.index.capacity();
+        for i in 0..3 * slots {
+            set(&mut s, 1, &format!("a{i}"), 0);
+        }
+        let stats = s.stats();
+        assert!(
+            stats.bytes < 6 << 20,
+            "the flood should fill the index, not memory: {stats:?}"
+        );
+        let kept = (0..5000)
+            .filter(|i| hit(&mut s, 2, &format!("b{i}")))
+            .count();
+        assert_eq!(kept, 5000, "project 2 ({quota2:?}) lost items");
+        assert_eq!(s.project_stats(2).evictions, 0);
+        assert!(s.project_stats(1).evictions > 0);
+        assert_eq!(stats.invariant_skips, 0);
+    }
+}
+
+/// Where a full chain holds only items another project may keep, the
+/// write is refused (and counted) rather than taking one of them.
+#[test]
+fn a_chain_of_reserved_items_refuses_another_projects_write() {
+    let reserved = Quota {
+        reserve: 6 << 20,
+        ..Quota::default()
+    };
+    let mut s = store(8 << 20, &[(1, Quota::default()), (2, reserved)]);
+    // Project 2 fills the index with tiny items, well within its reserve.
+    let slots = s.index.capacity();
+    for i in 0..slots {
+        set(&mut s, 2, &format!("b{i}"), 0);
+    }
+    let held = s.project_stats(2);
+    assert!(held.bytes < 6 << 20, "{held:?}");
+    let refused = (0..slots / 4)
+        .filter(|i| set(&mut s, 1, &format!("a{i}"), 0) == SetOutcome::OutOfMemory)
+        .count();
+    assert!(refused > 0);
+    assert_eq!(s.stats().index_refusals, refused as u64);
+    let after = s.project_stats(2);
+    assert_eq!((after.items, after.evictions), (held.items, held.evictions));
+    assert_eq!(s.stats().invariant_skips, 0);
+}
+
 /// A reserve near the whole limit (as the quotas file allows: reserves
 /// may add up to `--memory-mb`) leaves less than a segment for anyone
 /// else once the store's open segments are counted, so fair merges keep
