@@ -2,19 +2,24 @@
 //! Prometheus text format at `/metrics`.
 //!
 //! Owns the [`Board`] where each core publishes its [`CoreSnapshot`] once a
-//! second, and the endpoint: one plain thread running a `tiny_http` server,
-//! off the cores, which on each scrape reads the latest snapshots and the
-//! namespace names and renders them ([`exposition`]). Nothing here runs on
-//! the request path: requests bump only their core's own plain counters,
-//! and the one lock here is taken once a second by each core and once per
-//! scrape. It serves counts only: never a key, a value or a token.
+//! second, and which reply each request to the endpoint gets: on a scrape,
+//! the latest snapshots and the namespace names rendered ([`exposition`]).
+//! The endpoint's sockets and their bounds are [`endpoint`]'s, on plain
+//! threads off the cores, and its wire syntax is [`http`]'s. Nothing here
+//! runs on the request path: requests bump only their core's own plain
+//! counters, and the one lock here is taken once a second by each core and
+//! once per scrape. It serves counts only: never a key, a value or a token.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod endpoint;
 pub mod exposition;
+pub mod http;
 pub mod snapshot;
+
+use http::{Reply, Request};
 
 pub use exposition::{Exposition, Facts, Project, OTHER};
 pub use snapshot::{CoreSnapshot, Figures, Quota};
@@ -55,7 +60,7 @@ impl Board {
 }
 
 /// Client connections open now, read live at each scrape.
-pub type OpenConnections = Box<dyn Fn() -> u64 + Send>;
+pub type OpenConnections = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// What `/metrics` shows now.
 pub fn scrape(board: &Board, facts: &Facts, open_now: u64) -> Result<String, std::fmt::Error> {
@@ -63,61 +68,41 @@ pub fn scrape(board: &Board, facts: &Facts, open_now: u64) -> Result<String, std
     Exposition::gather(facts.clone(), board.latest(), &names, open_now).render()
 }
 
-/// Binds `listen` and serves `/metrics` from `board` on a thread of its
-/// own; returns the bound address (port 0 picks a free one).
+/// Binds `listen` and serves `/metrics` from `board` on threads of their
+/// own ([`endpoint`]); returns the bound address (port 0 picks a free one).
 pub fn serve(
     listen: SocketAddr,
     board: Arc<Board>,
     facts: Facts,
     open_now: OpenConnections,
 ) -> Result<SocketAddr, String> {
-    let server = tiny_http::Server::http(listen).map_err(|e| e.to_string())?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| "not an IP address".to_string())?;
-    std::thread::Builder::new()
-        .name("ferrocache-metrics".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let open = open_now();
-                let response = respond(request.method(), request.url(), &board, &facts, open);
-                // The scraper may have gone: nothing to do about it.
-                let _ = request.respond(response);
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(listen).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let handler: endpoint::Handler =
+        Arc::new(move |request| respond(request, &board, &facts, open_now()));
+    endpoint::start(listener, handler).map_err(|e| e.to_string())?;
     Ok(addr)
 }
 
-/// `GET /metrics` (or HEAD); 404 for any other path, 405 for any other method.
-fn respond(
-    method: &tiny_http::Method,
-    url: &str,
-    board: &Board,
-    facts: &Facts,
-    open_now: u64,
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    use tiny_http::{Header, Method, Response};
-    let path = url.split('?').next().unwrap_or(url);
+/// `GET /metrics` (or HEAD); 404 for any other path, 405 for any other
+/// method on `/metrics`.
+fn respond(request: &Request<'_>, board: &Board, facts: &Facts, open_now: u64) -> Reply {
+    let target = request.target;
+    let path = target.split('?').next().unwrap_or(target);
     if path != "/metrics" {
-        return Response::from_string("not found: metrics are at /metrics\n").with_status_code(404);
+        return Reply::plain(404, "not found: metrics are at /metrics\n");
     }
-    if !matches!(method, Method::Get | Method::Head) {
-        return Response::from_string("method not allowed\n").with_status_code(405);
+    if !matches!(request.method, "GET" | "HEAD") {
+        return Reply::plain(405, "method not allowed\n");
     }
     match scrape(board, facts, open_now) {
-        Ok(text) => {
-            let content_type = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-            let mut response = Response::from_string(text);
-            if let Ok(header) = Header::from_bytes("Content-Type", content_type) {
-                response.add_header(header);
-            }
-            response
-        }
+        Ok(text) => Reply::ok(
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            text,
+        ),
         Err(e) => {
             crate::throttled_warn!(error = %e, "cannot render /metrics");
-            Response::from_string("cannot render metrics\n").with_status_code(500)
+            Reply::plain(500, "cannot render metrics\n")
         }
     }
 }
