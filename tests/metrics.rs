@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{oauth_request, within, Conn, GrantsFile};
 
@@ -27,7 +27,30 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocache"))
+        Server::start_nofile(extra, None)
+    }
+
+    /// As [`Server::start`], with at most `nofile` open descriptors.
+    fn start_nofile(extra: &[&str], nofile: Option<u64>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrocache"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; it only lowers a limit
+            // of the child about to exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -76,6 +99,25 @@ impl Server {
         let (status, body) = http(self.metrics, "GET /metrics");
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// Resident set size of the server, in bytes.
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server is running");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib << 10
+    }
+
+    /// Asserts the server still runs, and its memcache port still answers.
+    fn assert_up(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the server exited: {status}");
+        }
+        let mut conn = self.connect();
+        conn.send(b"version\r\n");
+        assert!(conn.read_until(b"\r\n").starts_with(b"VERSION "));
     }
 }
 
@@ -621,4 +663,157 @@ fn a_metrics_address_in_use_stops_the_start() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "a ready line was printed");
+}
+
+/// The endpoint's connection cap (src/metrics/endpoint.rs).
+const METRICS_CAP: usize = 16;
+
+/// Reads `stream` to its end on a thread of its own; the channel says what
+/// came, and when the server closed it (EOF, or a reset).
+fn read_to_close(mut stream: TcpStream) -> std::sync::mpsc::Receiver<(Vec<u8>, Instant)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send((got, Instant::now()));
+    });
+    rx
+}
+
+/// Far more metrics connections than the descriptor limit allows, held
+/// open: the server closes those past its cap unread, stays up, its
+/// memcache port answers, and `/metrics` answers again once they close.
+/// (tiny_http took two descriptors per connection with no cap, and
+/// panicked when they ran out: exit 70.)
+#[test]
+fn metrics_connections_past_the_cap_are_closed_and_the_server_stays_up() {
+    let mut server = Server::start_nofile(&[], Some(128));
+    // A connect refused here means the server is gone: assert_up says so.
+    let held: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(server.metrics).ok())
+        .collect();
+    server.assert_up();
+    // Those past the cap are closed at once: a read ends rather than
+    // waiting for the whole timeout.
+    let mut closed = 0;
+    for stream in &held {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        match (&*stream).read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        closed >= held.len() - METRICS_CAP,
+        "only {closed} of {} held connections were closed",
+        held.len()
+    );
+    server.assert_up();
+    drop(held);
+    let mut last = String::new();
+    let answered = within(Duration::from_secs(15), || {
+        match try_http(server.metrics, "GET /metrics") {
+            Some((200, _)) => true,
+            other => {
+                last = format!("{other:?}");
+                false
+            }
+        }
+    });
+    assert!(answered.is_some(), "/metrics never answered again: {last}");
+    server.assert_up();
+}
+
+/// One HTTP/1.0 request, or `None` if the server closed without a reply.
+fn try_http(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "{request} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// A header line that never ends is cut off at the head cap: the server
+/// closes the connection, and 64 MiB sent costs it no memory to speak of.
+/// (tiny_http read each line into a Vec with no cap.)
+#[test]
+fn an_endless_header_line_is_cut_off() {
+    let server = Server::start(&[]);
+    server.scrape();
+    let before = server.rss_bytes();
+    let stream = TcpStream::connect(server.metrics).expect("connect to /metrics");
+    let closed = read_to_close(stream.try_clone().unwrap());
+    let (sent_tx, sent) = std::sync::mpsc::channel();
+    let mut writer = stream;
+    std::thread::spawn(move || {
+        let mut total = 0usize;
+        let chunk = vec![b'a'; 64 << 10];
+        if writer
+            .write_all(b"GET /metrics HTTP/1.1\r\nX-A: ")
+            .is_ok()
+        {
+            while total < 64 << 20 && writer.write_all(&chunk).is_ok() {
+                total += chunk.len();
+            }
+        }
+        let _ = sent_tx.send(total);
+    });
+    let (reply, _) = closed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the server never closed the connection");
+    // The 431 may be lost to the reset that closing with unread bytes
+    // sends; if it came, it is a 431.
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431 "),
+        "{reply}"
+    );
+    let sent = sent
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the writer never stopped");
+    assert!(sent < 64 << 20, "the server took all {sent} bytes");
+    let after = server.rss_bytes();
+    assert!(
+        after < before + (16 << 20),
+        "RSS grew from {before} to {after} bytes"
+    );
+    server.scrape();
+}
+
+/// A client that sends half a request and waits is closed after the read
+/// timeout, and meanwhile another scrape is served.
+#[test]
+fn a_half_sent_request_is_closed_after_the_read_timeout() {
+    let server = Server::start(&[]);
+    let mut slow = TcpStream::connect(server.metrics).expect("connect to /metrics");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let sent_at = Instant::now();
+    let closed = read_to_close(slow.try_clone().unwrap());
+    // Fewer slow clients than the cap: a scrape is served meanwhile.
+    assert!(server.scrape().contains("ferrocache_build_info"));
+    let (reply, at) = closed
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server never closed the half-sent request");
+    assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+    // Closed by the timeout (5 s), not at once.
+    let waited = at - sent_at;
+    assert!(
+        waited >= Duration::from_secs(4),
+        "closed after only {waited:?}"
+    );
+    drop(slow);
+    server.scrape();
 }
