@@ -760,10 +760,7 @@ fn an_endless_header_line_is_cut_off() {
     std::thread::spawn(move || {
         let mut total = 0usize;
         let chunk = vec![b'a'; 64 << 10];
-        if writer
-            .write_all(b"GET /metrics HTTP/1.1\r\nX-A: ")
-            .is_ok()
-        {
+        if writer.write_all(b"GET /metrics HTTP/1.1\r\nX-A: ").is_ok() {
             while total < 64 << 20 && writer.write_all(&chunk).is_ok() {
                 total += chunk.len();
             }

@@ -139,7 +139,11 @@ fn serve_one(stream: &mut TcpStream, head: &mut [u8], handler: &Handler) -> io::
 
 /// One read that gives up at `deadline`, so a client that trickles bytes
 /// cannot stretch [`READ_TIMEOUT`] one byte at a time.
-fn read_by_deadline(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+fn read_by_deadline(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<usize> {
     loop {
         stream.set_read_timeout(Some(left(deadline)?))?;
         match stream.read(buf) {
