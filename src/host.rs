@@ -190,14 +190,17 @@ pub fn check_memlock(cores: usize) -> Result<(), HostError> {
 }
 
 /// The open-file limit: raises the soft limit to what `max_connections`
-/// needs, up to the hard limit. Returns the number of connections the
-/// limit allows (`max_connections`, or fewer) and a note when it is fewer.
+/// needs, up to the hard limit. `other_fds` are descriptors besides client
+/// connections and the cores' own (the metrics endpoint's). Returns the
+/// number of connections the limit allows (`max_connections`, or fewer)
+/// and a note when it is fewer.
 pub fn check_nofile(
     max_connections: usize,
     cores: usize,
+    other_fds: usize,
 ) -> Result<(usize, Option<String>), HostError> {
     let (soft, hard) = getrlimit(libc::RLIMIT_NOFILE);
-    let reserve = fd_reserve(cores);
+    let reserve = fd_reserve(cores) + other_fds;
     let needed = (max_connections + reserve) as u64;
     let mut have = soft;
     if soft < needed {
@@ -420,7 +423,7 @@ mod tests {
     fn file_limit_lowers_the_connection_count() {
         // Whatever this process's limits, a demand far past any hard limit
         // is either refused or lowered, and says so.
-        match check_nofile(usize::MAX / 4, 1) {
+        match check_nofile(usize::MAX / 4, 1, 0) {
             Ok((fits, Some(note))) => {
                 assert!(fits < usize::MAX / 4);
                 assert!(note.starts_with("--max-connections lowered from"), "{note}");

@@ -101,8 +101,15 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     // or a panic inside glommio.
     host::check_io_uring().map_err(StartError::Host)?;
     host::check_memlock(config.cores).map_err(StartError::Host)?;
+    // The metrics endpoint holds at most its cap of connections and its
+    // listener: counted, so it cannot take descriptors clients were promised.
+    let metrics_fds = match config.metrics_listen {
+        Some(_) => metrics::endpoint::MAX_CONNECTIONS + 1,
+        None => 0,
+    };
     let (max_connections, lowered) =
-        host::check_nofile(config.max_connections, config.cores).map_err(StartError::Host)?;
+        host::check_nofile(config.max_connections, config.cores, metrics_fds)
+            .map_err(StartError::Host)?;
     config.max_connections = max_connections;
     if let Some(user) = &config.user {
         host::switch_user(user).map_err(StartError::Host)?;
