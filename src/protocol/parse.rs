@@ -15,13 +15,25 @@ use super::request::{
 };
 use super::MAX_KEY_LEN;
 
-/// A command line with no newline within this many bytes closes the
-/// connection, as in memcached.
+/// A command line (not a multiget) still without its newline past this
+/// many bytes closes the connection, as in memcached.
 pub const MAX_LINE: usize = 2048;
+
+/// The longest whole command line (not a multiget), through its "\n", that
+/// is processed: memcached's 16 KiB read buffer. memcached processes any
+/// line whose newline is in that buffer, however long, and a longer line
+/// never has its newline in it. So a line of 2049 to 16384 bytes is
+/// processed when it arrives whole, and refused when more than `MAX_LINE`
+/// bytes of it come before its newline, as in memcached.
+pub const MAX_WHOLE_LINE: usize = 16 * 1024;
 
 /// Retrieval lines may be long (memcached lets multigets grow unbounded); we
 /// allow 2,000 keys of 250 bytes and no more.
 pub const MAX_RETRIEVAL_LINE: usize = 2000 * (MAX_KEY_LEN + 1) + 64;
+
+/// memcached treats a line as a multiget only when `get ` or `gets `
+/// starts within this many leading spaces.
+const MAX_MULTIGET_INDENT: usize = 100;
 
 /// memcached's MAX_TOKENS: a line splits into at most this many words (the
 /// last holding the rest), so longer lines read as "wrong token count".
@@ -33,18 +45,27 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         // A trailing '\r' may be the start of the line's terminator: the
         // verdict must not depend on where TCP split the stream.
         let pending = buf.strip_suffix(b"\r").unwrap_or(buf);
-        return match line_limit(buf) {
-            Some(limit) if pending.len() > limit => Parsed::Close(ErrorReply::LineTooLong),
-            _ => Parsed::Incomplete,
+        let limit = if is_multiget(buf) {
+            MAX_RETRIEVAL_LINE
+        } else {
+            MAX_LINE
+        };
+        return if pending.len() > limit {
+            Parsed::Close(ErrorReply::LineTooLong)
+        } else {
+            Parsed::Incomplete
         };
     };
     let line_len = nl + 1;
     let line = &buf[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if let Some(limit) = line_limit(line) {
-        if line.len() > limit {
-            return Parsed::Close(ErrorReply::LineTooLong);
-        }
+    let too_long = if is_multiget(line) {
+        line.len() > MAX_RETRIEVAL_LINE
+    } else {
+        line_len > MAX_WHOLE_LINE
+    };
+    if too_long {
+        return Parsed::Close(ErrorReply::LineTooLong);
     }
 
     let (command, rest) = next_token(line);
@@ -365,18 +386,14 @@ struct KeyAndArgument<'a> {
     noreply: bool,
 }
 
-/// How long a line starting like `line` may grow before we give up on it.
-fn line_limit(line: &[u8]) -> Option<usize> {
+/// Whether a line starting like `line` is a multiget, which may grow to
+/// `MAX_RETRIEVAL_LINE`: memcached's own test, `get ` or `gets ` after at
+/// most `MAX_MULTIGET_INDENT` spaces (a `gat` line is held to the limits of
+/// any other line).
+fn is_multiget(line: &[u8]) -> bool {
     let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
     let word = &line[start..];
-    let retrieval = [&b"get "[..], b"gets ", b"gat ", b"gats "]
-        .iter()
-        .any(|p| word.starts_with(p));
-    Some(if retrieval {
-        MAX_RETRIEVAL_LINE
-    } else {
-        MAX_LINE
-    })
+    start <= MAX_MULTIGET_INDENT && (word.starts_with(b"get ") || word.starts_with(b"gets "))
 }
 
 /// A key is 1 to 250 bytes with no space or control byte.
@@ -727,6 +744,75 @@ mod tests {
             panic!()
         };
         assert_eq!(keys.iter().count(), 1000);
+    }
+
+    #[test]
+    fn a_whole_long_line_is_parsed_up_to_memcacheds_read_buffer() {
+        let key = "k".repeat(2100);
+        // Whole, a long line is an ordinary (bad) command.
+        let set = format!("set {key} 0 0 1\r\n");
+        assert_eq!(
+            parse(set.as_bytes(), &LIMITS),
+            Parsed::Invalid {
+                error: ErrorReply::BadCommandLine,
+                noreply: false,
+                consumed: set.len(),
+                swallow: 0,
+            }
+        );
+        // Without its newline, past MAX_LINE, it closes.
+        assert_eq!(
+            parse(&set.as_bytes()[..MAX_LINE + 1], &LIMITS),
+            Parsed::Close(ErrorReply::LineTooLong)
+        );
+        // Spaces are separators however many: a valid set.
+        let spaced = format!("set k{}0 0 1\r\nx\r\n", " ".repeat(3000));
+        assert!(matches!(
+            parse(spaced.as_bytes(), &LIMITS),
+            Parsed::Request { consumed, .. } if consumed == spaced.len()
+        ));
+        // The longest whole line is MAX_WHOLE_LINE bytes through its "\n".
+        let mut line = vec![b'x'; MAX_WHOLE_LINE - 2];
+        line.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            parse(&line, &LIMITS),
+            Parsed::Invalid { error: ErrorReply::Error, consumed, .. } if consumed == MAX_WHOLE_LINE
+        ));
+        line.insert(0, b'x');
+        assert_eq!(
+            parse(&line, &LIMITS),
+            Parsed::Close(ErrorReply::LineTooLong)
+        );
+    }
+
+    #[test]
+    fn only_get_and_gets_lines_may_grow_past_max_line() {
+        let keys = " k".repeat(MAX_LINE);
+        for verb in ["get", "gets", "  get"] {
+            let line = format!("{verb}{keys}");
+            assert_eq!(
+                parse(line.as_bytes(), &LIMITS),
+                Parsed::Incomplete,
+                "{verb}"
+            );
+        }
+        // memcached's own test: a gat, or a get after over 100 spaces, is
+        // held to MAX_LINE while its newline has not come.
+        let indented = format!("{}get", " ".repeat(MAX_MULTIGET_INDENT + 1));
+        for verb in ["gat 0", "gats 0", indented.as_str()] {
+            let line = format!("{verb}{keys}");
+            assert_eq!(
+                parse(line.as_bytes(), &LIMITS),
+                Parsed::Close(ErrorReply::LineTooLong),
+                "{verb}"
+            );
+            // Whole, it is served.
+            let line = format!("{verb}{keys}\r\n");
+            assert!(
+                matches!(parse(line.as_bytes(), &LIMITS), Parsed::Request { .. }),
+                "{verb}"
+            );
+        }
     }
 
     #[test]

@@ -16,11 +16,14 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::protocol::parse::{MAX_LINE, MAX_RETRIEVAL_LINE};
+use crate::protocol::parse::{MAX_RETRIEVAL_LINE, MAX_WHOLE_LINE};
 use crate::session::MAX_OAUTH_VALUE;
 
 /// What a connection reads into at a time, and keeps while idle.
 pub const READ_BUFFER: usize = 16 * 1024;
+// The longest whole command line arrives in one read of a fresh buffer, as
+// in memcached, whose read buffer is the same size.
+const _: () = assert!(MAX_WHOLE_LINE <= READ_BUFFER);
 /// Past this much buffered output, replies are written before parsing more,
 /// so a client that pipelines large gets cannot grow our memory without bound.
 pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
@@ -158,7 +161,7 @@ impl Budget {
     pub fn bound(max_item_size: usize) -> Budget {
         Budget {
             max_value: max_item_size,
-            max_request: (max_item_size + MAX_LINE + 2).max(MAX_RETRIEVAL_LINE) + 1,
+            max_request: (max_item_size + MAX_WHOLE_LINE + 2).max(MAX_RETRIEVAL_LINE) + 1,
             output: OUTPUT_HIGH_WATER,
         }
     }
@@ -335,6 +338,7 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::parse::MAX_LINE;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -427,7 +431,7 @@ mod tests {
         // A whole `set oauth` of the longest value still fits the read buffer.
         assert!(MAX_LINE + MAX_OAUTH_VALUE + 2 <= unauth.max_request);
         assert!(unauth.max_request <= READ_BUFFER);
-        assert!(bound.max_request > (1 << 20) + MAX_LINE);
+        assert!(bound.max_request > (1 << 20) + MAX_WHOLE_LINE);
     }
 
     fn received(read: &mut ReadBuffer, bytes: &[u8]) {
