@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::long_lines::{self, End};
 use common::{exchange, show, split_line, Memcached, Server};
 
 /// CAS uniques are per-server counters: replace the fifth word of every
@@ -255,6 +256,13 @@ fn same_cases() -> Vec<(&'static str, Vec<u8>)> {
     let mut all: Vec<(&'static str, Vec<u8>)> =
         cases.into_iter().map(|(n, r)| (n, r.to_vec())).collect();
     all.extend(owned);
+    // Whole lines over 2048 bytes that both serve, or both hang up on.
+    all.extend(
+        long_lines::cases()
+            .into_iter()
+            .filter(|case| case.end != End::Closed)
+            .map(|case| (case.name, case.request)),
+    );
     all
 }
 
@@ -303,6 +311,22 @@ fn documented_differences() -> Vec<Difference> {
             b"CLIENT_ERROR line too long\r\n".to_vec(),
         ),
     ]
+    .into_iter()
+    // Long lines memcached closes on without a word.
+    .chain(
+        long_lines::cases()
+            .into_iter()
+            .filter(|case| case.end == End::Closed)
+            .map(|case| {
+                (
+                    case.name,
+                    case.request,
+                    case.reply,
+                    long_lines::LINE_TOO_LONG.to_vec(),
+                )
+            }),
+    )
+    .collect()
 }
 
 #[test]

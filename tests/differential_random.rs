@@ -29,7 +29,9 @@
 //!   with `-I 1k`, so values near the item size limit (and appends past
 //!   it) are generated: a few hundred bytes, not megabytes.
 //! - control bytes in keys, client flags above 2^32-1, exptimes beyond 32
-//!   bits, lines over 2048 bytes.
+//!   bits, lines over 2048 bytes (memcached's answer depends on whether
+//!   the newline came in the same read; tests/long_lines.rs sends them
+//!   whole).
 //! - `ms I` with a made-up `C` number (ferrocache's uniques are sealed).
 //! - a data block shorter than its length (the following commands would be
 //!   swallowed as data, which the probes cannot tell apart).

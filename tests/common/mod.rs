@@ -3,6 +3,8 @@
 //! core has bound the port, so tests never sleep to wait for it.
 #![allow(dead_code)]
 
+pub mod long_lines;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -117,6 +119,24 @@ impl Conn {
         let mut buf = vec![0; n];
         self.stream.read_exact(&mut buf).expect("read reply");
         buf
+    }
+
+    /// Sends `bytes`; false when the server closed before taking them all.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Reads `n` bytes, or what came before the server closed.
+    pub fn read_up_to(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n);
+        let mut buf = vec![0; n];
+        while out.len() < n {
+            match self.stream.read(&mut buf[..n - out.len()]) {
+                Ok(0) | Err(_) => break,
+                Ok(got) => out.extend_from_slice(&buf[..got]),
+            }
+        }
+        out
     }
 
     /// Sends `req` and asserts the reply is exactly `expected`.
@@ -473,10 +493,14 @@ pub fn exchange(addr: SocketAddr, request: &[u8], chunk: usize) -> Vec<u8> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    for part in request.chunks(chunk.max(1)) {
-        stream.write_all(part).expect("write");
+    // A server that closes early (a line too long) may refuse the rest of
+    // the request, or reset the connection: what it sent still counts.
+    let sent = request
+        .chunks(chunk.max(1))
+        .all(|part| stream.write_all(part).is_ok());
+    if sent {
+        let _ = stream.shutdown(Shutdown::Write);
     }
-    stream.shutdown(Shutdown::Write).expect("half-close");
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     loop {
