@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{oauth_request, within, Conn, GrantsFile};
+use common::{limit_open_files, oauth_request, within, Conn, GrantsFile};
 
 /// The real binary with `--metrics-listen 127.0.0.1:0`; the addresses of
 /// both ports come from its ready line.
@@ -34,21 +34,7 @@ impl Server {
     fn start_nofile(extra: &[&str], nofile: Option<u64>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferrocache"));
         if let Some(n) = nofile {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; it only lowers a limit
-            // of the child about to exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_open_files(&mut command, n);
         }
         let mut child = command
             .args([

@@ -222,21 +222,7 @@ impl Server {
     ) -> (Server, Log) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferrocache"));
         if let Some(n) = nofile {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; it only lowers a limit
-            // of the child about to exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_open_files(&mut command, n);
         }
         let mut child = command
             .args(["--listen", "127.0.0.1:0"])
@@ -521,5 +507,24 @@ pub fn show(bytes: &[u8]) -> String {
     match s.char_indices().nth(300) {
         Some((cut, _)) => format!("{}...({} bytes)", &s[..cut], bytes.len()),
         None => s.into_owned(),
+    }
+}
+
+/// Has `command`'s child start with at most `n` open descriptors.
+pub fn limit_open_files(command: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; it only lowers a limit of the
+    // child about to exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
