@@ -718,9 +718,9 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_CONFIG_FILE: u64 = 4 << 20;
 
 /// Reads a configuration file named by a flag (`--tokens`, `--quotas`,
-/// the TLS certificate, key and client CA): a regular file only (a FIFO, a device or a directory is
-/// refused without reading, so nothing blocks or reads without end), at
-/// most [`MAX_CONFIG_FILE`] bytes, UTF-8.
+/// the TLS certificate, key and client CA): a regular file only (a FIFO, a
+/// device or a directory is refused without reading, so nothing blocks or
+/// reads without end), at most [`MAX_CONFIG_FILE`] bytes, UTF-8.
 pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

@@ -22,7 +22,7 @@
 //! zeroed counters), and only then may the id name another namespace.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -264,14 +264,6 @@ impl Grants {
 
     pub fn is_empty(&self) -> bool {
         self.lines == 0
-    }
-
-    pub fn projects(&self) -> HashSet<&str> {
-        self.tokens
-            .values()
-            .flatten()
-            .map(|g| g.project.as_str())
-            .collect()
     }
 
     /// The line of the grant of `project` to the client certificate of

@@ -596,11 +596,11 @@ impl Store {
     /// `project`: an expired item first, then the coldest of the writer's
     /// own and of projects over their share (`fair`), as a merge would
     /// choose; never an item of a project eviction must keep (under its
-    /// share, or within its reserve, even where every project is: a
-    /// write can be refused, a reserve cannot be broken). A flood of small items fills the
-    /// index long before memory, and its chains would otherwise hand the
-    /// flooder everyone's items, reserves included. `None` when the chain
-    /// holds only items to keep.
+    /// share, or within its reserve, even where every project is: a write
+    /// can be refused, a reserve cannot be broken). A flood of small items
+    /// fills the index long before memory, and its chains would otherwise
+    /// hand the flooder everyone's items, reserves included. `None` when
+    /// the chain holds only items to keep.
     fn index_victim(&mut self, home: u32, project: ProjectId) -> Option<Pos> {
         // Shares move slowly: reckoned again every so many full chains, not
         // on each (every new key, once the index is full); at once while
