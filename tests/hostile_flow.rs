@@ -664,3 +664,37 @@ fn stats_settings_and_help_show_the_deadlines() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn stats_count_no_reply_budget_for_answers_already_written() {
+    // A forwarded get whose owner wrote the reply itself (the socket was
+    // lent) sends its answer without waking the asking core, which takes
+    // it when it next wakes. `stats` wakes every core, so what it shows
+    // must be settled: nothing owed once every reply is out. (CI once saw
+    // a whole batch cap, 16 MiB, for the last tiny get of an idle client.)
+    let server = Server::start(&[]);
+    let mut witness = server.connect();
+    let keys: Vec<String> = (0..16).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        store(&mut witness, key, 10);
+    }
+    let mut probes: Vec<Conn> = (0..8).map(|_| server.connect()).collect();
+    for probe in &mut probes {
+        for key in &keys {
+            probe.roundtrip(
+                format!("get {key}\r\n").as_bytes(),
+                format!("VALUE {key} 0 10\r\nvvvvvvvvvv\r\nEND\r\n").as_bytes(),
+            );
+        }
+    }
+    for round in 0..3 {
+        thread::sleep(Duration::from_millis(50));
+        let stats = stats_of(&mut witness, "");
+        assert_eq!(
+            stat_num(&stats, "forward_reply_bytes"),
+            0,
+            "owed after every reply was out (stats round {round})"
+        );
+    }
+    check_alive(&mut witness, "witness");
+}

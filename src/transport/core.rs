@@ -285,6 +285,10 @@ impl Core {
     pub fn report(&self, ns: Option<NsId>) -> Report {
         let mut report = self.shard.borrow().report(ns);
         if ns.is_none() {
+            // Answers already in this core's queues count as received: an
+            // answer deferred (its replies written by the owner) waits
+            // there until the core next wakes, still holding a batch's cap.
+            self.take_replies();
             report.conns = *self.conns.borrow();
             report.conns.forward_reply_bytes = self.forward_reply_bytes() as u64;
             if let Some(ring) = &self.ring {
@@ -293,6 +297,31 @@ impl Core {
             }
         }
         report
+    }
+
+    /// Hands an answer from another core to what waits for it: a batch's
+    /// to its parts' connections, any other to its waiter.
+    pub fn take_reply(&self, reply: Reply) {
+        match reply.body {
+            FromShard::Batch {
+                shard,
+                answer,
+                wire,
+                parts,
+                cap,
+            } => self.deliver(shard, answer, wire, parts, cap),
+            body => self.waiters.complete(reply.id, body),
+        }
+    }
+
+    /// Takes every answer already queued for this core, in order, as its
+    /// reply handlers would when next woken.
+    fn take_replies(&self) {
+        for peer in (0..self.shards).filter(|&p| p != self.index) {
+            while let Some(reply) = self.replies.try_recv(peer) {
+                self.take_reply(reply);
+            }
+        }
     }
 
     /// Sends `make(reply_to, id)` to `shard`; its answer goes to waiter `id`.
@@ -461,14 +490,7 @@ impl Core {
     /// back to the budget, each part's waiter gets the shared answer (or,
     /// if its owner wrote its replies, nothing to place), and the batch's
     /// buffers go back to the outbox.
-    pub fn deliver(
-        &self,
-        shard: usize,
-        answer: Answer,
-        wire: Vec<u8>,
-        parts: Vec<Part>,
-        cap: usize,
-    ) {
+    fn deliver(&self, shard: usize, answer: Answer, wire: Vec<u8>, parts: Vec<Part>, cap: usize) {
         self.refund(shard, cap.saturating_sub(answer.out.len()));
         let answer = Rc::new(answer);
         for part in &parts {

@@ -91,16 +91,7 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
 pub async fn serve_replies(core: Rc<Core>, from_peer: usize) {
     loop {
         let reply = core.replies.recv(from_peer).await;
-        match reply.body {
-            FromShard::Batch {
-                shard,
-                answer,
-                wire,
-                parts,
-                cap,
-            } => core.deliver(shard, answer, wire, parts, cap),
-            body => core.waiters.complete(reply.id, body),
-        }
+        core.take_reply(reply);
     }
 }
 
