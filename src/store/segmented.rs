@@ -830,7 +830,15 @@ impl Store {
             }
         }
         let write = Write::new(self.now).replacing(old, keep);
-        self.store_item(&k, flags, exptime, [value, &[]], write)
+        let r = self.store_item(&k, flags, exptime, [value, &[]], write);
+        if r == SetOutcome::OutOfMemory && mode == SetMode::Set {
+            // As memcached: a set that could not be stored leaves no stale
+            // value behind (it may have been evicted while room was sought).
+            if let Some(pos) = self.find(&k) {
+                self.unlink(index::home_of(k.hash), pos, Why::Dropped);
+            }
+        }
+        r
     }
 
     pub fn delete(&mut self, k: Key<'_>, now: u32) -> bool {

@@ -182,6 +182,18 @@ macro_rules! semantics_suite {
             }
 
             #[test]
+            fn a_set_refused_for_want_of_memory_leaves_no_stale_value() {
+                // Within the item limit, but larger than the whole store.
+                let mut s = make(256 << 10, memcached_item_size(1, 0, MB));
+                set(&mut s, SetMode::Set, b"a", b"old");
+                set(&mut s, SetMode::Set, b"b", b"old");
+                let big = vec![b'x'; 300 << 10];
+                assert_eq!(set(&mut s, SetMode::Set, b"a", &big), SetOutcome::OutOfMemory);
+                assert!(value(&mut s, b"a", 100).is_none(), "the old value is dropped");
+                assert_eq!(value(&mut s, b"b", 100).unwrap().0, b"old");
+            }
+
+            #[test]
             fn append_past_max_item_size_is_too_large_and_keeps_the_item() {
                 let mut s = make(64 * MB, memcached_item_size(1, 0, 1000));
                 set(&mut s, SetMode::Set, b"a", &[b'x'; 600]);
