@@ -717,6 +717,49 @@ fn metrics_connections_past_the_cap_are_closed_and_the_server_stays_up() {
     server.assert_up();
 }
 
+/// A connection to `to` from the loopback address `from` (any 127.x.y.z is
+/// this host's own).
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
+/// Connections held open from one address take at most two of the
+/// endpoint's places: the rest are closed unread, and a scrape from another
+/// address is answered. (Before, sixteen idle connections from anywhere,
+/// renewed every few seconds, kept every scrape out.)
+#[test]
+fn one_address_cannot_hold_the_endpoint_against_a_scrape() {
+    let mut server = Server::start(&[]);
+    let held: Vec<TcpStream> = (0..METRICS_CAP)
+        .map(|_| connect_from("127.0.0.2", server.metrics))
+        .collect();
+    let closed = held
+        .iter()
+        .filter(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+            let mut b = [0u8; 1];
+            match (&**stream).read(&mut b) {
+                Ok(0) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => panic!("a reply to a connection that sent nothing"),
+            }
+        })
+        .count();
+    assert_eq!(closed, METRICS_CAP - 2, "closed unread from 127.0.0.2");
+    let scrape = try_http(server.metrics, "GET /metrics");
+    assert!(
+        matches!(scrape, Some((200, _))),
+        "a scrape beside them got {scrape:?}"
+    );
+    server.assert_up();
+}
+
 /// One HTTP/1.0 request, or `None` if the server closed without a reply.
 fn try_http(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;

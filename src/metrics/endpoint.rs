@@ -2,16 +2,18 @@
 //! connections, the connection cap and the timeouts.
 //!
 //! Owns every bound a metrics client meets: at most [`MAX_CONNECTIONS`]
-//! open at once (past it a connection is closed unread), a head of at most
+//! open at once, and [`PER_ADDRESS`] from one client address (past either a
+//! connection is closed unread), a head of at most
 //! [`HEAD_LIMIT`](super::http::HEAD_LIMIT) read within [`READ_TIMEOUT`], a
 //! reply written within [`WRITE_TIMEOUT`], and one request per connection.
 //! A failure closes that one connection, or pauses the accept loop when the
 //! process is out of descriptors; it never panics and never ends the loop.
 //! Never parses HTTP itself ([`super::http`]) and never renders metrics.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -31,6 +33,13 @@ pub const WORKERS: usize = 4;
 /// a new connection is closed before anything is read, so the endpoint
 /// holds at most this many descriptors (and its listener).
 pub const MAX_CONNECTIONS: usize = 16;
+
+/// Metrics connections one client address (an IPv4 address, or an IPv6
+/// /64, which one host can fill) may hold at once. Prometheus holds one per
+/// target while it scrapes. A client that holds connections open from one
+/// address then keeps at most this many workers busy, and a scrape from
+/// another address is served, not closed unread at the cap.
+pub const PER_ADDRESS: usize = 2;
 
 /// How long a client has to send its whole request head, from when a
 /// worker takes the connection. Prometheus sends it at once.
@@ -52,7 +61,7 @@ pub type Handler = Arc<dyn Fn(&Request<'_>) -> Reply + Send + Sync>;
 pub fn start(listener: TcpListener, handler: Handler) -> io::Result<()> {
     // Queued connections are the ones past the workers' own, so that open
     // connections never exceed the cap.
-    let (queue, waiting) = crossbeam_channel::bounded::<TcpStream>(MAX_CONNECTIONS - WORKERS);
+    let (queue, waiting) = crossbeam_channel::bounded::<Held>(MAX_CONNECTIONS - WORKERS);
     for worker in 0..WORKERS {
         let waiting = waiting.clone();
         let handler = handler.clone();
@@ -66,23 +75,27 @@ pub fn start(listener: TcpListener, handler: Handler) -> io::Result<()> {
     Ok(())
 }
 
-fn accept_loop(listener: TcpListener, queue: Sender<TcpStream>) {
+/// A connection and its place in its address's count, given back when it
+/// is dropped.
+type Held = (TcpStream, Slot);
+
+fn accept_loop(listener: TcpListener, queue: Sender<Held>) {
+    let addresses = Arc::new(Addresses::default());
     loop {
         match listener.accept() {
-            // Full: every worker is busy and the queue holds the rest of
-            // the cap. Dropping closes it unread.
-            Ok((stream, _)) => match queue.try_send(stream) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
+            Ok((stream, peer)) => {
+                let Some(slot) = addresses.take(&peer) else {
                     crate::throttled_warn!(
-                        cap = MAX_CONNECTIONS,
-                        "metrics connection closed: too many open"
+                        peer = %peer,
+                        cap = PER_ADDRESS,
+                        "metrics connection closed: too many open from its address"
                     );
+                    continue;
+                };
+                if !admit(&queue, (stream, slot)) {
+                    return;
                 }
-                // The workers are gone only if they panicked, and a panic
-                // ends the process: nothing left to serve.
-                Err(TrySendError::Disconnected(_)) => return,
-            },
+            }
             Err(e) if out_of_descriptors(&e) => {
                 crate::throttled_warn!(error = %e, "cannot accept a metrics connection");
                 std::thread::sleep(OUT_OF_FDS_PAUSE);
@@ -93,6 +106,78 @@ fn accept_loop(listener: TcpListener, queue: Sender<TcpStream>) {
     }
 }
 
+/// Hands a connection to the workers, or closes it unread at the cap.
+/// False once no worker is left to serve it.
+fn admit(queue: &Sender<Held>, held: Held) -> bool {
+    match queue.try_send(held) {
+        Ok(()) => true,
+        // Full: every worker is busy and the queue holds the rest of the
+        // cap. Dropping closes it unread.
+        Err(TrySendError::Full(_)) => {
+            crate::throttled_warn!(
+                cap = MAX_CONNECTIONS,
+                "metrics connection closed: too many open"
+            );
+            true
+        }
+        // The workers are gone only if they panicked, and a panic ends the
+        // process: nothing left to serve.
+        Err(TrySendError::Disconnected(_)) => false,
+    }
+}
+
+/// Open metrics connections per client address (see [`address_key`]).
+/// Only the metrics threads touch it, a few times per scrape.
+#[derive(Default)]
+struct Addresses(Mutex<HashMap<u128, usize>>);
+
+/// One open connection's place in [`Addresses`].
+struct Slot {
+    addresses: Arc<Addresses>,
+    key: u128,
+}
+
+impl Addresses {
+    /// A place for a connection from `peer`, unless its address holds
+    /// [`PER_ADDRESS`] already.
+    fn take(self: &Arc<Self>, peer: &SocketAddr) -> Option<Slot> {
+        let key = address_key(peer.ip());
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            addresses: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.addresses.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What counts as one client address: an IPv4 address (an IPv4-mapped IPv6
+/// one included), or an IPv6 address's /64, since one host may hold a
+/// whole /64. The two kinds cannot collide: a v4 key's top 96 bits are 0,
+/// and no /64 that short is routed to anyone.
+fn address_key(ip: IpAddr) -> u128 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => u32::from(v4) as u128,
+        IpAddr::V6(v6) => u128::from(v6) & !((1u128 << 64) - 1),
+    }
+}
+
 fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -100,9 +185,9 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     )
 }
 
-fn work(waiting: Receiver<TcpStream>, handler: Handler) {
+fn work(waiting: Receiver<Held>, handler: Handler) {
     let mut head = vec![0u8; HEAD_LIMIT];
-    for mut stream in waiting {
+    for (mut stream, _slot) in waiting {
         if let Err(e) = serve_one(&mut stream, &mut head, &handler) {
             crate::throttled_info!(error = %e, "metrics connection closed");
         }
@@ -182,5 +267,47 @@ fn timed_out_if_would_block<T>(result: io::Result<T>) -> io::Result<T> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 40000)
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_and_gets_it_back() {
+        let addresses = Arc::new(Addresses::default());
+        let held: Vec<Slot> = (0..PER_ADDRESS)
+            .map(|_| addresses.take(&peer("10.0.0.1")).expect("within the share"))
+            .collect();
+        assert!(addresses.take(&peer("10.0.0.1")).is_none());
+        // The same host over IPv4-mapped IPv6 is the same address.
+        assert!(addresses.take(&peer("::ffff:10.0.0.1")).is_none());
+        let other = addresses.take(&peer("10.0.0.2")).expect("another address");
+        drop(held);
+        assert!(addresses.take(&peer("10.0.0.1")).is_some());
+        drop(other);
+        assert!(
+            addresses.0.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_slash_64() {
+        let addresses = Arc::new(Addresses::default());
+        let _held: Vec<Slot> = (0..PER_ADDRESS)
+            .map(|i| {
+                addresses
+                    .take(&peer(&format!("2001:db8:1:2::{i:x}")))
+                    .unwrap()
+            })
+            .collect();
+        assert!(addresses.take(&peer("2001:db8:1:2:ffff::9")).is_none());
+        assert!(addresses.take(&peer("2001:db8:1:3::1")).is_some());
     }
 }
