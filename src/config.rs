@@ -239,7 +239,8 @@ pub struct Args {
 
     /// Secure mode: failed authentications from one source address (an IPv6
     /// /64) within a minute, after which its further attempts fail unchecked
-    /// until the minute is over (0: no limit).
+    /// until the minute is over, except with credentials that logged in from
+    /// that address within the hour (0: no limit).
     #[arg(long = "auth-failures", default_value_t = DEFAULT_AUTH_FAILURES, value_name = "N")]
     pub auth_failures: u32,
 

@@ -450,10 +450,11 @@ impl Auth {
     }
 
     /// Checks `credentials` from `peer`. In secure mode an address that
-    /// failed too often lately is refused without a check, and a failure
-    /// counts against its address; except a login by a verified client
-    /// certificate (token `-`), which has no secret to guess, so a token
-    /// guesser sharing the address cannot lock it out.
+    /// failed too often lately is refused without a check, unless these
+    /// credentials logged in from it lately, and a failure counts against
+    /// its address; except a login by a verified client certificate (token
+    /// `-`), which has no secret to guess, so a token guesser sharing the
+    /// address cannot lock it out.
     pub fn login(
         &self,
         credentials: &Credentials,
@@ -476,7 +477,8 @@ impl Auth {
         let now_ms = coarse_now().as_millis() as u64;
         let by_cert = credentials.token == CERT_TOKEN && client_cert.is_some();
         let throttled = peer.filter(|_| !by_cert);
-        if throttled.is_some_and(|ip| throttle.blocked(ip, now_ms)) {
+        let admitted = |ip| throttle.admits(ip, credentials.project, credentials.token, now_ms);
+        if throttled.is_some_and(|ip| !admitted(ip)) {
             return Err(AuthError::Throttled);
         }
         // The generation before the grants: a reload in between makes the
@@ -501,6 +503,9 @@ impl Auth {
             }
             return Err(AuthError::Denied);
         };
+        if let Some(ip) = throttled {
+            throttle.succeeded(ip, credentials.project, credentials.token, now_ms);
+        }
         let lease = GrantLease {
             token,
             project: credentials.project.to_owned(),

@@ -443,6 +443,42 @@ fn failed_logins_are_throttled_per_address() {
     other.roundtrip(b"set k 0 0 1\r\nv\r\n", b"STORED\r\n");
 }
 
+/// Credentials that logged in from an address before it was blocked are
+/// still checked there: a guesser sharing the address (a NAT, an IPv6 /64)
+/// cannot lock out the clients already working behind it. Credentials new
+/// to the address are refused unchecked, as before.
+#[test]
+fn a_guesser_cannot_lock_out_credentials_already_used_from_its_address() {
+    let tokens = GrantsFile::new(&grants());
+    let (server, log) = Server::start_logged(
+        &["--cores", "2"],
+        &["--tokens", tokens.arg(), "--auth-failures", "5"],
+        "warn",
+    );
+    let known = format!("{TOKEN_A} projA c");
+    let (_, reply) = login(&server, &known);
+    assert_eq!(reply, b"STORED\r\n");
+    let mut guesser = server.connect();
+    for _ in 0..5 {
+        guesser.send(&oauth("guess projA c"));
+        assert_eq!(guesser.read_until(b"\r\n"), FAILED);
+    }
+    // projB's token never logged in from here: refused unchecked.
+    let (_, reply) = login(&server, &format!("{TOKEN_B} projB c"));
+    assert_eq!(reply, FAILED);
+    log.wait_for("too many failures from this address");
+    let (mut conn, reply) = login(&server, &known);
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "STORED\r\n",
+        "a login that worked from here before"
+    );
+    conn.roundtrip(b"set k 0 0 1\r\nv\r\n", b"STORED\r\n");
+    // The guesser gains nothing: its guesses stay refused.
+    guesser.send(&oauth("guess2 projA c"));
+    assert_eq!(guesser.read_until(b"\r\n"), FAILED);
+}
+
 /// A reload that removes a grant closes the sessions bound under it before
 /// their next command, and says how many; other sessions go on.
 #[test]
