@@ -21,7 +21,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrocache::clock::Clock;
 use ferrocache::config::{Config, SchedPolicy, SocketIo};
 use ferrocache::keyspace::KeyHasher;
-use ferrocache::protocol::{GetKind, Keyed, Request, Storage, StoreKind};
+use ferrocache::protocol::{GetKind, Keyed, ReplyBound, Request, Storage, StoreKind};
 use ferrocache::shard::Shard;
 use ferrocache::tenancy::{Auth, Namespaces};
 use ferrocache::transport::core::{Core, Mesh, Shared};
@@ -88,7 +88,7 @@ fn set_wire(key: &[u8]) -> Vec<u8> {
 /// A forwarded batch of one set of `key`, as a connection queues it.
 fn set_batch(key: &[u8]) -> Vec<u8> {
     let mut batch = Vec::new();
-    push_wire(&mut batch, key_hash(key), &set_wire(key));
+    push_wire(&mut batch, key_hash(key), &set_wire(key), ReplyBound::Line);
     batch
 }
 

@@ -698,3 +698,51 @@ fn stats_count_no_reply_budget_for_answers_already_written() {
     }
     check_alive(&mut witness, "witness");
 }
+
+#[test]
+fn meta_gets_of_large_values_keep_the_reply_budget_whole() {
+    // A batch's answer may not outgrow the cap its budget was charged: a
+    // meta get's reply was reckoned as a short status line, so the owner
+    // packed values past the cap, and the asking core was refunded more
+    // than it had lent. The budget then grew with each such batch (probe:
+    // -224 MB owed after 25 s), and with it what one core may be owed.
+    let server = Server::start(&["--memory-mb", "64"]);
+    let mut witness = server.connect();
+    for i in 0..20 {
+        store(&mut witness, &format!("hv{i}"), 900_000);
+    }
+    // Many connections at once, so that one batch carries many parts; a
+    // few rounds, as how the parts fall into batches varies.
+    for _round in 0..3 {
+        meta_gets_from_many_clients(&server);
+    }
+    let owed = stat_num(&stats_of(&mut witness, ""), "forward_reply_bytes");
+    assert_eq!(
+        owed, 0,
+        "owed once every reply is out (as i64: {})",
+        owed as i64
+    );
+    check_alive(&mut witness, "witness");
+}
+
+/// Sixteen connections each pipeline twenty `mg KEY v` of 900 KB values
+/// and read the replies.
+fn meta_gets_from_many_clients(server: &Server) {
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let mut client = server.connect();
+            thread::spawn(move || {
+                let request: String = (0..20)
+                    .map(|i| format!("mg hv{} v\r\n", (c + i) % 20))
+                    .collect();
+                client.send(request.as_bytes());
+                let reply = client.read_exact_n(20 * ("VA 900000\r\n".len() + 900_002));
+                assert!(reply.starts_with(b"VA 900000\r\nvvvv"));
+                assert!(reply.ends_with(b"vvvv\r\n"));
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}

@@ -17,7 +17,7 @@ pub use parse::parse;
 pub use reply::{compose, ErrorReply, Response};
 pub use request::{
     ArithKind, GetKind, Keyed, Keys, Limits, Meta, MetaCommand, MetaFlags, MetaSetMode, Parsed,
-    Request, StatsGroup, Storage, StoreKind,
+    ReplyBound, Request, StatsGroup, Storage, StoreKind,
 };
 
 /// memcached's key limit (KEY_MAX_LENGTH).

@@ -457,6 +457,7 @@ fn parse_exptime(s: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ReplyBound;
 
     const LIMITS: Limits = Limits {
         max_item_size: 1024 * 1024,
@@ -489,6 +490,26 @@ mod tests {
         assert_eq!(req(b"get a b\r\n").routing_key(&mut buf), Some(&b"a"[..]));
         let mut buf = [0u8; MAX_KEY_LEN];
         assert_eq!(req(b"version\r\n").routing_key(&mut buf), None);
+    }
+
+    #[test]
+    fn each_keyed_request_names_the_bound_of_its_reply() {
+        let bound = |input: &[u8]| match req(input) {
+            Request::Keyed(keyed) => keyed.reply_bound(),
+            other => panic!("{input:?} gave {other:?}"),
+        };
+        assert_eq!(bound(b"mg k v\r\n"), ReplyBound::Value);
+        assert_eq!(bound(b"mg k s v t\r\n"), ReplyBound::Value);
+        // Without `v` a meta reply is a line, which may echo the key.
+        assert_eq!(bound(b"mg k k O123 c t\r\n"), ReplyBound::MetaLine);
+        assert_eq!(bound(b"ma k v\r\n"), ReplyBound::MetaLine);
+        assert_eq!(bound(b"ms k 1 k\r\nv\r\n"), ReplyBound::MetaLine);
+        assert_eq!(bound(b"md k k\r\n"), ReplyBound::MetaLine);
+        assert_eq!(bound(b"me k\r\n"), ReplyBound::MetaLine);
+        assert_eq!(bound(b"set k 0 0 1\r\nv\r\n"), ReplyBound::Line);
+        assert_eq!(bound(b"incr k 1\r\n"), ReplyBound::Line);
+        assert_eq!(bound(b"delete k\r\n"), ReplyBound::Line);
+        assert_eq!(bound(b"touch k 1\r\n"), ReplyBound::Line);
     }
 
     fn err(input: &[u8]) -> (ErrorReply, bool, usize) {

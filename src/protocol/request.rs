@@ -192,7 +192,38 @@ pub enum Keyed<'a> {
     },
 }
 
+/// How long a request's reply can be, in the terms the forwarding envelope
+/// reserves room by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyBound {
+    /// A status or error line, or a number: at most 256 bytes.
+    Line,
+    /// A meta reply line without a value. It may echo the key (`k`, up to
+    /// 250 bytes) and an opaque (`O`, up to 32) beside numbers: at most 512.
+    MetaLine,
+    /// A value with its header: up to the item size limit, plus 512.
+    Value,
+}
+
 impl<'a> Keyed<'a> {
+    /// The longest reply this request can have.
+    pub fn reply_bound(&self) -> ReplyBound {
+        match self {
+            Keyed::Get { .. } => ReplyBound::Value,
+            Keyed::Meta(meta) if meta.command == MetaCommand::Get && meta.flags.value => {
+                ReplyBound::Value
+            }
+            // `ma ... v` returns a number as its value.
+            Keyed::Meta(_) => ReplyBound::MetaLine,
+            Keyed::Store(_)
+            | Keyed::StoreTooLarge { .. }
+            | Keyed::Delete { .. }
+            | Keyed::Arith { .. }
+            | Keyed::Touch { .. }
+            | Keyed::MetaTooLarge { .. } => ReplyBound::Line,
+        }
+    }
+
     /// The key as sent (a meta command's may be base64: see
     /// [`Keyed::routing_key`]).
     pub fn key(&self) -> &'a [u8] {

@@ -468,7 +468,7 @@ impl Connection {
             Request::Keyed(keyed) => {
                 let mut buf = [0u8; MAX_KEY_LEN];
                 let key = keyed.routing_key(&mut buf);
-                self.keyed(&keyed, key, Forward::Wire(wire));
+                self.keyed(&keyed, key, Forward::Wire(wire, keyed.reply_bound()));
                 Ok(Next::Continue)
             }
             Request::Get { kind, keys } => {

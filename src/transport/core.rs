@@ -432,15 +432,6 @@ impl Core {
         self.outbox.borrow().short(shard)
     }
 
-    /// Gives `bytes` of `shard`'s reply budget back; a batch that waited
-    /// for it may go.
-    fn refund(&self, shard: usize, bytes: usize) {
-        let waited = self.outbox.borrow_mut().refund(shard, bytes);
-        if waited {
-            self.wake_flusher();
-        }
-    }
-
     /// Sends every pending batch, one message per shard. Runs for the life
     /// of the core, woken by the first `forward` after each flush; tasks
     /// already runnable then run first, so their requests join the batch.
@@ -490,8 +481,18 @@ impl Core {
     /// back to the budget, each part's waiter gets the shared answer (or,
     /// if its owner wrote its replies, nothing to place), and the batch's
     /// buffers go back to the outbox.
-    fn deliver(&self, shard: usize, answer: Answer, wire: Vec<u8>, parts: Vec<Part>, cap: usize) {
-        self.refund(shard, cap.saturating_sub(answer.out.len()));
+    fn deliver(
+        &self,
+        shard: usize,
+        mut answer: Answer,
+        wire: Vec<u8>,
+        parts: Vec<Part>,
+        cap: usize,
+    ) {
+        let waited = self.outbox.borrow_mut().delivered(shard, &mut answer, cap);
+        if waited {
+            self.wake_flusher();
+        }
         let answer = Rc::new(answer);
         for part in &parts {
             let share = if part.written_whole() {

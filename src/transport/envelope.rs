@@ -41,7 +41,7 @@
 use std::os::fd::OwnedFd;
 
 use crate::keyspace::NsId;
-use crate::protocol::{GetKind, Keyed};
+use crate::protocol::{GetKind, Keyed, ReplyBound};
 use crate::shard::PREFETCH_AHEAD;
 use crate::stats::Report;
 use crate::tenancy::Namespace;
@@ -265,10 +265,12 @@ impl ForwardLimits {
         (left >= self.min_batch).then(|| (left / 2).clamp(self.min_batch, self.max_batch))
     }
 
+    /// The most `record`'s reply can take.
     fn room(&self, record: &Record) -> usize {
         match record {
-            Record::Get(_) => self.max_reply,
-            Record::Wire(_) => SMALL_REPLY,
+            Record::Get(_) | Record::Wire(_, ReplyBound::Value) => self.max_reply,
+            Record::Wire(_, ReplyBound::MetaLine) => REPLY_OVERHEAD,
+            Record::Wire(_, ReplyBound::Line) => SMALL_REPLY,
         }
     }
 }
@@ -289,7 +291,7 @@ pub fn answer_batch(
     mut prefetch: impl FnMut(&[u64]),
     mut run: impl FnMut(Namespace, u64, Record<'_>, &mut Vec<u8>),
 ) {
-    let Answer { out, ends } = answer;
+    let Answer { out, ends, .. } = answer;
     let cap = cap.min(MAX_ANSWER);
     let mut full = false;
     let mut start = 0;
@@ -318,10 +320,9 @@ pub fn answer_batch(
                 if served > 0 && out.len() - part_from >= PART_REPLIES {
                     break 'part;
                 }
-                let before = out.len();
-                let small = matches!(record, Record::Wire(_));
+                let (before, room) = (out.len(), limits.room(&record));
                 run(part.ns, hash, record, out);
-                debug_assert!(!small || out.len() - before <= SMALL_REPLY);
+                debug_assert!(out.len() - before <= room, "a reply past its bound");
                 debug_assert!(out.len() <= MAX_ANSWER);
                 ends.push(out.len() as u32);
                 served += 1;
@@ -339,6 +340,9 @@ pub fn answer_batch(
 pub struct Answer {
     pub out: Vec<u8>,
     pub ends: Vec<u32>,
+    /// What of its owner's reply budget the answer holds once delivered
+    /// (its size, within the batch's cap): given back when it is let go.
+    pub charged: usize,
 }
 
 impl Answer {
@@ -364,12 +368,15 @@ impl Answer {
     }
 }
 
-/// Record tags: retrievals sent parsed, then requests sent as wire bytes.
+/// Record tags: retrievals sent parsed, then requests sent as wire bytes,
+/// by the bound of their reply.
 const GET: u8 = 0;
 const GETS: u8 = 1;
 const GAT: u8 = 2;
 const GATS: u8 = 3;
-const WIRE: u8 = 4;
+const WIRE_LINE: u8 = 4;
+const WIRE_META_LINE: u8 = 5;
+const WIRE_VALUE: u8 = 6;
 
 /// Appends a single-key retrieval of `key` (hashed to `hash`) to a batch.
 /// Keys are at most 250 bytes (the parser refuses longer ones).
@@ -388,10 +395,15 @@ pub fn push_get(batch: &mut Vec<u8>, hash: u64, kind: GetKind, key: &[u8]) {
     batch.extend_from_slice(key);
 }
 
-/// Appends a request as the client's bytes, `wire`, for the owner to parse.
-pub fn push_wire(batch: &mut Vec<u8>, hash: u64, wire: &[u8]) {
+/// Appends a request as the client's bytes, `wire`, for the owner to parse,
+/// with the bound of its reply.
+pub fn push_wire(batch: &mut Vec<u8>, hash: u64, wire: &[u8], bound: ReplyBound) {
     batch.extend_from_slice(&hash.to_le_bytes());
-    batch.push(WIRE);
+    batch.push(match bound {
+        ReplyBound::Line => WIRE_LINE,
+        ReplyBound::MetaLine => WIRE_META_LINE,
+        ReplyBound::Value => WIRE_VALUE,
+    });
     batch.extend_from_slice(&(wire.len() as u32).to_le_bytes());
     batch.extend_from_slice(wire);
 }
@@ -401,8 +413,8 @@ pub fn push_wire(batch: &mut Vec<u8>, hash: u64, wire: &[u8]) {
 pub enum Record<'a> {
     /// A retrieval, ready to run.
     Get(Keyed<'a>),
-    /// A request's wire bytes, to parse.
-    Wire(&'a [u8]),
+    /// A request's wire bytes, to parse, and how long its reply can be.
+    Wire(&'a [u8], ReplyBound),
 }
 
 /// Reads the record at the start of `batch`: its hash, the record and its
@@ -424,10 +436,15 @@ pub fn read_record(batch: &[u8]) -> (u64, Record<'_>, usize) {
                 GetKind::Gats(t)
             }
         }
-        WIRE => {
+        WIRE_LINE | WIRE_META_LINE | WIRE_VALUE => {
+            let bound = match tag {
+                WIRE_LINE => ReplyBound::Line,
+                WIRE_META_LINE => ReplyBound::MetaLine,
+                _ => ReplyBound::Value,
+            };
             let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes")) as usize;
             at += 4;
-            return (hash, Record::Wire(&batch[at..at + len]), at + len);
+            return (hash, Record::Wire(&batch[at..at + len], bound), at + len);
         }
         other => panic!("unknown forwarded record tag {other}"),
     };
@@ -466,7 +483,12 @@ mod tests {
         for (i, &kind) in kinds.iter().enumerate() {
             push_get(&mut batch, i as u64, kind, &long[..1 + i * 83]);
         }
-        push_wire(&mut batch, u64::MAX, b"set k 0 0 1\r\nv\r\n");
+        push_wire(
+            &mut batch,
+            u64::MAX,
+            b"set k 0 0 1\r\nv\r\n",
+            ReplyBound::Line,
+        );
         push_get(&mut batch, 7, GetKind::Get, b"last");
         let mut pos = 0;
         for (i, &kind) in kinds.iter().enumerate() {
@@ -479,7 +501,10 @@ mod tests {
         let (hash, record, len) = read_record(&batch[pos..]);
         assert_eq!(
             (hash, record),
-            (u64::MAX, Record::Wire(b"set k 0 0 1\r\nv\r\n"))
+            (
+                u64::MAX,
+                Record::Wire(b"set k 0 0 1\r\nv\r\n", ReplyBound::Line)
+            )
         );
         pos += len;
         let (hash, record, len) = read_record(&batch[pos..]);
@@ -497,14 +522,23 @@ mod tests {
         assert_eq!(pos + len, batch.len());
     }
 
-    /// A batch of parts, each a run of gets whose hash is the size of the
-    /// value it finds (`run` answers with that many bytes).
+    /// A batch of parts, each a run of requests whose hash is the size of
+    /// the reply it gets (`run` answers with that many bytes): gets, and
+    /// wire requests within each bound (meta gets of values among them).
     fn batch_of(sizes: &[Vec<usize>]) -> (Vec<Part>, Vec<u8>) {
         let ns = Namespace { id: 3 };
         let (mut parts, mut wire) = (Vec::new(), Vec::new());
         for (i, part) in sizes.iter().enumerate() {
             for &size in part {
-                push_get(&mut wire, size as u64, GetKind::Get, b"k");
+                let hash = size as u64;
+                match size % 4 {
+                    0 if size <= SMALL_REPLY => push_wire(&mut wire, hash, b"w", ReplyBound::Line),
+                    1 if size <= REPLY_OVERHEAD => {
+                        push_wire(&mut wire, hash, b"w", ReplyBound::MetaLine)
+                    }
+                    2 => push_wire(&mut wire, hash, b"w", ReplyBound::Value),
+                    _ => push_get(&mut wire, hash, GetKind::Get, b"k"),
+                }
             }
             parts.push(Part::new(ns, wire.len(), i as u32));
         }

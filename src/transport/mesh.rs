@@ -141,7 +141,7 @@ fn execute_batch(core: &Core, parts: &mut [Part], batch: &[u8], answer: &mut Ans
         |hashes| shard.borrow().prefetch(hashes),
         |ns, hash, record, out| match record {
             Record::Get(request) => shard.borrow_mut().execute(ns.id, hash, &request, out),
-            Record::Wire(wire) => shard
+            Record::Wire(wire, _) => shard
                 .borrow_mut()
                 .execute_wire(ns.id, hash, wire, &limits, out),
         },

@@ -146,6 +146,7 @@ impl Outboxes {
             None => Answer {
                 out: Vec::with_capacity(FRESH_BATCH),
                 ends: Vec::with_capacity(FRESH_BATCH / 64),
+                charged: 0,
             },
         };
         Some(Batch {
@@ -154,6 +155,18 @@ impl Outboxes {
             answer,
             cap,
         })
+    }
+
+    /// A batch's answer came home: of the `cap` it was sent with, the part
+    /// it does not fill goes back to the budget now (true if a batch was
+    /// waiting for it), and the answer holds the rest until it is let go.
+    /// The owner stops before a reply that might pass the cap
+    /// (`envelope::answer_batch`); were an answer past it anyway, the books
+    /// still balance: the cap is all that ever comes back.
+    pub fn delivered(&mut self, shard: usize, answer: &mut Answer, cap: usize) -> bool {
+        debug_assert!(answer.out.len() <= cap, "an answer past its cap");
+        answer.charged = answer.out.len().min(cap);
+        self.refund(shard, cap - answer.charged)
     }
 
     /// A batch's request buffers came home with its answer: kept for the
@@ -174,7 +187,7 @@ impl Outboxes {
     /// if a batch was waiting for it), and its buffers are kept for the
     /// next batch to `shard`, which carries them home.
     pub fn reuse_answer(&mut self, shard: usize, mut answer: Answer) -> bool {
-        let waited = self.refund(shard, answer.out.len());
+        let waited = self.refund(shard, std::mem::take(&mut answer.charged));
         let bytes = answer_bytes(&answer);
         let spares = &mut self.boxes[shard].spare_answers;
         if spares.len() < SPARES && self.spare_bytes + bytes <= SPARE_BUDGET {
@@ -214,7 +227,7 @@ mod tests {
         // comes back as soon as it arrives.
         let mut answer = batch.answer;
         answer.out.extend_from_slice(b"VALUE ...");
-        assert!(!o.refund(1, batch.cap - answer.out.len()));
+        assert!(!o.delivered(1, &mut answer, batch.cap));
         assert_eq!(o.owed(), answer.out.len());
         o.reuse_request(1, batch.wire, batch.parts);
         assert!(!o.reuse_answer(1, answer));

@@ -11,7 +11,7 @@
 
 use std::rc::Rc;
 
-use crate::protocol::GetKind;
+use crate::protocol::{GetKind, ReplyBound};
 use crate::transport::envelope::{push_get, push_wire, Answer, Part};
 
 /// What a connection sends a key's owner.
@@ -19,8 +19,9 @@ use crate::transport::envelope::{push_get, push_wire, Answer, Part};
 pub enum Forward<'a> {
     /// One key of a retrieval, as its kind and key.
     Get(GetKind, &'a [u8]),
-    /// Any other request, as the client's own bytes.
-    Wire(&'a [u8]),
+    /// Any other request, as the client's own bytes, and how long its
+    /// reply can be.
+    Wire(&'a [u8], ReplyBound),
 }
 
 /// Requests queued for other shards, and where their replies go in the
@@ -130,7 +131,7 @@ impl Remote {
         let before = q.wire.len();
         match what {
             Forward::Get(kind, key) => push_get(&mut q.wire, hash, kind, key),
-            Forward::Wire(wire) => push_wire(&mut q.wire, hash, wire),
+            Forward::Wire(wire, bound) => push_wire(&mut q.wire, hash, wire, bound),
         }
         self.wire_bytes += q.wire.len() - before;
         self.inserts.push(Insert {
@@ -368,7 +369,7 @@ mod tests {
         // connection starts afresh.
         remote.written_by_owner();
         assert!(remote.is_empty() && remote.unanswered(1).is_none());
-        remote.queue(0, 3, 7, Forward::Wire(b"delete k\r\n"));
+        remote.queue(0, 3, 7, Forward::Wire(b"delete k\r\n", ReplyBound::Line));
         assert_eq!(remote.only_one(), Some((0, 3)), "after a local reply");
         remote.waiting.push((0, 1));
         assert_eq!(remote.only_one(), None, "already sent");
