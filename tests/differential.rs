@@ -401,6 +401,8 @@ fn undocumented_differences() {
         b"stats detail on\r\n",
         // memcached: STAT sizes_status disabled / END; ferrocache: ERROR
         b"stats sizes\r\n",
+        // memcached: END (extstore built in, not turned on); ferrocache: ERROR
+        b"stats extstore\r\nstats extstore x\r\nstats EXTSTORE\r\n",
         // memcached keeps exptime in 32 bits: these expire at once (END);
         // ferrocache keeps the item.
         b"set x1 0 99999999999 1\r\nx\r\nget x1\r\n",

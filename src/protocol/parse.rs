@@ -210,6 +210,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 Some(b"items") => StatsGroup::Items,
                 Some(b"slabs") => StatsGroup::Slabs,
                 Some(b"sizes") => StatsGroup::Sizes,
+                Some(b"extstore") => StatsGroup::Extstore,
                 Some(b"detail") => StatsGroup::Detail(next_token(rest).0.unwrap_or(b"")),
                 Some(other) => StatsGroup::Other(other),
             };

@@ -63,6 +63,9 @@ pub enum StatsGroup<'a> {
     Items,
     Slabs,
     Sizes,
+    /// `stats extstore`: memcached built with external storage, which it
+    /// has not turned on, answers it with nothing.
+    Extstore,
     /// `stats detail on|off|dump`, with its argument.
     Detail(&'a [u8]),
     /// Any other group name; memcached answers `ERROR`.
@@ -467,6 +470,7 @@ impl<'a> Request<'a> {
                     StatsGroup::Items => b" items",
                     StatsGroup::Slabs => b" slabs",
                     StatsGroup::Sizes => b" sizes",
+                    StatsGroup::Extstore => b" extstore",
                     StatsGroup::Detail(arg) => {
                         out.extend_from_slice(b" detail ");
                         arg

@@ -106,8 +106,11 @@ impl Shard {
                 }
                 compose(&Response::End, out);
             }
-            // No slab classes here: both groups are empty.
-            StatsGroup::Items | StatsGroup::Slabs => compose(&Response::End, out),
+            // No slab classes here: both groups are empty. No external
+            // storage either, as in a memcached that has not turned it on.
+            StatsGroup::Items | StatsGroup::Slabs | StatsGroup::Extstore => {
+                compose(&Response::End, out)
+            }
             // Size histograms are off, as in a default memcached.
             StatsGroup::Sizes => {
                 compose(&Response::Stat("sizes_status", "disabled"), out);
