@@ -393,6 +393,15 @@ impl Store {
         } else {
             self.segs.oldest(queue, count, &mut victims);
         }
+        if fair && queue == SMALL && victims.len() == 1 && self.all_protected(victims[0]) {
+            // Every item of it is kept: it joins main as it lies. Copied,
+            // each item would gain an explicit cas (8 bytes), so a segment
+            // of them no longer fits one, and the last were evicted.
+            self.segs.detach(victims[0]);
+            self.segs.seal(victims[0], MAIN);
+            self.victims = victims;
+            return;
+        }
         for &v in &victims {
             self.segs.detach(v);
         }
@@ -527,6 +536,31 @@ impl Store {
 }
 
 impl Store {
+    /// Whether segment `seg` holds a live item a merge would keep for its
+    /// project (see [`Store::protected`]) and none it would not, and can be
+    /// walked to its end. Expired and flushed items do not count either
+    /// way: they stay until the segment is merged from main.
+    fn all_protected(&self, seg: u32) -> bool {
+        let s = &self.segs.segs[seg as usize];
+        let (mut off, mut any) = (0usize, false);
+        while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
+            if !h.dead && is_live(h.exptime, self.now) {
+                let found = self.index.find_loc(
+                    item_home(&self.keys, &s.data, off, &h),
+                    index::seg_loc(seg, off as u32),
+                );
+                if found.is_some_and(|pos| !self.flushed(self.index.get(pos))) {
+                    if !self.protected(h.ns) {
+                        return false;
+                    }
+                    any = true;
+                }
+            }
+            off += h.total_len();
+        }
+        any && off == s.write as usize
+    }
+
     /// Whether the items of `ns` are kept by merges now: its project holds
     /// less than its share (as of the last `projects.refresh`).
     #[inline]
