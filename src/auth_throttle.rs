@@ -60,7 +60,8 @@ impl AuthThrottle {
     }
 
     fn known_digest(&self, ip: IpAddr, project: &str, token: &[u8]) -> u64 {
-        self.known_key.hash_one((Self::key(ip), project, token))
+        self.known_key
+            .hash_one((client_address(ip), project, token))
     }
 
     /// Whether `project`/`token` may be checked from `ip` at `now_ms`: the
@@ -97,21 +98,6 @@ impl AuthThrottle {
         known.insert(digest, now_ms);
     }
 
-    /// The key an address is counted under: IPv6 clients usually hold a
-    /// whole /64, so they are counted by it (mapped IPv4 as IPv4).
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let s = v6.segments();
-                    IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-                }
-            },
-        }
-    }
-
     /// Whether `ip` is blocked at `now_ms`.
     pub fn blocked(&self, ip: IpAddr, now_ms: u64) -> bool {
         if self.limit == 0 {
@@ -119,7 +105,7 @@ impl AuthThrottle {
         }
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         table
-            .get(&Self::key(ip))
+            .get(&client_address(ip))
             .is_some_and(|e| live(e, now_ms) && e.failures >= self.limit)
     }
 
@@ -128,7 +114,7 @@ impl AuthThrottle {
         if self.limit == 0 {
             return false;
         }
-        let key = Self::key(ip);
+        let key = client_address(ip);
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if !table.contains_key(&key) && table.len() >= SLOTS {
             table.retain(|_, e| live(e, now_ms));
@@ -166,6 +152,20 @@ impl AuthThrottle {
     /// (address, credentials) pairs remembered now.
     pub fn known(&self) -> usize {
         self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// What counts as one client when clients are counted by address (here,
+/// and by the metrics endpoint): an IPv4 address, an IPv4-mapped IPv6 one
+/// as IPv4, and an IPv6 address by its /64, since one host usually holds a
+/// whole /64.
+pub fn client_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
     }
 }
 

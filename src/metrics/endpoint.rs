@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::http::{self, Parsed, Reply, Request, HEAD_LIMIT};
+use crate::auth_throttle::client_address;
 
 /// Threads serving connections, started once with the endpoint. A fixed
 /// pool, so nothing a client does starts a thread (or fails to, out of
@@ -126,22 +127,23 @@ fn admit(queue: &Sender<Held>, held: Held) -> bool {
     }
 }
 
-/// Open metrics connections per client address (see [`address_key`]).
-/// Only the metrics threads touch it, a few times per scrape.
+/// Open metrics connections per client address (as
+/// [`client_address`] counts clients). Only the metrics threads touch it,
+/// a few times per scrape.
 #[derive(Default)]
-struct Addresses(Mutex<HashMap<u128, usize>>);
+struct Addresses(Mutex<HashMap<IpAddr, usize>>);
 
 /// One open connection's place in [`Addresses`].
 struct Slot {
     addresses: Arc<Addresses>,
-    key: u128,
+    key: IpAddr,
 }
 
 impl Addresses {
     /// A place for a connection from `peer`, unless its address holds
     /// [`PER_ADDRESS`] already.
     fn take(self: &Arc<Self>, peer: &SocketAddr) -> Option<Slot> {
-        let key = address_key(peer.ip());
+        let key = client_address(peer.ip());
         let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(key).or_insert(0);
         if *count >= PER_ADDRESS {
@@ -164,17 +166,6 @@ impl Drop for Slot {
                 open.remove(&self.key);
             }
         }
-    }
-}
-
-/// What counts as one client address: an IPv4 address (an IPv4-mapped IPv6
-/// one included), or an IPv6 address's /64, since one host may hold a
-/// whole /64. The two kinds cannot collide: a v4 key's top 96 bits are 0,
-/// and no /64 that short is routed to anyone.
-fn address_key(ip: IpAddr) -> u128 {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => u32::from(v4) as u128,
-        IpAddr::V6(v6) => u128::from(v6) & !((1u128 << 64) - 1),
     }
 }
 
