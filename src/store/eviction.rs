@@ -393,14 +393,20 @@ impl Store {
         } else {
             self.segs.oldest(queue, count, &mut victims);
         }
-        if fair && queue == SMALL && victims.len() == 1 && self.all_protected(victims[0]) {
-            // Every item of it is kept: it joins main as it lies. Copied,
-            // each item would gain an explicit cas (8 bytes), so a segment
-            // of them no longer fits one, and the last were evicted.
-            self.segs.detach(victims[0]);
-            self.segs.seal(victims[0], MAIN);
-            self.victims = victims;
-            return;
+        if fair && queue == SMALL && victims.len() == 1 {
+            let (protected, other) = self.live_bytes(victims[0]);
+            if protected > 0 && other == 0 {
+                // Every live item of it is kept: it joins main as it lies,
+                // as a main segment of them goes round whole. Copied, each
+                // item would gain an explicit cas (8 bytes), so a segment of
+                // them no longer fits one, and the last were evicted.
+                // (Expired or flushed items in it wait for its merge from
+                // main.)
+                self.segs.detach(victims[0]);
+                self.segs.seal(victims[0], MAIN);
+                self.victims = victims;
+                return;
+            }
         }
         for &v in &victims {
             self.segs.detach(v);
@@ -536,31 +542,6 @@ impl Store {
 }
 
 impl Store {
-    /// Whether segment `seg` holds a live item a merge would keep for its
-    /// project (see [`Store::protected`]) and none it would not, and can be
-    /// walked to its end. Expired and flushed items do not count either
-    /// way: they stay until the segment is merged from main.
-    fn all_protected(&self, seg: u32) -> bool {
-        let s = &self.segs.segs[seg as usize];
-        let (mut off, mut any) = (0usize, false);
-        while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
-            if !h.dead && is_live(h.exptime, self.now) {
-                let found = self.index.find_loc(
-                    item_home(&self.keys, &s.data, off, &h),
-                    index::seg_loc(seg, off as u32),
-                );
-                if found.is_some_and(|pos| !self.flushed(self.index.get(pos))) {
-                    if !self.protected(h.ns) {
-                        return false;
-                    }
-                    any = true;
-                }
-            }
-            off += h.total_len();
-        }
-        any && off == s.write as usize
-    }
-
     /// Whether the items of `ns` are kept by merges now: its project holds
     /// less than its share (as of the last `projects.refresh`).
     #[inline]
@@ -581,7 +562,7 @@ impl Store {
         let (mut looked, mut kept) = (0usize, 0usize);
         while id != NONE && victims.len() < count && looked < lap {
             let next = self.segs.segs[id as usize].next;
-            let protected = self.protected_bytes(id);
+            let (protected, _) = self.live_bytes(id);
             if kept + protected <= budget {
                 victims.push(id);
                 kept += protected;
@@ -599,19 +580,25 @@ impl Store {
         }
     }
 
-    /// Bytes (as a merge would copy them) of live items in segment `seg`
-    /// whose projects are under their share.
-    fn protected_bytes(&self, seg: u32) -> usize {
+    /// Bytes (as a merge would copy them) of the live items in segment
+    /// `seg`: those of projects under their share, which merges keep, and
+    /// the others'.
+    fn live_bytes(&self, seg: u32) -> (usize, usize) {
         let s = &self.segs.segs[seg as usize];
         let mut off = 0usize;
-        let mut bytes = 0usize;
+        let (mut protected, mut other) = (0usize, 0usize);
         while let Some(h) = layout::read_within(&s.data, off, s.write as usize) {
-            if !h.dead && is_live(h.exptime, self.now) && self.protected(h.ns) {
-                bytes += layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
+            if !h.dead && is_live(h.exptime, self.now) {
+                let bytes = layout::header_len(h.ns, h.flags, true) + h.klen + h.vlen;
+                if self.protected(h.ns) {
+                    protected += bytes;
+                } else {
+                    other += bytes;
+                }
             }
             off += h.total_len();
         }
-        bytes
+        (protected, other)
     }
 
     /// Evict at least `need` bytes (as `stats` counts them) of `project`'s
