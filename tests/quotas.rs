@@ -94,8 +94,9 @@ fn a_memory_cap_evicts_the_projects_own_items_only() {
 /// an item larger than that share can never be stored: it is too large
 /// for the project's cache, and gets memcached's error for that (not "out
 /// of memory", which reads as a passing shortage), whichever command
-/// sends it. A set that is refused so drops the old value of its key, as
-/// memcached's does; an append that would grow past it is not stored.
+/// sends it. A set or ms that is refused so drops the old value of its
+/// key, as memcached's does; an append that would grow past it is not
+/// stored.
 #[test]
 fn an_item_larger_than_a_cores_share_of_the_cap_is_too_large() {
     const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
@@ -123,7 +124,20 @@ fn an_item_larger_than_a_cores_share_of_the_cap_is_too_large() {
     append.extend_from_slice(b"\r\n");
     conn.roundtrip(&append, b"NOT_STORED\r\n");
     conn.roundtrip(b"mn\r\n", b"MN\r\n");
-    assert_eq!(stat_num(&stats_of(&mut conn, ""), "store_too_large"), 2);
+    // A classic replace keeps the old value (memcached drops it for set
+    // alone); an ms in replace mode makes its item before it looks at the
+    // mode, so it drops the old value as a set does.
+    let mut replace = format!("replace k 0 0 {}\r\n", 600 << 10).into_bytes();
+    replace.extend(std::iter::repeat_n(b'v', 600 << 10));
+    replace.extend_from_slice(b"\r\n");
+    conn.roundtrip(&replace, TOO_LARGE);
+    conn.roundtrip(b"mg k s\r\n", b"HD s409600\r\n");
+    let mut meta_replace = format!("ms k {} MR\r\n", 600 << 10).into_bytes();
+    meta_replace.extend(std::iter::repeat_n(b'v', 600 << 10));
+    meta_replace.extend_from_slice(b"\r\n");
+    conn.roundtrip(&meta_replace, TOO_LARGE);
+    conn.roundtrip(b"mg k s\r\n", b"EN\r\n");
+    assert_eq!(stat_num(&stats_of(&mut conn, ""), "store_too_large"), 4);
     assert_eq!(stat_num(&stats_of(&mut conn, ""), "store_no_memory"), 0);
 }
 

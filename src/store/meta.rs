@@ -10,7 +10,7 @@
 
 use super::index::{self, FETCHED, FREQ_MASK, LARGE, LOC_MASK};
 use super::layout::{self, ACCESS_MASK, META_BINARY_KEY, META_STALE, META_TOKEN_SENT};
-use super::segmented::{is_live, memcached_chunked, Store, Write};
+use super::segmented::{is_live, memcached_chunked, Store, Why, Write};
 use super::{Key, SetMode, SetOutcome};
 
 /// One of `mg`'s flags that read or set the exptime (server seconds, 0
@@ -293,7 +293,25 @@ impl Store {
     /// `invalidate` stores a value whose cas is older than the item's,
     /// keeping that cas and marking the item stale. Answers the outcome
     /// and, when stored, the new item's cas.
+    ///
+    /// An item that cannot be made (too large, or no room for it) leaves
+    /// no old value behind in any mode but append and prepend: memcached's
+    /// `ms` allocates the new item before it looks at the mode, and unlinks
+    /// the key when that fails. (Classic commands do so only for `set`,
+    /// which `Store::set` handles.)
     pub fn meta_set(&mut self, k: Key<'_>, set: MetaSet<'_>, now: u32) -> (SetOutcome, u64) {
+        let mode = set.mode;
+        let (r, unique) = self.meta_store(k, set, now);
+        let unmade = matches!(r, SetOutcome::TooLarge | SetOutcome::OutOfMemory);
+        if unmade && matches!(mode, SetMode::Add | SetMode::Replace | SetMode::Cas(_)) {
+            if let Some(pos) = self.find(&k) {
+                self.unlink(index::home_of(k.hash), pos, Why::Dropped);
+            }
+        }
+        (r, unique)
+    }
+
+    fn meta_store(&mut self, k: Key<'_>, set: MetaSet<'_>, now: u32) -> (SetOutcome, u64) {
         let MetaSet {
             mode,
             flags,
@@ -372,7 +390,7 @@ impl Store {
         }
         if !invalidate {
             let home = index::home_of(k.hash);
-            self.unlink(home, pos, super::segmented::Why::Dropped);
+            self.unlink(home, pos, Why::Dropped);
             return MetaDeleteOutcome::Deleted;
         }
         let (flags, exptime) = (it.flags, ttl.unwrap_or(it.exptime));
