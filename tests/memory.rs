@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Conn, Server};
+use common::{within, Conn, Server};
 use std::time::{Duration, Instant};
 
 const MEMORY_MB: u64 = 32;
@@ -151,4 +151,65 @@ fn the_index_grows_with_the_items() {
         "index {per_item:.1} bytes per item"
     );
     assert!(grown < bound / 10, "{grown} of a {bound}-byte bound");
+}
+
+/// Raises this process's open-file limit to at least `want` descriptors.
+fn allow_descriptors(want: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we pass.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        assert!(
+            limit.rlim_max >= want,
+            "the test needs {want} open files; the hard limit is {}",
+            limit.rlim_max
+        );
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+}
+
+/// A burst of clients that all leave gives its memory back: 1,500
+/// connections, each with a request served, raise the process's resident
+/// memory by their buffers (about 32 KiB each); once they have closed, it
+/// falls most of the way back, where the allocator's heaps used to keep it.
+#[test]
+fn memory_of_a_burst_of_connections_goes_back_when_they_close() {
+    const CLIENTS: usize = 1500;
+    allow_descriptors(CLIENTS as u64 + 200);
+    let server = Server::start(&["--memory-mb", "64"]);
+    let mut witness = server.connect();
+    witness.roundtrip(b"get a\r\n", b"END\r\n");
+    let before = server.rss_bytes();
+    let mut burst: Vec<Conn> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for conn in &mut burst {
+        conn.send(b"get a\r\n");
+    }
+    for conn in &mut burst {
+        assert_eq!(conn.read_until(b"\r\n"), b"END\r\n");
+    }
+    let peak = server.rss_bytes();
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown >= 16 << 20,
+        "{CLIENTS} connections grew resident memory by only {} KiB",
+        grown >> 10
+    );
+    drop(burst);
+    let back = within(Duration::from_secs(6), || {
+        server.rss_bytes() < before + grown / 4
+    });
+    assert!(
+        back.is_some(),
+        "resident memory {} MiB before the burst, {} MiB at its peak, {} MiB 6 s after it left",
+        before >> 20,
+        peak >> 20,
+        server.rss_bytes() >> 20
+    );
+    witness.roundtrip(b"get a\r\n", b"END\r\n");
 }

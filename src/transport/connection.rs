@@ -309,6 +309,9 @@ impl Connection {
             let mut c = self.core.conns.borrow_mut();
             c.conn_buffer_bytes -= self.reported as u64;
             c.conn_buffer_bytes += now as u64;
+            if now > self.reported {
+                self.core.buffers_held(c.conn_buffer_bytes);
+            }
             self.reported = now;
         }
     }

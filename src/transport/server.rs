@@ -43,6 +43,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 /// How often each core runs delayed flushes and reclaims expired items
 /// (and how many items at most).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often a core looks whether its connections gave back enough memory
+/// to hand it back to the system.
+const GIVE_BACK_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_BUDGET: usize = 10_000;
 
 #[derive(Debug)]
@@ -519,6 +522,7 @@ async fn executor(
         glommio::spawn_local(serve_replies(core.clone(), peer)).detach();
     }
     glommio::spawn_local(sweep(core.clone())).detach();
+    glommio::spawn_local(give_back_memory(core.clone())).detach();
     if let Some(board) = board {
         glommio::spawn_local(publish_metrics(core.clone(), board)).detach();
     }
@@ -696,6 +700,15 @@ async fn hand_over(core: &Core, home: usize, socket: Socket) {
             core.shared.unplace(home);
             warn!(error = %e, "cannot hand a connection over");
         }
+    }
+}
+
+/// Hands free memory back to the system after a burst of connections or
+/// of large replies (`Core::give_back_memory`).
+async fn give_back_memory(core: Rc<Core>) {
+    loop {
+        core.pause(GIVE_BACK_EVERY).await;
+        core.give_back_memory();
     }
 }
 
