@@ -275,6 +275,20 @@ fn documented_differences() -> Vec<Difference> {
     let bad = b"CLIENT_ERROR bad command line format\r\n".to_vec();
     vec![
         (
+            // First, while memcached's slab class 1 holds no item.
+            "stats cachedump",
+            b"stats cachedump 1 1\r\nstats sizes_enable\r\nstats sizes_disable\r\n".to_vec(),
+            b"END\r\nSTAT sizes_status enabled\r\nSTAT sizes_status disabled\r\n".to_vec(),
+            b"ERROR\r\nERROR\r\nERROR\r\n".to_vec(),
+        ),
+        (
+            "NUL in a number",
+            b"set n 0 0 1\r\n5\r\nincr n 1\0junk\r\ntouch n 10\0\r\n".to_vec(),
+            b"STORED\r\n6\r\nTOUCHED\r\n".to_vec(),
+            b"STORED\r\nCLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR invalid exptime argument\r\n"
+                .to_vec(),
+        ),
+        (
             "control byte in key (set)",
             b"set k\x01 0 0 1\r\nx\r\n".to_vec(),
             b"STORED\r\n".to_vec(),
