@@ -18,8 +18,7 @@ use super::lanes::{Endpoint, Lanes};
 use super::outbox::Outboxes;
 use super::uring::{stir, Inbound, Ring};
 use super::waiters::{PartAnswer, Waiters};
-use crate::clock::coarse_now;
-use crate::clock::Clock;
+use crate::clock::{coarse_now, Clock};
 use crate::config::Config;
 use crate::shard::admin::Everywhere;
 use crate::shard::Shard;
@@ -288,8 +287,9 @@ impl Core {
     /// `malloc_trim` returns every heap's free pages, on this core's
     /// thread and under each heap's lock in turn (so another core's
     /// allocation may wait while its heap is trimmed): 11-15 ms after
-    /// 4,000 connections left, once per burst. Steady churn, where new connections reuse
-    /// what old ones freed, never comes this far below its peak.
+    /// 4,000 connections left, once per burst. Steady churn, where new
+    /// connections reuse what old ones freed, never comes this far below
+    /// its peak.
     pub(super) fn give_back_memory(&self) {
         let held = self.conns.borrow().conn_buffer_bytes;
         let peak = self.buffers_peak.get().max(held);

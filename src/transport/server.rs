@@ -41,11 +41,9 @@ const MESH_CAPACITY: usize = 1024;
 /// How long in-flight replies get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 /// How often each core runs delayed flushes and reclaims expired items
-/// (and how many items at most).
+/// (and how many items at most), and looks whether its connections freed
+/// enough memory to hand back to the system.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// How often a core looks whether its connections gave back enough memory
-/// to hand it back to the system.
-const GIVE_BACK_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_BUDGET: usize = 10_000;
 
 #[derive(Debug)]
@@ -522,7 +520,6 @@ async fn executor(
         glommio::spawn_local(serve_replies(core.clone(), peer)).detach();
     }
     glommio::spawn_local(sweep(core.clone())).detach();
-    glommio::spawn_local(give_back_memory(core.clone())).detach();
     if let Some(board) = board {
         glommio::spawn_local(publish_metrics(core.clone(), board)).detach();
     }
@@ -703,20 +700,15 @@ async fn hand_over(core: &Core, home: usize, socket: Socket) {
     }
 }
 
-/// Hands free memory back to the system after a burst of connections or
-/// of large replies (`Core::give_back_memory`).
-async fn give_back_memory(core: Rc<Core>) {
-    loop {
-        core.pause(GIVE_BACK_EVERY).await;
-        core.give_back_memory();
-    }
-}
-
+/// A core's housekeeping, once a second: the store's sweep, and free
+/// memory handed back after a burst of connections or of large replies
+/// (`Core::give_back_memory`), in one wake-up.
 async fn sweep(core: Rc<Core>) {
     loop {
         core.pause(SWEEP_EVERY).await;
         core.shard.borrow_mut().tick(SWEEP_BUDGET);
         Namespaces::global().maintain(core.index, core.shards, &mut *core.shard.borrow_mut());
+        core.give_back_memory();
     }
 }
 
