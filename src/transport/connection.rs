@@ -98,6 +98,7 @@ pub async fn serve(core: Rc<Core>, socket: Socket) {
         debug!(peer = ?conn.peer, error = %e, "connection error");
     }
     conn.core.conns.borrow_mut().conn_buffer_bytes -= conn.reported as u64;
+    conn.core.buffers_freed(conn.reported);
     conn.take_socket().close().await;
 }
 
@@ -309,8 +310,8 @@ impl Connection {
             let mut c = self.core.conns.borrow_mut();
             c.conn_buffer_bytes -= self.reported as u64;
             c.conn_buffer_bytes += now as u64;
-            if now > self.reported {
-                self.core.buffers_held(c.conn_buffer_bytes);
+            if now < self.reported {
+                self.core.buffers_freed(self.reported - now);
             }
             self.reported = now;
         }

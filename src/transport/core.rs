@@ -39,8 +39,8 @@ pub fn return_large_buffers_to_the_os() {
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) };
 }
 
-/// How far a core's connection buffers must fall below their peak before
-/// free memory is handed back to the system (`Core::give_back_memory`).
+/// Bytes of connection buffers a core's connections must free before free
+/// memory is handed back to the system (`Core::give_back_memory`).
 const GIVE_BACK_AFTER: u64 = 8 << 20;
 /// The least time between two hand-backs, in seconds: each covers the
 /// whole process.
@@ -184,9 +184,9 @@ pub struct Core {
     /// What a part whose replies its owner wrote gets instead of the
     /// batch's answer: it has nothing to place.
     nothing_to_place: Rc<Answer>,
-    /// The most the connections' buffers held (`conn_buffer_bytes`) since
-    /// free memory was last handed back to the system.
-    buffers_peak: Cell<u64>,
+    /// Bytes of connection buffers freed since free memory was last handed
+    /// back to the system.
+    buffers_freed: Cell<u64>,
 }
 
 impl Inbound for Core {
@@ -265,38 +265,32 @@ impl Core {
             forward_limits,
             deferred_waits: Cell::new(0),
             nothing_to_place: Rc::new(Answer::default()),
-            buffers_peak: Cell::new(0),
+            buffers_freed: Cell::new(0),
         }
     }
 
-    /// The connections' buffers hold `held` bytes now (`conn_buffer_bytes`
-    /// after it grew).
-    pub(super) fn buffers_held(&self, held: u64) {
-        if held > self.buffers_peak.get() {
-            self.buffers_peak.set(held);
-        }
+    /// The connections gave `bytes` of buffers back (closed, or shrank
+    /// them after a burst).
+    pub(super) fn buffers_freed(&self, bytes: usize) {
+        self.buffers_freed
+            .set(self.buffers_freed.get() + bytes as u64);
     }
 
-    /// Hands free memory back to the system once this core's connection
-    /// buffers have fallen `GIVE_BACK_AFTER` below their peak: the clients
-    /// of a burst have left, or gone quiet after large replies. Those
-    /// buffers (16 KiB and up; the larger, from 256 KiB, are mapped apart
-    /// and returned when freed) come from the allocator's heaps, which keep
-    /// freed memory for reuse: after a burst of 4,000 connections, the
-    /// process kept about 32 KiB for each once they had all gone.
-    /// `malloc_trim` returns every heap's free pages, on this core's
-    /// thread and under each heap's lock in turn (so another core's
-    /// allocation may wait while its heap is trimmed): 11-15 ms after
-    /// 4,000 connections left, once per burst. Steady churn, where new
-    /// connections reuse what old ones freed, never comes this far below
-    /// its peak.
+    /// Hands free memory back to the system once this core's connections
+    /// have freed `GIVE_BACK_AFTER` bytes of buffers: the clients of a
+    /// burst have left, or gone quiet. Those buffers (16 KiB and up; the
+    /// larger, from 256 KiB, are mapped apart and returned when freed) come
+    /// from the allocator's heaps, which keep freed memory for reuse: after
+    /// a burst of 4,000 connections, the process kept about 32 KiB for each
+    /// once they had all gone. `malloc_trim` returns every heap's free
+    /// pages, on this core's thread and under each heap's lock in turn (so
+    /// another core's allocation may wait while its heap is trimmed):
+    /// 11-15 ms after 4,000 connections left, a fraction of a millisecond
+    /// where little is free.
     pub(super) fn give_back_memory(&self) {
-        let held = self.conns.borrow().conn_buffer_bytes;
-        let peak = self.buffers_peak.get().max(held);
-        self.buffers_peak.set(peak);
-        if peak - held >= GIVE_BACK_AFTER && self.shared.may_give_back() {
+        if self.buffers_freed.get() >= GIVE_BACK_AFTER && self.shared.may_give_back() {
             trim_heaps();
-            self.buffers_peak.set(held);
+            self.buffers_freed.set(0);
         }
     }
 
