@@ -213,3 +213,49 @@ fn memory_of_a_burst_of_connections_goes_back_when_they_close() {
     );
     witness.roundtrip(b"get a\r\n", b"END\r\n");
 }
+
+/// A connection quiet for a second gives back all of its buffers, not only
+/// what a burst grew: a pool of idle clients holds no read or reply
+/// buffers, and each is served as before when it speaks again, a request
+/// larger than a fresh buffer and a pipeline included.
+#[test]
+fn idle_connections_hold_no_buffers() {
+    const CLIENTS: usize = 200;
+    let server = Server::start(&["--memory-mb", "64"]);
+    let mut witness = server.connect();
+    let mut pool: Vec<Conn> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for (i, conn) in pool.iter_mut().enumerate() {
+        conn.roundtrip(
+            format!("set k{i} 0 0 1\r\n{}\r\n", i % 10).as_bytes(),
+            b"STORED\r\n",
+        );
+    }
+    let busy = stat(&mut witness, "conn_buffer_bytes");
+    assert!(
+        busy >= (CLIENTS as u64) * 32 * 1024,
+        "{CLIENTS} connections hold only {busy} bytes of buffers"
+    );
+    // The witness, which keeps asking, holds its own 32 KiB; the pool none.
+    let quiet = within(Duration::from_secs(5), || {
+        stat(&mut witness, "conn_buffer_bytes") <= 32 * 1024
+    });
+    assert!(
+        quiet.is_some(),
+        "{CLIENTS} idle connections still hold {} bytes of buffers after 5 s",
+        stat(&mut witness, "conn_buffer_bytes")
+    );
+    for (i, conn) in pool.iter_mut().enumerate() {
+        conn.roundtrip(
+            format!("get k{i}\r\n").as_bytes(),
+            format!("VALUE k{i} 0 1\r\n{}\r\nEND\r\n", i % 10).as_bytes(),
+        );
+    }
+    let big = value(7, 100_000);
+    let mut request = b"set big 0 0 100000\r\n".to_vec();
+    request.extend_from_slice(&big);
+    request.extend_from_slice(b"\r\nget big\r\nget k0 k1\r\n");
+    let mut reply = b"STORED\r\nVALUE big 0 100000\r\n".to_vec();
+    reply.extend_from_slice(&big);
+    reply.extend_from_slice(b"\r\nEND\r\nVALUE k0 0 1\r\n0\r\nVALUE k1 0 1\r\n1\r\nEND\r\n");
+    pool[0].roundtrip(&request, &reply);
+}

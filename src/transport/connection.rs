@@ -54,9 +54,10 @@ use crate::tenancy::NsLimits;
 
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
-/// What a connection's buffers may hold while it is idle: its read
+/// What a TLS connection's buffers may hold while it is idle: its read
 /// buffer and a few small reply buffers. Past it, they are given back
-/// once it has been quiet for `SHRINK_AFTER`.
+/// once it has been quiet for `SHRINK_AFTER`. (A plain connection on the
+/// core's ring keeps none: `shrink_idle`.)
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
 /// The largest reply buffer kept aside for the next splice of other
 /// shards' replies (`settle`). A larger one, left by a burst of large
@@ -198,6 +199,17 @@ impl Connection {
         let mut first = true;
         self.report_buffers();
         loop {
+            if self.read.capacity() == 0 {
+                // Idle without buffers (`shrink_idle`): they come back
+                // with the next request.
+                let (timeout, _) = self.read_timeout()?;
+                self.socket.readable(timeout).await?;
+                self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
+                self.read.make_room(self.budget.max_request);
+                // Counted at once: thousands of idle clients that all close
+                // take buffers back for their last read, then free them.
+                self.report_buffers();
+            }
             self.read.make_room(self.budget.max_request);
             let (timeout, shrinking) = self.read_timeout()?;
             let (buf, at) = self.read.lend();
@@ -264,8 +276,13 @@ impl Connection {
             .map_err(|why| self.expire(why))?;
         self.armed = deadline.map(|(_, why)| why);
         let timeout = deadline.map(|(left, _)| left);
+        let idle_share = if self.socket.waits_unbuffered() {
+            0
+        } else {
+            IDLE_BUFFERS
+        };
         let shrink = partial_since.is_none()
-            && self.buffer_bytes() > IDLE_BUFFERS
+            && self.buffer_bytes() > idle_share
             && timeout.is_none_or(|t| t > SHRINK_AFTER);
         Ok(if shrink {
             (Some(SHRINK_AFTER), true)
@@ -280,9 +297,22 @@ impl Connection {
         io::Error::new(io::ErrorKind::TimedOut, why.describe())
     }
 
-    /// Back to an idle connection's buffers: the read buffer and a small
-    /// reply buffer. Called only between requests.
+    /// Back to an idle connection's buffers: none, where the socket can
+    /// wait for the next request without one and nothing is left over;
+    /// otherwise the read buffer and a small reply buffer. Called only
+    /// between requests.
     fn shrink_idle(&mut self) {
+        if self.socket.waits_unbuffered()
+            && self.out.is_empty()
+            && self.lent.is_none()
+            && self.remote.is_empty()
+            && self.read.release()
+        {
+            self.out = Vec::new();
+            self.spare = Vec::new();
+            self.remote.shrink(0);
+            return;
+        }
         self.read.shrink_idle();
         if self.out.is_empty() && self.out.capacity() > IDLE_REPLY_BUFFER {
             self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);

@@ -208,6 +208,10 @@ impl ReadBuffer {
     /// buffer (a big value or a long multiget) grows it, up to
     /// `max_request`: the parser bounds both, so the growth is bounded too.
     pub fn make_room(&mut self, max_request: usize) {
+        if self.buf.is_empty() {
+            // Released while the connection was idle.
+            self.buf = vec![0; READ_BUFFER];
+        }
         let c = &mut self.cursor;
         if c.start == c.end {
             c.start = 0;
@@ -284,6 +288,19 @@ impl ReadBuffer {
         if self.buf.len() > READ_BUFFER {
             self.shrink_to_read_buffer();
         }
+    }
+
+    /// Gives the whole buffer back, when nothing is half-read: the
+    /// connection waits for its next request without one (`make_room`
+    /// takes a fresh one). True when released.
+    pub fn release(&mut self) -> bool {
+        let c = &self.cursor;
+        if c.start != c.end || c.swallow > 0 || c.partial_since.is_some() {
+            return false;
+        }
+        self.buf = Vec::new();
+        self.cursor = Cursor::default();
+        true
     }
 
     fn shrink_to_read_buffer(&mut self) {

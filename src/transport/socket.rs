@@ -196,6 +196,23 @@ impl Socket {
         }
     }
 
+    /// Whether `readable` can wait for a request without a buffer lent to
+    /// the kernel (a plain socket on this core's ring). glommio's sockets
+    /// and TLS read through buffers of their own.
+    pub fn waits_unbuffered(&self) -> bool {
+        matches!(self, Socket::Uring { .. })
+    }
+
+    /// Waits until there is something to read, holding no buffer (see
+    /// `waits_unbuffered`; other sockets return at once). A wait past
+    /// `timeout` fails with `TimedOut`.
+    pub async fn readable(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Uring { stream, ring } => ring.readable(stream.as_raw_fd(), timeout).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Writes all of `buf`. A write that makes no progress for `timeout`
     /// (the client reads nothing) fails with `TimedOut`.
     pub async fn write_all(

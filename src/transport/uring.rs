@@ -346,6 +346,18 @@ impl Ring {
         (result, buf.expect("recv buffer"))
     }
 
+    /// Waits until `fd` has something to read (or has closed or failed),
+    /// holding no buffer meanwhile. A wait past `timeout` fails with
+    /// `TimedOut`, as `recv`'s does.
+    pub async fn readable(self: &Rc<Self>, fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32).build();
+        match self.op(entry, None, timeout).await.0 {
+            n if n >= 0 => Ok(()),
+            EXPIRED => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
+            n => Err(io::Error::from_raw_os_error(-n)),
+        }
+    }
+
     /// Sends all of `buf`. A send that makes no progress for `timeout`
     /// (the client reads nothing) fails with `TimedOut`; each send that
     /// moves bytes starts the wait again.
