@@ -31,8 +31,9 @@ pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// lines and `VERSION`, and a client that sends many without reading them
 /// must not make us hold more.
 pub const UNAUTHENTICATED_OUTPUT: usize = 4 * 1024;
-/// What an idle connection keeps for replies: past it, the reply buffer
-/// is given back once the connection has been quiet for `SHRINK_AFTER`.
+/// What an idle TLS connection keeps for replies (a plain one keeps no
+/// buffers): past it, the reply buffer is given back once the connection
+/// has been quiet for `SHRINK_AFTER`. A fresh reply buffer's size.
 pub const IDLE_REPLY_BUFFER: usize = 16 * 1024;
 /// How long a connection holding more than its idle share of buffers must
 /// be quiet before it gives the rest back. Long enough that a client
@@ -283,7 +284,8 @@ impl ReadBuffer {
         }
     }
 
-    /// Back to an idle connection's buffer. Called only between requests.
+    /// Back to an idle connection's buffer (a TLS connection's, which
+    /// keeps one; see `release`). Called only between requests.
     pub fn shrink_idle(&mut self) {
         if self.buf.len() > READ_BUFFER {
             self.shrink_to_read_buffer();
