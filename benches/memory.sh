@@ -6,10 +6,13 @@
 #   (b) hit ratio: cache-aside over a 10M-key Zipf space (alpha 0.9 and 1.0)
 #       with memory for ~10% of the bytes, plus a Zipf + one-time-scan mix;
 #   (c) throughput under eviction: a set-heavy load on a full store against
-#       the same load on an empty big store (target: ratio >= 0.8).
+#       the same load on an empty big store (target: ratio >= 0.8);
+#   (d) memory per connection: RSS growth per connection with CONNS clients
+#       connected, each having sent a set and a get, once they have been
+#       quiet for 2.5 s, and what is left once they have all closed.
 #
 # Environment (defaults in brackets):
-#   SECTIONS ("a b c")       which parts to run
+#   SECTIONS ("a b c d")     which parts to run
 #   ITEMS_100 (1000000)      items for (a) with 100-byte values
 #   ITEMS_1K (1000000)       items for (a) with 1 KiB values (~1.2 GB per server)
 #   HIT_KEYS (10000000)      key space for (b)
@@ -20,12 +23,13 @@
 #   EVICT_KEYS (2000000)     key space for (c), far larger than EVICT_MEMORY_MB
 #   EVICT_MEMORY_MB (64)     the full store of (c); the empty one gets 2048
 #   EVICT_SECS (5)           seconds per eviction load
+#   CONNS (2000)             connections for (d)
 #   SERVER_CPU (0), LOADGEN_CPU (1), FERROCACHE_BIN (skip the build)
 set -euo pipefail
 # shellcheck source=loadgen/servers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/loadgen/servers.sh"
 
-SECTIONS="${SECTIONS:-a b c}"
+SECTIONS="${SECTIONS:-a b c d}"
 ITEMS_100="${ITEMS_100:-1000000}"
 ITEMS_1K="${ITEMS_1K:-1000000}"
 HIT_KEYS="${HIT_KEYS:-10000000}"
@@ -36,6 +40,7 @@ SCAN_FRACTION="${SCAN_FRACTION:-0.1}"
 EVICT_KEYS="${EVICT_KEYS:-2000000}"
 EVICT_MEMORY_MB="${EVICT_MEMORY_MB:-64}"
 EVICT_SECS="${EVICT_SECS:-5}"
+CONNS="${CONNS:-2000}"
 SERVER_CPU="${SERVER_CPU:-0}"
 # On a 1-CPU machine nothing can be kept apart; leave the generator unpinned.
 if [[ -z ${LOADGEN_CPU+set} ]]; then
@@ -175,6 +180,61 @@ if [[ " $SECTIONS " == *" c "* ]]; then
     [[ $kind == mc ]] && name=memcached
     say "$(printf '  %-10s: full %9s ops/s  empty %9s ops/s  full/empty %sx  [target >= 0.80] %s' \
       "$name" "$full" "$empty" "$(calc "$full / $empty")" "$(pass_fail "$full >= 0.8 * $empty")")"
+  done
+fi
+
+# ---- (d) memory per connection -------------------------------------------------
+# per_connection KIND: sets PC_BUSY, PC_IDLE and PC_LEFT to RSS growth per
+# connection (KiB) while they are served, once they are idle, and after
+# they have all closed.
+per_connection() {
+  local kind="$1" name="conn-$1"
+  start "$name" "$kind" 64
+  local figures
+  figures="$(python3 - "${SRV_ADDR[$name]}" "${SRV_PID[$name]}" "$CONNS" <<'PY'
+import re, resource, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+pid, conns = int(sys.argv[2]), int(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < conns + 64:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, conns + 64), hard))
+def rss():
+    return int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1))
+def served(socks):
+    for s in socks:
+        s.sendall(b"set k 0 0 1\r\nx\r\nget k\r\n")
+    for s in socks:
+        got = b""
+        while not got.endswith(b"END\r\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                sys.exit("connection closed by the server")
+            got += chunk
+before = rss()
+socks = [socket.create_connection((host, int(port))) for _ in range(conns)]
+served(socks)
+busy = rss()
+time.sleep(2.5)
+idle = rss()
+for s in socks:
+    s.close()
+time.sleep(2.5)
+left = rss()
+print(*((x - before) / conns for x in (busy, idle, left)))
+PY
+)" || die "$kind: the connections could not all be served"
+  stop_server "$name"
+  read -r PC_BUSY PC_IDLE PC_LEFT <<<"$figures"
+}
+
+if [[ " $SECTIONS " == *" d "* ]]; then
+  say "(d) memory per connection: RSS growth per connection, KiB, $CONNS connections" \
+    "(each a set and a get; idle: after 2.5 s quiet; left: 2.5 s after all closed)"
+  for kind in fc mc; do
+    per_connection "$kind"
+    name=ferrocache
+    [[ $kind == mc ]] && name=memcached
+    say "$(printf '  %-10s: served %6.1f  idle %6.1f  left %6.1f' "$name" "$PC_BUSY" "$PC_IDLE" "$PC_LEFT")"
   done
 fi
 
