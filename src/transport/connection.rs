@@ -38,7 +38,7 @@ use super::core::Core;
 use super::envelope::{Answer, Part, Pen};
 use super::framing::{
     Budget, Deadlines, Expiry, ReadBuffer, IDLE_REPLY_BUFFER, OUTPUT_HIGH_WATER, READ_BUFFER,
-    SHRINK_AFTER,
+    RELEASE_AFTER, SHRINK_AFTER,
 };
 use super::remote::{Forward, Remote, Spliced};
 use super::socket::Socket;
@@ -54,10 +54,10 @@ use crate::tenancy::NsLimits;
 
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
-/// What a TLS connection's buffers may hold while it is idle: its read
+/// What a connection's buffers may hold while it is idle: its read
 /// buffer and a few small reply buffers. Past it, they are given back
 /// once it has been quiet for `SHRINK_AFTER`. (A plain connection on the
-/// core's ring keeps none: `shrink_idle`.)
+/// core's ring keeps none once quiet for `RELEASE_AFTER`: `shrink_idle`.)
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
 /// The largest reply buffer kept aside for the next splice of other
 /// shards' replies (`settle`). A larger one, left by a burst of large
@@ -123,6 +123,10 @@ struct Connection {
     limits: Limits,
     budget: Budget,
     deadlines: Deadlines,
+    /// When the connection last finished a request, or opened
+    /// (`coarse_now` time): the idle deadline and the release of its
+    /// buffers count from here.
+    quiet_since: Duration,
     /// The limit the pending read or write waits under, and the one found
     /// past before any wait.
     armed: Option<Expiry>,
@@ -183,6 +187,7 @@ impl Connection {
             },
             budget,
             deadlines: Deadlines::new(config, secure, coarse_now()),
+            quiet_since: coarse_now(),
             armed: None,
             expired: None,
             read: ReadBuffer::new(),
@@ -255,6 +260,7 @@ impl Connection {
                 self.spare = Vec::new();
             }
             self.report_buffers();
+            self.quiet_since = coarse_now();
             if matches!(next?, Next::Close | Next::HangUp) || self.core.shared.shutting_down() {
                 return Ok(());
             }
@@ -270,24 +276,34 @@ impl Connection {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let now = coarse_now();
         let deadline = self
             .deadlines
-            .read(coarse_now(), partial_since)
+            .read(now, self.quiet_since, partial_since)
             .map_err(|why| self.expire(why))?;
         self.armed = deadline.map(|(_, why)| why);
         let timeout = deadline.map(|(left, _)| left);
-        let idle_share = if self.socket.waits_unbuffered() {
-            0
+        // Past its idle share, a connection shrinks once quiet for
+        // `SHRINK_AFTER`; a plain one gives all back once quiet for
+        // `RELEASE_AFTER`.
+        let held = self.buffer_bytes();
+        let wait = if held > IDLE_BUFFERS {
+            Some(SHRINK_AFTER)
+        } else if held > 0 && self.socket.waits_unbuffered() {
+            // (Looked at again a second later where it could not.)
+            Some(
+                (self.quiet_since + RELEASE_AFTER)
+                    .saturating_sub(now)
+                    .max(SHRINK_AFTER),
+            )
         } else {
-            IDLE_BUFFERS
+            None
         };
-        let shrink = partial_since.is_none()
-            && self.buffer_bytes() > idle_share
-            && timeout.is_none_or(|t| t > SHRINK_AFTER);
-        Ok(if shrink {
-            (Some(SHRINK_AFTER), true)
-        } else {
-            (timeout, false)
+        Ok(match wait {
+            Some(wait) if partial_since.is_none() && timeout.is_none_or(|t| t > wait) => {
+                (Some(wait), true)
+            }
+            _ => (timeout, false),
         })
     }
 
@@ -298,11 +314,12 @@ impl Connection {
     }
 
     /// Back to an idle connection's buffers: none, where the socket can
-    /// wait for the next request without one and nothing is left over;
-    /// otherwise the read buffer and a small reply buffer. Called only
-    /// between requests.
+    /// wait for the next request without one, the connection has been
+    /// quiet for `RELEASE_AFTER` and nothing is left over; otherwise the
+    /// read buffer and a small reply buffer. Called only between requests.
     fn shrink_idle(&mut self) {
         if self.socket.waits_unbuffered()
+            && coarse_now().saturating_sub(self.quiet_since) >= RELEASE_AFTER
             && self.out.is_empty()
             && self.lent.is_none()
             && self.remote.is_empty()

@@ -39,6 +39,11 @@ pub const IDLE_REPLY_BUFFER: usize = 16 * 1024;
 /// be quiet before it gives the rest back. Long enough that a client
 /// streaming large values does not reallocate between requests.
 pub const SHRINK_AFTER: Duration = Duration::from_secs(1);
+/// How long a plain connection must be quiet before it gives back all of
+/// its buffers and waits for its next request without them. Long enough
+/// that a pooled connection asking every few seconds does not pay for a
+/// poll and fresh buffers on each request.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(10);
 
 /// Which limit closed a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,13 +101,16 @@ impl Deadlines {
     }
 
     /// How long the next read may wait at `now`, and which limit ends it
-    /// (`None`: no limit); `Err` with the limit already past. `partial_since`
-    /// is when the request now half-read began to arrive: the request
-    /// deadline (and the idle one, when set) covers a whole request, so
-    /// trickling bytes cannot hold it open.
+    /// (`None`: no limit); `Err` with the limit already past. `quiet_since`
+    /// is when the connection last finished a request (or opened): the idle
+    /// deadline counts from there, however many reads wait meanwhile.
+    /// `partial_since` is when the request now half-read began to arrive:
+    /// the request deadline (and the idle one, when set) covers a whole
+    /// request, so trickling bytes cannot hold it open.
     pub fn read(
         &self,
         now: Duration,
+        quiet_since: Duration,
         partial_since: Option<Duration>,
     ) -> Result<Option<(Duration, Expiry)>, Expiry> {
         let mut due = self.handshake_by.map(|t| (t, Expiry::Handshake));
@@ -111,7 +119,7 @@ impl Deadlines {
                 earliest(&mut due, self.request.map(|t| (since + t, Expiry::Request)));
                 earliest(&mut due, self.idle.map(|t| (since + t, Expiry::Idle)));
             }
-            None => earliest(&mut due, self.idle.map(|t| (now + t, Expiry::Idle))),
+            None => earliest(&mut due, self.idle.map(|t| (quiet_since + t, Expiry::Idle))),
         }
         left(due, now)
     }
@@ -376,25 +384,47 @@ mod tests {
     #[test]
     fn an_authenticated_idle_connection_has_no_deadline_by_default() {
         let d = deadlines(0, 30, 30, None);
-        assert_eq!(d.read(secs(1000), None), Ok(None));
+        assert_eq!(d.read(secs(1000), secs(1000), None), Ok(None));
+    }
+
+    /// The idle deadline counts from the connection's last request, not
+    /// from each read: a read that ends early (to shrink the connection's
+    /// buffers) and waits again does not move it.
+    #[test]
+    fn the_idle_deadline_counts_from_the_last_request() {
+        let d = deadlines(2, 30, 30, None);
+        assert_eq!(
+            d.read(secs(101), secs(100), None),
+            Ok(Some((secs(1), Expiry::Idle)))
+        );
+        assert_eq!(d.read(secs(102), secs(100), None), Err(Expiry::Idle));
     }
 
     #[test]
     fn a_half_read_request_must_complete_in_time() {
         let d = deadlines(0, 30, 30, None);
         assert_eq!(
-            d.read(secs(110), Some(secs(100))),
+            d.read(secs(110), secs(110), Some(secs(100))),
             Ok(Some((secs(20), Expiry::Request)))
         );
-        assert_eq!(d.read(secs(130), Some(secs(100))), Err(Expiry::Request));
+        assert_eq!(
+            d.read(secs(130), secs(130), Some(secs(100))),
+            Err(Expiry::Request)
+        );
         // The opt-in idle timeout, when shorter, bounds a request too.
         let d = deadlines(5, 30, 30, None);
-        assert_eq!(d.read(secs(100), None), Ok(Some((secs(5), Expiry::Idle))));
         assert_eq!(
-            d.read(secs(101), Some(secs(100))),
+            d.read(secs(100), secs(100), None),
+            Ok(Some((secs(5), Expiry::Idle)))
+        );
+        assert_eq!(
+            d.read(secs(101), secs(101), Some(secs(100))),
             Ok(Some((secs(4), Expiry::Idle)))
         );
-        assert_eq!(d.read(secs(105), Some(secs(100))), Err(Expiry::Idle));
+        assert_eq!(
+            d.read(secs(105), secs(105), Some(secs(100))),
+            Err(Expiry::Idle)
+        );
     }
 
     #[test]
@@ -402,19 +432,19 @@ mod tests {
         // Opened at 100 with a 10 s handshake deadline.
         let mut d = deadlines(0, 30, 30, Some(110));
         assert_eq!(
-            d.read(secs(104), None),
+            d.read(secs(104), secs(104), None),
             Ok(Some((secs(6), Expiry::Handshake)))
         );
         // A `version` now and then does not move it; nor does a write.
         assert_eq!(
-            d.read(secs(109), None),
+            d.read(secs(109), secs(109), None),
             Ok(Some((secs(1), Expiry::Handshake)))
         );
         assert_eq!(d.write(secs(105)), Ok(Some((secs(5), Expiry::Handshake))));
-        assert_eq!(d.read(secs(110), None), Err(Expiry::Handshake));
+        assert_eq!(d.read(secs(110), secs(110), None), Err(Expiry::Handshake));
         assert_eq!(d.write(secs(111)), Err(Expiry::Handshake));
         d.authenticated();
-        assert_eq!(d.read(secs(111), None), Ok(None));
+        assert_eq!(d.read(secs(111), secs(111), None), Ok(None));
         assert_eq!(d.write(secs(111)), Ok(Some((secs(30), Expiry::Write))));
     }
 
@@ -424,7 +454,7 @@ mod tests {
         assert_eq!(d.write(secs(50)), Ok(Some((secs(7), Expiry::Write))));
         let off = deadlines(0, 0, 0, None);
         assert_eq!(off.write(secs(50)), Ok(None));
-        assert_eq!(off.read(secs(50), Some(secs(1))), Ok(None));
+        assert_eq!(off.read(secs(50), secs(50), Some(secs(1))), Ok(None));
     }
 
     #[test]
@@ -434,11 +464,11 @@ mod tests {
         let config = Config::from_args(args).unwrap();
         let secure = Deadlines::new(&config, true, secs(100));
         assert_eq!(
-            secure.read(secs(100), None),
+            secure.read(secs(100), secs(100), None),
             Ok(Some((secs(10), Expiry::Handshake)))
         );
         let open = Deadlines::new(&config, false, secs(100));
-        assert_eq!(open.read(secs(100), None), Ok(None));
+        assert_eq!(open.read(secs(100), secs(100), None), Ok(None));
     }
 
     #[test]
