@@ -9,7 +9,7 @@
 #       the same load on an empty big store (target: ratio >= 0.8);
 #   (d) memory per connection: RSS growth per connection with CONNS clients
 #       connected, each having sent a set and a get, once they have been
-#       quiet for 2.5 s, and what is left once they have all closed.
+#       quiet for 11 s, and what is left once they have all closed.
 #
 # Environment (defaults in brackets):
 #   SECTIONS ("a b c d")     which parts to run
@@ -214,7 +214,7 @@ before = rss()
 socks = [socket.create_connection((host, int(port))) for _ in range(conns)]
 served(socks)
 busy = rss()
-time.sleep(2.5)
+time.sleep(11)
 idle = rss()
 for s in socks:
     s.close()
@@ -229,7 +229,7 @@ PY
 
 if [[ " $SECTIONS " == *" d "* ]]; then
   say "(d) memory per connection: RSS growth per connection, KiB, $CONNS connections" \
-    "(each a set and a get; idle: after 2.5 s quiet; left: 2.5 s after all closed)"
+    "(each a set and a get; idle: after 11 s quiet; left: 2.5 s after all closed)"
   for kind in fc mc; do
     per_connection "$kind"
     name=ferrocache
