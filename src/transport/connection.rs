@@ -167,6 +167,7 @@ impl Connection {
     fn new(core: Rc<Core>, socket: Socket) -> Connection {
         let config = &core.shared.config;
         let secure = core.shared.auth.is_secure();
+        let now = coarse_now();
         let budget = if secure {
             Budget::unauthenticated()
         } else {
@@ -186,8 +187,8 @@ impl Connection {
                 max_item_size: budget.max_value,
             },
             budget,
-            deadlines: Deadlines::new(config, secure, coarse_now()),
-            quiet_since: coarse_now(),
+            deadlines: Deadlines::new(config, secure, now),
+            quiet_since: now,
             armed: None,
             expired: None,
             read: ReadBuffer::new(),
@@ -204,18 +205,20 @@ impl Connection {
         let mut first = true;
         self.report_buffers();
         loop {
-            if self.read.capacity() == 0 {
+            let waking = self.read.capacity() == 0;
+            if waking {
                 // Idle without buffers (`shrink_idle`): they come back
                 // with the next request.
                 let (timeout, _) = self.read_timeout()?;
                 self.socket.readable(timeout).await?;
                 self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
-                self.read.make_room(self.budget.max_request);
+            }
+            self.read.make_room(self.budget.max_request);
+            if waking {
                 // Counted at once: thousands of idle clients that all close
                 // take buffers back for their last read, then free them.
                 self.report_buffers();
             }
-            self.read.make_room(self.budget.max_request);
             let (timeout, shrinking) = self.read_timeout()?;
             let (buf, at) = self.read.lend();
             let (n, buf) = self.read_socket(buf, at, timeout).await;

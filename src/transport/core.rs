@@ -285,7 +285,7 @@ impl Core {
     /// once they had all gone. `malloc_trim` returns every heap's free
     /// pages, on this core's thread and under each heap's lock in turn (so
     /// another core's allocation may wait while its heap is trimmed):
-    /// 11-15 ms after 4,000 connections left, a fraction of a millisecond
+    /// 11-20 ms after 4,000 connections left, a fraction of a millisecond
     /// where little is free.
     pub(super) fn give_back_memory(&self) {
         if self.buffers_freed.get() >= GIVE_BACK_AFTER && self.shared.may_give_back() {
