@@ -273,6 +273,84 @@ fn tls_and_plain_ports_serve_the_same_bytes() {
     tls.roundtrip(&batch, &replies);
 }
 
+/// A TLS connection's ciphertext buffers are counted with its others and
+/// given back when it goes quiet: after each of a pool of connections has
+/// read a 1 MB value, the server's resident memory falls back, and once
+/// quiet for ten seconds they hold no buffers at all. Each is then served
+/// as before. (Each connection used to keep its sealed output, as large as
+/// its largest batch of replies, for as long as it stayed open: a tenant
+/// could hold a megabyte per idle connection.)
+#[test]
+fn idle_tls_connections_give_their_buffers_back() {
+    const CLIENTS: usize = 40;
+    const SIZE: usize = 1_000_000;
+    let pki = Pki::new("idle");
+    let server = Server::start(&pki, &["-I", "2m"]);
+    let config = pki.client_config(None);
+    let mut witness = common::Conn::new(TcpStream::connect(server.plain).unwrap());
+    let buffers = |witness: &mut common::Conn| {
+        common::stat_num(&common::stats_of(witness, ""), "conn_buffer_bytes")
+    };
+    let big: Vec<u8> = (0..SIZE).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut set = format!("set big 0 0 {SIZE}\r\n").into_bytes();
+    set.extend_from_slice(&big);
+    set.extend_from_slice(b"\r\n");
+    let mut got = format!("VALUE big 0 {SIZE}\r\n").into_bytes();
+    got.extend_from_slice(&big);
+    got.extend_from_slice(b"\r\nEND\r\n");
+
+    let mut pool: Vec<Tls> = (0..CLIENTS).map(|_| server.connect(&config)).collect();
+    pool[0].roundtrip(&set, b"STORED\r\n");
+    for tls in &mut pool {
+        tls.roundtrip(b"verbosity 1\r\n", b"OK\r\n");
+    }
+    let before = rss_bytes(&server);
+    for tls in &mut pool {
+        tls.roundtrip(b"get big\r\n", &got);
+    }
+    let held = buffers(&mut witness);
+    assert!(
+        held >= (CLIENTS * 2 * SIZE) as u64,
+        "{CLIENTS} connections that each read {SIZE} bytes count {held} bytes of buffers"
+    );
+    let shrunk = common::within(Duration::from_secs(5), || {
+        rss_bytes(&server) < before + (CLIENTS * SIZE / 4) as u64
+    });
+    assert!(
+        shrunk.is_some(),
+        "resident memory {} MiB before the gets, {} MiB 5 s after them",
+        before >> 20,
+        rss_bytes(&server) >> 20
+    );
+    // Quiet for ten seconds: nothing held but the witness's 32 KiB.
+    let released = common::within(Duration::from_secs(14), || {
+        buffers(&mut witness) <= 32 * 1024
+    });
+    assert!(
+        released.is_some(),
+        "{CLIENTS} quiet TLS connections still hold {} bytes of buffers",
+        buffers(&mut witness)
+    );
+    for (i, tls) in pool.iter_mut().enumerate() {
+        tls.roundtrip(
+            format!("set k{i} 0 0 1\r\n{}\r\nget k{i}\r\n", i % 10).as_bytes(),
+            format!("STORED\r\nVALUE k{i} 0 1\r\n{}\r\nEND\r\n", i % 10).as_bytes(),
+        );
+    }
+    let mut both = set.clone();
+    both.extend_from_slice(b"get big\r\n");
+    let mut replies = b"STORED\r\n".to_vec();
+    replies.extend_from_slice(&got);
+    pool[1].roundtrip(&both, &replies);
+}
+
+fn rss_bytes(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 #[test]
 fn sessions_resume_on_reconnect() {
     let pki = Pki::new("resume");

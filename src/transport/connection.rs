@@ -55,9 +55,11 @@ use crate::tenancy::NsLimits;
 /// At most this many requests wait on other shards at once.
 const MAX_QUEUED_REMOTE: usize = 512;
 /// What a connection's buffers may hold while it is idle: its read
-/// buffer and a few small reply buffers. Past it, they are given back
-/// once it has been quiet for `SHRINK_AFTER`. (A plain connection on the
-/// core's ring keeps none once quiet for `RELEASE_AFTER`: `shrink_idle`.)
+/// buffer and a few small reply buffers (TLS: and its ciphertext
+/// buffers). Past it, they are given back
+/// once it has been quiet for `SHRINK_AFTER`. (A connection on the core's
+/// ring, plain or TLS, keeps none once quiet for `RELEASE_AFTER`:
+/// `shrink_idle`.)
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
 /// The largest reply buffer kept aside for the next splice of other
 /// shards' replies (`settle`). A larger one, left by a burst of large
@@ -211,6 +213,7 @@ impl Connection {
                 // with the next request.
                 let (timeout, _) = self.read_timeout()?;
                 self.socket.readable(timeout).await?;
+                self.socket.restore();
                 self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
             }
             self.read.make_room(self.budget.max_request);
@@ -328,11 +331,17 @@ impl Connection {
             && self.remote.is_empty()
             && self.read.release()
         {
+            let released = self.socket.release();
+            debug_assert!(
+                released,
+                "a socket that waits unbuffered gives its buffers back"
+            );
             self.out = Vec::new();
             self.spare = Vec::new();
             self.remote.shrink(0);
             return;
         }
+        self.socket.shrink_idle();
         self.read.shrink_idle();
         if self.out.is_empty() && self.out.capacity() > IDLE_REPLY_BUFFER {
             self.out = Vec::with_capacity(IDLE_REPLY_BUFFER);
@@ -346,7 +355,8 @@ impl Connection {
     }
 
     fn buffer_bytes(&self) -> usize {
-        self.read.capacity()
+        self.socket.buffer_bytes()
+            + self.read.capacity()
             + self.out.capacity()
             + self.spare.capacity()
             + self.remote.capacity()

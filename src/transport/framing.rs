@@ -31,16 +31,18 @@ pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// lines and `VERSION`, and a client that sends many without reading them
 /// must not make us hold more.
 pub const UNAUTHENTICATED_OUTPUT: usize = 4 * 1024;
-/// What an idle TLS connection keeps for replies (a plain one keeps no
-/// buffers): past it, the reply buffer is given back once the connection
-/// has been quiet for `SHRINK_AFTER`. A fresh reply buffer's size.
+/// What a connection keeps for replies between requests: past it, the
+/// reply buffer is given back once the connection has been quiet for
+/// `SHRINK_AFTER` (and all of it after `RELEASE_AFTER`). A fresh reply
+/// buffer's size.
 pub const IDLE_REPLY_BUFFER: usize = 16 * 1024;
 /// How long a connection holding more than its idle share of buffers must
 /// be quiet before it gives the rest back. Long enough that a client
 /// streaming large values does not reallocate between requests.
 pub const SHRINK_AFTER: Duration = Duration::from_secs(1);
-/// How long a plain connection must be quiet before it gives back all of
-/// its buffers and waits for its next request without them. Long enough
+/// How long a connection must be quiet before it gives back all of its
+/// buffers (a TLS one, its ciphertext buffers too) and waits for its next
+/// request without them. Long enough
 /// that a pooled connection asking every few seconds does not pay for a
 /// poll and fresh buffers on each request.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(10);

@@ -197,19 +197,58 @@ impl Socket {
     }
 
     /// Whether `readable` can wait for a request without a buffer lent to
-    /// the kernel (a plain socket on this core's ring). glommio's sockets
-    /// and TLS read through buffers of their own.
+    /// the kernel: a plain socket on this core's ring, or a TLS session
+    /// with nothing received and not yet decrypted. glommio's sockets read
+    /// through buffers of their own.
     pub fn waits_unbuffered(&self) -> bool {
-        matches!(self, Socket::Uring { .. })
+        match self {
+            Socket::Uring { .. } => true,
+            Socket::Tls(tls) => tls.can_release(),
+            Socket::Glommio(_) => false,
+        }
     }
 
     /// Waits until there is something to read, holding no buffer (see
-    /// `waits_unbuffered`; other sockets return at once). A wait past
+    /// `waits_unbuffered`; glommio's sockets return at once). A wait past
     /// `timeout` fails with `TimedOut`.
     pub async fn readable(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Socket::Uring { stream, ring } => ring.readable(stream.as_raw_fd(), timeout).await,
-            _ => Ok(()),
+            Socket::Tls(tls) => tls.readable(timeout).await,
+            Socket::Glommio(_) => Ok(()),
+        }
+    }
+
+    /// Bytes of buffers the socket holds of its own (TLS ciphertext), on
+    /// top of the connection's.
+    pub fn buffer_bytes(&self) -> usize {
+        match self {
+            Socket::Tls(tls) => tls.buffer_bytes(),
+            _ => 0,
+        }
+    }
+
+    /// Gives back what a burst of replies grew, between requests.
+    pub fn shrink_idle(&mut self) {
+        if let Socket::Tls(tls) = self {
+            tls.shrink_idle();
+        }
+    }
+
+    /// Gives back every buffer of its own, between requests, before a wait
+    /// in `readable`; false where it cannot (`waits_unbuffered`).
+    pub fn release(&mut self) -> bool {
+        match self {
+            Socket::Tls(tls) => tls.release(),
+            Socket::Uring { .. } => true,
+            Socket::Glommio(_) => false,
+        }
+    }
+
+    /// Takes back, after `readable`, the buffers `release` gave up.
+    pub fn restore(&mut self) {
+        if let Socket::Tls(tls) = self {
+            tls.restore();
         }
     }
 

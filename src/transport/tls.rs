@@ -13,7 +13,10 @@
 //! bounded: one receive buffer of `CIPHER_IN` bytes, rustls's own deframer
 //! (one record) and received-plaintext buffer (drained before each feed), and
 //! the sealed output of one batch of replies (bounded by the connection's
-//! output high-water mark).
+//! output high-water mark). The two of ours are counted with the
+//! connection's buffers and given back as its are: the sealed output once
+//! the connection is quiet after a burst, both once it has been quiet for
+//! long (it then waits for its next record holding neither).
 //!
 //! A handshake must finish within `HANDSHAKE_TIMEOUT` (or the idle timeout,
 //! if shorter), so a client cannot hold a connection open by trickling a
@@ -410,6 +413,50 @@ impl TlsStream {
         self.edges.partial_since
     }
 
+    /// Bytes of ciphertext buffers held (rustls's own state aside).
+    pub fn buffer_bytes(&self) -> usize {
+        self.cipher_in.capacity() + self.cipher_out.capacity()
+    }
+
+    /// Whether the stream can wait for its next record holding no buffer:
+    /// past the handshake, with every byte received fed to rustls. (What
+    /// rustls has decrypted is drained before a read waits: `read`.)
+    pub fn can_release(&self) -> bool {
+        self.fed == self.filled && !self.session.is_handshaking()
+    }
+
+    /// Frees the sealed-output buffer between requests, where a burst of
+    /// large replies left it grown.
+    pub fn shrink_idle(&mut self) {
+        if self.cipher_out.is_empty() {
+            self.cipher_out = Vec::new();
+        }
+    }
+
+    /// Frees both ciphertext buffers, if it can (`can_release`); the next
+    /// `read` (or `restore`) takes a receive buffer again.
+    pub fn release(&mut self) -> bool {
+        if !self.can_release() {
+            return false;
+        }
+        self.cipher_in = Vec::new();
+        (self.fed, self.filled) = (0, 0);
+        self.shrink_idle();
+        true
+    }
+
+    /// Takes the receive buffer back after a `release`.
+    pub fn restore(&mut self) {
+        if self.cipher_in.is_empty() {
+            self.cipher_in = vec![0; CIPHER_IN];
+        }
+    }
+
+    /// Waits, holding no buffer, until the socket has something to read.
+    pub async fn readable(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.ring.readable(self.stream.as_raw_fd(), timeout).await
+    }
+
     /// Reads plaintext into `buf[at..]`, as a plain socket read does: 0
     /// means the peer closed. Handshake messages are answered on the way.
     /// After the handshake, ciphertext that gives no plaintext ends the read
@@ -443,6 +490,7 @@ impl TlsStream {
                 Ok(t) => t,
                 Err(e) => return (Err(e), buf),
             };
+            self.restore();
             let cipher = std::mem::take(&mut self.cipher_in);
             let (result, cipher) = self
                 .ring
