@@ -568,7 +568,9 @@ impl Connection {
             Step::Close => return Ok(Next::Close),
             Step::Everywhere(op) => {
                 self.settle().await?;
-                let total = core.everywhere(op).await;
+                // Boxed: rare, and every connection's task would otherwise
+                // be the size of its state.
+                let total = Box::pin(core.everywhere(op)).await;
                 core.shard
                     .borrow()
                     .finish(request, total.as_ref(), &server, &mut self.out);

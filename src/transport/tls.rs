@@ -584,8 +584,10 @@ impl TlsStream {
         (self.send_out(timeout).await, buf)
     }
 
-    /// Sends close_notify (best effort) before the socket is dropped.
-    pub async fn close(mut self) {
+    /// Sends close_notify (best effort) before the socket is dropped. (Boxed,
+    /// as the socket holds it, so that every connection's task is not the
+    /// size of a TLS session.)
+    pub async fn close(mut self: Box<Self>) {
         if !self.session.is_handshaking() {
             self.session.conn.send_close_notify();
             let _ = self.flush(Some(HANDSHAKE_TIMEOUT)).await;
