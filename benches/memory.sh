@@ -9,10 +9,12 @@
 #       the same load on an empty big store (target: ratio >= 0.8);
 #   (d) memory per connection: RSS growth per connection with CONNS clients
 #       connected, each having sent a set and a get, once they have been
-#       quiet for 11 s, and what is left once they have all closed.
+#       quiet for 11 s, and what is left once they have all closed;
+#   (e) the same over TLS (ferrocache --tls-listen against memcached -Z),
+#       TLS_CONNS clients, each having read a TLS_VALUE-byte value.
 #
 # Environment (defaults in brackets):
-#   SECTIONS ("a b c d")     which parts to run
+#   SECTIONS ("a b c d e")   which parts to run
 #   ITEMS_100 (1000000)      items for (a) with 100-byte values
 #   ITEMS_1K (1000000)       items for (a) with 1 KiB values (~1.2 GB per server)
 #   HIT_KEYS (10000000)      key space for (b)
@@ -24,12 +26,13 @@
 #   EVICT_MEMORY_MB (64)     the full store of (c); the empty one gets 2048
 #   EVICT_SECS (5)           seconds per eviction load
 #   CONNS (2000)             connections for (d)
+#   TLS_CONNS (500), TLS_VALUE (524288)   connections and value size for (e)
 #   SERVER_CPU (0), LOADGEN_CPU (1), FERROCACHE_BIN (skip the build)
 set -euo pipefail
 # shellcheck source=loadgen/servers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/loadgen/servers.sh"
 
-SECTIONS="${SECTIONS:-a b c d}"
+SECTIONS="${SECTIONS:-a b c d e}"
 ITEMS_100="${ITEMS_100:-1000000}"
 ITEMS_1K="${ITEMS_1K:-1000000}"
 HIT_KEYS="${HIT_KEYS:-10000000}"
@@ -41,6 +44,8 @@ EVICT_KEYS="${EVICT_KEYS:-2000000}"
 EVICT_MEMORY_MB="${EVICT_MEMORY_MB:-64}"
 EVICT_SECS="${EVICT_SECS:-5}"
 CONNS="${CONNS:-2000}"
+TLS_CONNS="${TLS_CONNS:-500}"
+TLS_VALUE="${TLS_VALUE:-524288}"
 SERVER_CPU="${SERVER_CPU:-0}"
 # On a 1-CPU machine nothing can be kept apart; leave the generator unpinned.
 if [[ -z ${LOADGEN_CPU+set} ]]; then
@@ -56,12 +61,15 @@ REPORT="$BENCH_TMP/report"
 : >"$REPORT"
 say() { echo "$*" | tee -a "$REPORT"; }
 
-# start NAME KIND MEMORY_MB: a fresh single-core server of KIND (fc or mc).
+# start NAME KIND MEMORY_MB [ARGS...]: a fresh single-core server of KIND (fc
+# or mc), with ARGS.
 start() {
-  if [[ $2 == fc ]]; then
-    start_ferrocache "$1" "$SERVER_CPU" --cores 1 --memory-mb "$3"
+  local name="$1" kind="$2" mb="$3"
+  shift 3
+  if [[ $kind == fc ]]; then
+    start_ferrocache "$name" "$SERVER_CPU" --cores 1 --memory-mb "$mb" "$@"
   else
-    start_memcached "$1" "$SERVER_CPU" "$3" -t 1
+    start_memcached "$name" "$SERVER_CPU" "$mb" -t 1 "$@"
   fi
 }
 
@@ -183,36 +191,63 @@ if [[ " $SECTIONS " == *" c "* ]]; then
   done
 fi
 
-# ---- (d) memory per connection -------------------------------------------------
-# per_connection KIND: sets PC_BUSY, PC_IDLE and PC_LEFT to RSS growth per
-# connection (KiB) while they are served, once they are idle, and after
-# they have all closed.
+# ---- (d) and (e) memory per connection --------------------------------------
+# per_connection KIND CONNS [VALUE_SIZE]: sets PC_BUSY, PC_IDLE and PC_LEFT to
+# RSS growth per connection (KiB) while they are served, once they are idle,
+# and after they have all closed. With VALUE_SIZE, over TLS: each connection
+# also reads a value of that size.
 per_connection() {
-  local kind="$1" name="conn-$1"
-  start "$name" "$kind" 64
+  local kind="$1" conns="$2" size="${3:-0}" name="conn-$1-${3:-plain}"
+  local tls=()
+  if ((size > 0)); then
+    if [[ $kind == fc ]]; then
+      tls=(--tls-listen 127.0.0.1:0 --tls-cert "$BENCH_TMP/cert.pem" --tls-key "$BENCH_TMP/key.pem")
+    else
+      tls=(-Z -o "ssl_chain_cert=$BENCH_TMP/cert.pem,ssl_key=$BENCH_TMP/key.pem")
+    fi
+  fi
+  start "$name" "$kind" 64 "${tls[@]}"
+  local addr="${SRV_ADDR[$name]}"
+  if ((size > 0)) && [[ $kind == fc ]]; then
+    addr="$(grep -m1 -o 'tls=[^ ]*' "$BENCH_TMP/$name.out")"
+    addr="${addr#tls=}"
+  fi
   local figures
-  figures="$(python3 - "${SRV_ADDR[$name]}" "${SRV_PID[$name]}" "$CONNS" <<'PY'
-import re, resource, socket, sys, time
+  figures="$(python3 - "$addr" "${SRV_PID[$name]}" "$conns" "$size" <<'PY'
+import re, resource, socket, ssl, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
-pid, conns = int(sys.argv[2]), int(sys.argv[3])
+pid, conns, size = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < conns + 64:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, conns + 64), hard))
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+def connect():
+    s = socket.create_connection((host, int(port)))
+    return tls.wrap_socket(s) if size else s
 def rss():
     return int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1))
-def served(socks):
-    for s in socks:
-        s.sendall(b"set k 0 0 1\r\nx\r\nget k\r\n")
-    for s in socks:
-        got = b""
-        while not got.endswith(b"END\r\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                sys.exit("connection closed by the server")
-            got += chunk
+def reply(s, end):
+    got = b""
+    while not got.endswith(end):
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            sys.exit("connection closed by the server")
+        got += chunk
+    return got
 before = rss()
-socks = [socket.create_connection((host, int(port))) for _ in range(conns)]
-served(socks)
+socks = [connect() for _ in range(conns)]
+if size:
+    socks[0].sendall(b"set big 0 0 %d\r\n%s\r\n" % (size, b"v" * size))
+    reply(socks[0], b"STORED\r\n")
+for s in socks:
+    s.sendall(b"set k 0 0 1\r\nx\r\nget k\r\n")
+for s in socks:
+    reply(s, b"END\r\n")
+    if size:
+        s.sendall(b"get big\r\n")
+        reply(s, b"END\r\n")
 busy = rss()
 time.sleep(11)
 idle = rss()
@@ -227,15 +262,28 @@ PY
   read -r PC_BUSY PC_IDLE PC_LEFT <<<"$figures"
 }
 
-if [[ " $SECTIONS " == *" d "* ]]; then
-  say "(d) memory per connection: RSS growth per connection, KiB, $CONNS connections" \
-    "(each a set and a get; idle: after 11 s quiet; left: 2.5 s after all closed)"
+# report_per_connection CONNS [VALUE_SIZE]: one line per server.
+report_per_connection() {
   for kind in fc mc; do
-    per_connection "$kind"
+    per_connection "$kind" "$@"
     name=ferrocache
     [[ $kind == mc ]] && name=memcached
     say "$(printf '  %-10s: served %6.1f  idle %6.1f  left %6.1f' "$name" "$PC_BUSY" "$PC_IDLE" "$PC_LEFT")"
   done
+}
+
+if [[ " $SECTIONS " == *" d "* ]]; then
+  say "(d) memory per connection: RSS growth per connection, KiB, $CONNS connections" \
+    "(each a set and a get; idle: after 11 s quiet; left: 2.5 s after all closed)"
+  report_per_connection "$CONNS"
+fi
+
+if [[ " $SECTIONS " == *" e "* ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$BENCH_TMP/key.pem" -out "$BENCH_TMP/cert.pem" 2>/dev/null
+  say "(e) memory per TLS connection: RSS growth per connection, KiB, $TLS_CONNS connections" \
+    "(each a set, a get and a get of $TLS_VALUE bytes; idle and left as in (d))"
+  report_per_connection "$TLS_CONNS" "$TLS_VALUE"
 fi
 
 echo
