@@ -214,6 +214,42 @@ fn memory_of_a_burst_of_connections_goes_back_when_they_close() {
     witness.roundtrip(b"get a\r\n", b"END\r\n");
 }
 
+/// A request half-sent after a burst of large replies keeps its own bytes,
+/// not the burst's buffers: they go back once the connection has been
+/// quiet for a second, as they do between requests, and the request is
+/// then served whole. (They used to stay until the request completed or
+/// `--request-timeout` closed the connection.)
+#[test]
+fn a_half_sent_request_does_not_hold_the_buffers_of_the_replies_before_it() {
+    let server = Server::start(&["--memory-mb", "64", "-I", "2m"]);
+    let mut witness = server.connect();
+    let mut conn = server.connect();
+    let big = value(3, 1_000_000);
+    let mut set = b"set big 0 0 1000000\r\n".to_vec();
+    set.extend_from_slice(&big);
+    set.extend_from_slice(b"\r\n");
+    conn.roundtrip(&set, b"STORED\r\n");
+    let mut got = b"VALUE big 0 1000000\r\n".to_vec();
+    got.extend_from_slice(&big);
+    got.extend_from_slice(b"\r\nEND\r\n");
+    conn.roundtrip(b"get big\r\n", &got);
+    let held = stat(&mut witness, "conn_buffer_bytes");
+    assert!(
+        held > 1_000_000,
+        "a 1 MB reply left {held} bytes of buffers"
+    );
+    conn.send(b"get bi");
+    let shrunk = within(Duration::from_secs(4), || {
+        stat(&mut witness, "conn_buffer_bytes") < 200 * 1024
+    });
+    assert!(
+        shrunk.is_some(),
+        "with a request half-sent, {} bytes of buffers are still held",
+        stat(&mut witness, "conn_buffer_bytes")
+    );
+    conn.roundtrip(b"g\r\n", &got);
+}
+
 /// A connection quiet for ten seconds gives back all of its buffers, not
 /// only what a burst grew: a pool of idle clients holds no read or reply
 /// buffers, and each is served as before when it speaks again, a request

@@ -290,10 +290,13 @@ impl Connection {
         self.armed = deadline.map(|(_, why)| why);
         let timeout = deadline.map(|(left, _)| left);
         // Past its idle share, a connection shrinks once quiet for
-        // `SHRINK_AFTER`; a plain one gives all back once quiet for
-        // `RELEASE_AFTER`.
+        // `SHRINK_AFTER`, and gives all back once quiet for
+        // `RELEASE_AFTER`. A request half-read keeps its bytes, but not
+        // the replies' buffers of a burst before it.
         let held = self.buffer_bytes();
-        let wait = if held > IDLE_BUFFERS {
+        let wait = if partial_since.is_some() {
+            (held - self.read.capacity() > IDLE_BUFFERS - READ_BUFFER).then_some(SHRINK_AFTER)
+        } else if held > IDLE_BUFFERS {
             Some(SHRINK_AFTER)
         } else if held > 0 && self.socket.waits_unbuffered() {
             // (Looked at again a second later where it could not.)
@@ -306,9 +309,7 @@ impl Connection {
             None
         };
         Ok(match wait {
-            Some(wait) if partial_since.is_none() && timeout.is_none_or(|t| t > wait) => {
-                (Some(wait), true)
-            }
+            Some(wait) if timeout.is_none_or(|t| t > wait) => (Some(wait), true),
             _ => (timeout, false),
         })
     }
@@ -322,7 +323,8 @@ impl Connection {
     /// Back to an idle connection's buffers: none, where the socket can
     /// wait for the next request without one, the connection has been
     /// quiet for `RELEASE_AFTER` and nothing is left over; otherwise the
-    /// read buffer and a small reply buffer. Called only between requests.
+    /// read buffer and a small reply buffer. Called only between reads,
+    /// with every reply written; a request half-read keeps its bytes.
     fn shrink_idle(&mut self) {
         if self.socket.waits_unbuffered()
             && coarse_now().saturating_sub(self.quiet_since) >= RELEASE_AFTER

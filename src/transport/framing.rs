@@ -294,8 +294,9 @@ impl ReadBuffer {
         }
     }
 
-    /// Back to an idle connection's buffer (a TLS connection's, which
-    /// keeps one; see `release`). Called only between requests.
+    /// Back to an idle connection's buffer (one that cannot `release`),
+    /// keeping the bytes of a request half-read. Called only between
+    /// reads.
     pub fn shrink_idle(&mut self) {
         if self.buf.len() > READ_BUFFER {
             self.shrink_to_read_buffer();
