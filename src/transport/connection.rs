@@ -56,10 +56,9 @@ use crate::tenancy::NsLimits;
 const MAX_QUEUED_REMOTE: usize = 512;
 /// What a connection's buffers may hold while it is idle: its read
 /// buffer and a few small reply buffers (TLS: and its ciphertext
-/// buffers). Past it, they are given back
-/// once it has been quiet for `SHRINK_AFTER`. (A connection on the core's
-/// ring, plain or TLS, keeps none once quiet for `RELEASE_AFTER`:
-/// `shrink_idle`.)
+/// buffers). Past it, they are given back once it has been quiet for
+/// `SHRINK_AFTER`. (A connection on the core's ring, plain or TLS, keeps
+/// none once quiet for `RELEASE_AFTER`: `shrink_idle`.)
 const IDLE_BUFFERS: usize = READ_BUFFER + 4 * IDLE_REPLY_BUFFER;
 /// The largest reply buffer kept aside for the next splice of other
 /// shards' replies (`settle`). A larger one, left by a burst of large

@@ -42,9 +42,9 @@ pub const IDLE_REPLY_BUFFER: usize = 16 * 1024;
 pub const SHRINK_AFTER: Duration = Duration::from_secs(1);
 /// How long a connection must be quiet before it gives back all of its
 /// buffers (a TLS one, its ciphertext buffers too) and waits for its next
-/// request without them. Long enough
-/// that a pooled connection asking every few seconds does not pay for a
-/// poll and fresh buffers on each request.
+/// request without them. Long enough that a pooled connection asking
+/// every few seconds does not pay for a poll and fresh buffers on each
+/// request.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(10);
 
 /// Which limit closed a connection.

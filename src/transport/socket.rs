@@ -198,8 +198,8 @@ impl Socket {
 
     /// Whether `readable` can wait for a request without a buffer lent to
     /// the kernel: a plain socket on this core's ring, or a TLS session
-    /// with nothing received and not yet decrypted. glommio's sockets read
-    /// through buffers of their own.
+    /// past its handshake that has fed rustls every byte it received.
+    /// glommio's sockets read through buffers of their own.
     pub fn waits_unbuffered(&self) -> bool {
         match self {
             Socket::Uring { .. } => true,
@@ -228,14 +228,14 @@ impl Socket {
         }
     }
 
-    /// Gives back what a burst of replies grew, between requests.
+    /// Gives back what a burst of replies grew, between reads.
     pub fn shrink_idle(&mut self) {
         if let Socket::Tls(tls) = self {
             tls.shrink_idle();
         }
     }
 
-    /// Gives back every buffer of its own, between requests, before a wait
+    /// Gives back every buffer of its own, between reads, before a wait
     /// in `readable`; false where it cannot (`waits_unbuffered`).
     pub fn release(&mut self) -> bool {
         match self {

@@ -425,7 +425,7 @@ impl TlsStream {
         self.fed == self.filled && !self.session.is_handshaking()
     }
 
-    /// Frees the sealed-output buffer between requests, where a burst of
+    /// Frees the sealed-output buffer between reads, where a burst of
     /// large replies left it grown.
     pub fn shrink_idle(&mut self) {
         if self.cipher_out.is_empty() {
