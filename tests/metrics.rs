@@ -196,21 +196,10 @@ fn a_scrape_shows_each_project_and_passes_promtool() {
     authenticate(&mut gamma, "t", "gamma");
     store(&mut gamma, "g", 10);
 
-    // Each core publishes once a second.
-    let mut text = String::new();
-    let settled = within(Duration::from_secs(15), || {
-        text = server.scrape();
-        sample(&text, "ferrocache_project_items{project=\"_other\"}").as_deref() == Some("1")
-            && sample(&text, "ferrocache_project_items{project=\"alpha\"}").as_deref() == Some("30")
-            && sample(
-                &text,
-                "ferrocache_project_commands_total{project=\"alpha\"}",
-            )
-            .as_deref()
-                == Some("36")
-    });
-    assert!(settled.is_some(), "figures never arrived:\n{text}");
-    for (series, value) in [
+    let expected = [
+        ("ferrocache_project_items{project=\"_other\"}", "1"),
+        ("ferrocache_project_items{project=\"alpha\"}", "30"),
+        ("ferrocache_project_commands_total{project=\"alpha\"}", "36"),
         ("ferrocache_project_items{project=\"beta\"}", "5"),
         ("ferrocache_project_get_hits_total{project=\"alpha\"}", "4"),
         (
@@ -230,11 +219,21 @@ fn a_scrape_shows_each_project_and_passes_promtool() {
         ("ferrocache_auth_total{result=\"success\"}", "3"),
         ("ferrocache_connections_open", "3"),
         ("ferrocache_namespaces", "3"),
-    ] {
+    ];
+    // Each core publishes its figures once a second, on its own tick: wait
+    // until every core's show what was done, not only the first core's.
+    let mut text = String::new();
+    let settled = within(Duration::from_secs(15), || {
+        text = server.scrape();
+        expected
+            .iter()
+            .all(|(series, value)| sample(&text, series).as_deref() == Some(*value))
+    });
+    for (series, value) in expected {
         assert_eq!(
             sample(&text, series).as_deref(),
             Some(value),
-            "{series} in\n{text}"
+            "{series} after {settled:?} in\n{text}"
         );
     }
     assert!(
@@ -319,17 +318,16 @@ fn secure_mode_counts_handshakes_and_only_bound_connections() {
             b"CLIENT_ERROR authentication failed\r\n",
         );
     }
+    // Each core publishes its figures once a second, on its own tick: wait
+    // for every core's, not only the first to show something.
     let mut text = String::new();
     let settled = within(Duration::from_secs(15), || {
         text = server.scrape();
         sample(&text, "ferrocache_auth_total{result=\"failure\"}").as_deref() == Some("2")
+            && sample(&text, "ferrocache_auth_total{result=\"success\"}").as_deref() == Some("1")
             && sample(&text, "ferrocache_project_items{project=\"acme\"}").as_deref() == Some("1")
     });
     assert!(settled.is_some(), "figures never arrived:\n{text}");
-    assert_eq!(
-        sample(&text, "ferrocache_auth_total{result=\"success\"}").as_deref(),
-        Some("1")
-    );
     // The unauthenticated connection is open, but no project's.
     assert_eq!(
         sample(&text, "ferrocache_connections_open").as_deref(),
