@@ -225,13 +225,8 @@ fn a_half_sent_request_does_not_hold_the_buffers_of_the_replies_before_it() {
     let mut witness = server.connect();
     let mut conn = server.connect();
     let big = value(3, 1_000_000);
-    let mut set = b"set big 0 0 1000000\r\n".to_vec();
-    set.extend_from_slice(&big);
-    set.extend_from_slice(b"\r\n");
-    conn.roundtrip(&set, b"STORED\r\n");
-    let mut got = b"VALUE big 0 1000000\r\n".to_vec();
-    got.extend_from_slice(&big);
-    got.extend_from_slice(b"\r\nEND\r\n");
+    conn.roundtrip(&common::set_request("big", &big), b"STORED\r\n");
+    let got = common::get_reply("big", &big);
     conn.roundtrip(b"get big\r\n", &got);
     let held = stat(&mut witness, "conn_buffer_bytes");
     assert!(
@@ -295,11 +290,10 @@ fn idle_connections_hold_no_buffers() {
         );
     }
     let big = value(7, 100_000);
-    let mut request = b"set big 0 0 100000\r\n".to_vec();
-    request.extend_from_slice(&big);
-    request.extend_from_slice(b"\r\nget big\r\nget k0 k1\r\n");
-    let mut reply = b"STORED\r\nVALUE big 0 100000\r\n".to_vec();
-    reply.extend_from_slice(&big);
-    reply.extend_from_slice(b"\r\nEND\r\nVALUE k0 0 1\r\n0\r\nVALUE k1 0 1\r\n1\r\nEND\r\n");
+    let mut request = common::set_request("big", &big);
+    request.extend_from_slice(b"get big\r\nget k0 k1\r\n");
+    let mut reply = b"STORED\r\n".to_vec();
+    reply.extend_from_slice(&common::get_reply("big", &big));
+    reply.extend_from_slice(b"VALUE k0 0 1\r\n0\r\nVALUE k1 0 1\r\n1\r\nEND\r\n");
     pool[0].roundtrip(&request, &reply);
 }

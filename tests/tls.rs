@@ -292,12 +292,8 @@ fn idle_tls_connections_give_their_buffers_back() {
         common::stat_num(&common::stats_of(witness, ""), "conn_buffer_bytes")
     };
     let big: Vec<u8> = (0..SIZE).map(|i| b'a' + (i % 26) as u8).collect();
-    let mut set = format!("set big 0 0 {SIZE}\r\n").into_bytes();
-    set.extend_from_slice(&big);
-    set.extend_from_slice(b"\r\n");
-    let mut got = format!("VALUE big 0 {SIZE}\r\n").into_bytes();
-    got.extend_from_slice(&big);
-    got.extend_from_slice(b"\r\nEND\r\n");
+    let set = common::set_request("big", &big);
+    let got = common::get_reply("big", &big);
 
     let mut pool: Vec<Tls> = (0..CLIENTS).map(|_| server.connect(&config)).collect();
     pool[0].roundtrip(&set, b"STORED\r\n");
@@ -345,10 +341,7 @@ fn idle_tls_connections_give_their_buffers_back() {
 }
 
 fn rss_bytes(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
+    common::rss_of(server.child.id())
 }
 
 #[test]

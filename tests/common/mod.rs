@@ -48,10 +48,7 @@ impl Server {
 
     /// Resident set size of the server process, in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kb * 1024
+        rss_of(self.pid())
     }
 
     pub fn signal(&self, sig: i32) {
@@ -347,6 +344,30 @@ impl Drop for GrantsFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Resident set size of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// `set KEY 0 0 LEN` with `data` as its block.
+pub fn set_request(key: &str, data: &[u8]) -> Vec<u8> {
+    let mut request = format!("set {key} 0 0 {}\r\n", data.len()).into_bytes();
+    request.extend_from_slice(data);
+    request.extend_from_slice(b"\r\n");
+    request
+}
+
+/// A `get KEY` reply holding `data` (flags 0).
+pub fn get_reply(key: &str, data: &[u8]) -> Vec<u8> {
+    let mut reply = format!("VALUE {key} 0 {}\r\n", data.len()).into_bytes();
+    reply.extend_from_slice(data);
+    reply.extend_from_slice(b"\r\nEND\r\n");
+    reply
 }
 
 /// `set oauth` with `value`.
