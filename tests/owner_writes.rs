@@ -11,7 +11,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{stat_num, stats_of, Conn, Server};
+use common::{set_request, stat_num, stats_of, within, Conn, Server};
 
 /// A key of `prefix` that the other core owns, whichever core serves
 /// `conn`: a lone `get` of it is forwarded (`forward_requests` grows).
@@ -166,4 +166,35 @@ fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
     // The connection goes on as usual.
     conn.roundtrip(format!("delete {key}\r\n").as_bytes(), b"DELETED\r\n");
     conn.roundtrip(b"mn\r\n", b"MN\r\n");
+}
+
+/// A client that stops reading while the connection's core finishes what
+/// the owner could not write: closed once `--write-timeout` passes with
+/// nothing moving, and counted as a write timeout (where the wait for
+/// the client had been taken for the read's own deadline: the rest of the
+/// reply was dropped and the connection went on reading).
+#[test]
+fn a_reply_left_to_the_connection_that_the_client_never_reads_times_out_as_a_write() {
+    // A value larger than the kernel's send buffer takes (up to 4 MiB).
+    let server = Server::start(&["--write-timeout", "2", "--max-item-size", "16m"]);
+    let mut witness = server.connect();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut conn = Conn::new(TcpStream::from(socket));
+    let key = remote_key(&mut conn, "big:");
+    let value = vec![b'v'; 12 << 20];
+    witness.roundtrip(&set_request(&key, &value), b"STORED\r\n");
+    let before = owner_written(&mut witness);
+    // A lone get for the other core: its owner writes what the socket
+    // takes, and the connection's core is left the rest.
+    conn.send(format!("get {key}\r\n").as_bytes());
+    let connections = |w: &mut Conn| stat_num(&stats_of(w, ""), "curr_connections");
+    let t = within(Duration::from_secs(8), || connections(&mut witness) == 1)
+        .expect("a client that never reads kept its connection for 8 s");
+    assert!(t >= Duration::from_millis(1500), "closed after only {t:?}");
+    let stats = stats_of(&mut witness, "");
+    assert_eq!(stat_num(&stats, "write_timeouts"), 1, "{stats:?}");
+    assert_eq!(stat_num(&stats, "owner_written_replies"), before);
+    witness.roundtrip(b"mn\r\n", b"MN\r\n");
 }

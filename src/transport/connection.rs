@@ -232,7 +232,11 @@ impl Connection {
                     self.read.filled(buf, 0);
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && shrinking => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        && shrinking
+                        && self.expired.is_none() =>
+                {
                     self.read.filled(buf, 0);
                     // Quiet for a while after a burst: give its buffers back.
                     self.shrink_idle();
@@ -688,10 +692,17 @@ impl Connection {
         }
         let (answer, part) = core.part_waiters.wait(lent.waiter).await;
         self.lent = None;
+        let armed = self.armed;
         if let Err(e) = self.lent_answered(lent, answer, part).await {
             // The read is cancelled with its buffer; the connection closes.
+            // A write that timed out is what expired, not the read's wait.
+            if e.kind() == io::ErrorKind::TimedOut {
+                self.expired = self.expired.or(self.armed);
+            }
             return (Err(e), Vec::new());
         }
+        // The read goes on under its own deadline.
+        self.armed = armed;
         read.await
     }
 
