@@ -7,13 +7,13 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{oauth_request, stat_num, stats_of, within, Conn, GrantsFile, Server};
+use common::{oauth_request, small_window, stat_num, stats_of, within, Conn, GrantsFile, Server};
 
 const MIB: u64 = 1 << 20;
 const AUTH_REQUIRED: &[u8] = b"CLIENT_ERROR authentication required\r\n";
@@ -78,15 +78,6 @@ fn store(conn: &mut Conn, key: &str, len: usize) {
     request.extend(std::iter::repeat_n(b'v', len));
     request.extend_from_slice(b"\r\n");
     conn.roundtrip(&request, b"STORED\r\n");
-}
-
-/// A connection whose receive buffer is `rcvbuf` bytes (set before connecting,
-/// so the window stays that small).
-fn small_window(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(rcvbuf).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    socket.into()
 }
 
 /// Admits a connection once a slot is free, and authenticates it.

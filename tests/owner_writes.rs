@@ -1,17 +1,18 @@
 //! `--owner-writes`, against the real binary: a lone request for a key
-//! another core owns is answered by that core, straight to the client's
-//! socket, byte for byte as the connection's own core would answer it; a
-//! reply the owner cannot write at once (the client reads nothing) is
-//! finished by the connection's core, in order; and pipelined reads keep
-//! going through the connection's core (lending the socket for them cost
-//! more than the wake-up it saved: docs/PERFORMANCE.md, round 14).
+//! another core owns, or a multi-get whose forwarded keys all go to one
+//! core, is answered by that core, straight to the client's socket, byte
+//! for byte as the connection's own core would answer it; a reply the
+//! owner cannot write at once (the client reads nothing) is finished by
+//! the connection's core, in order; and pipelined reads with replies of
+//! the connection's own core between the owner's keep going through the
+//! connection's core (lending the socket for them cost more than the
+//! wake-up it saved: docs/PERFORMANCE.md, round 14).
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{set_request, stat_num, stats_of, within, Conn, Server};
+use common::{get_reply, set_request, small_window, stat_num, stats_of, within, Conn, Server};
 
 /// A key of `prefix` that the other core owns, whichever core serves
 /// `conn`: a lone `get` of it is forwarded (`forward_requests` grows).
@@ -106,6 +107,155 @@ fn a_pipelined_read_for_both_cores_is_written_in_order_by_its_core() {
     assert_eq!(owner_written(&mut conn), before);
 }
 
+/// `VALUE` lines and data for `key` holding `data` (flags 0), as a
+/// multi-get returns each hit before its `END`.
+fn value_of(key: &str, data: &[u8]) -> Vec<u8> {
+    let reply = get_reply(key, data);
+    reply[..reply.len() - b"END\r\n".len()].to_vec()
+}
+
+/// Reads each read's `replies` in turn, byte for byte.
+fn read_each(conn: &mut Conn, replies: &[Vec<u8>]) {
+    for (i, expected) in replies.iter().enumerate() {
+        let got = conn.read_exact_n(expected.len());
+        assert!(
+            got == *expected,
+            "read {i}'s replies differ from what was stored"
+        );
+    }
+}
+
+/// A multi-get whose forwarded keys all go to the other core is written
+/// by that core, the connection's own replies before them having gone
+/// first and those after them (a short tail) going with the owner's: one
+/// wake-up of the connection's core saved each, and the bytes are
+/// memcached's.
+#[test]
+fn a_multiget_whose_forwarded_keys_have_one_owner_is_written_by_it() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let here = key_on(&mut conn, "here:", false);
+    let there = remote_key(&mut conn, "there:");
+    let also = remote_key(&mut conn, "also:");
+    let missing = remote_key(&mut conn, "missing:");
+    for (key, data) in [(&here, "h"), (&there, "tt"), (&also, "aaa")] {
+        conn.roundtrip(&set_request(key, data.as_bytes()), b"STORED\r\n");
+    }
+    let (h, t, a) = (
+        value_of(&here, b"h"),
+        value_of(&there, b"tt"),
+        value_of(&also, b"aaa"),
+    );
+    let end = b"END\r\n".to_vec();
+    let lent: [(String, Vec<u8>); 5] = [
+        (
+            format!("get {there} {also}\r\n"),
+            [&t[..], &a, &end].concat(),
+        ),
+        // The connection's own reply first: it writes that, the owner the rest.
+        (
+            format!("get {here} {there} {missing} {also}\r\n"),
+            [&h[..], &t, &a, &end].concat(),
+        ),
+        // The connection's own reply after: it goes with the owner's.
+        (
+            format!("get {also} {there} {here}\r\n"),
+            [&a[..], &t, &h, &end].concat(),
+        ),
+        (
+            format!("get {here} {there} {here}\r\n"),
+            [&h[..], &t, &h, &end].concat(),
+        ),
+        // Meta requests in one read, every reply but the last the owner's.
+        (
+            format!("mg {there} v\r\nmg {missing} v q\r\nmg {also} v k\r\nmn\r\n"),
+            format!("VA 2\r\ntt\r\nVA 3 k{also}\r\naaa\r\nMN\r\n").into_bytes(),
+        ),
+    ];
+    let before = owner_written(&mut conn);
+    for (read, replies) in &lent {
+        conn.roundtrip(read.as_bytes(), replies);
+    }
+    assert_eq!(owner_written(&mut conn) - before, lent.len() as u64);
+
+    // A reply of the connection's own between the owner's, or a tail
+    // longer than a lent socket carries: the connection's core writes all.
+    let long: Vec<u8> = vec![b'l'; 300];
+    conn.roundtrip(&set_request(&here, &long), b"STORED\r\n");
+    let l = value_of(&here, &long);
+    let before = owner_written(&mut conn);
+    conn.roundtrip(
+        format!("get {there} {here} {also}\r\n").as_bytes(),
+        &[&t[..], &l, &a, &end].concat(),
+    );
+    conn.roundtrip(
+        format!("get {there} {here}\r\n").as_bytes(),
+        &[&t[..], &l, &end].concat(),
+    );
+    assert_eq!(owner_written(&mut conn), before);
+}
+
+/// A lent multi-get whose replies are more than its owner runs of one
+/// connection's part at once (`envelope::PART_REPLIES`, 1 MiB): the owner
+/// writes none of it, the rest is sent again, and the connection's core
+/// writes every reply in order.
+#[test]
+fn a_lent_multiget_past_what_its_owner_runs_at_once_is_finished_in_order() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let here = key_on(&mut conn, "here:", false);
+    let keys: Vec<String> = (0..3)
+        .map(|i| remote_key(&mut conn, &format!("wide{i}:")))
+        .collect();
+    let value: Vec<u8> = (0..600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for key in &keys {
+        conn.roundtrip(&set_request(key, &value), b"STORED\r\n");
+    }
+    conn.roundtrip(&set_request(&here, b"h"), b"STORED\r\n");
+    let mut expected = value_of(&here, b"h");
+    for key in &keys {
+        expected.extend_from_slice(&value_of(key, &value));
+    }
+    expected.extend_from_slice(b"END\r\n");
+    for _ in 0..3 {
+        conn.send(format!("get {here} {}\r\n", keys.join(" ")).as_bytes());
+        let got = conn.read_exact_n(expected.len());
+        assert!(got == expected, "the replies differ from what was stored");
+    }
+    conn.roundtrip(b"mn\r\n", b"MN\r\n");
+}
+
+/// The connection's own replies before the owner's, more than its socket
+/// takes at once (the client reads nothing for a while): what is left of
+/// them, and the owner's, are written by the connection's core, in order.
+#[test]
+fn replies_of_its_own_before_the_owners_that_do_not_fit_are_finished_in_order() {
+    let server = Server::start(&[]);
+    let mut conn = Conn::new(small_window(server.addr, 4096));
+    let local = key_on(&mut conn, "big:", false);
+    let remote = remote_key(&mut conn, "small:");
+    let value: Vec<u8> = (0..900_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut setup = server.connect();
+    setup.send(&set_request(&local, &value));
+    assert_eq!(setup.read_until(b"\r\n"), b"STORED\r\n");
+    conn.roundtrip(&set_request(&remote, b"small"), b"STORED\r\n");
+
+    const GETS: usize = 6;
+    for _ in 0..GETS {
+        conn.send(format!("get {local} {remote}\r\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expected = [
+        &value_of(&local, &value)[..],
+        &value_of(&remote, b"small"),
+        b"END\r\n",
+    ]
+    .concat();
+    read_each(&mut conn, &vec![expected; GETS]);
+    conn.roundtrip(format!("delete {remote}\r\n").as_bytes(), b"DELETED\r\n");
+    conn.roundtrip(b"mn\r\n", b"MN\r\n");
+}
+
 #[test]
 fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
     let server = Server::start(&[]);
@@ -113,10 +263,7 @@ fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
     // A client that reads nothing for a while, with a small receive
     // buffer: the replies below fill the server's send buffer, so some
     // owner's write stops short, and the connection's core writes the rest.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let mut conn = Conn::new(TcpStream::from(socket));
+    let mut conn = Conn::new(small_window(server.addr, 4096));
     let key = remote_key(&mut conn, "big:");
     let value: Vec<u8> = (0..900_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let mut set = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
@@ -151,18 +298,16 @@ fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
     big.extend_from_slice(&value);
     big.extend_from_slice(b"\r\nEND\r\n");
     let small = format!("VALUE {local} 0 5\r\nsmall\r\nEND\r\n").into_bytes();
-    for i in 0..GETS {
-        let expected = if i % 2 == 0 {
-            big.clone()
-        } else {
-            [&small[..], &big, &small, &big, &big].concat()
-        };
-        let got = conn.read_exact_n(expected.len());
-        assert!(
-            got == expected,
-            "read {i}'s replies differ from what was stored"
-        );
-    }
+    let expected: Vec<Vec<u8>> = (0..GETS)
+        .map(|i| {
+            if i % 2 == 0 {
+                big.clone()
+            } else {
+                [&small[..], &big, &small, &big, &big].concat()
+            }
+        })
+        .collect();
+    read_each(&mut conn, &expected);
     // The connection goes on as usual.
     conn.roundtrip(format!("delete {key}\r\n").as_bytes(), b"DELETED\r\n");
     conn.roundtrip(b"mn\r\n", b"MN\r\n");
@@ -178,10 +323,7 @@ fn a_reply_left_to_the_connection_that_the_client_never_reads_times_out_as_a_wri
     // A value larger than the kernel's send buffer takes (up to 4 MiB).
     let server = Server::start(&["--write-timeout", "2", "--max-item-size", "16m"]);
     let mut witness = server.connect();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let mut conn = Conn::new(TcpStream::from(socket));
+    let mut conn = Conn::new(small_window(server.addr, 4096));
     let key = remote_key(&mut conn, "big:");
     let value = vec![b'v'; 12 << 20];
     witness.roundtrip(&set_request(&key, &value), b"STORED\r\n");

@@ -35,13 +35,13 @@ use tracing::{debug, info};
 
 use super::admission::admit;
 use super::core::Core;
-use super::envelope::{Answer, Part, Pen};
+use super::envelope::{Answer, Part, Pen, TAIL_MAX};
 use super::framing::{
     Budget, Deadlines, Expiry, ReadBuffer, IDLE_REPLY_BUFFER, OUTPUT_HIGH_WATER, READ_BUFFER,
     RELEASE_AFTER, SHRINK_AFTER,
 };
 use super::remote::{Forward, Remote, Spliced};
-use super::socket::Socket;
+use super::socket::{send_now, Socket};
 use crate::clock::coarse_now;
 use crate::keyspace::{shard_of, NsHasher};
 use crate::protocol::{
@@ -637,19 +637,36 @@ impl Connection {
         }
     }
 
-    /// Forwards the one queued request with the socket lent to its owner,
-    /// where that is all there is to reply: no reply of this core's before
-    /// it, and at most a short tail after it. True if it went.
+    /// Forwards the queued requests with the socket lent to their owner,
+    /// where that one core's replies are all there is to write but for
+    /// this core's own before them, which go out first, and a short tail
+    /// after them. True if they went.
     fn lend_socket(&mut self) -> bool {
         if !self.core.shared.config.owner_writes {
             return false;
         }
-        let Some((shard, 0)) = self.remote.only_one() else {
+        let Some((shard, pos)) = self.remote.lendable() else {
             return false;
         };
         let Some((fd, _)) = self.socket.lendable() else {
             return false;
         };
+        if self.out.len() - pos > TAIL_MAX {
+            return false;
+        }
+        if pos > 0 {
+            // What the owner writes follows these bytes: they go now, as
+            // far as the socket takes them without waiting (nothing of
+            // this connection's is being written: writes finish before
+            // the next read).
+            let n = send_now(fd, &self.out[..pos], &[]);
+            self.core.conns.borrow_mut().bytes_written += n as u64;
+            self.out.drain(..n);
+            self.remote.written_ahead(n);
+            if n < pos {
+                return false;
+            }
+        }
         let Some(pen) = Pen::new(fd, &self.out) else {
             return false;
         };
@@ -734,7 +751,13 @@ impl Connection {
             self.out.clear();
             return Ok(());
         }
-        if let Some(answer) = self.remote.answered(lent.shard, answer, part, true) {
+        // An owner that ran only some of them leaves the rest to be sent
+        // again (`settle`): what it did answer waits aside meanwhile.
+        let all = self
+            .remote
+            .unanswered(lent.shard)
+            .is_some_and(|(wire, _)| part.consumed == wire.len());
+        if let Some(answer) = self.remote.answered(lent.shard, answer, part, all) {
             self.core.release(lent.shard, answer);
         }
         self.settle().await?;

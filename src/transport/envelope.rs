@@ -23,14 +23,15 @@
 //! offsets (`u32`) cannot wrap, and what one core is owed is bounded
 //! whatever the number of connections.
 //!
-//! A connection with exactly one request outstanding, whose reply is all
-//! it has to write, may lend its socket with the request (a [`Pen`]): the
-//! owner then writes the reply, and what followed it in the connection's
-//! output, straight to the client ([`write_pens`]), and says how much it
-//! wrote. The asking core need not wake for an answer that only tells it
-//! the reply is out, so such an answer is sent deferred (`Reply::deferred`).
-//! The connection keeps its descriptor open, and writes nothing, until that
-//! answer has come back.
+//! A connection whose outstanding requests all went to one owner, with no
+//! reply of its own between theirs, may lend its socket with them (a
+//! [`Pen`]), once it has written what its output holds before their
+//! replies: the owner then writes the replies, and what followed them in
+//! the connection's output, straight to the client ([`write_pens`]), and
+//! says how much it wrote. The asking core need not wake for an answer
+//! that only tells it the replies are out, so such an answer is sent
+//! deferred (`Reply::deferred`). The connection keeps its descriptor open,
+//! and writes nothing, until that answer has come back.
 //!
 //! Buffers go home to be reused rather than freed on the other core: the
 //! answer carries the request buffer back, and the next batch to the same
@@ -145,17 +146,19 @@ impl Part {
 }
 
 /// The most a lent socket's tail may hold: what a connection appends after
-/// a forwarded retrieval (`END\r\n`), with room to spare.
-pub const TAIL_MAX: usize = 16;
+/// a forwarded retrieval (`END\r\n`), or after the forwarded keys of a
+/// multi-get, its own keys' replies for small values (a 100-byte value's
+/// `VALUE` line, data and `END` take about 150 bytes).
+pub const TAIL_MAX: usize = 256;
 
-/// A connection's socket, lent with its one forwarded request: the owner
-/// writes the reply, then `tail` (the bytes the connection's output holds
-/// after the reply), with one non-blocking system call.
+/// A connection's socket, lent with its forwarded requests: the owner
+/// writes their replies, then `tail` (the bytes the connection's output
+/// holds after them), with one non-blocking system call.
 #[derive(Clone, Copy, Debug)]
 pub struct Pen {
     pub fd: i32,
     tail: [u8; TAIL_MAX],
-    tail_len: u8,
+    tail_len: u16,
     /// Set by the owner: the bytes it had to write (reply and tail);
     /// `None` if it did not run the whole part, and wrote nothing.
     whole: Option<u32>,
@@ -167,7 +170,7 @@ impl Pen {
         let mut pen = Pen {
             fd,
             tail: [0; TAIL_MAX],
-            tail_len: tail.len() as u8,
+            tail_len: tail.len() as u16,
             whole: None,
         };
         pen.tail.get_mut(..tail.len())?.copy_from_slice(tail);

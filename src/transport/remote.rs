@@ -52,8 +52,9 @@ struct Queue {
     held: Vec<u8>,
     held_ends: Vec<usize>,
     held_pos: usize,
-    /// The latest answer: its replies are those of records `base..`.
-    answer: Option<(Rc<Answer>, Part, u32)>,
+    /// The latest answer, and which of its replies are this queue's:
+    /// those of records `base..`.
+    answer: Option<(Rc<Answer>, Served, u32)>,
 }
 
 impl Queue {
@@ -86,6 +87,15 @@ impl Queue {
         }
         Some(answer)
     }
+}
+
+/// Which of an answer's replies are one connection's (its `Part`'s
+/// `first` and `served`), kept without the rest of the part, which
+/// carries a lent socket's tail.
+#[derive(Clone, Copy)]
+struct Served {
+    first: u32,
+    served: u32,
 }
 
 struct Insert {
@@ -142,15 +152,30 @@ impl Remote {
         q.count += 1;
     }
 
-    /// The shard and output position of the one request queued, when one
-    /// is all there is and nothing of it was sent yet.
-    pub fn only_one(&self) -> Option<(usize, usize)> {
-        match self.inserts.as_slice() {
-            [insert] if self.next == 0 && self.waiting.is_empty() => {
-                let q = &self.queues[insert.shard as usize];
-                (q.answered == 0).then_some((insert.shard as usize, insert.pos))
-            }
-            _ => None,
+    /// The shard, and the output position, of the requests queued when
+    /// one owner can write all their replies in one piece: they all go to
+    /// that shard, no reply of this connection's own lies between them,
+    /// and nothing of them was sent yet.
+    pub fn lendable(&self) -> Option<(usize, usize)> {
+        let first = self.inserts.first()?;
+        if self.next != 0 || !self.waiting.is_empty() {
+            return None;
+        }
+        let together = self
+            .inserts
+            .iter()
+            .all(|i| i.shard == first.shard && i.pos == first.pos);
+        let q = &self.queues[first.shard as usize];
+        (together && q.answered == 0).then_some((first.shard as usize, first.pos))
+    }
+
+    /// The first `n` bytes of the output went ahead of the replies still
+    /// to place (all before the first one's place): every place moves back
+    /// by `n`.
+    pub fn written_ahead(&mut self, n: usize) {
+        for insert in &mut self.inserts[self.next..] {
+            debug_assert!(insert.pos >= n, "written past a reply's place");
+            insert.pos -= n;
         }
     }
 
@@ -192,7 +217,11 @@ impl Remote {
         q.answered += part.served;
         q.answered_bytes += part.consumed;
         debug_assert!(q.answered <= q.count && q.answered_bytes <= q.wire.len());
-        q.answer = Some((answer, part, base));
+        let served = Served {
+            first: part.first,
+            served: part.served,
+        };
+        q.answer = Some((answer, served, base));
         if keep {
             None
         } else {
@@ -252,9 +281,7 @@ impl Remote {
             Some(pos) => {
                 ready.extend_from_slice(&out[cursor..pos]);
                 out.drain(..pos);
-                for insert in &mut self.inserts[self.next..] {
-                    insert.pos -= pos;
-                }
+                self.written_ahead(pos);
                 Spliced::Until
             }
         }
@@ -358,21 +385,45 @@ mod tests {
     }
 
     #[test]
-    fn only_a_lone_request_not_yet_sent_may_lend_the_socket() {
+    fn only_requests_for_one_owner_in_one_place_may_lend_the_socket() {
         let (remote, _) = queued();
-        assert_eq!(remote.only_one(), None, "four requests");
+        assert_eq!(remote.lendable(), None, "two owners");
         let mut remote = Remote::new(2);
-        assert_eq!(remote.only_one(), None, "none");
+        assert_eq!(remote.lendable(), None, "none");
         remote.queue(1, 0, 7, Forward::Get(GetKind::Get, b"k"));
-        assert_eq!(remote.only_one(), Some((1, 0)));
-        // Its owner wrote the reply: nothing is left to place, and the
+        assert_eq!(remote.lendable(), Some((1, 0)));
+        remote.queue(1, 0, 8, Forward::Get(GetKind::Get, b"l"));
+        assert_eq!(remote.lendable(), Some((1, 0)), "two keys, one owner");
+        // Its owner wrote the replies: nothing is left to place, and the
         // connection starts afresh.
         remote.written_by_owner();
         assert!(remote.is_empty() && remote.unanswered(1).is_none());
         remote.queue(0, 3, 7, Forward::Wire(b"delete k\r\n", ReplyBound::Line));
-        assert_eq!(remote.only_one(), Some((0, 3)), "after a local reply");
+        assert_eq!(remote.lendable(), Some((0, 3)), "after a local reply");
+        remote.queue(0, 5, 8, Forward::Get(GetKind::Get, b"l"));
+        assert_eq!(remote.lendable(), None, "a local reply between them");
+        let mut remote = Remote::new(2);
+        remote.queue(0, 3, 7, Forward::Get(GetKind::Get, b"k"));
         remote.waiting.push((0, 1));
-        assert_eq!(remote.only_one(), None, "already sent");
+        assert_eq!(remote.lendable(), None, "already sent");
+    }
+
+    #[test]
+    fn output_written_ahead_of_the_replies_moves_their_places() {
+        let mut remote = Remote::new(2);
+        let mut out = b"HEAD".to_vec();
+        remote.queue(1, 4, 7, Forward::Get(GetKind::Get, b"k"));
+        remote.queue(1, 4, 8, Forward::Get(GetKind::Get, b"l"));
+        out.extend_from_slice(b"END");
+        // "HE" went out first.
+        out.drain(..2);
+        remote.written_ahead(2);
+        let wire = remote.unanswered(1).unwrap().0.to_vec();
+        let (answer, part) = answer(&[b"x", b"y"], &wire, 2);
+        assert!(remote.answered(1, answer, part, true).is_none());
+        let mut ready = Vec::new();
+        assert_eq!(remote.place(&mut out, &mut ready, |_, _| {}), Spliced::All);
+        assert_eq!(ready, b"ADxyEND");
     }
 
     #[test]

@@ -375,6 +375,15 @@ pub fn oauth_request(value: &str) -> Vec<u8> {
     format!("set oauth 0 0 {}\r\n{value}\r\n", value.len()).into_bytes()
 }
 
+/// A client socket whose receive buffer is `rcvbuf` bytes, set before
+/// connecting so the window stays that small: a client slow to read.
+pub fn small_window(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(rcvbuf).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 /// Polls `done` every 50 ms for up to `limit`; how long it took, if it did.
 pub fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
