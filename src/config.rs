@@ -158,13 +158,15 @@ pub struct Args {
     #[arg(long = "balance", value_enum, default_value_t = Switch::On, value_name = "on|off")]
     pub balance: Switch,
 
-    /// With two or more cores: when a connection's only outstanding request
-    /// is for a key another core owns, that core writes the reply straight
-    /// to the client (`on`), instead of handing it back to the connection's
-    /// core to write (`off`). This saves the connection's core a wake-up
-    /// per such request at everyday load. Never for TLS connections, or
-    /// for pipelined requests, whose replies keep their order through the
-    /// connection's core.
+    /// With two or more cores: when what a connection has outstanding is
+    /// for keys one other core owns (a lone request, or a multi-get whose
+    /// other keys are the connection's core's, with their replies before
+    /// those or a short tail after), that core writes the replies straight
+    /// to the client (`on`), instead of handing them back to the
+    /// connection's core to write (`off`). This saves the connection's core
+    /// a wake-up per such request at everyday load. Never for TLS
+    /// connections, or for a read whose replies from the two cores
+    /// interleave, which keep their order through the connection's core.
     #[arg(long = "owner-writes", value_enum, default_value_t = Switch::On, value_name = "on|off")]
     pub owner_writes: Switch,
 
@@ -337,8 +339,8 @@ pub struct Config {
     /// `--sched-policy`, which each core thread sets as it starts.
     pub sched_policy: SchedPolicy,
     pub balance_connections: bool,
-    /// `--owner-writes`: a key's owner may write an unpipelined request's
-    /// reply to the client (`transport::envelope::Pen`).
+    /// `--owner-writes`: a key's owner may write the replies to what a
+    /// connection forwarded it to the client (`transport::envelope::Pen`).
     pub owner_writes: bool,
     /// For `crate::keyspace::KeyHasher::from_seed`.
     pub hash_seed: u64,

@@ -314,7 +314,7 @@ impl Collector for Exposition {
         counter(
             enc,
             "ferrocache_owner_written_replies",
-            "Forwarded requests whose reply the owning core wrote straight to the client.",
+            "Lent runs of forwarded requests (a lone request, or a multi-get's forwarded keys) whose replies the owning core wrote straight to the client.",
             conns.owner_written_replies,
         )?;
         counter(
