@@ -127,7 +127,7 @@ fn read_each(conn: &mut Conn, replies: &[Vec<u8>]) {
 
 /// A multi-get whose forwarded keys all go to the other core is written
 /// by that core, the connection's own replies before them having gone
-/// first and those after them (a short tail) going with the owner's: one
+/// first and those after them (up to 16 KiB) going with the owner's: one
 /// wake-up of the connection's core saved each, and the bytes are
 /// memcached's.
 #[test]
@@ -178,11 +178,23 @@ fn a_multiget_whose_forwarded_keys_have_one_owner_is_written_by_it() {
     }
     assert_eq!(owner_written(&mut conn) - before, lent.len() as u64);
 
+    // A tail of a few KiB goes with the owner's replies too.
+    let value: Vec<u8> = vec![b'l'; 4000];
+    conn.roundtrip(&set_request(&here, &value), b"STORED\r\n");
+    let l = value_of(&here, &value);
+    let before = owner_written(&mut conn);
+    conn.roundtrip(
+        format!("get {there} {here}\r\n").as_bytes(),
+        &[&t[..], &l, &end].concat(),
+    );
+    assert_eq!(owner_written(&mut conn), before + 1);
+
     // A reply of the connection's own between the owner's, or a tail
-    // longer than a lent socket carries: the connection's core writes all.
-    let long: Vec<u8> = vec![b'l'; 300];
-    conn.roundtrip(&set_request(&here, &long), b"STORED\r\n");
-    let l = value_of(&here, &long);
+    // longer than a lent socket carries (16 KiB): the connection's core
+    // writes all.
+    let value: Vec<u8> = vec![b'L'; 20_000];
+    conn.roundtrip(&set_request(&here, &value), b"STORED\r\n");
+    let l = value_of(&here, &value);
     let before = owner_written(&mut conn);
     conn.roundtrip(
         format!("get {there} {here} {also}\r\n").as_bytes(),

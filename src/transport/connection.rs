@@ -667,13 +667,14 @@ impl Connection {
                 return false;
             }
         }
-        let Some(pen) = Pen::new(fd, &self.out) else {
+        let Some(pen) = Pen::new(fd, self.out.len()) else {
             return false;
         };
         let Some((wire, _)) = self.remote.unanswered(shard) else {
             return false;
         };
-        let waiter = self.core.forward(shard, self.session.ns(), wire, Some(pen));
+        let lent = Some((pen, &self.out[..]));
+        let waiter = self.core.forward(shard, self.session.ns(), wire, lent);
         self.lent = Some(Lent { shard, waiter });
         true
     }

@@ -467,12 +467,21 @@ impl Core {
     }
 
     /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in the
-    /// next batch, with the connection's socket if it lends it (`pen`);
+    /// next batch, with the connection's socket and the tail to write
+    /// after their replies if it lends it (`lent`);
     /// returns the waiter that receives their replies, as a `PartAnswer` in
     /// `part_waiters` (which says how many of them ran).
-    pub fn forward(&self, shard: usize, ns: Namespace, wire: &[u8], pen: Option<Pen>) -> u32 {
+    pub fn forward(
+        &self,
+        shard: usize,
+        ns: Namespace,
+        wire: &[u8],
+        lent: Option<(Pen, &[u8])>,
+    ) -> u32 {
         let waiter = self.part_waiters.register();
-        self.outbox.borrow_mut().queue(shard, ns, wire, waiter, pen);
+        self.outbox
+            .borrow_mut()
+            .queue(shard, ns, wire, waiter, lent);
         self.wake_flusher();
         waiter
     }

@@ -27,8 +27,9 @@
 //! reply of its own between theirs, may lend its socket with them (a
 //! [`Pen`]), once it has written what its output holds before their
 //! replies: the owner then writes the replies, and what followed them in
-//! the connection's output, straight to the client ([`write_pens`]), and
-//! says how much it wrote. The asking core need not wake for an answer
+//! the connection's output (the part's tail, carried in the batch's wire
+//! after its records), straight to the client ([`write_pens`]), and says
+//! how much it wrote. The asking core need not wake for an answer
 //! that only tells it the replies are out, so such an answer is sent
 //! deferred (`Reply::deferred`). The connection keeps its descriptor open,
 //! and writes nothing, until that answer has come back.
@@ -143,60 +144,63 @@ impl Part {
     pub fn written_whole(&self) -> bool {
         self.pen.is_some_and(|pen| pen.whole == Some(self.written))
     }
+
+    /// Where its records end in the batch's wire: a lent socket's tail
+    /// follows them, up to `end`.
+    pub fn records_end(&self) -> usize {
+        self.end - self.pen.map_or(0, |pen| pen.tail_len as usize)
+    }
 }
 
 /// The most a lent socket's tail may hold: what a connection appends after
 /// a forwarded retrieval (`END\r\n`), or after the forwarded keys of a
-/// multi-get, its own keys' replies for small values (a 100-byte value's
-/// `VALUE` line, data and `END` take about 150 bytes).
-pub const TAIL_MAX: usize = 256;
+/// multi-get, its own keys' replies (as much as a read buffer; a larger
+/// tail, copied to the owner, would cost more than the wake-up it saves).
+pub const TAIL_MAX: usize = 16 << 10;
 
 /// A connection's socket, lent with its forwarded requests: the owner
-/// writes their replies, then `tail` (the bytes the connection's output
-/// holds after them), with one non-blocking system call.
+/// writes their replies, then the part's tail (the bytes the connection's
+/// output holds after them, in the batch's wire after the part's records),
+/// with one non-blocking system call.
 #[derive(Clone, Copy, Debug)]
 pub struct Pen {
     pub fd: i32,
-    tail: [u8; TAIL_MAX],
-    tail_len: u16,
+    tail_len: u32,
     /// Set by the owner: the bytes it had to write (reply and tail);
     /// `None` if it did not run the whole part, and wrote nothing.
     whole: Option<u32>,
 }
 
 impl Pen {
-    /// `None` if `tail` is longer than [`TAIL_MAX`].
-    pub fn new(fd: i32, tail: &[u8]) -> Option<Pen> {
-        let mut pen = Pen {
+    /// `None` if `tail_len` is more than [`TAIL_MAX`].
+    pub fn new(fd: i32, tail_len: usize) -> Option<Pen> {
+        (tail_len <= TAIL_MAX).then_some(Pen {
             fd,
-            tail: [0; TAIL_MAX],
-            tail_len: tail.len() as u16,
+            tail_len: tail_len as u32,
             whole: None,
-        };
-        pen.tail.get_mut(..tail.len())?.copy_from_slice(tail);
-        Some(pen)
-    }
-
-    pub fn tail(&self) -> &[u8] {
-        &self.tail[..self.tail_len as usize]
+        })
     }
 }
 
 /// The owner's side of lent sockets, after [`answer_batch`]: each part
 /// that came with a [`Pen`] and ran whole has its replies and tail written
 /// by `send` (which writes what it can without waiting and returns how
-/// much; it never blocks), and records what it wrote. Returns how many
-/// parts have their reply out whole: if all of them, the asking core has
-/// nothing to write and need not be woken for the answer.
+/// much; it never blocks), and records what it wrote. `wire` is the
+/// batch's, which holds the tails. Returns how many parts have their reply
+/// out whole: if all of them, the asking core has nothing to write and
+/// need not be woken for the answer.
 pub fn write_pens(
     parts: &mut [Part],
     answer: &Answer,
+    wire: &[u8],
     mut send: impl FnMut(i32, &[u8], &[u8]) -> usize,
 ) -> usize {
     let mut start = 0;
     let mut out_whole = 0;
     for part in parts.iter_mut() {
-        let ran_whole = part.consumed == part.end - start && part.served > 0;
+        let records_end = part.records_end();
+        let ran_whole = part.consumed == records_end - start && part.served > 0;
+        let tail = &wire[records_end..part.end];
         start = part.end;
         let Some(pen) = part.pen.as_mut().filter(|_| ran_whole) else {
             continue;
@@ -209,11 +213,11 @@ pub fn write_pens(
         };
         let to = answer.ends[first + part.served as usize - 1] as usize;
         let reply = &answer.out[from..to];
-        let whole = (reply.len() + pen.tail().len()) as u32;
+        let whole = (reply.len() + tail.len()) as u32;
         pen.whole = Some(whole);
         // A quiet or `noreply` request may have nothing to write.
         if whole > 0 {
-            part.written = send(pen.fd, reply, pen.tail()) as u32;
+            part.written = send(pen.fd, reply, tail) as u32;
         }
         out_whole += usize::from(part.written == whole);
     }
@@ -301,7 +305,7 @@ pub fn answer_batch(
     let mut group: Vec<(u64, Record, usize)> = Vec::with_capacity(PREFETCH_AHEAD);
     let mut hashes = [0u64; PREFETCH_AHEAD];
     for part in parts.iter_mut() {
-        let end = part.end;
+        let end = part.records_end();
         part.first = ends.len() as u32;
         let (mut served, mut pos, part_from) = (0u32, start, out.len());
         'part: while !full && pos < end {
@@ -334,7 +338,7 @@ pub fn answer_batch(
         }
         part.served = served;
         part.consumed = pos - start;
-        start = end;
+        start = part.end;
     }
 }
 
@@ -675,10 +679,13 @@ mod tests {
         assert_eq!(limits.max_batch, 16 << 20);
     }
 
-    /// Three parts of one record each; the middle one lent no socket.
-    fn three_parts() -> (Vec<Part>, Answer) {
+    /// Three parts of one record (10 bytes of wire) each; the middle one
+    /// lent no socket, the last one's tail is `END`. Their wire, with the
+    /// tails after the records, and the answer.
+    fn three_parts() -> (Vec<Part>, Answer, Vec<u8>) {
         let mut answer = Answer::default();
         let mut parts = Vec::new();
+        let mut wire = Vec::new();
         for (i, reply) in [
             &b"STORED\r\n"[..],
             b"NOT_FOUND\r\n",
@@ -689,22 +696,29 @@ mod tests {
         {
             answer.out.extend_from_slice(reply);
             answer.ends.push(answer.out.len() as u32);
-            let mut part = Part::new(Namespace { id: 0 }, 10 * (i + 1), 0);
+            let tail: &[u8] = if i == 2 { b"END\r\n" } else { b"" };
+            wire.extend_from_slice(&[b'0' + i as u8; 10]);
+            wire.extend_from_slice(tail);
+            let mut part = Part::new(Namespace { id: 0 }, wire.len(), 0);
             part.first = i as u32;
             part.served = 1;
             part.consumed = 10;
-            part.pen = (i != 1)
-                .then(|| Pen::new(100 + i as i32, if i == 2 { b"END\r\n" } else { b"" }).unwrap());
+            part.pen = (i != 1).then(|| Pen::new(100 + i as i32, tail.len()).unwrap());
             parts.push(part);
         }
-        (parts, answer)
+        (parts, answer, wire)
+    }
+
+    /// Lends the middle part's socket too.
+    fn lend_middle(parts: &mut [Part]) {
+        parts[1].pen = Pen::new(101, 0);
     }
 
     #[test]
     fn the_owner_writes_each_lent_reply_and_its_tail() {
-        let (mut parts, answer) = three_parts();
+        let (mut parts, answer, wire) = three_parts();
         let mut sent: Vec<(i32, Vec<u8>)> = Vec::new();
-        let whole = write_pens(&mut parts, &answer, |fd, a, b| {
+        let whole = write_pens(&mut parts, &answer, &wire, |fd, a, b| {
             sent.push((fd, [a, b].concat()));
             a.len() + b.len()
         });
@@ -723,10 +737,10 @@ mod tests {
         assert!(!parts[1].written_whole() && parts[1].written == 0);
 
         // Every part lent, every reply out whole: the answer may be deferred.
-        let (mut parts, answer) = three_parts();
-        parts[1].pen = Pen::new(101, b"");
+        let (mut parts, answer, wire) = three_parts();
+        lend_middle(&mut parts);
         assert_eq!(
-            write_pens(&mut parts, &answer, |_, a, b| a.len() + b.len()),
+            write_pens(&mut parts, &answer, &wire, |_, a, b| a.len() + b.len()),
             3
         );
     }
@@ -734,35 +748,82 @@ mod tests {
     #[test]
     fn a_reply_written_short_or_not_run_is_left_to_the_connection() {
         // The socket takes only 3 bytes.
-        let (mut parts, answer) = three_parts();
-        parts[1].pen = Pen::new(101, b"");
-        assert_eq!(write_pens(&mut parts, &answer, |_, _, _| 3), 0);
+        let (mut parts, answer, wire) = three_parts();
+        lend_middle(&mut parts);
+        assert_eq!(write_pens(&mut parts, &answer, &wire, |_, _, _| 3), 0);
         assert!(parts.iter().all(|p| p.written == 3 && !p.written_whole()));
         // A part the owner did not run (its cap ran out) is not written.
-        let (mut parts, answer) = three_parts();
+        let (mut parts, answer, wire) = three_parts();
         parts[2].served = 0;
         parts[2].consumed = 0;
         let mut fds = Vec::new();
-        write_pens(&mut parts, &answer, |fd, a, b| {
+        write_pens(&mut parts, &answer, &wire, |fd, a, b| {
             fds.push(fd);
             a.len() + b.len()
         });
         assert_eq!(fds, [100]);
         assert!(!parts[2].written_whole());
-        // Nothing to write (a quiet request): done, without a system call.
-        let (mut parts, mut answer) = three_parts();
+        // Nothing to write (a quiet request, no tail): done, without a
+        // system call.
+        let (mut parts, mut answer, mut wire) = three_parts();
         answer.out.truncate(answer.ends[1] as usize);
         answer.ends[2] = answer.ends[1];
-        parts[2].pen = Pen::new(102, b"");
+        wire.truncate(parts[2].records_end());
+        parts[2].pen = Pen::new(102, 0);
+        parts[2].end = wire.len();
         fds.clear();
-        write_pens(&mut parts, &answer, |fd, a, b| {
+        write_pens(&mut parts, &answer, &wire, |fd, a, b| {
             fds.push(fd);
             a.len() + b.len()
         });
         assert_eq!(fds, [100]);
         assert!(parts[2].written_whole());
-        // A tail longer than a pen holds is refused: the connection writes.
-        assert!(Pen::new(1, &[b'x'; TAIL_MAX + 1]).is_none());
-        assert_eq!(Pen::new(1, b"END\r\n").unwrap().tail(), b"END\r\n");
+        // A tail longer than a pen carries is refused: the connection writes.
+        assert!(Pen::new(1, TAIL_MAX + 1).is_none());
+        assert!(Pen::new(1, TAIL_MAX).is_some());
+    }
+
+    /// A lent part's tail rides in the wire after its records: the owner
+    /// runs only the records.
+    #[test]
+    fn a_lent_parts_tail_is_not_run_as_records() {
+        // Items of up to 1 KiB: three gets' replies fit one answer.
+        let limits = ForwardLimits::new(1 << 10);
+        let mut wire = Vec::new();
+        push_get(&mut wire, 1, GetKind::Get, b"a");
+        push_get(&mut wire, 2, GetKind::Get, b"b");
+        let records = wire.len();
+        wire.extend_from_slice(b"VALUE c 0 1\r\nc\r\nEND\r\n");
+        let mut first = Part::new(Namespace { id: 0 }, wire.len(), 0);
+        first.pen = Pen::new(7, wire.len() - records);
+        push_get(&mut wire, 3, GetKind::Get, b"d");
+        let mut parts = vec![first, Part::new(Namespace { id: 0 }, wire.len(), 1)];
+        let mut answer = Answer::default();
+        let mut ran = Vec::new();
+        answer_batch(
+            &mut parts,
+            &wire,
+            &mut answer,
+            &limits,
+            1 << 20,
+            |_| {},
+            |_, hash, _, out| {
+                ran.push(hash);
+                out.extend_from_slice(format!("V{hash}\r\n").as_bytes());
+            },
+        );
+        assert_eq!(ran, [1, 2, 3]);
+        assert_eq!((parts[0].served, parts[0].consumed), (2, records));
+        assert_eq!(parts[1].served, 1);
+        let mut sent = Vec::new();
+        let whole = write_pens(&mut parts, &answer, &wire, |fd, a, b| {
+            sent.push((fd, [a, b].concat()));
+            a.len() + b.len()
+        });
+        assert_eq!(whole, 1);
+        assert_eq!(
+            sent,
+            [(7, b"V1\r\nV2\r\nVALUE c 0 1\r\nc\r\nEND\r\n".to_vec())]
+        );
     }
 }

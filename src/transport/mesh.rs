@@ -35,7 +35,7 @@ pub async fn serve_requests(core: Rc<Core>, from_peer: usize) {
                 execute_batch(&core, &mut parts, &wire, &mut answer, cap);
                 // Lent sockets get their replies now; an answer that only
                 // says so need not wake the asking core.
-                let whole = write_pens(&mut parts, &answer, send_now);
+                let whole = write_pens(&mut parts, &answer, &wire, send_now);
                 if whole > 0 {
                     core.conns.borrow_mut().owner_written_replies += whole as u64;
                 }

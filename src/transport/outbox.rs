@@ -76,17 +76,23 @@ impl Outboxes {
     }
 
     /// Queues keyed requests of `ns` (`wire`) for `shard`, to go in its
-    /// next batch; `waiter` receives their replies.
+    /// next batch; `waiter` receives their replies. `lent`: the socket
+    /// lent for them, and the tail to write after their replies.
     pub fn queue(
         &mut self,
         shard: usize,
         ns: Namespace,
         wire: &[u8],
         waiter: u32,
-        pen: Option<Pen>,
+        lent: Option<(Pen, &[u8])>,
     ) {
         let o = &mut self.boxes[shard];
         o.wire.extend_from_slice(wire);
+        // A lent socket's tail follows the part's records (`Part::records_end`).
+        let pen = lent.map(|(pen, tail)| {
+            o.wire.extend_from_slice(tail);
+            pen
+        });
         let mut part = Part::new(ns, o.wire.len(), waiter);
         part.pen = pen;
         o.parts.push(part);

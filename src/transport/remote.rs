@@ -52,9 +52,8 @@ struct Queue {
     held: Vec<u8>,
     held_ends: Vec<usize>,
     held_pos: usize,
-    /// The latest answer, and which of its replies are this queue's:
-    /// those of records `base..`.
-    answer: Option<(Rc<Answer>, Served, u32)>,
+    /// The latest answer: its replies are those of records `base..`.
+    answer: Option<(Rc<Answer>, Part, u32)>,
 }
 
 impl Queue {
@@ -87,15 +86,6 @@ impl Queue {
         }
         Some(answer)
     }
-}
-
-/// Which of an answer's replies are one connection's (its `Part`'s
-/// `first` and `served`), kept without the rest of the part, which
-/// carries a lent socket's tail.
-#[derive(Clone, Copy)]
-struct Served {
-    first: u32,
-    served: u32,
 }
 
 struct Insert {
@@ -217,11 +207,7 @@ impl Remote {
         q.answered += part.served;
         q.answered_bytes += part.consumed;
         debug_assert!(q.answered <= q.count && q.answered_bytes <= q.wire.len());
-        let served = Served {
-            first: part.first,
-            served: part.served,
-        };
-        q.answer = Some((answer, served, base));
+        q.answer = Some((answer, part, base));
         if keep {
             None
         } else {
