@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{oauth_request, small_window, stat_num, stats_of, within, Conn, GrantsFile, Server};
+use common::{
+    oauth_request, set_request, small_window, stat_num, stats_of, within, Conn, GrantsFile, Server,
+};
 
 const MIB: u64 = 1 << 20;
 const AUTH_REQUIRED: &[u8] = b"CLIENT_ERROR authentication required\r\n";
@@ -74,10 +76,7 @@ fn check_alive(conn: &mut Conn, tag: &str) {
 }
 
 fn store(conn: &mut Conn, key: &str, len: usize) {
-    let mut request = format!("set {key} 0 0 {len}\r\n").into_bytes();
-    request.extend(std::iter::repeat_n(b'v', len));
-    request.extend_from_slice(b"\r\n");
-    conn.roundtrip(&request, b"STORED\r\n");
+    conn.roundtrip(&set_request(key, &vec![b'v'; len]), b"STORED\r\n");
 }
 
 /// Admits a connection once a slot is free, and authenticates it.

@@ -278,10 +278,7 @@ fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
     let mut conn = Conn::new(small_window(server.addr, 4096));
     let key = remote_key(&mut conn, "big:");
     let value: Vec<u8> = (0..900_000u32).map(|i| b'a' + (i % 26) as u8).collect();
-    let mut set = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
-    set.extend_from_slice(&value);
-    set.extend_from_slice(b"\r\n");
-    setup.send(&set);
+    setup.send(&set_request(&key, &value));
     assert_eq!(setup.read_until(b"\r\n"), b"STORED\r\n");
 
     // And a key of the connection's own core, whose replies come between
@@ -306,10 +303,8 @@ fn a_reply_the_owner_cannot_write_at_once_is_finished_in_order() {
         conn.send(read.as_bytes());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut big = format!("VALUE {key} 0 {}\r\n", value.len()).into_bytes();
-    big.extend_from_slice(&value);
-    big.extend_from_slice(b"\r\nEND\r\n");
-    let small = format!("VALUE {local} 0 5\r\nsmall\r\nEND\r\n").into_bytes();
+    let big = get_reply(&key, &value);
+    let small = get_reply(&local, b"small");
     let expected: Vec<Vec<u8>> = (0..GETS)
         .map(|i| {
             if i % 2 == 0 {

@@ -35,7 +35,7 @@ use tracing::{debug, info};
 
 use super::admission::admit;
 use super::core::Core;
-use super::envelope::{Answer, Part, Pen, TAIL_MAX};
+use super::envelope::{Answer, Part, Pen};
 use super::framing::{
     Budget, Deadlines, Expiry, ReadBuffer, IDLE_REPLY_BUFFER, OUTPUT_HIGH_WATER, READ_BUFFER,
     RELEASE_AFTER, SHRINK_AFTER,
@@ -651,9 +651,11 @@ impl Connection {
         let Some((fd, _)) = self.socket.lendable() else {
             return false;
         };
-        if self.out.len() - pos > TAIL_MAX {
+        // What follows the owner's replies goes with them (at most
+        // `envelope::TAIL_MAX`).
+        let Some(pen) = Pen::new(fd, self.out.len() - pos) else {
             return false;
-        }
+        };
         if pos > 0 {
             // What the owner writes follows these bytes: they go now, as
             // far as the socket takes them without waiting (nothing of
@@ -667,9 +669,6 @@ impl Connection {
                 return false;
             }
         }
-        let Some(pen) = Pen::new(fd, self.out.len()) else {
-            return false;
-        };
         let Some((wire, _)) = self.remote.unanswered(shard) else {
             return false;
         };
